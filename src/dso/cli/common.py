@@ -1,0 +1,39 @@
+"""What every command shares: the loaded configuration, JSON output, and one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from dso.config import DSOConfig, load_config
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+@dataclasses.dataclass
+class AppState:
+    config_path: Path | None = None
+
+
+def get_config(ctx: typer.Context, **overrides: Any) -> DSOConfig:
+    state: AppState = ctx.find_root().obj or AppState()
+    return load_config(state.config_path, overrides)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, default=_default, ensure_ascii=False, indent=2) + "\n")

@@ -1,0 +1,163 @@
+"""`dso library ...`: manage a persistent experience library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dso.cli.common import console, get_config, print_json
+from dso.config import DSOConfig
+from dso.core.experience import Experience
+from dso.embed import make_embedder
+from dso.library import ExperienceLibrary
+
+app = typer.Typer(help="Add, search, import and export experiences.", no_args_is_help=True)
+
+LibraryOpt = typer.Option(None, "--library", "-l", help="Library file (default: library.path from config).")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _open(config: DSOConfig, *, embed: bool) -> ExperienceLibrary:
+    return ExperienceLibrary(
+        config.library.path,
+        make_embedder(config.embedder) if embed else None,
+        dedup_threshold=config.library.dedup_threshold,
+        word_cap=config.library.word_cap,
+    )
+
+
+def _table(experiences: list[Experience], scores: list[float] | None = None) -> Table:
+    table = Table(show_lines=False)
+    table.add_column("id", style="cyan", no_wrap=True)
+    if scores is not None:
+        table.add_column("score", justify="right")
+    table.add_column("text")
+    for column in ("conf", "domain", "epoch", "used"):
+        table.add_column(column, justify="right")
+    for index, exp in enumerate(experiences):
+        row = [exp.id, exp.text, f"{exp.confidence:.2f}", exp.domain, str(exp.epoch), str(exp.usage_count)]
+        if scores is not None:
+            row.insert(1, f"{scores[index]:.3f}")
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    text: str = typer.Argument(..., help="The experience, e.g. 'When X, do Y'."),
+    confidence: float = typer.Option(0.5, help="Confidence in [0, 1]."),
+    domain: str = typer.Option("general"),
+    epoch: int = typer.Option(0),
+    library: Path | None = LibraryOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Add an experience (a close paraphrase of an existing one is merged into it)."""
+    config = get_config(ctx, **{"library.path": library})
+    with _open(config, embed=True) as lib:
+        result = lib.add(text, confidence=confidence, domain=domain, epoch=epoch)
+    if as_json:
+        print_json({"op": result.op, "similarity": result.similarity, "experience": result.experience.to_json()})
+    else:
+        note = f" (paraphrase, cosine {result.similarity:.3f})" if result.similarity is not None else ""
+        console.print(f"{result.op} {result.experience.id}{note}: {result.experience.text}")
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    experience_id: str | None = typer.Argument(None, help="Show one experience and its history."),
+    library: Path | None = LibraryOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """List the library, or one experience with its history."""
+    config = get_config(ctx, **{"library.path": library})
+    with _open(config, embed=False) as lib:
+        if experience_id is None:
+            items = lib.all()
+            if as_json:
+                print_json({"count": len(items), "experiences": [e.to_json() for e in items]})
+            else:
+                console.print(_table(items))
+                console.print(f"{len(items)} experiences in {config.library.path}")
+            return
+        exp = lib.get(experience_id)
+        history = lib.history(experience_id)
+    if as_json:
+        print_json({"experience": exp.to_json(), "history": history})
+    else:
+        console.print(_table([exp]))
+        for entry in history:
+            console.print(f"  #{entry.seq} {entry.op}: {entry.old_text!r} -> {entry.new_text!r} {entry.detail}")
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: str = typer.Argument(...),
+    k: int = typer.Option(5, "-k", "--top-k", min=1, help="How many experiences to return."),
+    library: Path | None = LibraryOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """The experiences closest in meaning to QUERY, best first."""
+    config = get_config(ctx, **{"library.path": library})
+    with _open(config, embed=True) as lib:
+        hits = lib.search(query, k)
+    if as_json:
+        print_json({"query": query, "hits": [{"score": h.score, **h.experience.to_json()} for h in hits]})
+    else:
+        console.print(_table([h.experience for h in hits], [h.score for h in hits]))
+
+
+@app.command("export")
+def export_(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="JSON file to write."),
+    library: Path | None = LibraryOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Write every experience (with embeddings) to a JSON file."""
+    config = get_config(ctx, **{"library.path": library})
+    with _open(config, embed=False) as lib:
+        count = lib.export_json(file)
+    if as_json:
+        print_json({"exported": count, "file": str(file)})
+    else:
+        console.print(f"exported {count} experiences to {file}")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="A dso export, a JSON list of strings, or a {id: text} mapping."),
+    library: Path | None = LibraryOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Import experiences; the whole file is validated first and applied in one transaction."""
+    config = get_config(ctx, **{"library.path": library})
+    with _open(config, embed=True) as lib:
+        results = lib.import_json(file)
+    added = sum(r.op == "ADD" for r in results)
+    if as_json:
+        print_json({"added": added, "merged": len(results) - added, "ids": [r.experience.id for r in results]})
+    else:
+        console.print(f"imported {len(results)} experiences: {added} added, {len(results) - added} merged")
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    experience_id: str = typer.Argument(...),
+    library: Path | None = LibraryOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Delete one experience (its history is kept)."""
+    config = get_config(ctx, **{"library.path": library})
+    with _open(config, embed=False) as lib:
+        removed = lib.delete(experience_id)
+    if as_json:
+        print_json({"deleted": removed.to_json()})
+    else:
+        console.print(f"deleted {removed.id}: {removed.text}")

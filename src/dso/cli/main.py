@@ -1,0 +1,80 @@
+"""The `dso` entry point: sub-command wiring and the one place user errors become one line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from dso import __version__
+from dso.cli import library, models
+from dso.cli.common import AppState
+from dso.errors import DSOError
+
+app = typer.Typer(
+    help="DSO: frozen-LLM agents that learn natural-language experiences and share them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(library.app, name="library")
+app.add_typer(models.app, name="models")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dso {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML config file (default: ./dso.toml)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    ctx.obj = AppState(config_path=config)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    model: str | None = typer.Option(None, help="Model pack or .gguf (default: llm.model)."),
+    run_dir: Path = typer.Option(Path("runs/demo"), help="Where the demo library and export go."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """A short end-to-end run: library, de-duplication, retrieval, and the embedded LLM."""
+    from dso.cli.common import get_config
+    from dso.demo import run_demo
+
+    run_demo(get_config(ctx, **{"llm.model": model}), run_dir, as_json=as_json)
+
+
+bench_app = typer.Typer(help="Benchmarks (figures go to bench/results and the README).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("foundation")
+def bench_foundation(
+    ctx: typer.Context,
+    models_: list[str] = typer.Option(["smollm2-135m", "qwen2.5-0.5b"], "--model", help="Models to time."),
+    output: Path | None = typer.Option(None, help="Also write the JSON result here."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Embedder sentences/s, LLM tokens/s, library search latency at 10k experiences."""
+    from dso.bench.foundation import run_foundation_bench
+    from dso.cli.common import get_config
+
+    run_foundation_bench(get_config(ctx), models_, output=output, as_json=as_json)
+
+
+def main() -> None:
+    try:
+        app()
+    except DSOError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,59 @@
+"""An experience: one short natural-language lesson ("When X, do Y") with its bookkeeping."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_SPACE = re.compile(r"\s+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Experience:
+    id: str
+    text: str
+    confidence: float = 0.5
+    domain: str = "general"
+    epoch: int = 0
+    usage_count: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    origin_node: str = "local"
+    content_id: str | None = None  # the record's CID once it has been shared
+    embedder_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def normalise_text(text: str) -> str:
+    """NFC, single spaces, no control characters: equal-looking texts become equal strings."""
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(ch for ch in text if ch in "\t\n" or unicodedata.category(ch)[0] != "C")
+    return _SPACE.sub(" ", text).strip()
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def top_k(
+    matrix: npt.NDArray[np.float32], query: npt.NDArray[np.float32], k: int
+) -> list[tuple[int, float]]:
+    """Rows of `matrix` (unit vectors) nearest to `query` by cosine, best first; ties by row index."""
+    if k <= 0 or len(matrix) == 0:
+        return []
+    scores = matrix @ query
+    k = min(k, len(scores))
+    if k < len(scores):
+        candidates = np.argpartition(-scores, k - 1)[:k]
+    else:
+        candidates = np.arange(len(scores))
+    # lexsort: last key is primary. Stable, deterministic order for equal scores.
+    ranked = candidates[np.lexsort((candidates, -scores[candidates]))]
+    return [(int(i), float(scores[i])) for i in ranked]

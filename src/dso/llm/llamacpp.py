@@ -1,0 +1,78 @@
+"""Embedded llama.cpp (xllamacpp): a GGUF model served in-process, no network, parallel slots.
+
+xllamacpp runs llama.cpp's server in the process. Requests go straight to it as Python dicts; it
+also listens on a loopback port (`base_url`), which lets the OpenAI-compatible backend be tested
+against a real server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dso.errors import LLMError
+from dso.llm.base import ChatMessage, Completion, check_request, parse_choices
+
+
+class LlamaCppLLM:
+    def __init__(
+        self, model_path: Path, *, name: str | None = None, threads: int = 2, n_ctx: int = 4096, parallel: int = 4
+    ) -> None:
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(model_path)
+        params.n_parallel = max(1, parallel)
+        params.n_ctx = n_ctx * params.n_parallel  # the context is shared by the slots
+        params.cpuparams.n_threads = max(1, threads)
+        params.cpuparams_batch.n_threads = max(1, threads)
+        params.verbosity = -1  # llama.cpp logs every request to stderr otherwise
+        try:
+            self._server = xllamacpp.Server(params)
+        except Exception as exc:
+            raise LLMError(f"llama.cpp could not load {model_path}: {exc}") from None
+        self._name = name or Path(model_path).stem
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible HTTP endpoint of this in-process server (loopback only)."""
+        return f"{self._server.listening_address}/v1"
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        seed: int | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        check_request(messages, n, temperature, max_tokens)
+        request: dict[str, Any] = {
+            "messages": [dict(m) for m in messages],
+            "n": n,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+        if seed is not None:
+            request["seed"] = seed
+        if json_schema is not None:
+            request["json_schema"] = dict(json_schema)
+        started = time.perf_counter()
+        reply = self._server.handle_chat_completions(request)
+        seconds = time.perf_counter() - started
+        if not isinstance(reply, dict) or "choices" not in reply:
+            message = reply.get("error", reply) if isinstance(reply, dict) else reply
+            raise LLMError(f"llama.cpp refused the request: {message}")
+        texts, reasons, prompt_tokens, completion_tokens = parse_choices(reply)
+        return Completion(texts, prompt_tokens, completion_tokens, reasons, seconds)
+
+    def close(self) -> None:
+        self._server = None

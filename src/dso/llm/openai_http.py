@@ -1,0 +1,130 @@
+"""Any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server, DeepSeek, OpenAI).
+
+The key is read from an environment variable whose *name* is configured, so it never lands in a
+config file. Transient failures (connection errors, 429, 5xx) are retried with exponential backoff;
+a semaphore bounds how many requests this process has in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from dso.errors import LLMError
+from dso.llm.base import ChatMessage, Completion, check_request, parse_choices
+
+_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAICompatibleLLM:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout_s: float = 120.0,
+        retries: int = 3,
+        max_concurrency: int = 4,
+        backoff_s: float = 0.5,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise LLMError(f"LLM base URL must start with http:// or https://, got {base_url!r}")
+        self._base_url = base_url.rstrip("/")
+        self._model = model
+        self._retries = max(0, retries)
+        self._backoff_s = backoff_s
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(api_key_env, "")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        limits = httpx.Limits(max_connections=max(1, max_concurrency))
+        self._client = httpx.Client(headers=headers, timeout=timeout_s, limits=limits)
+        self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
+
+    @property
+    def name(self) -> str:
+        return self._model
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        seed: int | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        check_request(messages, n, temperature, max_tokens)
+        started = time.perf_counter()
+        texts: list[str] = []
+        reasons: list[str] = []
+        prompt_tokens = completion_tokens = 0
+        attempt_seed = seed
+        # Some servers (Ollama) ignore n: ask again for what is still missing.
+        while len(texts) < n:
+            body: dict[str, Any] = {
+                "model": self._model,
+                "messages": [dict(m) for m in messages],
+                "n": n - len(texts),
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+            }
+            if attempt_seed is not None:
+                body["seed"] = attempt_seed
+                attempt_seed += 1
+            if json_schema is not None:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "strict": True, "schema": dict(json_schema)},
+                }
+            more, why, p_tokens, c_tokens = parse_choices(self._post("/chat/completions", body))
+            if not more:
+                raise LLMError(f"{self._base_url} answered with no choices")
+            texts += more
+            reasons += why
+            prompt_tokens = prompt_tokens or p_tokens
+            completion_tokens += c_tokens
+        seconds = time.perf_counter() - started
+        return Completion(texts[:n], prompt_tokens, completion_tokens, reasons[:n], seconds)
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        url = self._base_url + path
+        last = ""
+        for attempt in range(self._retries + 1):
+            if attempt:
+                time.sleep(min(self._backoff_s * 2 ** (attempt - 1), 30.0))
+            try:
+                with self._slots:
+                    response = self._client.post(url, json=body)
+            except httpx.TimeoutException:
+                last = "timed out"
+                continue
+            except httpx.TransportError as exc:
+                last = f"cannot connect ({exc.__class__.__name__}: {exc})"
+                continue
+            if response.status_code in _RETRY_STATUS:
+                last = f"HTTP {response.status_code}"
+                retry_after = response.headers.get("retry-after", "")
+                if retry_after.isdigit():
+                    time.sleep(min(float(retry_after), 30.0))
+                continue
+            if response.status_code >= 400:
+                raise LLMError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:200]}")
+            try:
+                reply = response.json()
+            except ValueError:
+                raise LLMError(f"{url} did not answer with JSON: {response.text[:120]!r}") from None
+            if not isinstance(reply, dict):
+                raise LLMError(f"{url} answered with unexpected JSON: {str(reply)[:120]}")
+            return reply
+        raise LLMError(f"LLM endpoint {url} failed after {self._retries + 1} attempts: {last}")
+
+    def close(self) -> None:
+        self._client.close()
