@@ -121,7 +121,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
         prefix = f"DSO_{section.upper()}_"
         for name, value in environ.items():
             if name.startswith(prefix):
-                found[f"{section}.{name[len(prefix):].lower()}"] = value
+                found[f"{section}.{name[len(prefix) :].lower()}"] = value
     return found
 
 

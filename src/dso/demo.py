@@ -13,7 +13,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from dso.cli.common import print_json
 from dso.config import DSOConfig
 from dso.embed import make_embedder
 from dso.library import ExperienceLibrary
@@ -36,22 +35,26 @@ QUESTIONS = [
 SYSTEM = "You solve short math word problems. Think briefly, no code. End with 'Answer: <number>'."
 
 
-def run_demo(config: DSOConfig, run_dir: Path, *, as_json: bool = False) -> dict[str, object]:
-    console = Console(quiet=as_json)
+def run_demo(config: DSOConfig, run_dir: Path, *, quiet: bool = False) -> dict[str, object]:
+    console = Console(quiet=quiet)
     started = time.perf_counter()
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     llm = make_llm(config)  # fails early, with the fix named, if the model is not pulled
     embedder = make_embedder(config.embedder)
     library = ExperienceLibrary(
-        run_dir / "library.db", embedder,
-        dedup_threshold=config.library.dedup_threshold, word_cap=config.library.word_cap,
+        run_dir / "library.db",
+        embedder,
+        dedup_threshold=config.library.dedup_threshold,
+        word_cap=config.library.word_cap,
     )
     for text, domain in SEED_EXPERIENCES:
         library.add(text, confidence=0.6, domain=domain)
     merged = library.add(PARAPHRASE, confidence=0.7, domain="math")
-    console.print(f"library: {len(library)} experiences; paraphrase -> {merged.op} "
-                  f"(cosine {merged.similarity or 0:.3f}) into {merged.experience.id}")
+    console.print(
+        f"library: {len(library)} experiences; paraphrase -> {merged.op} "
+        f"(cosine {merged.similarity or 0:.3f}) into {merged.experience.id}"
+    )
 
     table = Table(title=f"{llm.name} with retrieved experiences")
     for column in ("question", "experiences", "answer", "tokens", "tok/s"):
@@ -65,23 +68,34 @@ def run_demo(config: DSOConfig, run_dir: Path, *, as_json: bool = False) -> dict
             {"role": "user", "content": question},
         ]
         reply = llm.chat(messages, max_tokens=160, temperature=0.0, seed=0)
-        answers.append({
-            "question": question, "experiences": [h.experience.id for h in hits[:2]], "answer": reply.text,
-            "completion_tokens": reply.completion_tokens, "tokens_per_second": round(reply.tokens_per_second, 1),
-        })
-        table.add_row(question, ", ".join(h.experience.id for h in hits[:2]), reply.text.strip()[-120:],
-                      str(reply.completion_tokens), f"{reply.tokens_per_second:.0f}")
+        answers.append(
+            {
+                "question": question,
+                "experiences": [h.experience.id for h in hits[:2]],
+                "answer": reply.text,
+                "completion_tokens": reply.completion_tokens,
+                "tokens_per_second": round(reply.tokens_per_second, 1),
+            }
+        )
+        table.add_row(
+            question,
+            ", ".join(h.experience.id for h in hits[:2]),
+            reply.text.strip()[-120:],
+            str(reply.completion_tokens),
+            f"{reply.tokens_per_second:.0f}",
+        )
     console.print(table)
     exported = library.export_json(run_dir / "library.json")
     library.close()
     llm.close()
     summary: dict[str, object] = {
-        "model": llm.name, "embedder": embedder.identity, "library_size": exported,
-        "paraphrase_op": merged.op, "answers": answers, "export": str(run_dir / "library.json"),
+        "model": llm.name,
+        "embedder": embedder.identity,
+        "library_size": exported,
+        "paraphrase_op": merged.op,
+        "answers": answers,
+        "export": str(run_dir / "library.json"),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    console.print(f"exported {exported} experiences to {run_dir / 'library.json'} "
-                  f"in {summary['seconds']} s")
-    if as_json:
-        print_json(summary)
+    console.print(f"exported {exported} experiences to {run_dir / 'library.json'} in {summary['seconds']} s")
     return summary

@@ -62,8 +62,7 @@ CREATE INDEX IF NOT EXISTS history_by_experience ON history (experience_id);
 """
 
 _COLUMNS = (
-    "id, text, confidence, domain, epoch, usage_count, created_at, updated_at, "
-    "origin_node, content_id, embedder_id"
+    "id, text, confidence, domain, epoch, usage_count, created_at, updated_at, origin_node, content_id, embedder_id"
 )
 
 
@@ -196,9 +195,7 @@ class ExperienceLibrary:
         version = int(meta.get("schema_version", SCHEMA_VERSION))
         if version != SCHEMA_VERSION:
             raise LibraryError(f"{self.path} has schema version {version}; this dso reads {SCHEMA_VERSION}")
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         stored = meta.get("embedder_id")
         if self._embedder is None:
             return
@@ -209,8 +206,7 @@ class ExperienceLibrary:
             )
         elif stored != self._embedder.identity:
             raise LibraryError(
-                f"{self.path} was built with embedder {stored}; refusing to mix in vectors of "
-                f"{self._embedder.identity}"
+                f"{self.path} was built with embedder {stored}; refusing to mix in vectors of {self._embedder.identity}"
             )
 
     @property
@@ -229,9 +225,7 @@ class ExperienceLibrary:
         return int(self._db.execute("SELECT COUNT(*) FROM experiences").fetchone()[0])
 
     def get(self, experience_id: str) -> Experience:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM experiences WHERE id = ?", (experience_id,)
-        ).fetchone()
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM experiences WHERE id = ?", (experience_id,)).fetchone()
         if row is None:
             raise LibraryError(f"no experience with id {experience_id!r} in {self.path}")
         return _row_to_experience(row)
@@ -247,9 +241,7 @@ class ExperienceLibrary:
             if experience_id
             else self._db.execute(query + " ORDER BY seq")
         ).fetchall()
-        return [
-            HistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows
-        ]
+        return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     def _vectors(self) -> tuple[list[str], Vectors]:
         """All (id, embedding) rows, cached until another connection commits a change."""
@@ -368,8 +360,16 @@ class ExperienceLibrary:
                     "usage_count, created_at, updated_at, origin_node, content_id) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
                     (
-                        experience_id, text, vector.astype(np.float32).tobytes(), embedder.identity,
-                        float(item.confidence), item.domain, item.epoch, now, now, item.origin_node,
+                        experience_id,
+                        text,
+                        vector.astype(np.float32).tobytes(),
+                        embedder.identity,
+                        float(item.confidence),
+                        item.domain,
+                        item.epoch,
+                        now,
+                        now,
+                        item.origin_node,
                         item.content_id,
                     ),
                 )
@@ -396,13 +396,23 @@ class ExperienceLibrary:
             "UPDATE experiences SET text = ?, embedding = CASE WHEN ? THEN ? ELSE embedding END, "
             "confidence = MAX(confidence, ?), epoch = MAX(epoch, ?), updated_at = ? WHERE id = ?",
             (
-                new_text, adopt, vector.astype(np.float32).tobytes(), float(item.confidence), item.epoch,
-                time.time(), existing.id,
+                new_text,
+                adopt,
+                vector.astype(np.float32).tobytes(),
+                float(item.confidence),
+                item.epoch,
+                time.time(),
+                existing.id,
             ),
         )
         self._record(
-            existing.id, "MERGE", existing.text, new_text,
-            incoming=text, similarity=round(similarity, 4), origin_node=item.origin_node,
+            existing.id,
+            "MERGE",
+            existing.text,
+            new_text,
+            incoming=text,
+            similarity=round(similarity, 4),
+            origin_node=item.origin_node,
         )
         return WriteResult("MERGE", self.get(existing.id), similarity)
 
@@ -429,8 +439,13 @@ class ExperienceLibrary:
                 "UPDATE experiences SET text = ?, confidence = ?, domain = ?, epoch = ?, updated_at = ?, "
                 "embedding = COALESCE(?, embedding) WHERE id = ?",
                 (
-                    new_text, float(new_conf), new_domain, new_epoch, time.time(),
-                    None if vector is None else vector.astype(np.float32).tobytes(), experience_id,
+                    new_text,
+                    float(new_conf),
+                    new_domain,
+                    new_epoch,
+                    time.time(),
+                    None if vector is None else vector.astype(np.float32).tobytes(),
+                    experience_id,
                 ),
             )
             self._record(experience_id, "UPDATE", current.text, new_text)
@@ -459,9 +474,13 @@ class ExperienceLibrary:
                 "UPDATE experiences SET text = ?, confidence = ?, epoch = ?, usage_count = ?, updated_at = ?, "
                 "embedding = COALESCE(?, embedding) WHERE id = ?",
                 (
-                    final_text, max(p.confidence for p in parts), max(p.epoch for p in parts),
-                    sum(p.usage_count for p in parts), time.time(),
-                    None if vector is None else vector.astype(np.float32).tobytes(), target.id,
+                    final_text,
+                    max(p.confidence for p in parts),
+                    max(p.epoch for p in parts),
+                    sum(p.usage_count for p in parts),
+                    time.time(),
+                    None if vector is None else vector.astype(np.float32).tobytes(),
+                    target.id,
                 ),
             )
             for other in others:

@@ -9,7 +9,7 @@ import typer
 
 from dso import __version__
 from dso.cli import library, models
-from dso.cli.common import AppState
+from dso.cli.common import AppState, get_config, print_json
 from dso.errors import DSOError
 
 app = typer.Typer(
@@ -45,10 +45,11 @@ def demo(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """A short end-to-end run: library, de-duplication, retrieval, and the embedded LLM."""
-    from dso.cli.common import get_config
     from dso.demo import run_demo
 
-    run_demo(get_config(ctx, **{"llm.model": model}), run_dir, as_json=as_json)
+    summary = run_demo(get_config(ctx, **{"llm.model": model}), run_dir, quiet=as_json)
+    if as_json:
+        print_json(summary)
 
 
 bench_app = typer.Typer(help="Benchmarks (figures go to bench/results and the README).", no_args_is_help=True)
@@ -64,9 +65,10 @@ def bench_foundation(
 ) -> None:
     """Embedder sentences/s, LLM tokens/s, library search latency at 10k experiences."""
     from dso.bench.foundation import run_foundation_bench
-    from dso.cli.common import get_config
 
-    run_foundation_bench(get_config(ctx), models_, output=output, as_json=as_json)
+    result = run_foundation_bench(get_config(ctx), models_, output=output, quiet=as_json)
+    if as_json:
+        print_json(result)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from dso.cli.common import console, get_config, print_json
@@ -18,8 +18,18 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
     config = get_config(ctx)
     models = list_models(config.models_dir)
     if as_json:
-        print_json([{"name": m.name, "installed": m.path is not None, "path": m.path, "size": m.size,
-                     "description": m.description} for m in models])
+        print_json(
+            [
+                {
+                    "name": m.name,
+                    "installed": m.path is not None,
+                    "path": m.path,
+                    "size": m.size,
+                    "description": m.description,
+                }
+                for m in models
+            ]
+        )
         return
     table = Table()
     for column in ("name", "installed", "size", "description"):
@@ -40,12 +50,18 @@ def pull(
     config = get_config(ctx)
     for name in names:
         with Progress(
-            TextColumn(f"[bold]{name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            console=console, transient=True, disable=not console.is_terminal,
+            TextColumn(f"[bold]{name}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
         ) as bar:
             task = bar.add_task(name, total=None)
-            path = pull_model(
-                name, config.models_dir, force=force,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
+
+            def report(done: int, total: int, bar: Progress = bar, task: TaskID = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            path = pull_model(name, config.models_dir, force=force, progress=report)
         console.print(f"{name}: {path} (sha256 verified)")

@@ -42,18 +42,16 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def top_k(
-    matrix: npt.NDArray[np.float32], query: npt.NDArray[np.float32], k: int
-) -> list[tuple[int, float]]:
+def top_k(matrix: npt.NDArray[np.float32], query: npt.NDArray[np.float32], k: int) -> list[tuple[int, float]]:
     """Rows of `matrix` (unit vectors) nearest to `query` by cosine, best first; ties by row index."""
     if k <= 0 or len(matrix) == 0:
         return []
     scores = matrix @ query
+    if k == 1:  # the de-duplication check: argmax already prefers the lowest index on ties
+        best = int(np.argmax(scores))
+        return [(best, float(scores[best]))]
     k = min(k, len(scores))
-    if k < len(scores):
-        candidates = np.argpartition(-scores, k - 1)[:k]
-    else:
-        candidates = np.arange(len(scores))
+    candidates = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     # lexsort: last key is primary. Stable, deterministic order for equal scores.
     ranked = candidates[np.lexsort((candidates, -scores[candidates]))]
     return [(int(i), float(scores[i])) for i in ranked]

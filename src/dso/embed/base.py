@@ -30,4 +30,5 @@ class Embedder(Protocol):
 
 def l2_normalise(matrix: npt.NDArray[np.floating]) -> Vectors:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+    normalised: Vectors = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+    return normalised

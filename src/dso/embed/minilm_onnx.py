@@ -60,9 +60,7 @@ class MiniLMOnnxEmbedder:
         options.inter_op_num_threads = 1
         # Spinning threads steal the core the LLM needs; sleeping costs little here.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._batch_size = max(1, batch_size)
 

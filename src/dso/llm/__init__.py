@@ -17,7 +17,11 @@ def make_llm(config: DSOConfig) -> LLM:
 
         path = resolve_model(settings.model, config.models_dir)
         return LlamaCppLLM(
-            path, name=settings.model, threads=settings.threads, n_ctx=settings.n_ctx, parallel=settings.parallel
+            path,
+            name=settings.model,
+            threads=settings.threads,
+            n_ctx=settings.n_ctx,
+            parallel=settings.parallel,
         )
     if settings.backend == "openai":
         from dso.llm.openai_http import OpenAICompatibleLLM

@@ -18,7 +18,13 @@ from dso.llm.base import ChatMessage, Completion, check_request, parse_choices
 
 class LlamaCppLLM:
     def __init__(
-        self, model_path: Path, *, name: str | None = None, threads: int = 2, n_ctx: int = 4096, parallel: int = 4
+        self,
+        model_path: Path,
+        *,
+        name: str | None = None,
+        threads: int = 2,
+        n_ctx: int = 4096,
+        parallel: int = 4,
     ) -> None:
         import xllamacpp
 
@@ -34,6 +40,7 @@ class LlamaCppLLM:
         except Exception as exc:
             raise LLMError(f"llama.cpp could not load {model_path}: {exc}") from None
         self._name = name or Path(model_path).stem
+        self._slots = params.n_parallel
 
     @property
     def name(self) -> str:
@@ -55,24 +62,33 @@ class LlamaCppLLM:
         json_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         check_request(messages, n, temperature, max_tokens)
-        request: dict[str, Any] = {
-            "messages": [dict(m) for m in messages],
-            "n": n,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-        }
-        if seed is not None:
-            request["seed"] = seed
-        if json_schema is not None:
-            request["json_schema"] = dict(json_schema)
         started = time.perf_counter()
-        reply = self._server.handle_chat_completions(request)
-        seconds = time.perf_counter() - started
-        if not isinstance(reply, dict) or "choices" not in reply:
-            message = reply.get("error", reply) if isinstance(reply, dict) else reply
-            raise LLMError(f"llama.cpp refused the request: {message}")
-        texts, reasons, prompt_tokens, completion_tokens = parse_choices(reply)
-        return Completion(texts, prompt_tokens, completion_tokens, reasons, seconds)
+        texts: list[str] = []
+        reasons: list[str] = []
+        prompt_tokens = completion_tokens = 0
+        # The server serves at most one sample per slot in a request: ask in slot-sized chunks.
+        while len(texts) < n:
+            chunk = min(n - len(texts), self._slots)
+            request: dict[str, Any] = {
+                "messages": [dict(m) for m in messages],
+                "n": chunk,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+            }
+            if seed is not None:
+                request["seed"] = seed + len(texts)
+            if json_schema is not None:
+                request["json_schema"] = dict(json_schema)
+            reply = self._server.handle_chat_completions(request)
+            if not isinstance(reply, dict) or "choices" not in reply:
+                message = reply.get("error", reply) if isinstance(reply, dict) else reply
+                raise LLMError(f"llama.cpp refused the request: {message}")
+            more, why, p_tokens, c_tokens = parse_choices(reply)
+            texts += more
+            reasons += why
+            prompt_tokens = prompt_tokens or p_tokens
+            completion_tokens += c_tokens
+        return Completion(texts, prompt_tokens, completion_tokens, reasons, time.perf_counter() - started)
 
     def close(self) -> None:
         self._server = None

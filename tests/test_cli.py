@@ -1,0 +1,94 @@
+"""The `dso` command as a user runs it: JSON output, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def dso(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dso", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def dso_json(*args: str) -> Any:
+    result = dso(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_version() -> None:
+    result = dso("--version")
+    assert result.returncode == 0 and result.stdout.startswith("dso 0.")
+
+
+def test_library_commands_end_to_end(tmp_path: Path) -> None:
+    lib = str(tmp_path / "lib.db")
+    added = dso_json("library", "add", "When adding fractions, find a common denominator first.", "-l", lib)
+    assert added["op"] == "ADD"
+    exp_id = added["experience"]["id"]
+    dso_json("library", "add", "When units differ, convert to one unit first.", "-l", lib, "--domain", "units")
+    merged = dso_json("library", "add", "When adding fractions, first find a common denominator.", "-l", lib)
+    assert merged["op"] == "MERGE" and merged["experience"]["id"] == exp_id
+    hits = dso_json("library", "search", "how to add 1/2 and 1/3", "-k", "1", "-l", lib)["hits"]
+    assert [h["id"] for h in hits] == [exp_id]
+    shown = dso_json("library", "show", exp_id, "-l", lib)
+    assert [h["op"] for h in shown["history"]] == ["ADD", "MERGE"]
+    export = tmp_path / "out.json"
+    assert dso_json("library", "export", str(export), "-l", lib)["exported"] == 2
+    other = str(tmp_path / "other.db")
+    assert dso_json("library", "import", str(export), "-l", other)["added"] == 2
+    assert dso_json("library", "delete", exp_id, "-l", other)["deleted"]["id"] == exp_id
+    assert dso_json("library", "show", "-l", other)["count"] == 1
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "file not found"),
+        ("{not json", "is not valid JSON"),
+        ('{"format": "dso-library", "version": 1, "experiences": [{"text": 5}]}', "expected a string or an object"),
+    ],
+)
+def test_import_errors(tmp_path: Path, content: str | None, fragment: str) -> None:
+    path = tmp_path / "in.json"
+    if content is not None:
+        path.write_text(content)
+    _assert_one_line_error(dso("library", "import", str(path), "-l", str(tmp_path / "lib.db")), fragment)
+
+
+def test_user_errors_never_show_tracebacks(tmp_path: Path) -> None:
+    lib = str(tmp_path / "lib.db")
+    _assert_one_line_error(dso("library", "delete", "nope", "-l", lib), "no experience with id 'nope'")
+    _assert_one_line_error(dso("demo", "--model", "gpt-9", "--run-dir", str(tmp_path / "d")), "unknown model")
+    _assert_one_line_error(dso("models", "pull", "gpt-9"), "unknown model 'gpt-9'")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[llm]\nthreds = 2\n")
+    _assert_one_line_error(dso("--config", str(bad), "models", "list"), "unknown config key 'llm.threds'")
+    (tmp_path / "garbage.db").write_bytes(b"x" * 4096)
+    _assert_one_line_error(dso("library", "show", "-l", str(tmp_path / "garbage.db")), "not a usable")
+
+
+def test_models_list_json() -> None:
+    names = {m["name"]: m for m in dso_json("models", "list")}
+    assert set(names) == {"smollm2-135m", "qwen2.5-0.5b", "qwen2.5-1.5b"}
+    assert names["smollm2-135m"]["installed"] is True
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    summary = dso_json("demo", "--run-dir", str(tmp_path / "demo"))
+    assert summary["paraphrase_op"] == "MERGE"
+    assert summary["library_size"] == 6
+    assert len(summary["answers"]) == 3 and all(a["completion_tokens"] > 0 for a in summary["answers"])
+    assert (tmp_path / "demo" / "library.json").is_file()
