@@ -27,7 +27,8 @@ import numpy as np
 
 from dso.core.experience import Experience, normalise_text, top_k, word_count
 from dso.embed.base import Embedder, Vectors
-from dso.errors import LibraryError
+from dso.errors import DSOError, LibraryError
+from dso.index import BinaryIndex
 
 SCHEMA_VERSION = 1
 EXPORT_FORMAT = "dso-library"
@@ -143,10 +144,16 @@ class ExperienceLibrary:
         *,
         dedup_threshold: float = 0.9,
         word_cap: int = 32,
+        index_min_size: int = 20_000,
+        index_candidates: int = 400,
     ) -> None:
         self.path = Path(path)
         self.dedup_threshold = dedup_threshold
         self.word_cap = word_cap
+        self.index_min_size = index_min_size
+        self.index_candidates = index_candidates
+        self._index: BinaryIndex | None = None
+        self._index_dirty = False
         self._embedder = embedder
         self._lock = threading.RLock()
         if self.path.exists() and self.path.is_dir():
@@ -169,7 +176,18 @@ class ExperienceLibrary:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._index is not None and self._index_dirty:
+            self._index.save(self.index_path, stamp=self._stamp())
         self._db.close()
+
+    @property
+    def index_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".index.npz")
+
+    def _stamp(self) -> str:
+        """Changes whenever any vector changes: every such write adds a history row."""
+        row = self._db.execute("SELECT MAX(seq), (SELECT COUNT(*) FROM experiences) FROM history").fetchone()
+        return f"{row[0]}:{row[1]}:{self.embedder_id}"
 
     def __enter__(self) -> ExperienceLibrary:
         return self
@@ -187,6 +205,7 @@ class ExperienceLibrary:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 self._cache = None
+                self._index = None
                 raise
             self._db.execute("COMMIT")
 
@@ -256,13 +275,36 @@ class ExperienceLibrary:
         ids = [r[0] for r in rows]
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(ids), embedder.dim)
         self._cache = (version, ids, matrix.copy())
+        self._index = None  # rebuilt (or loaded) from these vectors when a search needs it
         return self._cache[1], self._cache[2]
+
+    def _binary_index(self, ids: list[str], matrix: Vectors) -> BinaryIndex:
+        """The Hamming index over the current vectors: kept, loaded from disk if current, or built."""
+        if self._index is not None:
+            return self._index
+        stamp = self._stamp()
+        if self.index_path.is_file():
+            try:
+                index, saved = BinaryIndex.load(self.index_path)
+                if saved == stamp and len(index) == len(ids):
+                    self._index = index
+                    return index
+            except DSOError:
+                pass  # a damaged or stale file is rebuilt below
+        self._index = BinaryIndex.build(ids, matrix)
+        self._index.save(self.index_path, stamp=stamp)
+        self._index_dirty = False
+        return self._index
 
     def search(self, query: str, k: int = 5) -> list[SearchHit]:
         """The k experiences closest in meaning to `query`, best first."""
         vector = self._require_embedder().embed([query])[0]
         with self._lock:
             ids, matrix = self._vectors()
+            if len(ids) >= self.index_min_size:
+                index = self._binary_index(ids, matrix)
+                found = index.search(vector, k, candidates=self.index_candidates)
+                return [SearchHit(self.get(item), score) for item, score in found]
             ranked = top_k(matrix, vector, k)
             return [SearchHit(self.get(ids[i]), score) for i, score in ranked]
 
@@ -344,6 +386,7 @@ class ExperienceLibrary:
             # One buffer for old and new rows: each item is checked against everything before it.
             matrix = np.empty((len(ids) + len(items), embedder.dim), dtype=np.float32)
             matrix[: len(ids)] = known
+            changed_rows: list[int] = []
             for item, text, vector in zip(items, texts, vectors, strict=True):
                 best = top_k(matrix[: len(ids)], vector, 1)
                 if best and best[0][1] >= self.dedup_threshold:
@@ -351,6 +394,7 @@ class ExperienceLibrary:
                     result = self._merge_paraphrase(self.get(ids[row]), item, text, vector, similarity)
                     if result.experience.text == text:
                         matrix[row] = vector  # the incoming wording was adopted
+                        changed_rows.append(row)
                     results.append(result)
                     continue
                 experience_id = item.id if item.id and self._id_free(item.id) else new_experience_id()
@@ -375,10 +419,15 @@ class ExperienceLibrary:
                 )
                 self._record(experience_id, "ADD", None, text, origin_node=item.origin_node)
                 matrix[len(ids)] = vector
+                changed_rows.append(len(ids))
                 ids.append(experience_id)
                 results.append(WriteResult("ADD", self.get(experience_id)))
             version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            index = self._index
             self._cache = (version, ids, matrix[: len(ids)].copy())
+            if index is not None and changed_rows:  # keep the Hamming index in step, row by row
+                index.add([ids[r] for r in changed_rows], matrix[changed_rows])
+                self._index, self._index_dirty = index, True
         return results
 
     def _id_free(self, experience_id: str) -> bool:
