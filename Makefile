@@ -34,8 +34,10 @@ test: models lint
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/dso models pull smollm2-135m qwen2.5-0.5b
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/dso models pull smollm2-135m qwen2.5-0.5b qwen2.5-1.5b
 	$(BIN)/python bench/foundation.py
+	$(BIN)/python bench/codec.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

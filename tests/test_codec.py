@@ -136,7 +136,9 @@ def _forge(**fields: int | float | bytes) -> bytes:
     """A record with a valid checksum but one bad header field."""
     head = dict(magic=b"DSOC", version=1, bits=1, mode=0, reserved=0, dim=8, scale=0.5)
     head.update(fields)
-    body = struct.pack("<4sBBBBH", head["magic"], head["version"], head["bits"], head["mode"], head["reserved"], head["dim"])
+    body = struct.pack(
+        "<4sBBBBH", head["magic"], head["version"], head["bits"], head["mode"], head["reserved"], head["dim"]
+    )
     body += struct.pack("<f", head["scale"]) + b"\x0f"
     return body + struct.pack("<I", zlib.crc32(body))
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
-from dso.bench.common import machine, median_seconds, write_result
+from dso.bench.common import machine, median_seconds
 from dso.config import DSOConfig, EmbedderConfig
 from dso.core.experience import top_k
 from dso.embed import Embedder, make_embedder
@@ -110,9 +109,7 @@ def bench_library(embedder: Embedder, size: int = 10_000, queries: int = 100) ->
     }
 
 
-def run_foundation_bench(
-    config: DSOConfig, models: list[str], *, output: Path | None = None, quiet: bool = False
-) -> dict[str, Any]:
+def run_foundation_bench(config: DSOConfig, models: list[str], *, quiet: bool = False) -> dict[str, Any]:
     console = Console(quiet=quiet, stderr=True)
     embedder = make_embedder(config.embedder)
     console.print("embedder ...")
@@ -124,20 +121,4 @@ def run_foundation_bench(
     for model in models:
         console.print(f"llm {model} ...")
         result["llm"].append(bench_llm(config, model))
-    write_result(result, output)
-    if quiet:
-        return result
-    table = Table(title=f"foundation benchmark, {result['machine']['cpu']}, {result['machine']['cores']} cores")
-    table.add_column("what")
-    table.add_column("median", justify="right")
-    for row in result["embedder"]:
-        table.add_row(f"embedder, {row['threads']} thread(s)", f"{row['sentences_per_s']:.0f} sentences/s")
-    lib = result["library"]
-    table.add_row("library search (embed query + top-10), 10k", f"{lib['search_ms_median']:.2f} ms")
-    table.add_row("library top-10 scan only, 10k", f"{lib['topk_scan_ms_median']:.3f} ms")
-    table.add_row("library add with dedup check, 10k", f"{lib['add_ms_median']:.2f} ms")
-    for row in result["llm"]:
-        table.add_row(f"{row['model']} 1 stream", f"{row['tokens_per_s_single']:.1f} tok/s")
-        table.add_row(f"{row['model']} 4 parallel (aggregate)", f"{row['tokens_per_s_4_parallel']:.1f} tok/s")
-    Console().print(table)
     return result

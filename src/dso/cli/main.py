@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from dso import __version__
-from dso.cli import library, models
+from dso.cli import bench, library, models
 from dso.cli.common import AppState, get_config, print_json
 from dso.errors import DSOError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(library.app, name="library")
 app.add_typer(models.app, name="models")
+app.add_typer(bench.app, name="bench")
 
 
 def _version(value: bool) -> None:
@@ -50,25 +51,6 @@ def demo(
     summary = run_demo(get_config(ctx, **{"llm.model": model}), run_dir, quiet=as_json)
     if as_json:
         print_json(summary)
-
-
-bench_app = typer.Typer(help="Benchmarks (figures go to bench/results and the README).", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
-
-
-@bench_app.command("foundation")
-def bench_foundation(
-    ctx: typer.Context,
-    models_: list[str] = typer.Option(["smollm2-135m", "qwen2.5-0.5b"], "--model", help="Models to time."),
-    output: Path | None = typer.Option(None, help="Also write the JSON result here."),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Embedder sentences/s, LLM tokens/s, library search latency at 10k experiences."""
-    from dso.bench.foundation import run_foundation_bench
-
-    result = run_foundation_bench(get_config(ctx), models_, output=output, quiet=as_json)
-    if as_json:
-        print_json(result)
 
 
 def main() -> None:

@@ -1,0 +1,86 @@
+"""`dso bench ...`: benchmarks, printed as tables or JSON and optionally saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from dso.bench.common import write_result
+from dso.cli.common import console, get_config, print_json
+
+app = typer.Typer(help="Benchmarks (figures go to bench/results and the README).", no_args_is_help=True)
+
+OutputOpt = typer.Option(None, "--output", "-o", help="Also write the JSON result here.")
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:,.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    return table
+
+
+def _finish(
+    result: dict[str, Any], output: Path | None, as_json: bool, tables: dict[str, list[dict[str, Any]]]
+) -> None:
+    write_result(result, output)
+    if as_json:
+        print_json(result)
+        return
+    machine = result["machine"]
+    for title, rows in tables.items():
+        console.print(_rows_table(f"{title} ({machine['cpu']}, {machine['cores']} cores, {machine['date']})", rows))
+
+
+@app.command()
+def foundation(
+    ctx: typer.Context,
+    models: list[str] = typer.Option(["smollm2-135m", "qwen2.5-0.5b"], "--model", help="Models to time."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Embedder sentences/s, LLM tokens/s, library search latency at 10k experiences."""
+    from dso.bench.foundation import run_foundation_bench
+
+    result = run_foundation_bench(get_config(ctx), models, quiet=as_json)
+    _finish(
+        result, output, as_json, {"embedder": result["embedder"], "library": [result["library"]], "llm": result["llm"]}
+    )
+
+
+@app.command("codec")
+def codec_(
+    ctx: typer.Context,
+    count: int = typer.Option(10_000, help="Real sentences to embed (at most 10,080)."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Bytes, compression ratio, reconstruction cosine and throughput for 1/2/4/8-bit codes."""
+    from dso.bench.codec_bench import run_codec_bench
+    from dso.embed import make_embedder
+
+    result = run_codec_bench(make_embedder(get_config(ctx).embedder), count=count, quiet=as_json)
+    _finish(result, output, as_json, {"codec": result["rows"]})
+
+
+@app.command()
+def retrieval(
+    ctx: typer.Context,
+    count: int = typer.Option(10_000, help="Real sentences to embed (at most 10,080)."),
+    sizes: list[int] = typer.Option([10_000, 100_000, 1_000_000], "--size", help="Index sizes to time."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """recall@10 of binary search vs exact cosine, and latency/memory at 10k-1M codes."""
+    from dso.bench.codec_bench import run_retrieval_bench
+    from dso.embed import make_embedder
+
+    embedder = make_embedder(get_config(ctx).embedder)
+    result = run_retrieval_bench(embedder, count=count, sizes=tuple(sizes), quiet=as_json)
+    _finish(result, output, as_json, {"recall@10": result["recall"], "latency": result["latency"]})

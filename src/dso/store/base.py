@@ -1,0 +1,28 @@
+"""The content-store interface shared by the embedded block store and a real IPFS node."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from dso.errors import DSOError
+
+
+class StoreError(DSOError):
+    """A block is missing, corrupt, or the store cannot be reached."""
+
+
+@runtime_checkable
+class ContentStore(Protocol):
+    def put(self, data: bytes) -> str:
+        """Store `data`; returns its CID (raw CIDv1, base32)."""
+        ...
+
+    def get(self, cid: str) -> bytes:
+        """The bytes named by `cid`, re-hashed and checked before they are returned."""
+        ...
+
+    def has(self, cid: str) -> bool: ...
+
+    def pin(self, cid: str) -> None:
+        """Keep the block from garbage collection (a no-op where nothing is collected)."""
+        ...

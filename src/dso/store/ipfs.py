@@ -1,0 +1,115 @@
+"""A real IPFS node through the kubo RPC API (kubo, or anything that speaks its API).
+
+Only a few endpoints are used: ``add`` (CIDv1, raw leaves, base32), ``block/get``, ``block/stat``,
+``pin/add`` and ``id``. Calls are POSTs (the RPC API refuses GET), with timeouts and retries with
+backoff on connection errors and 5xx answers. Whatever the node returns is re-hashed here: a CID the
+node computed differently, or bytes that do not match, are refused.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from dso.core.cid import CIDError, cid_of, parse_cid, verify_cid
+from dso.store.base import StoreError
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return f"HTTP {response.status_code}: {response.json()['Message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}: {response.text[:160]}"
+
+
+class IPFSStore:
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        timeout_s: float = 30.0,
+        retries: int = 2,
+        backoff_s: float = 0.3,
+        lookup_timeout_s: float = 2.0,
+    ) -> None:
+        if not api_url.startswith(("http://", "https://")):
+            raise StoreError(f"IPFS API URL must start with http:// or https://, got {api_url!r}")
+        self.api_url = api_url.rstrip("/")
+        self._retries = max(0, retries)
+        self._backoff_s = backoff_s
+        self._client = httpx.Client(timeout=timeout_s + 5)
+        self._timeout = f"{timeout_s:g}s"  # the node's own limit, so a missing block fails, not hangs
+        self._lookup_timeout = f"{lookup_timeout_s:g}s"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, endpoint: str, params: dict[str, str], **kwargs: Any) -> httpx.Response:
+        url = f"{self.api_url}/api/v0/{endpoint}"
+        problem = ""
+        for attempt in range(self._retries + 1):
+            if attempt:
+                time.sleep(self._backoff_s * 2 ** (attempt - 1))
+            try:
+                response = self._client.post(url, params=params, **kwargs)
+            except httpx.TimeoutException:
+                problem = "timed out"
+                continue
+            except httpx.TransportError as exc:
+                problem = f"cannot connect ({exc.__class__.__name__})"
+                continue
+            if response.status_code in (502, 503, 504):  # a proxy or a node still starting
+                problem = f"HTTP {response.status_code}"
+                continue
+            return response  # other errors are answers (e.g. "not pinned") for the caller to read
+        raise StoreError(f"IPFS API {url} failed after {self._retries + 1} attempts: {problem}")
+
+    def node_id(self) -> str:
+        response = self._call("id", {})
+        if response.status_code != 200:
+            raise StoreError(f"IPFS id failed: HTTP {response.status_code}")
+        return str(response.json().get("ID", ""))
+
+    def put(self, data: bytes) -> str:
+        expected = cid_of(bytes(data))
+        params = {"cid-version": "1", "raw-leaves": "true", "pin": "true", "cid-base": "base32", "quieter": "true"}
+        files = {"file": ("block", bytes(data), "application/octet-stream")}
+        response = self._call("add", params, files=files)
+        if response.status_code != 200:
+            raise StoreError(f"IPFS add failed: {_message(response)}")
+        try:
+            answered = response.json()["Hash"]
+        except (ValueError, KeyError, TypeError):
+            raise StoreError(f"IPFS add answered unexpectedly: {response.text[:160]}") from None
+        if answered != expected:
+            raise StoreError(f"IPFS node stored the block as {answered}, expected {expected}")
+        return expected
+
+    def get(self, cid: str) -> bytes:
+        try:
+            parse_cid(cid)
+        except CIDError as exc:
+            raise StoreError(str(exc)) from None
+        response = self._call("block/get", {"arg": cid, "timeout": self._timeout})
+        if response.status_code != 200:
+            raise StoreError(f"IPFS node could not provide {cid}: {_message(response)}")
+        try:
+            verify_cid(cid, response.content)
+        except CIDError:
+            raise StoreError(f"IPFS node returned bytes that do not match {cid}; refused") from None
+        return response.content
+
+    def has(self, cid: str) -> bool:
+        try:
+            parse_cid(cid)
+        except CIDError as exc:
+            raise StoreError(str(exc)) from None
+        response = self._call("block/stat", {"arg": cid, "offline": "true", "timeout": self._lookup_timeout})
+        return response.status_code == 200
+
+    def pin(self, cid: str) -> None:
+        response = self._call("pin/add", {"arg": cid, "timeout": self._timeout})
+        if response.status_code != 200:
+            raise StoreError(f"IPFS node could not pin {cid}: {_message(response)}")
