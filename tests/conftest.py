@@ -29,3 +29,21 @@ def small_llm(smollm2_path: Path) -> Iterator[LlamaCppLLM]:
     llm = LlamaCppLLM(smollm2_path, name="smollm2-135m", threads=2, n_ctx=2048, parallel=2)
     yield llm
     llm.close()
+
+
+@pytest.fixture(scope="session")
+def ipfs_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real IPFS daemon (js-ipfs, kubo RPC API) on loopback for the whole session."""
+    from dso.services import start_ipfs
+
+    with start_ipfs(tmp_path_factory.mktemp("ipfs")) as service:
+        yield service.url
+
+
+@pytest.fixture(scope="session")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real anvil JSON-RPC node on loopback for the whole session."""
+    from dso.services import start_anvil
+
+    with start_anvil(tmp_path_factory.mktemp("anvil")) as service:
+        yield service.url

@@ -84,3 +84,19 @@ def retrieval(
     embedder = make_embedder(get_config(ctx).embedder)
     result = run_retrieval_bench(embedder, count=count, sizes=tuple(sizes), quiet=as_json)
     _finish(result, output, as_json, {"recall@10": result["recall"], "latency": result["latency"]})
+
+
+@app.command()
+def records(
+    count: int = typer.Option(10_000, help="Records in the batch."),
+    ipfs: bool = typer.Option(True, help="Also time a js-ipfs daemon started on loopback."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Records encoded + CID'd per second, Merkle build and proof checks, store put/get per second."""
+    from dso.bench.records import run_records_bench
+
+    result = run_records_bench(count, ipfs=ipfs)
+    stores = [{"store": name, **rates} for name, rates in result["stores"].items()]
+    flat = {k: v for k, v in result.items() if k not in ("machine", "stores")}
+    _finish(result, output, as_json, {"records": [flat], "stores": stores})

@@ -1,0 +1,83 @@
+"""`dso cid` and `dso keys ...`: content ids and node keys."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+import typer
+
+from dso.cli.common import console, print_json
+from dso.core.cid import MAX_BLOCK, cid_of
+from dso.errors import DSOError
+from dso.keys import keystore_address, load_account, new_keystore
+
+keys_app = typer.Typer(help="Node keys (encrypted Ethereum V3 keystores).", no_args_is_help=True)
+PASSWORD_ENV = "DSO_KEY_PASSWORD"
+
+
+def cid_command(
+    files: list[Path] = typer.Argument(..., help="Files to hash (each at most 256 KiB, one raw IPFS block)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Print each file's CID, one per line, as `ipfs add -nq --cid-version=1 --raw-leaves` would."""
+    results = []
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise DSOError(f"file not found: {path}") from None
+        except IsADirectoryError:
+            raise DSOError(f"{path} is a directory") from None
+        if len(data) > MAX_BLOCK:
+            raise DSOError(f"{path} is {len(data)} bytes; dso cid handles single-block files up to {MAX_BLOCK} bytes")
+        results.append({"file": str(path), "cid": cid_of(data), "bytes": len(data)})
+    if as_json:
+        print_json(results)
+    else:
+        for row in results:
+            print(row["cid"])
+
+
+def _password(confirm: bool) -> str:
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return password
+    if not os.isatty(0):
+        raise DSOError(f"no password: set {PASSWORD_ENV} or run in a terminal")
+    password = getpass.getpass("keystore password: ")
+    if confirm and getpass.getpass("repeat password: ") != password:
+        raise DSOError("passwords differ")
+    return password
+
+
+@keys_app.command("new")
+def keys_new(
+    keystore: Path = typer.Option(Path("node-key.json"), "--keystore", "-k", help="File to create."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create a node key in an encrypted keystore (password from $DSO_KEY_PASSWORD or a prompt)."""
+    address = new_keystore(keystore, _password(confirm=True))
+    if as_json:
+        print_json({"address": address, "keystore": str(keystore)})
+    else:
+        console.print(f"{address}  (keystore {keystore})")
+
+
+@keys_app.command("show")
+def keys_show(
+    keystore: Path = typer.Option(Path("node-key.json"), "--keystore", "-k"),
+    check: bool = typer.Option(False, "--check", help="Also unlock it to prove the password works."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show the address of a keystore."""
+    address = keystore_address(keystore)
+    if check:
+        unlocked = load_account(keystore, _password(confirm=False)).address
+        if unlocked != address:
+            raise DSOError(f"{keystore} claims {address} but holds the key of {unlocked}")
+    if as_json:
+        print_json({"address": address, "keystore": str(keystore), "unlocked": check})
+    else:
+        console.print(address)
