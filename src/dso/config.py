@@ -51,18 +51,28 @@ class LibraryConfig:
 
 
 @dataclasses.dataclass
+class ChainConfig:
+    rpc: str = ""  # "" = the embedded EVM; or a JSON-RPC URL such as http://127.0.0.1:8545
+    keystore: Path = Path("node-key.json")
+    addresses: Path = Path("runs/addresses.json")  # deployed registry per chain id
+    voting_window: int = 100  # blocks
+    quorum_bps: int = 1_000  # 10% of members, at least one
+
+
+@dataclasses.dataclass
 class DSOConfig:
     home: Path = dataclasses.field(default_factory=_default_home)
     llm: LLMConfig = dataclasses.field(default_factory=LLMConfig)
     embedder: EmbedderConfig = dataclasses.field(default_factory=EmbedderConfig)
     library: LibraryConfig = dataclasses.field(default_factory=LibraryConfig)
+    chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
 
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
 
 
-_SECTIONS = ("llm", "embedder", "library")
+_SECTIONS = ("llm", "embedder", "library", "chain")
 
 
 def _coerce(value: Any, target: Any, key: str) -> Any:

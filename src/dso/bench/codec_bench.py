@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import statistics
 import time
 from collections.abc import Callable
@@ -114,11 +116,9 @@ def _median_ms(action: Callable[[Any], object], inputs: npt.NDArray[Any]) -> flo
 def latency_rows(
     base: Floats, queries: Floats, sizes: tuple[int, ...], candidates: tuple[int, ...] = (400, 2000, 10000)
 ) -> list[dict[str, Any]]:
-    faiss: Any
-    try:
-        import faiss  # optional: measured side by side when installed
-    except ImportError:
-        faiss = None
+    faiss: Any = None
+    with contextlib.suppress(ImportError):  # optional: measured side by side when installed
+        faiss = importlib.import_module("faiss")
     rows = []
     qs = queries[:50]
     for size in sizes:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from dso import __version__
-from dso.cli import bench, library, models, records
+from dso.cli import bench, chain, library, models, records
 from dso.cli.common import AppState, get_config, print_json
 from dso.errors import DSOError
 
@@ -22,6 +22,7 @@ app.add_typer(library.app, name="library")
 app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
 app.add_typer(records.keys_app, name="keys")
+app.add_typer(chain.app, name="chain")
 app.command("cid")(records.cid_command)
 
 

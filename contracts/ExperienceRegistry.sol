@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+/// @title ExperienceRegistry
+/// @notice Nodes register signed batches of experience records (a Merkle root over record CIDs plus
+/// the CID of the batch manifest); DAO members vote; a 2/3 majority accepts a batch into the global
+/// library. Members are added and removed by a 2/3 vote of the members, never by a single key.
+///
+/// Decision rule for a batch, with `eligible` = member count when the batch was submitted:
+///  - during the voting window it is accepted as soon as up * 3 >= eligible * 2, and rejected as soon
+///    as down * 3 > eligible (2/3 of all eligible members can then no longer approve);
+///  - after the window, `finalize` accepts it if at least `quorum` members voted and
+///    up * 3 >= (up + down) * 2, and rejects it otherwise.
+contract ExperienceRegistry {
+    enum State { None, Pending, Accepted, Rejected }
+
+    struct Batch {
+        address node;
+        uint64 round;
+        uint64 deadline; // last block in which votes count
+        uint32 eligible;
+        uint32 up;
+        uint32 down;
+        State state;
+        bytes32 merkleRoot;
+        string batchCid;
+    }
+
+    struct MemberProposal {
+        address account;
+        bool add;
+        uint64 deadline;
+        uint32 up;
+        uint32 down;
+        State state;
+    }
+
+    bytes32 private constant DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 private constant BATCH_TYPEHASH =
+        keccak256("Batch(address node,bytes32 merkleRoot,string batchCid,uint64 round)");
+    bytes32 private constant NAME_HASH = keccak256("DSO ExperienceRegistry");
+    bytes32 private constant VERSION_HASH = keccak256("1");
+    uint256 private constant HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+
+    uint64 public immutable votingWindow;
+    uint16 public immutable quorumBps;
+
+    mapping(address => bool) public isMember;
+    address[] private memberList;
+    mapping(bytes32 => Batch) private batches;
+    mapping(bytes32 => mapping(address => bool)) public hasVoted;
+    bytes32[] private batchIds;
+    bytes32[] private acceptedIds;
+    mapping(address => mapping(uint64 => bool)) public roundUsed;
+    MemberProposal[] private proposals;
+    mapping(uint256 => mapping(address => bool)) public hasVotedOnProposal;
+
+    event BatchSubmitted(bytes32 indexed batchId, address indexed node, uint64 round, bytes32 merkleRoot, string batchCid);
+    event Voted(bytes32 indexed batchId, address indexed member, bool approve);
+    event BatchAccepted(bytes32 indexed batchId);
+    event BatchRejected(bytes32 indexed batchId);
+    event MemberProposed(uint256 indexed proposalId, address indexed account, bool add, address proposer);
+    event MemberVoted(uint256 indexed proposalId, address indexed member, bool approve);
+    event MemberAdded(address indexed account);
+    event MemberRemoved(address indexed account);
+
+    error NoMembers();
+    error DuplicateMember(address account);
+    error BadParameters();
+    error InvalidSignature();
+    error MalleableSignature();
+    error DuplicateBatch(bytes32 batchId);
+    error RoundAlreadyUsed(address node, uint64 round);
+    error NotMember(address account);
+    error UnknownBatch(bytes32 batchId);
+    error AlreadyVoted(address member);
+    error VotingClosed();
+    error VotingOpen();
+    error AlreadyDecided();
+    error LengthMismatch();
+    error UnknownProposal(uint256 proposalId);
+    error LastMember();
+    error NothingToChange(address account);
+
+    modifier onlyMember() {
+        if (!isMember[msg.sender]) revert NotMember(msg.sender);
+        _;
+    }
+
+    constructor(address[] memory initialMembers, uint64 votingWindow_, uint16 quorumBps_) {
+        if (initialMembers.length == 0) revert NoMembers();
+        if (votingWindow_ == 0 || quorumBps_ > 10_000) revert BadParameters();
+        for (uint256 i = 0; i < initialMembers.length; i++) {
+            address m = initialMembers[i];
+            if (m == address(0) || isMember[m]) revert DuplicateMember(m);
+            isMember[m] = true;
+            memberList.push(m);
+            emit MemberAdded(m);
+        }
+        votingWindow = votingWindow_;
+        quorumBps = quorumBps_;
+    }
+
+    // ---------------------------------------------------------------- signatures and batches
+
+    function domainSeparator() public view returns (bytes32) {
+        return keccak256(abi.encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, block.chainid, address(this)));
+    }
+
+    /// @notice The id of a batch: its EIP-712 struct hash, so one signed message is one batch.
+    function batchId(address node, bytes32 merkleRoot, string calldata batchCid, uint64 round)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(BATCH_TYPEHASH, node, merkleRoot, keccak256(bytes(batchCid)), round));
+    }
+
+    function _recover(bytes32 digest, bytes calldata signature) private pure returns (address) {
+        if (signature.length != 65) revert InvalidSignature();
+        bytes32 r = bytes32(signature[0:32]);
+        bytes32 s = bytes32(signature[32:64]);
+        uint8 v = uint8(signature[64]);
+        if (uint256(s) > HALF_N) revert MalleableSignature();
+        if (v != 27 && v != 28) revert InvalidSignature();
+        address signer = ecrecover(digest, v, r, s);
+        if (signer == address(0)) revert InvalidSignature();
+        return signer;
+    }
+
+    /// @notice Register a batch signed by `node`; anyone may relay it.
+    function submitBatch(
+        address node,
+        bytes32 merkleRoot,
+        string calldata batchCid,
+        uint64 round,
+        bytes calldata signature
+    ) external returns (bytes32 id) {
+        id = batchId(node, merkleRoot, batchCid, round);
+        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator(), id));
+        if (_recover(digest, signature) != node) revert InvalidSignature();
+        if (batches[id].state != State.None) revert DuplicateBatch(id);
+        if (roundUsed[node][round]) revert RoundAlreadyUsed(node, round);
+        roundUsed[node][round] = true;
+        Batch storage b = batches[id];
+        b.node = node;
+        b.round = round;
+        b.deadline = uint64(block.number) + votingWindow;
+        b.eligible = uint32(memberList.length);
+        b.state = State.Pending;
+        b.merkleRoot = merkleRoot;
+        b.batchCid = batchCid;
+        batchIds.push(id);
+        emit BatchSubmitted(id, node, round, merkleRoot, batchCid);
+    }
+
+    function _vote(bytes32 id, bool approve, bool skipDecided) private {
+        Batch storage b = batches[id];
+        if (b.state == State.None) revert UnknownBatch(id);
+        if (b.state != State.Pending || block.number > b.deadline) {
+            if (skipDecided) return;
+            if (b.state != State.Pending) revert AlreadyDecided();
+            revert VotingClosed();
+        }
+        if (hasVoted[id][msg.sender]) revert AlreadyVoted(msg.sender);
+        hasVoted[id][msg.sender] = true;
+        if (approve) b.up += 1;
+        else b.down += 1;
+        emit Voted(id, msg.sender, approve);
+        if (uint256(b.up) * 3 >= uint256(b.eligible) * 2) _decide(id, b, true);
+        else if (uint256(b.down) * 3 > uint256(b.eligible)) _decide(id, b, false);
+    }
+
+    function _decide(bytes32 id, Batch storage b, bool accepted) private {
+        if (accepted) {
+            b.state = State.Accepted;
+            acceptedIds.push(id);
+            emit BatchAccepted(id);
+        } else {
+            b.state = State.Rejected;
+            emit BatchRejected(id);
+        }
+    }
+
+    function vote(bytes32 id, bool approve) external onlyMember {
+        _vote(id, approve, false);
+    }
+
+    /// @notice Vote on many batches in one transaction; batches already decided or closed are skipped.
+    function voteMany(bytes32[] calldata ids, bool[] calldata approvals) external onlyMember {
+        if (ids.length != approvals.length) revert LengthMismatch();
+        for (uint256 i = 0; i < ids.length; i++) {
+            _vote(ids[i], approvals[i], true);
+        }
+    }
+
+    function quorum(uint256 eligible) public view returns (uint256) {
+        uint256 q = (eligible * quorumBps + 9_999) / 10_000;
+        return q == 0 ? 1 : q;
+    }
+
+    /// @notice Decide a batch whose voting window has ended; anyone may call it.
+    function finalize(bytes32 id) external {
+        Batch storage b = batches[id];
+        if (b.state == State.None) revert UnknownBatch(id);
+        if (b.state != State.Pending) revert AlreadyDecided();
+        if (block.number <= b.deadline) revert VotingOpen();
+        uint256 cast = uint256(b.up) + uint256(b.down);
+        _decide(id, b, cast >= quorum(b.eligible) && uint256(b.up) * 3 >= cast * 2);
+    }
+
+    // ---------------------------------------------------------------- membership
+
+    function proposeMember(address account, bool add) external onlyMember returns (uint256 proposalId) {
+        if (account == address(0) || isMember[account] == add) revert NothingToChange(account);
+        proposals.push(MemberProposal(account, add, uint64(block.number) + votingWindow, 0, 0, State.Pending));
+        proposalId = proposals.length - 1;
+        emit MemberProposed(proposalId, account, add, msg.sender);
+    }
+
+    function voteMember(uint256 proposalId, bool approve) external onlyMember {
+        if (proposalId >= proposals.length) revert UnknownProposal(proposalId);
+        MemberProposal storage p = proposals[proposalId];
+        if (p.state != State.Pending) revert AlreadyDecided();
+        if (block.number > p.deadline) revert VotingClosed();
+        if (hasVotedOnProposal[proposalId][msg.sender]) revert AlreadyVoted(msg.sender);
+        hasVotedOnProposal[proposalId][msg.sender] = true;
+        if (approve) p.up += 1;
+        else p.down += 1;
+        emit MemberVoted(proposalId, msg.sender, approve);
+        uint256 members = memberList.length;
+        if (uint256(p.up) * 3 >= members * 2) {
+            _applyProposal(p);
+        } else if (uint256(p.down) * 3 > members) {
+            p.state = State.Rejected;
+        }
+    }
+
+    function _applyProposal(MemberProposal storage p) private {
+        address account = p.account;
+        if (p.add) {
+            if (isMember[account]) revert NothingToChange(account);
+            isMember[account] = true;
+            memberList.push(account);
+            emit MemberAdded(account);
+        } else {
+            if (!isMember[account]) revert NothingToChange(account);
+            if (memberList.length == 1) revert LastMember();
+            isMember[account] = false;
+            uint256 n = memberList.length;
+            for (uint256 i = 0; i < n; i++) {
+                if (memberList[i] == account) {
+                    memberList[i] = memberList[n - 1];
+                    memberList.pop();
+                    break;
+                }
+            }
+            emit MemberRemoved(account);
+        }
+        p.state = State.Accepted;
+    }
+
+    // ---------------------------------------------------------------- reading
+
+    function members() external view returns (address[] memory) {
+        return memberList;
+    }
+
+    function proposal(uint256 proposalId) external view returns (MemberProposal memory) {
+        if (proposalId >= proposals.length) revert UnknownProposal(proposalId);
+        return proposals[proposalId];
+    }
+
+    function proposalCount() external view returns (uint256) {
+        return proposals.length;
+    }
+
+    function getBatch(bytes32 id) public view returns (Batch memory) {
+        if (batches[id].state == State.None) revert UnknownBatch(id);
+        return batches[id];
+    }
+
+    function batchCount() external view returns (uint256) {
+        return batchIds.length;
+    }
+
+    function acceptedCount() external view returns (uint256) {
+        return acceptedIds.length;
+    }
+
+    function _page(bytes32[] storage ids, uint256 offset, uint256 limit)
+        private
+        view
+        returns (bytes32[] memory pageIds, Batch[] memory page)
+    {
+        uint256 end = offset + limit;
+        if (end > ids.length) end = ids.length;
+        uint256 n = offset < end ? end - offset : 0;
+        pageIds = new bytes32[](n);
+        page = new Batch[](n);
+        for (uint256 i = 0; i < n; i++) {
+            pageIds[i] = ids[offset + i];
+            page[i] = batches[pageIds[i]];
+        }
+    }
+
+    /// @notice All submitted batches in submission order, paginated.
+    function getBatches(uint256 offset, uint256 limit)
+        external
+        view
+        returns (bytes32[] memory ids, Batch[] memory page)
+    {
+        return _page(batchIds, offset, limit);
+    }
+
+    /// @notice Accepted batches (the global library) in order of acceptance, paginated.
+    function getGlobalExperiences(uint256 offset, uint256 limit)
+        external
+        view
+        returns (bytes32[] memory ids, Batch[] memory page)
+    {
+        return _page(acceptedIds, offset, limit);
+    }
+
+    /// @notice Check that the record with binary CID `cid` is in the batch with root `merkleRoot`.
+    function verifyInclusion(bytes32 merkleRoot, bytes calldata cid, bytes32[] calldata proof)
+        external
+        pure
+        returns (bool)
+    {
+        bytes32 node = keccak256(abi.encodePacked(bytes1(0x00), cid));
+        for (uint256 i = 0; i < proof.length; i++) {
+            bytes32 sibling = proof[i];
+            node = node <= sibling
+                ? keccak256(abi.encodePacked(bytes1(0x01), node, sibling))
+                : keccak256(abi.encodePacked(bytes1(0x01), sibling, node));
+        }
+        return node == merkleRoot;
+    }
+}

@@ -1,0 +1,1 @@
+"""The on-chain ExperienceRegistry: artifact, client, embedded EVM and JSON-RPC backends."""

@@ -1,0 +1,346 @@
+"""A Python client for ExperienceRegistry: one code path for the embedded EVM and any JSON-RPC node.
+
+Transactions are signed locally by the node's key, nonces are tracked here, every call is gas-estimated
+first (so a revert is caught before anything is sent) and each receipt is fetched right after sending.
+Reverts arrive in different shapes per backend (eth-tester: the revert bytes inside an exception
+message; a JSON-RPC node: a ContractCustomError with ``data``); both are decoded into the contract's
+custom error names.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import json
+import re
+from collections.abc import Sequence
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from eth_abi.abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.contract.contract import Contract, ContractFunction
+from web3.types import Nonce, TxParams, TxReceipt, Wei
+
+from dso.chain.artifact import load_artifact
+from dso.core.cid import parse_cid
+from dso.core.records import BatchManifest
+from dso.core.signing import RegistryDomain
+from dso.errors import DSOError
+
+DEV_CHAIN_IDS = {31337, 131277322940537}  # anvil / hardhat, eth-tester
+
+
+class ChainError(DSOError):
+    """A chain node is unreachable, or a transaction failed."""
+
+
+class ContractRevert(ChainError):
+    """The contract refused a call with one of its custom errors."""
+
+    def __init__(self, name: str, args: tuple[Any, ...]) -> None:
+        self.name, self.args_ = name, args
+        shown = ", ".join(a.hex() if isinstance(a, bytes) else str(a) for a in args)
+        super().__init__(f"contract refused: {name}({shown})")
+
+
+class BatchState(IntEnum):
+    NONE = 0
+    PENDING = 1
+    ACCEPTED = 2
+    REJECTED = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchInfo:
+    id: bytes
+    node: str
+    round: int
+    deadline: int
+    eligible: int
+    up: int
+    down: int
+    state: BatchState
+    merkle_root: bytes
+    batch_cid: str
+
+    def to_json(self) -> dict[str, Any]:
+        row = dataclasses.asdict(self)
+        row.update(id="0x" + self.id.hex(), merkle_root="0x" + self.merkle_root.hex(), state=self.state.name.lower())
+        return row
+
+
+# -- connecting --------------------------------------------------------------------------------
+
+
+@functools.cache
+def embedded_web3() -> Web3:
+    """The in-process EVM (eth-tester + py-evm), one per process, kept for the process's lifetime."""
+    from eth_tester import EthereumTester, PyEVMBackend
+    from web3 import EthereumTesterProvider
+
+    return Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend())))
+
+
+def connect(rpc: str | None = None, *, timeout_s: float = 30.0) -> Web3:
+    """`None` or "embedded": the in-process EVM; otherwise a JSON-RPC URL (anvil, geth, ...)."""
+    if rpc in (None, "", "embedded"):
+        return embedded_web3()
+    assert rpc is not None
+    if not rpc.startswith(("http://", "https://")):
+        raise ChainError(f"chain RPC URL must start with http:// or https://, got {rpc!r}")
+    w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": timeout_s}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - a cheap call that proves the node answers
+    except Exception as exc:
+        raise ChainError(f"cannot reach chain node at {rpc}: {exc.__class__.__name__}") from None
+    return w3
+
+
+def dev_fund(w3: Web3, address: str, wei: int = 10**20) -> None:
+    """Give `address` ether from the dev chain's first unlocked account (dev chains only)."""
+    if w3.eth.chain_id not in DEV_CHAIN_IDS:
+        raise ChainError("dev_fund only works on a local development chain")
+    if w3.eth.get_balance(address) >= wei // 2:  # type: ignore[arg-type]
+        return
+    tx = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": address, "value": wei})  # type: ignore[typeddict-item]
+    w3.eth.wait_for_transaction_receipt(tx)
+
+
+# -- reverts -----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _error_table() -> dict[bytes, tuple[str, list[str]]]:
+    table = {}
+    for item in load_artifact()["abi"]:
+        if item["type"] == "error":
+            types = [i["type"] for i in item["inputs"]]
+            selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+            table[selector] = (item["name"], types)
+    return table
+
+
+def _revert_data(exc: BaseException) -> bytes | None:
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x"):
+        return bytes.fromhex(data[2:])
+    match = re.search(r"execution reverted: (b'.*'|b\".*\")", str(exc), re.S)  # eth-tester's shape
+    if match:
+        try:
+            value = ast.literal_eval(match.group(1))
+        except (ValueError, SyntaxError):
+            return None
+        return value if isinstance(value, bytes) else None
+    return None
+
+
+def decode_revert(exc: BaseException) -> ChainError:
+    data = _revert_data(exc)
+    if data and data[:4] in _error_table():
+        name, types = _error_table()[data[:4]]
+        return ContractRevert(name, tuple(abi_decode(types, data[4:])))
+    return ChainError(f"transaction failed: {str(exc)[:200]}")
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+
+class Transactor:
+    """Signs and sends transactions for one local account, tracking its nonce."""
+
+    def __init__(self, w3: Web3, account: LocalAccount, *, receipt_timeout_s: float = 120.0) -> None:
+        self.w3, self.account = w3, account
+        self._timeout = receipt_timeout_s
+        self._nonce: int = int(w3.eth.get_transaction_count(account.address, "pending"))
+        self._chain_id = w3.eth.chain_id
+
+    def _send(self, tx: dict[str, Any], estimate: Any) -> TxReceipt:
+        try:
+            gas = int(estimate())
+        except Exception as exc:
+            raise decode_revert(exc) from None
+        tx.update(nonce=self._nonce, gas=gas + gas // 5 + 10_000, chainId=self._chain_id)
+        tx.setdefault("gasPrice", self.w3.eth.gas_price)
+        signed = self.account.sign_transaction(tx)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        self._nonce += 1
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self._timeout, poll_latency=0.02)
+        if receipt["status"] != 1:
+            raise ChainError(f"transaction {tx_hash.hex()} reverted")
+        return receipt
+
+    def call(self, fn: ContractFunction) -> TxReceipt:
+        sender: TxParams = {"from": self.account.address}
+        tx = fn.build_transaction(
+            {"from": self.account.address, "gas": 1, "gasPrice": Wei(0), "nonce": Nonce(self._nonce)}
+        )
+        tx.pop("gas")
+        tx.pop("gasPrice")
+        return self._send(dict(tx), lambda: fn.estimate_gas(sender))
+
+    def deploy(self, abi: Any, bytecode: str, *args: Any) -> TxReceipt:
+        constructor = self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args)
+        sender: TxParams = {"from": self.account.address}
+        tx = constructor.build_transaction(
+            {"from": self.account.address, "gas": 1, "gasPrice": Wei(0), "nonce": Nonce(self._nonce)}
+        )
+        tx.pop("gas")
+        tx.pop("gasPrice")
+        return self._send(dict(tx), lambda: constructor.estimate_gas(sender))
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+class RegistryClient:
+    """Read and write one deployed ExperienceRegistry; writes need an account."""
+
+    def __init__(self, w3: Web3, address: str, account: LocalAccount | None = None) -> None:
+        self.w3 = w3
+        self.address = Web3.to_checksum_address(address)
+        if not w3.eth.get_code(self.address):
+            raise ChainError(f"no contract at {self.address} on chain {w3.eth.chain_id}")
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
+        self._tx = None if account is None else Transactor(w3, account)
+
+    @property
+    def domain(self) -> RegistryDomain:
+        return RegistryDomain(self.w3.eth.chain_id, self.address)
+
+    def _send(self, fn: ContractFunction) -> TxReceipt:
+        if self._tx is None:
+            raise ChainError("this client has no account; writes need a node key")
+        return self._tx.call(fn)
+
+    def _view(self, fn: ContractFunction) -> Any:
+        try:
+            return fn.call()
+        except Exception as exc:
+            raise decode_revert(exc) from None
+
+    # writes
+    def submit_batch(self, manifest: BatchManifest, batch_cid: str, signature: bytes) -> tuple[bytes, TxReceipt]:
+        parse_cid(batch_cid)
+        fn = self.contract.functions.submitBatch(
+            manifest.node, manifest.merkle_root, batch_cid, manifest.round, signature
+        )
+        receipt = self._send(fn)
+        return self.batch_id(manifest, batch_cid), receipt
+
+    def vote(self, batch_id: bytes, approve: bool) -> TxReceipt:
+        return self._send(self.contract.functions.vote(batch_id, approve))
+
+    def vote_many(self, batch_ids: Sequence[bytes], approvals: Sequence[bool]) -> TxReceipt:
+        return self._send(self.contract.functions.voteMany(list(batch_ids), list(approvals)))
+
+    def finalize(self, batch_id: bytes) -> TxReceipt:
+        return self._send(self.contract.functions.finalize(batch_id))
+
+    def propose_member(self, account: str, add: bool = True) -> int:
+        self._send(self.contract.functions.proposeMember(Web3.to_checksum_address(account), add))
+        return int(self._view(self.contract.functions.proposalCount())) - 1
+
+    def vote_member(self, proposal_id: int, approve: bool) -> TxReceipt:
+        return self._send(self.contract.functions.voteMember(proposal_id, approve))
+
+    # reads
+    def batch_id(self, manifest: BatchManifest, batch_cid: str) -> bytes:
+        fn = self.contract.functions.batchId(manifest.node, manifest.merkle_root, batch_cid, manifest.round)
+        return bytes(self._view(fn))
+
+    def members(self) -> list[str]:
+        return list(self._view(self.contract.functions.members()))
+
+    def proposal(self, proposal_id: int) -> dict[str, Any]:
+        account, add, deadline, up, down, state = self._view(self.contract.functions.proposal(proposal_id))
+        return {
+            "account": account,
+            "add": add,
+            "deadline": deadline,
+            "up": up,
+            "down": down,
+            "state": BatchState(state).name.lower(),
+        }
+
+    def batch(self, batch_id: bytes) -> BatchInfo:
+        return _batch_info(batch_id, self._view(self.contract.functions.getBatch(batch_id)))
+
+    def batch_count(self) -> int:
+        return int(self._view(self.contract.functions.batchCount()))
+
+    def batches(self, offset: int = 0, limit: int = 100) -> list[BatchInfo]:
+        ids, rows = self._view(self.contract.functions.getBatches(offset, limit))
+        return [_batch_info(bytes(i), r) for i, r in zip(ids, rows, strict=True)]
+
+    def global_experiences(self, offset: int = 0, limit: int = 100) -> list[BatchInfo]:
+        ids, rows = self._view(self.contract.functions.getGlobalExperiences(offset, limit))
+        return [_batch_info(bytes(i), r) for i, r in zip(ids, rows, strict=True)]
+
+    def all_batches(self, state: BatchState | None = None, page: int = 200) -> list[BatchInfo]:
+        found: list[BatchInfo] = []
+        for offset in range(0, self.batch_count(), page):
+            found += self.batches(offset, page)
+        return [b for b in found if state is None or b.state == state]
+
+    def verify_inclusion(self, merkle_root: bytes, cid: str, proof: Sequence[bytes]) -> bool:
+        fn = self.contract.functions.verifyInclusion(merkle_root, parse_cid(cid), list(proof))
+        return bool(self._view(fn))
+
+
+def _batch_info(batch_id: bytes, row: Sequence[Any]) -> BatchInfo:
+    node, round_, deadline, eligible, up, down, state, root, cid = row
+    return BatchInfo(batch_id, node, round_, deadline, eligible, up, down, BatchState(state), bytes(root), cid)
+
+
+def deploy_registry(
+    w3: Web3, account: LocalAccount, members: Sequence[str], *, voting_window: int = 100, quorum_bps: int = 1_000
+) -> RegistryClient:
+    """Deploy a registry with an initial member set; returns a client acting as `account`."""
+    artifact = load_artifact()
+    checksummed = [Web3.to_checksum_address(m) for m in members]
+    receipt = Transactor(w3, account).deploy(
+        artifact["abi"], artifact["bytecode"], checksummed, voting_window, quorum_bps
+    )
+    address = receipt["contractAddress"]
+    assert address is not None
+    return RegistryClient(w3, address, account)
+
+
+class AddressBook:
+    """Deployed registry addresses per chain id, kept in a JSON file in the run directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, dict[str, str]]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise ChainError(f"address book {self.path} is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ChainError(f"address book {self.path} is malformed")
+        return data
+
+    def get(self, chain_id: int) -> str | None:
+        return self._read().get(str(chain_id), {}).get("ExperienceRegistry")
+
+    def put(self, chain_id: int, address: str) -> None:
+        data = self._read()
+        data[str(chain_id)] = {"ExperienceRegistry": address}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def mine(w3: Web3, blocks: int = 1) -> None:
+    """Advance a dev chain by empty blocks (eth-tester and anvil both answer evm_mine)."""
+    for _ in range(blocks):
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]

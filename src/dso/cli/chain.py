@@ -1,0 +1,216 @@
+"""`dso chain ...`: a local chain node, the registry deployment, members, batches and votes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from eth_account.signers.local import LocalAccount
+from rich.table import Table
+
+from dso.chain.client import DEV_CHAIN_IDS, AddressBook, BatchState, RegistryClient, connect, deploy_registry, dev_fund
+from dso.cli.common import console, get_config, print_json
+from dso.cli.records import _password
+from dso.config import DSOConfig
+from dso.errors import DSOError
+from dso.keys import load_account
+
+app = typer.Typer(help="The on-chain ExperienceRegistry.", no_args_is_help=True)
+members_app = typer.Typer(help="DAO membership, changed only by a 2/3 member vote.", no_args_is_help=True)
+app.add_typer(members_app, name="members")
+
+RpcOpt = typer.Option(None, "--rpc", help="JSON-RPC URL (default chain.rpc; empty = embedded EVM).")
+KeystoreOpt = typer.Option(None, "--keystore", "-k", help="Node keystore (default chain.keystore).")
+JsonOpt = typer.Option(False, "--json")
+
+
+def _config(ctx: typer.Context, rpc: str | None, keystore: Path | None) -> DSOConfig:
+    return get_config(ctx, **{"chain.rpc": rpc, "chain.keystore": keystore})
+
+
+def _account(config: DSOConfig) -> LocalAccount:
+    return load_account(config.chain.keystore, _password(confirm=False))
+
+
+def _registry(config: DSOConfig, account: LocalAccount | None) -> RegistryClient:
+    w3 = connect(config.chain.rpc or None)
+    chain_id = w3.eth.chain_id
+    if account is not None and chain_id in DEV_CHAIN_IDS:
+        dev_fund(w3, account.address)
+    if not config.chain.rpc:  # the embedded EVM lives only in this process: deploy on first use
+        if account is None:
+            raise DSOError("the embedded chain needs a node key to deploy its registry (--keystore)")
+        return deploy_registry(w3, account, [account.address])
+    address = AddressBook(config.chain.addresses).get(chain_id)
+    if address is None:
+        raise DSOError(f"no registry deployed on chain {chain_id} in {config.chain.addresses}; run: dso chain deploy")
+    return RegistryClient(w3, address, account)
+
+
+@app.command()
+def up(
+    port: int = typer.Option(8545, help="Port on 127.0.0.1."),
+    state: Path | None = typer.Option(None, help="Persist the chain state in this file across restarts."),
+    workdir: Path = typer.Option(Path("runs/chain"), help="Where anvil's log goes."),
+) -> None:
+    """Run a local anvil node on 127.0.0.1 until interrupted."""
+    from dso.services import start_anvil
+
+    with start_anvil(workdir, port=port, state=state) as node:
+        console.print(f"anvil listening on {node.url} (chain id 31337); Ctrl-C stops it")
+        try:
+            while node.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    member: list[str] = typer.Option(None, "--member", help="Initial member address (repeat); default: this key."),
+    rpc: str | None = RpcOpt,
+    keystore: Path | None = KeystoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Deploy the registry and record its address for this chain id."""
+    config = _config(ctx, rpc, keystore)
+    if not config.chain.rpc:
+        raise DSOError(
+            "deploying to the embedded chain is pointless from the CLI (it ends with the process); use --rpc"
+        )
+    account = _account(config)
+    w3 = connect(config.chain.rpc)
+    if w3.eth.chain_id in DEV_CHAIN_IDS:
+        dev_fund(w3, account.address)
+    registry = deploy_registry(
+        w3,
+        account,
+        member or [account.address],
+        voting_window=config.chain.voting_window,
+        quorum_bps=config.chain.quorum_bps,
+    )
+    AddressBook(config.chain.addresses).put(w3.eth.chain_id, registry.address)
+    members = registry.members()
+    payload = {"address": registry.address, "chain_id": w3.eth.chain_id, "members": members}
+    if as_json:
+        print_json(payload)
+    else:
+        console.print(
+            f"ExperienceRegistry at {registry.address} on chain {w3.eth.chain_id}; "
+            f"members: {', '.join(members)}"
+        )
+
+
+@members_app.command("list")
+def members_list(
+    ctx: typer.Context, rpc: str | None = RpcOpt, keystore: Path | None = KeystoreOpt, as_json: bool = JsonOpt
+) -> None:
+    """The current DAO members."""
+    config = _config(ctx, rpc, keystore)
+    members = _registry(config, None if config.chain.rpc else _account(config)).members()
+    if as_json:
+        print_json(members)
+    else:
+        for address in members:
+            console.print(address)
+
+
+@members_app.command("propose")
+def members_propose(
+    ctx: typer.Context,
+    address: str = typer.Argument(..., help="Account to add (or remove with --remove)."),
+    remove: bool = typer.Option(False, "--remove"),
+    rpc: str | None = RpcOpt,
+    keystore: Path | None = KeystoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Propose adding or removing a member; the proposer still votes with `members vote`."""
+    config = _config(ctx, rpc, keystore)
+    proposal = _registry(config, _account(config)).propose_member(address, add=not remove)
+    if as_json:
+        print_json({"proposal": proposal})
+    else:
+        console.print(f"proposal {proposal}: {'remove' if remove else 'add'} {address}")
+
+
+@members_app.command("vote")
+def members_vote(
+    ctx: typer.Context,
+    proposal: int = typer.Argument(...),
+    approve: bool = typer.Option(..., "--approve/--reject"),
+    rpc: str | None = RpcOpt,
+    keystore: Path | None = KeystoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Vote on a membership proposal."""
+    config = _config(ctx, rpc, keystore)
+    registry = _registry(config, _account(config))
+    registry.vote_member(proposal, approve)
+    result = registry.proposal(proposal)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"proposal {proposal}: {result['state']} ({result['up']} for, {result['down']} against)")
+
+
+@app.command()
+def batches(
+    ctx: typer.Context,
+    state: str | None = typer.Option(None, help="pending, accepted or rejected."),
+    rpc: str | None = RpcOpt,
+    keystore: Path | None = KeystoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Submitted batches, oldest first."""
+    wanted = None
+    if state is not None:
+        try:
+            wanted = BatchState[state.upper()]
+        except KeyError:
+            raise DSOError(f"unknown state {state!r}; use pending, accepted or rejected") from None
+    config = _config(ctx, rpc, keystore)
+    found = _registry(config, None if config.chain.rpc else _account(config)).all_batches(wanted)
+    if as_json:
+        print_json([b.to_json() for b in found])
+        return
+    table = Table()
+    for column in ("id", "node", "round", "state", "up", "down", "cid"):
+        table.add_column(column)
+    for b in found:
+        table.add_row(
+            "0x" + b.id.hex()[:12], b.node[:10], str(b.round), b.state.name.lower(), str(b.up), str(b.down), b.batch_cid
+        )
+    console.print(table)
+
+
+def _batch_id(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        raise DSOError(f"a batch id is 32 bytes of hex (0x + 64 digits), got {text!r}")
+    return value
+
+
+@app.command()
+def vote(
+    ctx: typer.Context,
+    batch: str = typer.Argument(..., help="Batch id (0x + 64 hex digits)."),
+    approve: bool = typer.Option(..., "--approve/--reject"),
+    rpc: str | None = RpcOpt,
+    keystore: Path | None = KeystoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Vote on a pending batch as a DAO member."""
+    config = _config(ctx, rpc, keystore)
+    registry = _registry(config, _account(config))
+    batch_id = _batch_id(batch)
+    registry.vote(batch_id, approve)
+    info = registry.batch(batch_id)
+    if as_json:
+        print_json(info.to_json())
+    else:
+        console.print(f"voted; batch is {info.state.name.lower()} ({info.up} for, {info.down} against)")

@@ -1,0 +1,205 @@
+"""ExperienceRegistry on both backends: the embedded EVM and a real anvil node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from dso.chain.client import (
+    BatchState,
+    ChainError,
+    ContractRevert,
+    RegistryClient,
+    connect,
+    deploy_registry,
+    dev_fund,
+    mine,
+)
+from dso.core.cid import cid_of
+from dso.core.merkle import merkle_proofs
+from dso.core.records import BatchManifest, encode_batch
+from dso.core.signing import RegistryDomain, sign_batch
+from dso.services import free_port
+
+KEYS: list[LocalAccount] = [Account.from_key(bytes([i + 1]) * 32) for i in range(6)]
+MEMBERS, NODE, OUTSIDER = KEYS[:3], KEYS[4], KEYS[5]
+
+Deploy = Callable[..., list[RegistryClient]]
+
+
+@pytest.fixture(params=["embedded", "anvil"])
+def w3(request: pytest.FixtureRequest) -> Iterator[Web3]:
+    web3 = connect(None) if request.param == "embedded" else connect(request.getfixturevalue("anvil_url"))
+    for account in KEYS:
+        dev_fund(web3, account.address)
+    yield web3
+
+
+@pytest.fixture()
+def deploy(w3: Web3) -> Deploy:
+    """Deploy a fresh registry; returns one client per key of KEYS, in the same order."""
+
+    def _deploy(
+        members: list[LocalAccount] = MEMBERS, window: int = 50, quorum_bps: int = 1000
+    ) -> list[RegistryClient]:
+        first = deploy_registry(
+            w3, members[0], [m.address for m in members], voting_window=window, quorum_bps=quorum_bps
+        )
+        return [first if k is members[0] else RegistryClient(w3, first.address, k) for k in KEYS]
+
+    return _deploy
+
+
+def signed_batch(
+    registry: RegistryClient,
+    round_: int = 1,
+    node: LocalAccount = NODE,
+    domain: RegistryDomain | None = None,
+    n: int = 3,
+) -> tuple[BatchManifest, str, bytes]:
+    cids = [cid_of(f"record {round_}-{i}".encode()) for i in range(n)]
+    manifest = BatchManifest.build(node.address, round_, cids)
+    batch_cid = cid_of(encode_batch(manifest))
+    return manifest, batch_cid, sign_batch(node.key, domain or registry.domain, manifest, batch_cid)
+
+
+def revert_name(action: Callable[[], object]) -> str:
+    with pytest.raises(ContractRevert) as info:
+        action()
+    return info.value.name
+
+
+def test_two_thirds_of_members_accept_a_batch(deploy: Deploy) -> None:
+    owner, m2, m3, _, node, _ = deploy()
+    manifest, batch_cid, signature = signed_batch(owner)
+    batch_id, _ = node.submit_batch(manifest, batch_cid, signature)  # the node relays its own batch
+    info = owner.batch(batch_id)
+    assert (info.state, info.eligible, info.node, info.batch_cid) == (BatchState.PENDING, 3, NODE.address, batch_cid)
+    assert info.merkle_root == manifest.merkle_root
+    owner.vote(batch_id, True)
+    assert owner.batch(batch_id).state == BatchState.PENDING  # 1 of 3 is not 2/3
+    m2.vote(batch_id, True)
+    assert owner.batch(batch_id).state == BatchState.ACCEPTED
+    assert [b.id for b in owner.global_experiences()] == [batch_id]
+    assert revert_name(lambda: m3.vote(batch_id, True)) == "AlreadyDecided"
+
+
+def test_a_third_rejecting_decides_and_finalize_uses_quorum(deploy: Deploy, w3: Web3) -> None:
+    owner, m2, m3 = deploy(window=3)[:3]
+    rejected = owner.submit_batch(*signed_batch(owner, round_=1))[0]
+    m2.vote(rejected, False)
+    assert owner.batch(rejected).state == BatchState.PENDING  # 1 * 3 > 3 is false
+    m3.vote(rejected, False)
+    assert owner.batch(rejected).state == BatchState.REJECTED
+    late = owner.submit_batch(*signed_batch(owner, round_=2))[0]
+    owner.vote(late, True)  # 1 of 3 votes, all approving: quorum (10% -> 1) met
+    assert revert_name(lambda: owner.finalize(late)) == "VotingOpen"
+    mine(w3, 4)
+    assert revert_name(lambda: m2.vote(late, True)) == "VotingClosed"
+    owner.finalize(late)
+    assert owner.batch(late).state == BatchState.ACCEPTED
+    silent = owner.submit_batch(*signed_batch(owner, round_=3))[0]
+    mine(w3, 4)
+    owner.finalize(silent)  # nobody voted: below quorum
+    assert owner.batch(silent).state == BatchState.REJECTED
+
+
+def test_forged_and_replayed_signatures_are_refused(deploy: Deploy, w3: Web3) -> None:
+    owner = deploy()[0]
+    other_registry = deploy()[0]
+    manifest, batch_cid, _ = signed_batch(owner)
+    by_outsider = sign_batch(
+        OUTSIDER.key, owner.domain, BatchManifest.build(OUTSIDER.address, 1, manifest.records), batch_cid
+    )
+    assert revert_name(lambda: owner.submit_batch(manifest, batch_cid, by_outsider)) == "InvalidSignature"
+    other_chain = RegistryDomain(w3.eth.chain_id + 1, owner.address)
+    assert revert_name(lambda: owner.submit_batch(*signed_batch(owner, domain=other_chain))) == "InvalidSignature"
+    for_other_contract = signed_batch(owner, domain=other_registry.domain)
+    assert revert_name(lambda: owner.submit_batch(*for_other_contract)) == "InvalidSignature"
+    other_registry.submit_batch(*for_other_contract)  # valid where it was meant to go
+    round_one = signed_batch(owner, round_=1)
+    round_two = BatchManifest.build(NODE.address, 2, round_one[0].records)
+    assert revert_name(lambda: owner.submit_batch(round_two, round_one[1], round_one[2])) == "InvalidSignature"
+
+
+def test_malleable_duplicate_and_reused_round(deploy: Deploy) -> None:
+    owner = deploy()[0]
+    manifest, batch_cid, signature = signed_batch(owner)
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    s = int.from_bytes(signature[32:64], "big")
+    twin = signature[:32] + (n - s).to_bytes(32, "big") + bytes([55 - signature[64]])
+    assert revert_name(lambda: owner.submit_batch(manifest, batch_cid, twin)) == "MalleableSignature"
+    owner.submit_batch(manifest, batch_cid, signature)
+    assert revert_name(lambda: owner.submit_batch(manifest, batch_cid, signature)) == "DuplicateBatch"
+    same_round = signed_batch(owner, round_=1, n=4)
+    assert revert_name(lambda: owner.submit_batch(*same_round)) == "RoundAlreadyUsed"
+
+
+def test_only_members_vote_once(deploy: Deploy) -> None:
+    owner, _, _, _, node, outsider = deploy()
+    batch_id = owner.submit_batch(*signed_batch(owner))[0]
+    assert revert_name(lambda: outsider.vote(batch_id, True)) == "NotMember"
+    assert revert_name(lambda: node.vote_many([batch_id], [True])) == "NotMember"
+    owner.vote(batch_id, False)
+    assert revert_name(lambda: owner.vote(batch_id, True)) == "AlreadyVoted"
+    assert revert_name(lambda: owner.vote(b"\x07" * 32, True)) == "UnknownBatch"
+    assert revert_name(lambda: owner.vote_many([batch_id], [True, False])) == "LengthMismatch"
+
+
+def test_members_change_only_by_member_vote(deploy: Deploy) -> None:
+    owner, m2, _, _, node, outsider = deploy()
+    assert revert_name(lambda: outsider.propose_member(outsider.address)) == "NotMember"
+    proposal = owner.propose_member(NODE.address, add=True)
+    owner.vote_member(proposal, True)
+    assert NODE.address not in owner.members()
+    m2.vote_member(proposal, True)
+    assert NODE.address in owner.members() and owner.proposal(proposal)["state"] == "accepted"
+    batch_id = owner.submit_batch(*signed_batch(owner))[0]
+    node.vote(batch_id, True)  # the new member votes
+    removal = node.propose_member(MEMBERS[1].address, add=False)
+    owner.vote_member(removal, True)
+    node.vote_member(removal, True)
+    assert MEMBERS[1].address in owner.members()  # 2 of 4 is not 2/3
+    m2.vote_member(removal, True)  # a member may vote for its own removal
+    assert MEMBERS[1].address not in owner.members() and len(owner.members()) == 3
+
+
+def test_the_last_member_cannot_be_removed(deploy: Deploy) -> None:
+    solo = deploy(members=[MEMBERS[0]])[0]
+    proposal = solo.propose_member(MEMBERS[0].address, add=False)
+    assert revert_name(lambda: solo.vote_member(proposal, True)) == "LastMember"
+    assert solo.members() == [MEMBERS[0].address]
+
+
+def test_vote_many_and_pagination_without_logs(deploy: Deploy) -> None:
+    clients = deploy()
+    owner, m2 = clients[0], clients[1]
+    ids = [owner.submit_batch(*signed_batch(owner, round_=r))[0] for r in range(1, 13)]
+    owner.vote_many(ids, [True] * 12)
+    m2.vote_many(ids, [r % 3 != 0 for r in range(12)])  # 8 approvals reach 2/3, 4 stay pending
+    accepted = owner.all_batches(BatchState.ACCEPTED, page=5)
+    assert len(accepted) == 8 and len(owner.all_batches(BatchState.PENDING, page=5)) == 4
+    assert [b.id for b in owner.global_experiences(0, 100)] == [b.id for b in accepted]
+    assert [b.id for b in owner.global_experiences(3, 2)] == [b.id for b in accepted[3:5]]
+    clients[2].vote_many(ids, [True] * 12)  # decided batches are skipped, the rest accepted
+    assert owner.all_batches(BatchState.ACCEPTED) and len(owner.all_batches(BatchState.ACCEPTED)) == 12
+
+
+def test_inclusion_proofs_verify_on_chain(deploy: Deploy) -> None:
+    owner = deploy()[0]
+    manifest, _, _ = signed_batch(owner, n=7)
+    proofs = merkle_proofs(manifest.records)
+    for cid in manifest.records:
+        assert owner.verify_inclusion(manifest.merkle_root, cid, proofs[cid])
+    assert not owner.verify_inclusion(manifest.merkle_root, cid_of(b"outsider"), proofs[manifest.records[0]])
+
+
+def test_dead_rpc_and_missing_contract() -> None:
+    with pytest.raises(ChainError, match="cannot reach chain node"):
+        connect(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ChainError, match="no contract at"):
+        RegistryClient(connect(None), "0x" + "12" * 20)
