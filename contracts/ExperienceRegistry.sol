@@ -155,15 +155,20 @@ contract ExperienceRegistry {
         emit BatchSubmitted(id, node, round, merkleRoot, batchCid);
     }
 
-    function _vote(bytes32 id, bool approve, bool skipDecided) private {
+    /// @param lenient skip (instead of reverting on) a batch that is decided, closed or already voted
+    /// on by the sender, so that a node can resend a voteMany after a crash without it failing.
+    function _vote(bytes32 id, bool approve, bool lenient) private {
         Batch storage b = batches[id];
         if (b.state == State.None) revert UnknownBatch(id);
         if (b.state != State.Pending || block.number > b.deadline) {
-            if (skipDecided) return;
+            if (lenient) return;
             if (b.state != State.Pending) revert AlreadyDecided();
             revert VotingClosed();
         }
-        if (hasVoted[id][msg.sender]) revert AlreadyVoted(msg.sender);
+        if (hasVoted[id][msg.sender]) {
+            if (lenient) return;
+            revert AlreadyVoted(msg.sender);
+        }
         hasVoted[id][msg.sender] = true;
         if (approve) b.up += 1;
         else b.down += 1;
@@ -187,7 +192,8 @@ contract ExperienceRegistry {
         _vote(id, approve, false);
     }
 
-    /// @notice Vote on many batches in one transaction; batches already decided or closed are skipped.
+    /// @notice Vote on many batches in one transaction; batches already decided, closed or voted on
+    /// by the sender are skipped, so resending the same call is harmless.
     function voteMany(bytes32[] calldata ids, bool[] calldata approvals) external onlyMember {
         if (ids.length != approvals.length) revert LengthMismatch();
         for (uint256 i = 0; i < ids.length; i++) {

@@ -185,6 +185,8 @@ def test_vote_many_and_pagination_without_logs(deploy: Deploy) -> None:
     assert len(accepted) == 8 and len(owner.all_batches(BatchState.PENDING, page=5)) == 4
     assert [b.id for b in owner.global_experiences(0, 100)] == [b.id for b in accepted]
     assert [b.id for b in owner.global_experiences(3, 2)] == [b.id for b in accepted[3:5]]
+    m2.vote_many(ids, [True] * 12)  # resent after a crash: everything m2 voted on is skipped
+    assert len(owner.all_batches(BatchState.ACCEPTED)) == 8
     clients[2].vote_many(ids, [True] * 12)  # decided batches are skipped, the rest accepted
     assert owner.all_batches(BatchState.ACCEPTED) and len(owner.all_batches(BatchState.ACCEPTED)) == 12
 

@@ -100,3 +100,18 @@ def records(
     stores = [{"store": name, **rates} for name, rates in result["stores"].items()]
     flat = {k: v for k, v in result.items() if k not in ("machine", "stores")}
     _finish(result, output, as_json, {"records": [flat], "stores": stores})
+
+
+@app.command("chain")
+def chain_(
+    batches: int = typer.Option(1_000, help="Batches to submit and vote on, per backend."),
+    chunk: int = typer.Option(250, help="Batches per voteMany transaction (a 30M block gas limit fits ~500)."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Gas per submit / vote / voteMany and transactions per second on the embedded EVM and anvil."""
+    from dso.bench.chain import run_chain_bench
+
+    result = run_chain_bench(batches, chunk, quiet=as_json)
+    rows = [{"backend": name, **row} for name, row in result["backends"].items()]
+    _finish(result, output, as_json, {"chain": rows})

@@ -98,8 +98,7 @@ def deploy(
         print_json(payload)
     else:
         console.print(
-            f"ExperienceRegistry at {registry.address} on chain {w3.eth.chain_id}; "
-            f"members: {', '.join(members)}"
+            f"ExperienceRegistry at {registry.address} on chain {w3.eth.chain_id}; members: {', '.join(members)}"
         )
 
 
