@@ -279,3 +279,29 @@ def test_corrupt_database_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(LibraryError, match="not a usable experience library"):
         ExperienceLibrary(path)
+
+
+def test_apply_is_all_or_nothing_with_its_meta(lib: ExperienceLibrary) -> None:
+    from dso.library import Operation
+
+    keep = lib.add(UNITS).experience
+    gone = lib.add(PERCENT).experience
+    results = lib.apply(
+        [
+            Operation("ADD", FRACTIONS, confidence=0.7, epoch=2),
+            Operation("UPDATE", "When units differ, convert all of them to the smallest unit first.", keep.id),
+            Operation("DELETE", None, gone.id),
+            Operation("UPDATE", "When something, do that.", "missing-id"),  # skipped: nothing to update
+        ],
+        meta={"train_cursor": "0:1"},
+    )
+    assert [r.op for r in results] == ["UPDATE", "ADD"]
+    assert lib.get(keep.id).text.startswith("When units differ, convert all") and lib.get_meta("train_cursor") == "0:1"
+    assert {e.id for e in lib.all()} == {keep.id, results[1].experience.id}
+    before = (lib.all(), lib.history())
+    with pytest.raises(LibraryError, match="the cap is 32"):
+        lib.apply(
+            [Operation("DELETE", None, keep.id), Operation("ADD", " ".join(["word"] * 40))],
+            meta={"train_cursor": "0:2"},
+        )
+    assert (lib.all(), lib.history()) == before and lib.get_meta("train_cursor") == "0:1"

@@ -60,19 +60,42 @@ class ChainConfig:
 
 
 @dataclasses.dataclass
+class TrainConfig:
+    """The learning loop (Training-Free GRPO) and its evaluation."""
+
+    dataset: str = "family_relationships"  # a reasoning-gym task, "champ", or a .jsonl file
+    train_size: int = 40
+    heldout_size: int = 60
+    seed: int = 0
+    epochs: int = 1
+    batch_size: int = 4
+    group_size: int = 5  # G: attempts per question
+    rollout_temperature: float = 0.7
+    max_tokens: int = 512  # the same budget for every arm
+    top_k: int = 5  # experiences injected per question
+    max_new_per_group: int = 2  # lessons proposed per group
+    learn_from_failures: bool = True  # all-failed groups learn from a reference solution
+    solver_model: str = "qwen2.5-1.5b"
+    extractor_model: str = ""  # "" = the solver model
+    eval_samples: int = 1  # k in Mean@k
+    eval_temperature: float = 0.0
+
+
+@dataclasses.dataclass
 class DSOConfig:
     home: Path = dataclasses.field(default_factory=_default_home)
     llm: LLMConfig = dataclasses.field(default_factory=LLMConfig)
     embedder: EmbedderConfig = dataclasses.field(default_factory=EmbedderConfig)
     library: LibraryConfig = dataclasses.field(default_factory=LibraryConfig)
     chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
 
 
-_SECTIONS = ("llm", "embedder", "library", "chain")
+_SECTIONS = ("llm", "embedder", "library", "chain", "train")
 
 
 def _coerce(value: Any, target: Any, key: str) -> Any:

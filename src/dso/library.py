@@ -19,7 +19,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,19 @@ class NewExperience:
     origin_node: str = "local"
     content_id: str | None = None
     id: str | None = None  # kept when free (import of an export), otherwise a new id is made
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """One change to the library, as the learning loop proposes it."""
+
+    op: str  # "ADD", "UPDATE" or "DELETE"
+    text: str | None = None  # for ADD and UPDATE
+    target: str | None = None  # experience id, for UPDATE and DELETE
+    confidence: float = 0.5
+    domain: str = "general"
+    epoch: int = 0
+    origin_node: str = "local"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,55 +394,60 @@ class ExperienceLibrary:
             vectors = embedder.embed(texts)
         if vectors.shape != (len(items), embedder.dim):
             raise LibraryError(f"embeddings have shape {vectors.shape}, expected ({len(items)}, {embedder.dim})")
-        results: list[WriteResult] = []
         with self._write():
-            known_ids, known = self._vectors()
-            ids = list(known_ids)
-            # One buffer for old and new rows: each item is checked against everything before it.
-            matrix = np.empty((len(ids) + len(items), embedder.dim), dtype=np.float32)
-            matrix[: len(ids)] = known
-            changed_rows: list[int] = []
-            for item, text, vector in zip(items, texts, vectors, strict=True):
-                best = top_k(matrix[: len(ids)], vector, 1)
-                if best and best[0][1] >= self.dedup_threshold:
-                    row, similarity = best[0]
-                    result = self._merge_paraphrase(self.get(ids[row]), item, text, vector, similarity)
-                    if result.experience.text == text:
-                        matrix[row] = vector  # the incoming wording was adopted
-                        changed_rows.append(row)
-                    results.append(result)
-                    continue
-                experience_id = item.id if item.id and self._id_free(item.id) else new_experience_id()
-                now = time.time()
-                self._db.execute(
-                    "INSERT INTO experiences (id, text, embedding, embedder_id, confidence, domain, epoch, "
-                    "usage_count, created_at, updated_at, origin_node, content_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-                    (
-                        experience_id,
-                        text,
-                        vector.astype(np.float32).tobytes(),
-                        embedder.identity,
-                        float(item.confidence),
-                        item.domain,
-                        item.epoch,
-                        now,
-                        now,
-                        item.origin_node,
-                        item.content_id,
-                    ),
-                )
-                self._record(experience_id, "ADD", None, text, origin_node=item.origin_node)
-                matrix[len(ids)] = vector
-                changed_rows.append(len(ids))
-                ids.append(experience_id)
-                results.append(WriteResult("ADD", self.get(experience_id)))
-            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
-            index = self._index
-            self._cache = (version, ids, matrix[: len(ids)].copy())
-            if index is not None and changed_rows:  # keep the Hamming index in step, row by row
-                index.add([ids[r] for r in changed_rows], matrix[changed_rows])
-                self._index, self._index_dirty = index, True
+            return self._insert_locked(items, texts, vectors)
+
+    def _insert_locked(self, items: Sequence[NewExperience], texts: list[str], vectors: Vectors) -> list[WriteResult]:
+        """The de-duplicating insert; the caller holds the write transaction."""
+        embedder = self._require_embedder()
+        results: list[WriteResult] = []
+        known_ids, known = self._vectors()
+        ids = list(known_ids)
+        # One buffer for old and new rows: each item is checked against everything before it.
+        matrix = np.empty((len(ids) + len(items), embedder.dim), dtype=np.float32)
+        matrix[: len(ids)] = known
+        changed_rows: list[int] = []
+        for item, text, vector in zip(items, texts, vectors, strict=True):
+            best = top_k(matrix[: len(ids)], vector, 1)
+            if best and best[0][1] >= self.dedup_threshold:
+                row, similarity = best[0]
+                result = self._merge_paraphrase(self.get(ids[row]), item, text, vector, similarity)
+                if result.experience.text == text:
+                    matrix[row] = vector  # the incoming wording was adopted
+                    changed_rows.append(row)
+                results.append(result)
+                continue
+            experience_id = item.id if item.id and self._id_free(item.id) else new_experience_id()
+            now = time.time()
+            self._db.execute(
+                "INSERT INTO experiences (id, text, embedding, embedder_id, confidence, domain, epoch, "
+                "usage_count, created_at, updated_at, origin_node, content_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                (
+                    experience_id,
+                    text,
+                    vector.astype(np.float32).tobytes(),
+                    embedder.identity,
+                    float(item.confidence),
+                    item.domain,
+                    item.epoch,
+                    now,
+                    now,
+                    item.origin_node,
+                    item.content_id,
+                ),
+            )
+            self._record(experience_id, "ADD", None, text, origin_node=item.origin_node)
+            matrix[len(ids)] = vector
+            changed_rows.append(len(ids))
+            ids.append(experience_id)
+            results.append(WriteResult("ADD", self.get(experience_id)))
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        index = self._index
+        self._cache = (version, ids, matrix[: len(ids)].copy())
+        if index is not None and changed_rows:  # keep the Hamming index in step, row by row
+            index.add([ids[r] for r in changed_rows], matrix[changed_rows])
+            self._index, self._index_dirty = index, True
         return results
 
     def _id_free(self, experience_id: str) -> bool:
@@ -466,6 +484,68 @@ class ExperienceLibrary:
             origin_node=item.origin_node,
         )
         return WriteResult("MERGE", self.get(existing.id), similarity)
+
+    def apply(self, operations: Sequence[Operation], *, meta: Mapping[str, str] | None = None) -> list[WriteResult]:
+        """Apply ADD / UPDATE / DELETE operations and `meta` entries in one transaction: all or nothing.
+
+        The trainer stores its cursor in `meta` with the batch's operations, so a crash can never leave
+        a batch half-applied or applied without its cursor (which would repeat it on resume).
+        """
+        embedder = self._require_embedder()
+        for operation in operations:
+            if operation.op not in ("ADD", "UPDATE", "DELETE"):
+                raise LibraryError(f"unknown operation {operation.op!r}")
+            if operation.op != "ADD" and not operation.target:
+                raise LibraryError(f"{operation.op} needs a target experience id")
+            self._check_fields(operation.confidence, operation.domain, operation.epoch)
+        adds = [o for o in operations if o.op == "ADD"]
+        updates = [o for o in operations if o.op == "UPDATE"]
+        add_texts = [self._clean_text(o.text or "") for o in adds]
+        update_texts = [self._clean_text(o.text or "") for o in updates]
+        vectors = embedder.embed(add_texts + update_texts)
+        results: list[WriteResult] = []
+        with self._write():
+            for operation in operations:
+                if operation.op == "DELETE" and operation.target and self._exists(operation.target):
+                    current = self.get(operation.target)
+                    self._db.execute("DELETE FROM experiences WHERE id = ?", (current.id,))
+                    self._record(current.id, "DELETE", current.text, None, epoch=operation.epoch)
+            for operation, text, vector in zip(updates, update_texts, vectors[len(adds) :], strict=True):
+                if operation.target is None or not self._exists(operation.target):
+                    continue  # deleted in this batch, or by someone else meanwhile
+                current = self.get(operation.target)
+                self._db.execute(
+                    "UPDATE experiences SET text = ?, embedding = ?, confidence = MAX(confidence, ?), "
+                    "epoch = MAX(epoch, ?), updated_at = ? WHERE id = ?",
+                    (
+                        text,
+                        vector.astype(np.float32).tobytes(),
+                        float(operation.confidence),
+                        operation.epoch,
+                        time.time(),
+                        current.id,
+                    ),
+                )
+                self._record(current.id, "UPDATE", current.text, text, epoch=operation.epoch)
+                results.append(WriteResult("UPDATE", self.get(current.id)))
+            self._cache = None  # deletes and updates moved rows: reload before de-duplicating adds
+            items = [
+                NewExperience(t, o.confidence, o.domain, o.epoch, o.origin_node)
+                for o, t in zip(adds, add_texts, strict=True)
+            ]
+            results += self._insert_locked(items, add_texts, vectors[: len(adds)])
+            for key, value in (meta or {}).items():
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"user:{key}", value))
+        self._cache = None
+        self._index = None
+        return results
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"user:{key}",)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _exists(self, experience_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM experiences WHERE id = ?", (experience_id,)).fetchone() is not None
 
     def update(
         self,

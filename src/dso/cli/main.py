@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from dso import __version__
-from dso.cli import bench, chain, library, models, records
+from dso.cli import bench, chain, learn, library, models, records
 from dso.cli.common import AppState, get_config, print_json
 from dso.errors import DSOError
 
@@ -23,6 +23,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
 app.add_typer(records.keys_app, name="keys")
 app.add_typer(chain.app, name="chain")
+app.command("train")(learn.train_command)
+app.command("eval")(learn.eval_command)
 app.command("cid")(records.cid_command)
 
 

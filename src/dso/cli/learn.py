@@ -1,0 +1,170 @@
+"""`dso train` and `dso eval`: the learning loop and its held-out evaluation, with progress bars."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from dso.cli.common import console, err_console, get_config, print_json
+from dso.learn.extract import Rollout
+from dso.learn.run import Hooks, run_evaluation, run_training
+
+
+class _Bars:
+    """One rich progress bar per stage, with the solver's tokens/s."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.tokens, self.started = progress, 0, time.perf_counter()
+        self.task: TaskID | None = None
+
+    def stage(self, name: str, total: int) -> None:
+        self.task = self.progress.add_task(name, total=total, rate="")
+        self.tokens, self.started = 0, time.perf_counter()
+
+    def rollouts(self, _problem: Any, rollouts: list[Rollout]) -> None:
+        self.tokens += sum(r.completion_tokens for r in rollouts)
+        rate = self.tokens / max(1e-6, time.perf_counter() - self.started)
+        if self.task is not None:
+            self.progress.update(self.task, advance=1, rate=f"{len(rollouts)} rollouts, {rate:.1f} tok/s")
+
+    def hooks(self) -> Hooks:
+        return Hooks(on_rollouts=self.rollouts, on_stage=self.stage, log=lambda m: err_console.print(f"[yellow]{m}"))
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or not err_console.is_terminal,
+    )
+
+
+TRAIN_FLAGS = {
+    "dataset": "train.dataset",
+    "train_size": "train.train_size",
+    "heldout_size": "train.heldout_size",
+    "seed": "train.seed",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "group_size": "train.group_size",
+    "temperature": "train.rollout_temperature",
+    "max_tokens": "train.max_tokens",
+    "top_k": "train.top_k",
+    "model": "train.solver_model",
+    "extractor_model": "train.extractor_model",
+    "samples": "train.eval_samples",
+}
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    return {TRAIN_FLAGS[name]: value for name, value in flags.items() if name in TRAIN_FLAGS}
+
+
+def eval_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"{report['model']} on {report['dataset']}, {report['heldout']} held-out questions")
+    for column in ("arm", "accuracy", "95% CI", "prompt tok/q", "completion tok/q", "truncated", "Psi", "Theta"):
+        table.add_column(column, justify="right")
+    for arm, r in report["arms"].items():
+        theta = f"{r['tokens_per_solved']:.0f}" if r["tokens_per_solved"] else "-"
+        table.add_row(
+            arm,
+            f"{r['accuracy']:.3f}",
+            f"[{r['ci95_low']:.3f}, {r['ci95_high']:.3f}]",
+            f"{r['prompt_tokens_per_question']:.0f}",
+            f"{r['completion_tokens_per_question']:.0f}",
+            f"{r['truncated_fraction']:.0%}",
+            str(r["library_size"]),
+            theta,
+        )
+    return table
+
+
+def train_command(
+    ctx: typer.Context,
+    run_dir: Path = typer.Option(Path("runs/train"), help="Run directory (config, library, rollouts, metrics)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir where it stopped."),
+    evaluate: bool = typer.Option(False, "--eval", help="Evaluate both arms on the held-out split afterwards."),
+    dataset: str | None = typer.Option(None, help="reasoning-gym task, 'champ', or a .jsonl file."),
+    train_size: int | None = typer.Option(None),
+    heldout_size: int | None = typer.Option(None),
+    seed: int | None = typer.Option(None),
+    epochs: int | None = typer.Option(None),
+    batch_size: int | None = typer.Option(None),
+    group_size: int | None = typer.Option(None, help="G: attempts per question."),
+    temperature: float | None = typer.Option(None, help="Rollout temperature."),
+    max_tokens: int | None = typer.Option(None),
+    top_k: int | None = typer.Option(None, help="Experiences injected per question."),
+    model: str | None = typer.Option(None, help="Solver model."),
+    extractor_model: str | None = typer.Option(None, help="Extractor model (default: the solver)."),
+    samples: int | None = typer.Option(None, help="k for Mean@k in --eval."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Learn experiences from rollouts (Training-Free GRPO); no weight changes."""
+    overrides = _overrides(
+        dataset=dataset,
+        train_size=train_size,
+        heldout_size=heldout_size,
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        group_size=group_size,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        top_k=top_k,
+        model=model,
+        extractor_model=extractor_model,
+        samples=samples,
+    )
+    config = get_config(ctx, **overrides)
+    with _progress(as_json) as progress:
+        bars = _Bars(progress)
+        summary = run_training(config, run_dir, resume=resume, hooks=bars.hooks())
+        report = run_evaluation(config, run_dir, hooks=bars.hooks()) if evaluate else None
+    if as_json:
+        print_json({"train": summary, "eval": report})
+        return
+    console.print(
+        f"{len(summary['batches'])} batches this session; library: {summary['library_size']} experiences "
+        f"({summary['extraction']['skipped_homogeneous']} homogeneous groups skipped, "
+        f"{summary['extraction']['skipped_unparsable']} unparsable)"
+    )
+    for index, text in enumerate(summary["experiences"]):
+        console.print(f"  [G{index}] {text}")
+    if report:
+        console.print(eval_table(report))
+
+
+def eval_command(
+    ctx: typer.Context,
+    run_dir: Path = typer.Option(Path("runs/train"), help="A run directory made by dso train."),
+    samples: int | None = typer.Option(None, help="k for Mean@k."),
+    temperature: float | None = typer.Option(None, help="Sampling temperature (default 0 for k = 1)."),
+    arm: list[str] = typer.Option(["baseline", "library"], help="Arms to evaluate."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Held-out accuracy without and with the run's library, with 95% CI and token cost."""
+    config = get_config(ctx, **{"train.eval_samples": samples, "train.eval_temperature": temperature})
+    with _progress(as_json) as progress:
+        report = run_evaluation(config, run_dir, arms=tuple(arm), hooks=_Bars(progress).hooks())
+    if as_json:
+        print_json(report)
+    else:
+        console.print(eval_table(report))

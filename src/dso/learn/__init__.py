@@ -1,0 +1,1 @@
+"""Active Semantic Optimization: the Training-Free GRPO loop that turns rollouts into experiences."""

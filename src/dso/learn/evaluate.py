@@ -1,0 +1,90 @@
+"""Held-out evaluation: accuracy with and without the library, its 95% interval, and token cost.
+
+Also the seed's "Hamiltonian" figures, measured rather than assumed: library size Psi and Theta, the
+mean inference tokens (prompt + completion) spent per solved problem, so Psi * Theta ~ const can be
+checked across runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dso.learn.datasets import Problem
+from dso.learn.extract import Rollout
+from dso.learn.rewards import Verifier
+from dso.learn.solve import SolveSettings, solve
+from dso.library import ExperienceLibrary
+from dso.llm import LLM
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    arm: str
+    questions: int
+    samples: int
+    accuracy: float  # Mean@k: per question, the mean reward of its k samples; then the mean
+    ci95_low: float
+    ci95_high: float
+    prompt_tokens_per_question: float
+    completion_tokens_per_question: float
+    truncated_fraction: float  # samples that hit max_tokens
+    library_size: int  # Psi
+    tokens_per_solved: float | None  # Theta
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def confidence_interval(scores: Sequence[float]) -> tuple[float, float]:
+    """95% interval of the mean: Wilson for 0/1 scores, normal approximation otherwise."""
+    n = len(scores)
+    if n == 0:
+        return 0.0, 0.0
+    mean = statistics.fmean(scores)
+    if all(s in (0.0, 1.0) for s in scores):
+        z = 1.96
+        centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return max(0.0, centre - half), min(1.0, centre + half)
+    half = 1.96 * statistics.stdev(scores) / math.sqrt(n) if n > 1 else 0.0
+    return max(0.0, mean - half), min(1.0, mean + half)
+
+
+def summarise(arm: str, rollouts: dict[str, list[Rollout]], library_size: int) -> EvalResult:
+    groups = list(rollouts.values())
+    per_question = [statistics.fmean(r.reward for r in group) for group in groups]
+    flat = [r for group in groups for r in group]
+    low, high = confidence_interval(per_question)
+    spent = sum(r.prompt_tokens + r.completion_tokens for r in flat)
+    solved = sum(r.reward for r in flat)
+    return EvalResult(
+        arm=arm,
+        questions=len(groups),
+        samples=len(flat) // max(1, len(groups)),
+        accuracy=statistics.fmean(per_question) if per_question else 0.0,
+        ci95_low=low,
+        ci95_high=high,
+        prompt_tokens_per_question=sum(r.prompt_tokens for r in flat) / max(1, len(groups)),
+        completion_tokens_per_question=sum(r.completion_tokens for r in flat) / max(1, len(groups)),
+        truncated_fraction=sum(r.finish_reason == "length" for r in flat) / max(1, len(flat)),
+        library_size=library_size,
+        tokens_per_solved=spent / solved if solved else None,
+    )
+
+
+def evaluate(
+    problems: Sequence[Problem],
+    solver: LLM,
+    verifier: Verifier,
+    settings: SolveSettings,
+    library: ExperienceLibrary | None,
+    *,
+    arm: str,
+    on_done: Callable[[Problem, list[Rollout]], None] | None = None,
+) -> tuple[EvalResult, dict[str, list[Rollout]]]:
+    rollouts = solve(problems, solver, verifier, settings, library, on_done=on_done)
+    return summarise(arm, rollouts, len(library) if library is not None else 0), rollouts

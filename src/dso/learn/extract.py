@@ -1,0 +1,249 @@
+"""Semantic advantage extraction (Training-Free GRPO): from scored rollouts to library operations.
+
+Per group (one problem, G scored attempts): groups whose rewards are all equal are skipped, except an
+all-failed group when the problem has a reference solution, which then plays the better attempt.
+(a) each attempt is summarised; (b) one call compares better and worse attempts and proposes at most k
+lessons "When <condition>, <strategy>."; (c) one call turns them into ADD / UPDATE / DELETE / NONE against
+the most similar existing experiences. Per batch, (d) one call reconciles all groups' operations, and
+fixed rules then make the result consistent (a DELETE beats an UPDATE of the same id; several UPDATEs
+of one id keep the last; repeated ADDs are dropped). JSON outputs are requested with schema-constrained
+decoding, parsed strictly and retried a bounded number of times; a group whose output never parses is
+logged and skipped. Nothing here writes: the trainer applies the batch's operations in one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dso.core.experience import normalise_text, word_count
+from dso.learn.datasets import Problem
+from dso.learn.prompts import load_prompt
+from dso.library import ExperienceLibrary, Operation
+from dso.llm import LLM
+
+MAX_LESSON_CHARS = 220
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    problem_id: str
+    sample: int
+    response: str
+    reward: float
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> Rollout:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass
+class ExtractionStats:
+    groups: int = 0
+    skipped_homogeneous: int = 0
+    skipped_unparsable: int = 0
+    llm_calls: int = 0
+    tokens: int = 0
+    proposed: int = 0
+
+
+def _lessons_schema(max_items: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "lessons": {
+                "type": "array",
+                "maxItems": max_items,
+                "items": {"type": "string", "minLength": 10, "maxLength": MAX_LESSON_CHARS},
+            }
+        },
+        "required": ["lessons"],
+    }
+
+
+OPERATIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "operations": {
+            "type": "array",
+            "maxItems": 8,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "op": {"enum": ["ADD", "UPDATE", "DELETE", "NONE"]},
+                    "id": {"type": "string", "maxLength": 24},
+                    "text": {"type": "string", "maxLength": MAX_LESSON_CHARS},
+                },
+                "required": ["op", "id", "text"],
+            },
+        }
+    },
+    "required": ["operations"],
+}
+
+
+def group_confidence(rewards: Sequence[float]) -> float:
+    """2 x the standard deviation of the group's rewards, capped at 1 (see README)."""
+    return min(1.0, 2.0 * statistics.pstdev(rewards)) if len(rewards) > 1 else 0.0
+
+
+def is_lesson(text: str, word_cap: int) -> bool:
+    clean = normalise_text(text)
+    return clean.lower().startswith("when ") and 5 <= word_count(clean) <= word_cap
+
+
+class Extractor:
+    def __init__(
+        self,
+        llm: LLM,
+        library: ExperienceLibrary,
+        *,
+        max_items: int = 2,
+        retries: int = 2,
+        temperature: float = 0.3,
+        learn_from_failures: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.llm, self.library = llm, library
+        self.max_items, self.retries, self.temperature = max_items, retries, temperature
+        self.learn_from_failures = learn_from_failures
+        self.stats = ExtractionStats()
+        self._log = log or (lambda message: None)
+
+    def _chat(self, prompt: str, max_tokens: int, schema: Mapping[str, Any] | None = None, seed: int = 0) -> str:
+        reply = self.llm.chat(
+            [{"role": "user", "content": prompt}],
+            temperature=self.temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            json_schema=schema,
+        )
+        self.stats.llm_calls += 1
+        self.stats.tokens += reply.prompt_tokens + reply.completion_tokens
+        return reply.text
+
+    def _json(self, prompt: str, schema: Mapping[str, Any], key: str, max_tokens: int = 512) -> list[Any] | None:
+        for attempt in range(self.retries + 1):
+            text = self._chat(prompt, max_tokens, schema, seed=attempt)
+            try:
+                value = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(value, dict) and isinstance(value.get(key), list):
+                return list(value[key])
+        return None
+
+    def _existing(self, texts: Sequence[str], per_text: int = 3) -> dict[str, str]:
+        shown: dict[str, str] = {}
+        for text in texts:
+            for hit in self.library.search(text, per_text):
+                shown[hit.experience.id] = hit.experience.text
+        return shown
+
+    def group_operations(self, problem: Problem, rollouts: Sequence[Rollout], epoch: int) -> list[Operation]:
+        """Operations proposed by one group; [] when the group is skipped."""
+        self.stats.groups += 1
+        rewards = [r.reward for r in rollouts]
+        uniform = max(rewards) == min(rewards)
+        if uniform and not (self.learn_from_failures and max(rewards) == 0 and problem.reference):
+            self.stats.skipped_homogeneous += 1
+            return []
+        summarize = load_prompt("summarize")
+        summaries = [
+            f"- attempt {r.sample} (reward {r.reward:g}): "
+            + normalise_text(
+                self._chat(
+                    summarize.render(question=problem.question, reward=f"{r.reward:g}", attempt=r.response[-2500:]),
+                    160,
+                )
+            )
+            for r in rollouts
+        ]
+        reference = f"Reference solution: {problem.reference}\n" if problem.reference else ""
+        advantage = load_prompt("advantage").render(
+            question=problem.question,
+            answer=problem.answer,
+            reference=reference,
+            summaries="\n".join(summaries),
+            max_items=self.max_items,
+        )
+        lessons = self._json(advantage, _lessons_schema(self.max_items), "lessons", max_tokens=400)
+        if lessons is None:
+            self.stats.skipped_unparsable += 1
+            self._log(f"group {problem.id}: lessons never parsed; skipped")
+            return []
+        candidates = [normalise_text(t) for t in lessons if isinstance(t, str) and is_lesson(t, self.library.word_cap)]
+        if not candidates:
+            return []
+        confidence = group_confidence(rewards) if not uniform else 0.5
+        existing = self._existing(candidates)
+        raw = self._operations(existing, "\n".join(f"- {c}" for c in candidates), "update")
+        if raw is None:
+            self.stats.skipped_unparsable += 1
+            self._log(f"group {problem.id}: operations never parsed; skipped")
+            return []
+        operations = self._to_operations(raw, existing, confidence, problem.task, epoch)
+        self.stats.proposed += len(operations)
+        return operations
+
+    def _operations(self, existing: Mapping[str, str], listing: str, template: str) -> list[Any] | None:
+        shown = "\n".join(f"{i}: {t}" for i, t in existing.items()) or "(none yet)"
+        values = {"existing": shown, "candidates": listing, "operations": listing}
+        return self._json(load_prompt(template).render(**values), OPERATIONS_SCHEMA, "operations", max_tokens=700)
+
+    def _to_operations(
+        self, raw: Sequence[Any], existing: Mapping[str, str], confidence: float, domain: str, epoch: int
+    ) -> list[Operation]:
+        operations = []
+        for item in raw:
+            if not isinstance(item, dict):
+                continue
+            op, target, text = item.get("op"), str(item.get("id") or ""), normalise_text(str(item.get("text") or ""))
+            if op == "ADD" and is_lesson(text, self.library.word_cap):
+                operations.append(Operation("ADD", text, None, confidence, domain, epoch))
+            elif op == "UPDATE" and target in existing and is_lesson(text, self.library.word_cap):
+                operations.append(Operation("UPDATE", text, target, confidence, domain, epoch))
+            elif op == "DELETE" and target in existing:
+                operations.append(Operation("DELETE", None, target, confidence, domain, epoch))
+        return operations
+
+    def consolidate(self, operations: Sequence[Operation]) -> list[Operation]:
+        """One call reconciles a batch's operations; fixed rules then make them consistent."""
+        if len(operations) > 1:
+            listing = "\n".join(f"- {o.op} {o.target or ''} {o.text or ''}".replace("  ", " ") for o in operations)
+            existing = {o.target: self.library.get(o.target).text for o in operations if o.target}
+            raw = self._operations(existing, listing, "consolidate")
+            if raw is not None:
+                base = max(operations, key=lambda o: o.confidence)
+                merged = self._to_operations(raw, existing, base.confidence, base.domain, base.epoch)
+                if merged or not any(o.op == "ADD" for o in operations):
+                    operations = merged
+            else:
+                self._log("batch consolidation never parsed; applying the groups' operations as proposed")
+        return reconcile(operations)
+
+
+def reconcile(operations: Sequence[Operation]) -> list[Operation]:
+    """DELETE beats UPDATE of the same id; the last UPDATE of an id wins; repeated ADDs are dropped."""
+    deleted = {o.target for o in operations if o.op == "DELETE"}
+    last_update: dict[str, Operation] = {}
+    seen_adds: set[str] = set()
+    result: list[Operation] = []
+    for operation in operations:
+        if operation.op == "UPDATE" and operation.target and operation.target not in deleted:
+            last_update[operation.target] = operation
+        elif operation.op == "ADD" and operation.text and operation.text.lower() not in seen_adds:
+            seen_adds.add(operation.text.lower())
+            result.append(operation)
+    deletes = [o for o in operations if o.op == "DELETE"]
+    unique_deletes = list({o.target: o for o in deletes}.values())
+    return unique_deletes + list(last_update.values()) + result

@@ -1,0 +1,131 @@
+"""Rewards: a verifier turns (response, problem) into a score in [0, 1].
+
+Math answers go through math-verify (``\\boxed{}``, ``#### 72``, ``1,000``, fractions); word answers
+compare the final ``ANSWER:`` line. Users plug in any callable, or an LLM judge for tasks without a
+ground truth. math-verify's own time limit uses signal.alarm, which only works in the main thread, so it
+is switched off and answers are cut to a bounded length instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+
+from dso.learn.datasets import MATH_TASKS, Problem
+from dso.llm import LLM
+
+_ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:\uff1a]\s*(.+)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+class Verifier(Protocol):
+    def __call__(self, response: str, problem: Problem) -> float: ...
+
+
+def _boxed(text: str) -> str | None:
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, index = 1, start + len("\\boxed{")
+    for position in range(index, len(text)):
+        if text[position] == "{":
+            depth += 1
+        elif text[position] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[index:position]
+    return None
+
+
+def final_answer(response: str) -> str:
+    """The answer a response commits to: \\boxed{}, '#### x', an 'Answer: x' line, else its last number."""
+    boxed = _boxed(response)
+    if boxed is not None:
+        return boxed.strip()
+    if "####" in response:
+        tail = response.rsplit("####", 1)[1].strip()
+        return tail.splitlines()[0].strip() if tail else ""
+    matches = _ANSWER_LINE.findall(response)
+    if matches:
+        return str(matches[-1]).strip().strip("*").strip()
+    numbers = _NUMBER.findall(response)
+    return numbers[-1] if numbers else ""
+
+
+def _clean_number(text: str) -> str:
+    text = text.strip().strip("$").strip().rstrip(".")
+    match = _NUMBER.search(text.replace(" ", ""))
+    if match and re.fullmatch(r"[^\d]*" + re.escape(match.group(0)) + r"[^\d]*", text.replace(" ", "")):
+        return match.group(0).replace(",", "")
+    return text
+
+
+class MathVerifier:
+    """1.0 when the final answer equals the ground truth mathematically, else 0.0."""
+
+    def __call__(self, response: str, problem: Problem) -> float:
+        from math_verify import parse, verify
+
+        predicted = final_answer(response[-4000:])
+        if not predicted:
+            return 0.0
+        gold_text, pred_text = _clean_number(problem.answer), _clean_number(predicted)
+        if gold_text == pred_text:
+            return 1.0
+        gold = parse(f"${gold_text}$", parsing_timeout=None)
+        guess = parse(f"${pred_text}$", parsing_timeout=None)
+        if not gold or not guess:
+            return 0.0
+        return 1.0 if verify(gold, guess, timeout_seconds=None) else 0.0
+
+
+class WordVerifier:
+    """1.0 when the final answer's words equal the ground truth's, ignoring case and punctuation."""
+
+    def __call__(self, response: str, problem: Problem) -> float:
+        def words(text: str) -> list[str]:
+            return re.findall(r"[a-z0-9-]+", text.lower())
+
+        predicted = final_answer(response) or (response.strip().splitlines() or [""])[-1]
+        return 1.0 if words(predicted) == words(problem.answer) else 0.0
+
+
+class CallableVerifier:
+    """Wrap a user's function `(response, problem) -> float`."""
+
+    def __init__(self, function: Callable[[str, Problem], float]) -> None:
+        self._function = function
+
+    def __call__(self, response: str, problem: Problem) -> float:
+        return max(0.0, min(1.0, float(self._function(response, problem))))
+
+
+class LLMJudge:
+    """For tasks without ground truth: an LLM answers whether the response solves the problem."""
+
+    SCHEMA: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"correct": {"type": "boolean"}},
+        "required": ["correct"],
+    }
+
+    def __init__(self, llm: LLM) -> None:
+        self._llm = llm
+
+    def __call__(self, response: str, problem: Problem) -> float:
+        import json
+
+        prompt = (
+            f"Problem:\n{problem.question}\n\nReference (may be empty): {problem.answer}\n\n"
+            f"Response:\n{response[-3000:]}\n\nIs the response's final answer correct? Reply in JSON."
+        )
+        reply = self._llm.chat([{"role": "user", "content": prompt}], max_tokens=20, json_schema=self.SCHEMA)
+        try:
+            return 1.0 if json.loads(reply.text).get("correct") is True else 0.0
+        except ValueError:
+            return 0.0
+
+
+def verifier_for(task: str) -> Verifier:
+    return MathVerifier() if task in MATH_TASKS else WordVerifier()

@@ -1,0 +1,144 @@
+"""One entry point for a learning run and its evaluation, used by `dso train`, `dso eval` and the demo."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dso.config import DSOConfig, TrainConfig
+from dso.embed import make_embedder
+from dso.errors import DSOError
+from dso.learn.datasets import Problem, train_heldout_split
+from dso.learn.evaluate import EvalResult, evaluate
+from dso.learn.extract import Extractor, Rollout
+from dso.learn.rewards import verifier_for
+from dso.learn.solve import SolveSettings
+from dso.learn.trainer import BatchMetrics, check_run_dir, config_json, train
+from dso.library import ExperienceLibrary
+from dso.llm import LLM, make_llm
+
+
+@dataclasses.dataclass
+class Hooks:
+    """Progress callbacks (the CLI draws bars with them)."""
+
+    on_rollouts: Callable[[Problem, list[Rollout]], None] | None = None
+    on_batch: Callable[[BatchMetrics], None] | None = None
+    on_stage: Callable[[str, int], None] | None = None  # (stage name, items in it)
+    log: Callable[[str], None] | None = None
+
+
+def _llm(config: DSOConfig, model: str) -> LLM:
+    return make_llm(dataclasses.replace(config, llm=dataclasses.replace(config.llm, model=model)))
+
+
+def open_run_library(config: DSOConfig, run_dir: Path) -> ExperienceLibrary:
+    return ExperienceLibrary(
+        run_dir / "library.db",
+        make_embedder(config.embedder),
+        dedup_threshold=config.library.dedup_threshold,
+        word_cap=config.library.word_cap,
+    )
+
+
+def run_training(
+    config: DSOConfig, run_dir: Path, *, resume: bool = False, hooks: Hooks | None = None
+) -> dict[str, Any]:
+    hooks = hooks or Hooks()
+    settings = config.train
+    check_run_dir(run_dir, settings, resume)
+    train_set, _ = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
+    solver = _llm(config, settings.solver_model)
+    extractor_llm = solver
+    if settings.extractor_model and settings.extractor_model != settings.solver_model:
+        extractor_llm = _llm(config, settings.extractor_model)
+    library = open_run_library(config, run_dir)
+    extractor = Extractor(
+        extractor_llm,
+        library,
+        max_items=settings.max_new_per_group,
+        learn_from_failures=settings.learn_from_failures,
+        log=hooks.log,
+    )
+    if hooks.on_stage:
+        hooks.on_stage("train", settings.epochs * len(train_set))
+    metrics = train(
+        settings,
+        run_dir,
+        train_set,
+        solver,
+        extractor,
+        verifier_for(train_set[0].task),
+        parallel=config.llm.parallel,
+        on_rollouts=hooks.on_rollouts,
+        on_batch=hooks.on_batch,
+    )
+    summary = {
+        "run_dir": str(run_dir),
+        "config": config_json(settings),
+        "batches": [dataclasses.asdict(m) for m in metrics],
+        "library_size": len(library),
+        "extraction": dataclasses.asdict(extractor.stats),
+        "experiences": [e.text for e in library.all()],
+    }
+    library.close()
+    return summary
+
+
+def run_evaluation(
+    config: DSOConfig, run_dir: Path, *, arms: tuple[str, ...] = ("baseline", "library"), hooks: Hooks | None = None
+) -> dict[str, Any]:
+    """Evaluate a run's held-out split without and with its library, same prompt and budget."""
+    hooks = hooks or Hooks()
+    saved = run_dir / "config.json"
+    if not saved.is_file():
+        raise DSOError(f"{run_dir} holds no run (no config.json); train first with: dso train --run-dir {run_dir}")
+    recorded = json.loads(saved.read_text(encoding="utf-8"))
+    recorded.pop("prompts", None)
+    settings = TrainConfig(
+        **{**recorded, "eval_samples": config.train.eval_samples, "eval_temperature": config.train.eval_temperature}
+    )
+    _, heldout = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
+    solver = _llm(config, settings.solver_model)
+    verifier = verifier_for(heldout[0].task)
+    solve_settings = SolveSettings(
+        samples=settings.eval_samples,
+        temperature=settings.eval_temperature,
+        max_tokens=settings.max_tokens,
+        top_k=settings.top_k,
+        seed=settings.seed + 1,
+        parallel=config.llm.parallel,
+    )
+    library = open_run_library(config, run_dir)
+    results: dict[str, EvalResult] = {}
+    for arm in arms:
+        if hooks.on_stage:
+            hooks.on_stage(f"eval {arm}", len(heldout))
+        result, rollouts = evaluate(
+            heldout,
+            solver,
+            verifier,
+            solve_settings,
+            library if arm == "library" else None,
+            arm=arm,
+            on_done=hooks.on_rollouts,
+        )
+        results[arm] = result
+        lines = [json.dumps(r.to_json()) for group in rollouts.values() for r in group]
+        (run_dir / f"eval-{arm}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = {
+        "run_dir": str(run_dir),
+        "model": settings.solver_model,
+        "dataset": settings.dataset,
+        "heldout": len(heldout),
+        "arms": {arm: r.to_json() for arm, r in results.items()},
+        "experiences": [e.text for e in library.all()],
+    }
+    if "baseline" in results and "library" in results:
+        report["gain"] = results["library"].accuracy - results["baseline"].accuracy
+    (run_dir / "eval.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    library.close()
+    return report

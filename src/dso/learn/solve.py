@@ -1,0 +1,78 @@
+"""Rollouts: the frozen solver answers with retrieved experiences in its prompt.
+
+Both arms of every comparison (with and without the library) use this one prompt and one token budget;
+only the experiences block differs, so a difference measures the experiences, not the prompt or
+truncation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from dso.learn.datasets import Problem
+from dso.learn.extract import Rollout
+from dso.learn.prompts import load_prompt
+from dso.learn.rewards import Verifier
+from dso.library import ExperienceLibrary
+from dso.llm import LLM, ChatMessage
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveSettings:
+    samples: int = 1
+    temperature: float = 0.0
+    max_tokens: int = 512
+    top_k: int = 5  # experiences injected per question
+    seed: int = 0
+    parallel: int = 4
+
+
+def solver_messages(problem: Problem, experiences: str) -> list[ChatMessage]:
+    block = f"\nExperiences that helped on similar problems:\n{experiences}\n" if experiences else ""
+    system = load_prompt("solver").render(experiences=block)
+    return [{"role": "system", "content": system}, {"role": "user", "content": problem.question}]
+
+
+def solve(
+    problems: Sequence[Problem],
+    solver: LLM,
+    verifier: Verifier,
+    settings: SolveSettings,
+    library: ExperienceLibrary | None = None,
+    *,
+    count_usage: bool = False,
+    on_done: Callable[[Problem, list[Rollout]], None] | None = None,
+) -> dict[str, list[Rollout]]:
+    """`samples` scored attempts per problem, several problems in flight at once."""
+    prompts = {
+        p.id: solver_messages(
+            p, library.format_for_prompt(p.question, settings.top_k, count_usage=count_usage) if library else ""
+        )
+        for p in problems
+    }
+
+    def attempt(problem: Problem) -> tuple[Problem, list[Rollout]]:
+        seed = settings.seed + int.from_bytes(problem.id.encode()[-4:], "little")
+        reply = solver.chat(
+            prompts[problem.id],
+            n=settings.samples,
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            seed=seed,
+        )
+        per_sample = reply.completion_tokens // max(1, len(reply.texts))
+        rollouts = [
+            Rollout(problem.id, i, text, verifier(text, problem), reply.prompt_tokens, per_sample, reason)
+            for i, (text, reason) in enumerate(zip(reply.texts, reply.finish_reasons, strict=True))
+        ]
+        return problem, rollouts
+
+    results: dict[str, list[Rollout]] = {}
+    with ThreadPoolExecutor(max(1, settings.parallel)) as pool:
+        for problem, rollouts in pool.map(attempt, problems):
+            results[problem.id] = rollouts
+            if on_done:
+                on_done(problem, rollouts)
+    return results

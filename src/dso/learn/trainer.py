@@ -1,0 +1,146 @@
+"""The trainer: epochs of batches; per batch, rollouts -> extraction -> one atomic library update.
+
+A run directory holds ``config.json``, the library (``library.db``), the rollouts of every batch
+(``rollouts/e<epoch>-b<batch>.jsonl``, written whole or not at all) and per-batch metrics
+(``metrics.jsonl``). The cursor (last finished batch) is written in the same SQLite transaction as the
+batch's library operations, so after a crash anywhere ``--resume`` neither repeats a finished batch nor
+loses one; rollouts already written for the interrupted batch are reused instead of sampled again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dso.config import TrainConfig
+from dso.errors import DSOError
+from dso.learn.datasets import Problem
+from dso.learn.extract import Extractor, Rollout
+from dso.learn.prompts import VERSIONS
+from dso.learn.rewards import Verifier
+from dso.learn.solve import SolveSettings, solve
+from dso.library import ExperienceLibrary
+
+CURSOR_KEY = "train_cursor"
+
+
+@dataclasses.dataclass
+class BatchMetrics:
+    epoch: int
+    batch: int
+    problems: int
+    mean_reward: float
+    operations: int
+    library_size: int
+    seconds: float
+    rollouts_reused: bool
+
+
+def config_json(config: TrainConfig) -> dict[str, Any]:
+    """What a run records of its configuration (eval settings excluded: eval may be rerun differently)."""
+    recorded = dataclasses.asdict(config)
+    recorded.pop("eval_samples")
+    recorded.pop("eval_temperature")
+    return {**recorded, "prompts": VERSIONS}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _cursor(library: ExperienceLibrary) -> tuple[int, int]:
+    value = library.get_meta(CURSOR_KEY)
+    if value is None:
+        return (-1, -1)
+    epoch, batch = value.split(":")
+    return int(epoch), int(batch)
+
+
+def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    """A run directory belongs to one configuration; --resume must match it, a new run must be empty."""
+    saved = run_dir / "config.json"
+    if saved.exists():
+        if not resume:
+            raise DSOError(f"{run_dir} already holds a run; pass --resume to continue it or pick another --run-dir")
+        previous = json.loads(saved.read_text(encoding="utf-8"))
+        if previous != json.loads(json.dumps(config_json(config))):
+            raise DSOError(f"{run_dir} was started with another configuration; resume it with the same flags")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "rollouts").mkdir(exist_ok=True)
+        _write_atomic(saved, json.dumps(config_json(config), indent=1, sort_keys=True) + "\n")
+
+
+def train(
+    config: TrainConfig,
+    run_dir: Path,
+    train_set: list[Problem],
+    solver: Any,
+    extractor: Extractor,
+    verifier: Verifier,
+    *,
+    parallel: int = 4,
+    on_rollouts: Callable[[Problem, list[Rollout]], None] | None = None,
+    on_batch: Callable[[BatchMetrics], None] | None = None,
+) -> list[BatchMetrics]:
+    library = extractor.library
+    done = _cursor(library)
+    metrics: list[BatchMetrics] = []
+    by_id = {p.id: p for p in train_set}
+    for epoch in range(config.epochs):
+        order = train_set[:]
+        random.Random(config.seed * 1000 + epoch).shuffle(order)
+        for batch_index, start in enumerate(range(0, len(order), config.batch_size)):
+            if (epoch, batch_index) <= done:
+                continue
+            started = time.perf_counter()
+            batch = order[start : start + config.batch_size]
+            path = run_dir / "rollouts" / f"e{epoch}-b{batch_index}.jsonl"
+            reused = path.exists()
+            if reused:
+                rows = [Rollout.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
+                rollouts: dict[str, list[Rollout]] = {}
+                for row in rows:
+                    rollouts.setdefault(row.problem_id, []).append(row)
+            else:
+                settings = SolveSettings(
+                    samples=config.group_size,
+                    temperature=config.rollout_temperature,
+                    max_tokens=config.max_tokens,
+                    top_k=config.top_k,
+                    seed=config.seed + 7919 * epoch,
+                    parallel=parallel,
+                )
+                rollouts = solve(batch, solver, verifier, settings, library, count_usage=True, on_done=on_rollouts)
+                lines = [json.dumps(r.to_json()) for group in rollouts.values() for r in group]
+                _write_atomic(path, "\n".join(lines) + "\n")
+            operations = []
+            for problem_id, group in rollouts.items():
+                operations += extractor.group_operations(by_id[problem_id], group, epoch)
+            final = extractor.consolidate(operations)
+            library.apply(final, meta={CURSOR_KEY: f"{epoch}:{batch_index}"})
+            rewards = [r.reward for group in rollouts.values() for r in group]
+            entry = BatchMetrics(
+                epoch,
+                batch_index,
+                len(batch),
+                sum(rewards) / max(1, len(rewards)),
+                len(final),
+                len(library),
+                time.perf_counter() - started,
+                reused,
+            )
+            with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(dataclasses.asdict(entry)) + "\n")
+            metrics.append(entry)
+            if on_batch:
+                on_batch(entry)
+    return metrics

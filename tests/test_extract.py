@@ -1,0 +1,95 @@
+"""The extraction pipeline: pure rules, and the real small model on fixed rollouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dso.embed import Embedder
+from dso.learn.datasets import Problem
+from dso.learn.extract import Extractor, Rollout, group_confidence, is_lesson, reconcile
+from dso.library import ExperienceLibrary, Operation
+from dso.llm.llamacpp import LlamaCppLLM
+
+PROBLEM = Problem(
+    "fam-1",
+    "David is married to Barbara. They have a child called Jacob. What relation is Jacob to Barbara? "
+    "Answer with a single word.",
+    "son",
+    "family_relationships",
+)
+
+
+def rollouts(rewards: list[float]) -> list[Rollout]:
+    texts = {1.0: "Jacob is the child of Barbara and male.\nANSWER: son", 0.0: "They are related.\nANSWER: child"}
+    return [Rollout(PROBLEM.id, i, texts[r], r, 50, 20, "stop") for i, r in enumerate(rewards)]
+
+
+class NoCalls:
+    """Stands in for an LLM that must not be called: only the skip rule is under test."""
+
+    name = "none"
+
+    def chat(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("a homogeneous group must not reach the LLM")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("rewards", [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+def test_homogeneous_group_produces_no_experience(tmp_path: Path, embedder: Embedder, rewards: list[float]) -> None:
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    extractor = Extractor(NoCalls(), library)  # type: ignore[arg-type]
+    assert extractor.group_operations(PROBLEM, rollouts(rewards), epoch=0) == []  # no reference solution
+    assert extractor.stats.skipped_homogeneous == 1 and len(library) == 0
+
+
+def test_confidence_rule() -> None:
+    assert group_confidence([1, 0, 1, 0]) == 1.0
+    assert group_confidence([1, 0, 0, 0, 0]) == pytest.approx(0.8)
+    assert group_confidence([1, 1]) == 0.0
+
+
+def test_lessons_must_be_general_when_rules() -> None:
+    assert is_lesson("When a question asks for a relation, answer with one kinship word.", 32)
+    assert not is_lesson("Answer with one word.", 32)
+    assert not is_lesson("When " + "very " * 40 + "long.", 32)
+
+
+def test_reconcile_rules() -> None:
+    ops = [
+        Operation("UPDATE", "When A, do B.", "e1"),
+        Operation("DELETE", None, "e1"),
+        Operation("UPDATE", "When C, do D first.", "e2"),
+        Operation("UPDATE", "When C, do D twice.", "e2"),
+        Operation("ADD", "When E, do F."),
+        Operation("ADD", "when e, do f."),
+    ]
+    result = reconcile(ops)
+    assert [(o.op, o.target, o.text) for o in result] == [
+        ("DELETE", "e1", None),
+        ("UPDATE", "e2", "When C, do D twice."),
+        ("ADD", None, "When E, do F."),
+    ]
+
+
+def test_real_model_output_parses_or_is_skipped_cleanly(
+    tmp_path: Path, embedder: Embedder, small_llm: LlamaCppLLM
+) -> None:
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    library.add("When a question asks how two people are related, name the relation from the second person's side.")
+    extractor = Extractor(small_llm, library, retries=1)
+    operations = extractor.group_operations(PROBLEM, rollouts([1.0, 0.0, 0.0]), epoch=3)
+    final = extractor.consolidate(operations)
+    before = library.all()
+    library.apply(final, meta={"train_cursor": "0:0"})
+    assert extractor.stats.groups == 1 and extractor.stats.llm_calls >= 4  # 3 summaries + advantage (+ update)
+    if extractor.stats.skipped_unparsable:
+        assert operations == []  # an unparsable group contributes nothing, and nothing crashed
+    for operation in final:  # whatever the tiny model said, only well-formed operations survive
+        assert operation.op in ("ADD", "UPDATE", "DELETE") and operation.epoch == 3
+        assert operation.op == "DELETE" or is_lesson(operation.text or "", library.word_cap)
+    assert library.get_meta("train_cursor") == "0:0"
+    assert len(library) >= len(before) - sum(o.op == "DELETE" for o in final)

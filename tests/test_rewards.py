@@ -1,0 +1,59 @@
+"""Verifiers on tricky answer forms."""
+
+import threading
+
+import pytest
+
+from dso.learn.datasets import Problem
+from dso.learn.rewards import CallableVerifier, MathVerifier, WordVerifier, final_answer, verifier_for
+
+MATH = Problem("p", "q", "1000", "gsm_symbolic")
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("so the total is \\boxed{1,000}", 1.0),
+        ("work...\n#### 1000", 1.0),
+        ("ANSWER: 1,000", 1.0),
+        ("Answer: $1000$.", 1.0),
+        ("The final answer is: 1000 apples", 0.0 + 1.0),
+        ("ANSWER: 999", 0.0),
+        ("First 1000, then 12 more: ANSWER: 1012", 0.0),
+        ("no number at all", 0.0),
+        ("\\boxed{1000} but later ANSWER: 5", 1.0),  # a boxed answer is the commitment
+    ],
+)
+def test_math_answers(response: str, expected: float) -> None:
+    assert MathVerifier()(response, MATH) == expected
+
+
+def test_fractions_and_decimals() -> None:
+    three_quarters = Problem("f", "q", "3/4", "champ")
+    assert MathVerifier()("ANSWER: 0.75", three_quarters) == 1.0
+    assert MathVerifier()("\\boxed{\\frac{3}{4}}", three_quarters) == 1.0
+    assert MathVerifier()("ANSWER: 4/3", three_quarters) == 0.0
+
+
+def test_verifier_works_off_the_main_thread() -> None:
+    scores: list[float] = []
+    worker = threading.Thread(target=lambda: scores.append(MathVerifier()("\\boxed{\\frac{2000}{2}}", MATH)))
+    worker.start()
+    worker.join(timeout=30)
+    assert scores == [1.0]
+
+
+def test_word_answers() -> None:
+    problem = Problem("w", "q", "mother-in-law", "family_relationships")
+    assert WordVerifier()("Thinking...\nANSWER: Mother-in-law", problem) == 1.0
+    assert WordVerifier()("ANSWER: **mother-in-law**.", problem) == 1.0
+    assert WordVerifier()("ANSWER: mother", problem) == 0.0
+    assert verifier_for("family_relationships").__class__ is WordVerifier
+    assert verifier_for("gsm_symbolic").__class__ is MathVerifier
+
+
+def test_final_answer_and_user_callables() -> None:
+    assert final_answer("a \\boxed{x^{2}} b") == "x^{2}"
+    assert final_answer("1 then 2 then 3") == "3"
+    verifier = CallableVerifier(lambda response, problem: 5.0 if "yes" in response else -1.0)
+    assert verifier("yes", MATH) == 1.0 and verifier("no", MATH) == 0.0
