@@ -1,8 +1,10 @@
 """Semantic advantage extraction (Training-Free GRPO): from scored rollouts to library operations.
 
 Per group (one problem, G scored attempts): groups whose rewards are all equal are skipped, except an
-all-failed group when the problem has a reference solution, which then plays the better attempt.
-(a) each attempt is summarised; (b) one call compares better and worse attempts and proposes at most k
+all-failed group (with `learn_from_failures`), where the correct answer and the dataset's reference
+solution, if it has one, play the better attempt. (a) each attempt longer than `summarize_min_words` is
+summarised (a shorter one is its own summary: summarising a one-word answer costs a call and adds
+nothing); (b) one call compares better and worse attempts and proposes at most k
 lessons "When <condition>, <strategy>."; (c) one call turns them into ADD / UPDATE / DELETE / NONE against
 the most similar existing experiences. Per batch, (d) one call reconciles all groups' operations, and
 fixed rules then make the result consistent (a DELETE beats an UPDATE of the same id; several UPDATEs
@@ -111,8 +113,10 @@ class Extractor:
         retries: int = 2,
         temperature: float = 0.3,
         learn_from_failures: bool = True,
+        summarize_min_words: int = 60,
         log: Callable[[str], None] | None = None,
     ) -> None:
+        self.summarize_min_words = summarize_min_words
         self.llm, self.library = llm, library
         self.max_items, self.retries, self.temperature = max_items, retries, temperature
         self.learn_from_failures = learn_from_failures
@@ -154,7 +158,7 @@ class Extractor:
         self.stats.groups += 1
         rewards = [r.reward for r in rollouts]
         uniform = max(rewards) == min(rewards)
-        if uniform and not (self.learn_from_failures and max(rewards) == 0 and problem.reference):
+        if uniform and not (self.learn_from_failures and max(rewards) == 0):
             self.stats.skipped_homogeneous += 1
             return []
         summarize = load_prompt("summarize")
@@ -165,6 +169,8 @@ class Extractor:
                     summarize.render(question=problem.question, reward=f"{r.reward:g}", attempt=r.response[-2500:]),
                     160,
                 )
+                if word_count(r.response) > self.summarize_min_words
+                else r.response
             )
             for r in rollouts
         ]

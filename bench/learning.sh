@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The measured learning runs quoted in the README (qwen2.5-1.5b, 2 llama.cpp threads, 4 slots).
+# Each run trains on its train split, then evaluates the held-out split without and with the library;
+# results land in bench/results/learning-<task>.json. Slow on 2 CPU cores: tens of minutes per run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DSO=.venv/bin/dso
+$DSO models pull qwen2.5-1.5b
+run() {
+  local task=$1; shift
+  local dir=runs/learning-$task
+  rm -rf "$dir"
+  $DSO train --run-dir "$dir" --dataset "$task" --model qwen2.5-1.5b "$@" --eval --json > "$dir.json"
+  cp "$dir.json" "bench/results/learning-$task.json"
+}
+case "${1:-all}" in
+  family_relationships|all) run family_relationships --train-size 40 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 ;;&
+  gsm_symbolic|all) run gsm_symbolic --train-size 50 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 384 ;;
+esac
