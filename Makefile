@@ -37,6 +37,7 @@ models: install
 	$(BIN)/dso models pull smollm2-135m
 
 demo: models
+	$(BIN)/dso models pull qwen2.5-1.5b
 	$(BIN)/dso demo
 
 lint: install

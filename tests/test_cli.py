@@ -71,7 +71,10 @@ def test_import_errors(tmp_path: Path, content: str | None, fragment: str) -> No
 def test_user_errors_never_show_tracebacks(tmp_path: Path) -> None:
     lib = str(tmp_path / "lib.db")
     _assert_one_line_error(dso("library", "delete", "nope", "-l", lib), "no experience with id 'nope'")
-    _assert_one_line_error(dso("demo", "--model", "gpt-9", "--run-dir", str(tmp_path / "d")), "unknown model")
+    _assert_one_line_error(
+        dso("demo", "--model", "gpt-9", "--train-size", "1", "--heldout-size", "1", "--run-dir", str(tmp_path / "d")),
+        "unknown model",
+    )
     _assert_one_line_error(dso("models", "pull", "gpt-9"), "unknown model 'gpt-9'")
     bad = tmp_path / "bad.toml"
     bad.write_text("[llm]\nthreds = 2\n")
@@ -86,9 +89,13 @@ def test_models_list_json() -> None:
     assert names["smollm2-135m"]["installed"] is True
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    summary = dso_json("demo", "--run-dir", str(tmp_path / "demo"))
-    assert summary["paraphrase_op"] == "MERGE"
-    assert summary["library_size"] == 6
-    assert len(summary["answers"]) == 3 and all(a["completion_tokens"] > 0 for a in summary["answers"])
-    assert (tmp_path / "demo" / "library.json").is_file()
+def test_demo_runs_a_learning_run_end_to_end(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    result = dso_json(
+        "demo", "--model", "smollm2-135m", "--train-size", "2", "--heldout-size", "2", "--run-dir", str(run_dir)
+    )
+    arms = result["eval"]["arms"]
+    assert set(arms) == {"baseline", "library"} and all(a["questions"] == 2 for a in arms.values())
+    assert arms["library"]["library_size"] == result["train"]["library_size"] == len(result["train"]["experiences"])
+    assert (run_dir / "library.db").is_file() and (run_dir / "eval.json").is_file()
+    assert len(result["train"]["batches"]) == 1

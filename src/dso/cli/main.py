@@ -9,7 +9,7 @@ import typer
 
 from dso import __version__
 from dso.cli import bench, chain, learn, library, models, records
-from dso.cli.common import AppState, get_config, print_json
+from dso.cli.common import AppState, console, get_config, print_json
 from dso.errors import DSOError
 
 app = typer.Typer(
@@ -46,16 +46,37 @@ def root(
 @app.command()
 def demo(
     ctx: typer.Context,
-    model: str | None = typer.Option(None, help="Model pack or .gguf (default: llm.model)."),
-    run_dir: Path = typer.Option(Path("runs/demo"), help="Where the demo library and export go."),
+    model: str | None = typer.Option(None, help="Solver model (default qwen2.5-1.5b)."),
+    train_size: int | None = typer.Option(None, help="Training questions (default 10)."),
+    heldout_size: int | None = typer.Option(None, help="Held-out questions (default 30)."),
+    run_dir: Path = typer.Option(Path("runs/demo"), help="Where the demo run goes (replaced each time)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """A short end-to-end run: library, de-duplication, retrieval, and the embedded LLM."""
-    from dso.demo import run_demo
+    """A short real learning run on the embedded model, then held-out accuracy before and after."""
+    from dso.cli.learn import _Bars, _progress, eval_table
+    from dso.demo import DEMO_TRAIN, run_demo
 
-    summary = run_demo(get_config(ctx, **{"llm.model": model}), run_dir, quiet=as_json)
+    overrides = {
+        **DEMO_TRAIN,
+        "train.solver_model": model,
+        "train.train_size": train_size or 10,
+        "train.heldout_size": heldout_size or 30,
+    }
+    config = get_config(ctx, **overrides)
+    with _progress(as_json) as progress:
+        result = run_demo(config, run_dir, _Bars(progress).hooks())
     if as_json:
-        print_json(summary)
+        print_json(result)
+        return
+    console.print(f"learned {result['train']['library_size']} experiences in {run_dir}:")
+    for index, text in enumerate(result["train"]["experiences"]):
+        console.print(f"  [G{index}] {text}")
+    console.print(eval_table(result["eval"]))
+    gain = result["eval"].get("gain", 0.0)
+    console.print(
+        f"held-out accuracy: {result['eval']['arms']['baseline']['accuracy']:.3f} without experiences, "
+        f"{result['eval']['arms']['library']['accuracy']:.3f} with them ({gain:+.3f})"
+    )
 
 
 def main() -> None:

@@ -22,12 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dso.core.experience import normalise_text, word_count
+from dso.errors import LLMError
 from dso.learn.datasets import Problem
 from dso.learn.prompts import load_prompt
 from dso.library import ExperienceLibrary, Operation
 from dso.llm import LLM
 
-MAX_LESSON_CHARS = 220
+LESSON_PATTERN = "^When [^.\\n]{10,180}\\.$"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,9 @@ def _lessons_schema(max_items: int) -> dict[str, Any]:
             "lessons": {
                 "type": "array",
                 "maxItems": max_items,
-                "items": {"type": "string", "minLength": 10, "maxLength": MAX_LESSON_CHARS},
+                # One sentence that starts with "When" and ends at its first period: decoding cannot
+                # ramble past it, and a length cap never cuts a lesson mid-sentence.
+                "items": {"type": "string", "pattern": LESSON_PATTERN},
             }
         },
         "required": ["lessons"],
@@ -83,7 +86,7 @@ OPERATIONS_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "op": {"enum": ["ADD", "UPDATE", "DELETE", "NONE"]},
                     "id": {"type": "string", "maxLength": 24},
-                    "text": {"type": "string", "maxLength": MAX_LESSON_CHARS},
+                    "text": {"type": "string", "pattern": "^(When [^.\\n]{10,180}\\.)?$"},
                 },
                 "required": ["op", "id", "text"],
             },
@@ -135,9 +138,22 @@ class Extractor:
         self.stats.tokens += reply.prompt_tokens + reply.completion_tokens
         return reply.text
 
+    def _summary(self, prompt: str, response: str) -> str:
+        """A short attempt is its own summary; a failed summary call falls back to the attempt's tail."""
+        if word_count(response) <= self.summarize_min_words:
+            return response
+        try:
+            return self._chat(prompt, 160)
+        except LLMError:
+            return response[-600:]
+
     def _json(self, prompt: str, schema: Mapping[str, Any], key: str, max_tokens: int = 512) -> list[Any] | None:
         for attempt in range(self.retries + 1):
-            text = self._chat(prompt, max_tokens, schema, seed=attempt)
+            try:
+                text = self._chat(prompt, max_tokens, schema, seed=attempt)
+            except LLMError as exc:
+                self._log(f"extraction call failed ({exc}); retrying")
+                continue
             try:
                 value = json.loads(text)
             except ValueError:
@@ -165,12 +181,10 @@ class Extractor:
         summaries = [
             f"- attempt {r.sample} (reward {r.reward:g}): "
             + normalise_text(
-                self._chat(
+                self._summary(
                     summarize.render(question=problem.question, reward=f"{r.reward:g}", attempt=r.response[-2500:]),
-                    160,
+                    r.response,
                 )
-                if word_count(r.response) > self.summarize_min_words
-                else r.response
             )
             for r in rollouts
         ]

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import random
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,12 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _fault_point(name: str) -> None:
+    """Crash tests: DSO_FAULT=<name> kills the process here as `kill -9` would, with no cleanup."""
+    if os.environ.get("DSO_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _cursor(library: ExperienceLibrary) -> tuple[int, int]:
@@ -122,6 +129,7 @@ def train(
                 rollouts = solve(batch, solver, verifier, settings, library, count_usage=True, on_done=on_rollouts)
                 lines = [json.dumps(r.to_json()) for group in rollouts.values() for r in group]
                 _write_atomic(path, "\n".join(lines) + "\n")
+                _fault_point(f"after-rollouts:{epoch}:{batch_index}")
             operations = []
             for problem_id, group in rollouts.items():
                 operations += extractor.group_operations(by_id[problem_id], group, epoch)

@@ -79,7 +79,10 @@ class LlamaCppLLM:
                 request["seed"] = seed + len(texts)
             if json_schema is not None:
                 request["json_schema"] = dict(json_schema)
-            reply = self._server.handle_chat_completions(request)
+            try:
+                reply = self._server.handle_chat_completions(request)
+            except RuntimeError as exc:  # e.g. a reply that its chat-format parser rejects
+                raise LLMError(f"llama.cpp failed on the request: {exc}") from None
             if not isinstance(reply, dict) or "choices" not in reply:
                 message = reply.get("error", reply) if isinstance(reply, dict) else reply
                 raise LLMError(f"llama.cpp refused the request: {message}")
