@@ -53,6 +53,8 @@ bench: install
 	$(BIN)/dso models pull smollm2-135m qwen2.5-0.5b qwen2.5-1.5b
 	$(BIN)/python bench/foundation.py
 	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/records.py
+	$(BIN)/python bench/chain.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

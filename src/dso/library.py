@@ -28,6 +28,7 @@ import numpy as np
 from dso.core.experience import Experience, normalise_text, top_k, word_count
 from dso.embed.base import Embedder, Vectors
 from dso.errors import DSOError, LibraryError
+from dso.files import write_text_atomic
 from dso.index import BinaryIndex
 
 SCHEMA_VERSION = 1
@@ -638,10 +639,7 @@ class ExperienceLibrary:
             "dim": None if self._embedder is None else self._embedder.dim,
             "experiences": items,
         }
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(target)  # never leaves a half-written export behind
+        write_text_atomic(Path(path), json.dumps(document, indent=1, ensure_ascii=False) + "\n")
         return len(items)
 
     def import_json(self, path: str | Path) -> list[WriteResult]:

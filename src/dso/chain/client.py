@@ -31,6 +31,7 @@ from dso.core.cid import parse_cid
 from dso.core.records import BatchManifest
 from dso.core.signing import RegistryDomain
 from dso.errors import DSOError
+from dso.files import write_text_atomic
 
 DEV_CHAIN_IDS = {31337, 131277322940537}  # anvil / hardhat, eth-tester
 
@@ -175,23 +176,19 @@ class Transactor:
         return receipt
 
     def call(self, fn: ContractFunction) -> TxReceipt:
-        sender: TxParams = {"from": self.account.address}
-        tx = fn.build_transaction(
-            {"from": self.account.address, "gas": 1, "gasPrice": Wei(0), "nonce": Nonce(self._nonce)}
-        )
-        tx.pop("gas")
-        tx.pop("gasPrice")
-        return self._send(dict(tx), lambda: fn.estimate_gas(sender))
+        return self._transact(fn)
 
     def deploy(self, abi: Any, bytecode: str, *args: Any) -> TxReceipt:
-        constructor = self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args)
+        return self._transact(self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args))
+
+    def _transact(self, action: Any) -> TxReceipt:
+        """Build, estimate, sign and send a contract function or constructor call."""
         sender: TxParams = {"from": self.account.address}
-        tx = constructor.build_transaction(
-            {"from": self.account.address, "gas": 1, "gasPrice": Wei(0), "nonce": Nonce(self._nonce)}
-        )
+        # gas and price are placeholders so that building does not estimate; _send fills both
+        tx = action.build_transaction({**sender, "gas": 1, "gasPrice": Wei(0), "nonce": Nonce(self._nonce)})
         tx.pop("gas")
         tx.pop("gasPrice")
-        return self._send(dict(tx), lambda: constructor.estimate_gas(sender))
+        return self._send(dict(tx), lambda: action.estimate_gas(sender))
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -335,9 +332,7 @@ class AddressBook:
         data = self._read()
         data[str(chain_id)] = {"ExperienceRegistry": address}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(self.path)
+        write_text_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def mine(w3: Web3, blocks: int = 1) -> None:

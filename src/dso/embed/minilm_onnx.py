@@ -7,7 +7,6 @@ checked before the session opens.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from dso.embed.base import Vectors, l2_normalise
 from dso.errors import ModelError
+from dso.files import sha256_file
 
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_MEMBER = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
@@ -30,14 +30,6 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class MiniLMOnnxEmbedder:
     """Mean-pooled, L2-normalised sentence embeddings (cosine >= 0.999 vs. the fp32 model)."""
 
@@ -50,7 +42,7 @@ class MiniLMOnnxEmbedder:
         for path in (model_path, tokenizer_path):
             if not path.is_file():
                 raise ModelError(f"embedding model file missing: {path}; run: make install")
-        if _sha256(model_path) != MODEL_SHA256:
+        if sha256_file(model_path) != MODEL_SHA256:
             raise ModelError(f"embedding model {model_path} fails its sha256 check; reinstall it")
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.enable_truncation(MAX_TOKENS)

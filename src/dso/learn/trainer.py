@@ -21,6 +21,7 @@ from typing import Any
 
 from dso.config import TrainConfig
 from dso.errors import DSOError
+from dso.files import write_text_atomic
 from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.prompts import VERSIONS
@@ -51,12 +52,6 @@ def config_json(config: TrainConfig) -> dict[str, Any]:
     return {**recorded, "prompts": VERSIONS}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _fault_point(name: str) -> None:
     """Crash tests: DSO_FAULT=<name> kills the process here as `kill -9` would, with no cleanup."""
     if os.environ.get("DSO_FAULT") == name:
@@ -83,7 +78,7 @@ def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "rollouts").mkdir(exist_ok=True)
-        _write_atomic(saved, json.dumps(config_json(config), indent=1, sort_keys=True) + "\n")
+        write_text_atomic(saved, json.dumps(config_json(config), indent=1, sort_keys=True) + "\n")
 
 
 def train(
@@ -128,7 +123,7 @@ def train(
                 )
                 rollouts = solve(batch, solver, verifier, settings, library, count_usage=True, on_done=on_rollouts)
                 lines = [json.dumps(r.to_json()) for group in rollouts.values() for r in group]
-                _write_atomic(path, "\n".join(lines) + "\n")
+                write_text_atomic(path, "\n".join(lines) + "\n")
                 _fault_point(f"after-rollouts:{epoch}:{batch_index}")
             operations = []
             for problem_id, group in rollouts.items():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypedDict, runtime_checkable
+
+from dso.errors import LLMError
 
 
 class ChatMessage(TypedDict):
@@ -60,6 +62,27 @@ def check_request(messages: Sequence[ChatMessage], n: int, temperature: float, m
             raise ValueError(f"bad chat message: {message!r}")
     if n < 1 or max_tokens < 1 or temperature < 0:
         raise ValueError(f"bad sampling parameters: n={n}, max_tokens={max_tokens}, temperature={temperature}")
+
+
+def collect_samples(
+    n: int, ask: Callable[[int, int], Mapping[str, Any]], where: str
+) -> tuple[list[str], list[str], int, int]:
+    """Gather `n` samples over as many requests as the backend needs (slot limits, servers that ignore n).
+
+    `ask(missing, done)` sends one request for up to `missing` samples; `done` lets it vary the seed.
+    """
+    texts: list[str] = []
+    reasons: list[str] = []
+    prompt_tokens = completion_tokens = 0
+    while len(texts) < n:
+        more, why, p_tokens, c_tokens = parse_choices(ask(n - len(texts), len(texts)))
+        if not more:
+            raise LLMError(f"{where} answered with no choices")
+        texts += more
+        reasons += why
+        prompt_tokens = prompt_tokens or p_tokens
+        completion_tokens += c_tokens
+    return texts[:n], reasons[:n], prompt_tokens, completion_tokens
 
 
 def parse_choices(reply: Mapping[str, Any]) -> tuple[list[str], list[str], int, int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dso.errors import LLMError
-from dso.llm.base import ChatMessage, Completion, check_request, parse_choices
+from dso.llm.base import ChatMessage, Completion, check_request, collect_samples
 
 
 class LlamaCppLLM:
@@ -63,20 +63,17 @@ class LlamaCppLLM:
     ) -> Completion:
         check_request(messages, n, temperature, max_tokens)
         started = time.perf_counter()
-        texts: list[str] = []
-        reasons: list[str] = []
-        prompt_tokens = completion_tokens = 0
-        # The server serves at most one sample per slot in a request: ask in slot-sized chunks.
-        while len(texts) < n:
-            chunk = min(n - len(texts), self._slots)
+
+        def ask(missing: int, done: int) -> dict[str, Any]:
+            # The server serves at most one sample per slot in a request: ask in slot-sized chunks.
             request: dict[str, Any] = {
                 "messages": [dict(m) for m in messages],
-                "n": chunk,
+                "n": min(missing, self._slots),
                 "temperature": temperature,
                 "max_tokens": max_tokens,
             }
             if seed is not None:
-                request["seed"] = seed + len(texts)
+                request["seed"] = seed + done
             if json_schema is not None:
                 request["json_schema"] = dict(json_schema)
             try:
@@ -86,11 +83,9 @@ class LlamaCppLLM:
             if not isinstance(reply, dict) or "choices" not in reply:
                 message = reply.get("error", reply) if isinstance(reply, dict) else reply
                 raise LLMError(f"llama.cpp refused the request: {message}")
-            more, why, p_tokens, c_tokens = parse_choices(reply)
-            texts += more
-            reasons += why
-            prompt_tokens = prompt_tokens or p_tokens
-            completion_tokens += c_tokens
+            return reply
+
+        texts, reasons, prompt_tokens, completion_tokens = collect_samples(n, ask, "llama.cpp")
         return Completion(texts, prompt_tokens, completion_tokens, reasons, time.perf_counter() - started)
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dso.errors import ModelError
+from dso.files import sha256_file
 
 _GGUF_MAGIC = b"GGUF"
 
@@ -74,14 +75,6 @@ class InstalledModel:
     path: Path | None  # None when not pulled yet
     size: int
     description: str
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _pack(name: str) -> ModelPack:

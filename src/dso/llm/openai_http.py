@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from dso.errors import LLMError
-from dso.llm.base import ChatMessage, Completion, check_request, parse_choices
+from dso.llm.base import ChatMessage, Completion, check_request, collect_samples
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -63,36 +63,27 @@ class OpenAICompatibleLLM:
     ) -> Completion:
         check_request(messages, n, temperature, max_tokens)
         started = time.perf_counter()
-        texts: list[str] = []
-        reasons: list[str] = []
-        prompt_tokens = completion_tokens = 0
-        attempt_seed = seed
-        # Some servers (Ollama) ignore n: ask again for what is still missing.
-        while len(texts) < n:
+
+        def ask(missing: int, done: int) -> dict[str, Any]:
+            # Some servers (Ollama) ignore n: collect_samples asks again for what is still missing.
             body: dict[str, Any] = {
                 "model": self._model,
                 "messages": [dict(m) for m in messages],
-                "n": n - len(texts),
+                "n": missing,
                 "temperature": temperature,
                 "max_tokens": max_tokens,
             }
-            if attempt_seed is not None:
-                body["seed"] = attempt_seed
-                attempt_seed += 1
+            if seed is not None:
+                body["seed"] = seed + done
             if json_schema is not None:
                 body["response_format"] = {
                     "type": "json_schema",
                     "json_schema": {"name": "output", "strict": True, "schema": dict(json_schema)},
                 }
-            more, why, p_tokens, c_tokens = parse_choices(self._post("/chat/completions", body))
-            if not more:
-                raise LLMError(f"{self._base_url} answered with no choices")
-            texts += more
-            reasons += why
-            prompt_tokens = prompt_tokens or p_tokens
-            completion_tokens += c_tokens
-        seconds = time.perf_counter() - started
-        return Completion(texts[:n], prompt_tokens, completion_tokens, reasons[:n], seconds)
+            return self._post("/chat/completions", body)
+
+        texts, reasons, prompt_tokens, completion_tokens = collect_samples(n, ask, self._base_url)
+        return Completion(texts, prompt_tokens, completion_tokens, reasons, time.perf_counter() - started)
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         url = self._base_url + path
