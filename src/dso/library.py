@@ -452,9 +452,7 @@ class ExperienceLibrary:
         return results
 
     def _id_free(self, experience_id: str) -> bool:
-        if not _ID_PATTERN.match(experience_id):
-            return False
-        return self._db.execute("SELECT 1 FROM experiences WHERE id = ?", (experience_id,)).fetchone() is None
+        return bool(_ID_PATTERN.match(experience_id)) and not self._exists(experience_id)
 
     def _merge_paraphrase(
         self, existing: Experience, item: NewExperience, text: str, vector: Vectors, similarity: float
