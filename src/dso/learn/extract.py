@@ -243,8 +243,15 @@ class Extractor:
             existing = {o.target: self.library.get(o.target).text for o in operations if o.target}
             raw = self._operations(existing, listing, "consolidate")
             if raw is not None:
-                base = max(operations, key=lambda o: o.confidence)
-                merged = self._to_operations(raw, existing, base.confidence, base.domain, base.epoch)
+                # A kept text keeps its group's confidence; a reworded one gets the batch's mean, never
+                # the batch's maximum (that would inflate every merged lesson).
+                by_text = {o.text: o.confidence for o in operations if o.text}
+                mean = statistics.fmean(o.confidence for o in operations)
+                first = operations[0]
+                merged = [
+                    dataclasses.replace(o, confidence=by_text.get(o.text, mean))
+                    for o in self._to_operations(raw, existing, mean, first.domain, first.epoch)
+                ]
                 if merged or not any(o.op == "ADD" for o in operations):
                     operations = merged
             else:
