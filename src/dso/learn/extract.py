@@ -249,7 +249,7 @@ class Extractor:
                 mean = statistics.fmean(o.confidence for o in operations)
                 first = operations[0]
                 merged = [
-                    dataclasses.replace(o, confidence=by_text.get(o.text, mean))
+                    dataclasses.replace(o, confidence=by_text.get(o.text or "", mean))
                     for o in self._to_operations(raw, existing, mean, first.domain, first.epoch)
                 ]
                 if merged or not any(o.op == "ADD" for o in operations):
