@@ -15,5 +15,5 @@ run() {
 }
 case "${1:-all}" in
   family_relationships|all) run family_relationships --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 ;;&
-  gsm_symbolic|all) run gsm_symbolic --train-size 50 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 384 ;;
+  gsm_symbolic|all) run gsm_symbolic --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 384 ;;
 esac
