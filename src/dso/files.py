@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from dso.errors import DSOError
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -13,6 +15,16 @@ def sha256_file(path: Path) -> str:
         while block := handle.read(1 << 22):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_input(path: Path, error: type[DSOError] = DSOError) -> bytes:
+    """A user-named input file's bytes; a missing file or a directory is a one-line `error`."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a directory, not a file") from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from dso.core.experience import Experience, normalise_text, top_k, word_count
 from dso.embed.base import Embedder, Vectors
 from dso.errors import DSOError, LibraryError
-from dso.files import write_text_atomic
+from dso.files import read_input, write_text_atomic
 from dso.index import BinaryIndex
 
 SCHEMA_VERSION = 1
@@ -647,12 +647,7 @@ class ExperienceLibrary:
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise LibraryError(f"file not found: {path}") from None
-    except IsADirectoryError:
-        raise LibraryError(f"{path} is a directory, not a JSON file") from None
+    raw = read_input(path, LibraryError)
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

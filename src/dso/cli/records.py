@@ -11,6 +11,7 @@ import typer
 from dso.cli.common import console, print_json
 from dso.core.cid import MAX_BLOCK, cid_of
 from dso.errors import DSOError
+from dso.files import read_input
 from dso.keys import keystore_address, load_account, new_keystore
 
 keys_app = typer.Typer(help="Node keys (encrypted Ethereum V3 keystores).", no_args_is_help=True)
@@ -24,12 +25,7 @@ def cid_command(
     """Print each file's CID, one per line, as `ipfs add -nq --cid-version=1 --raw-leaves` would."""
     results = []
     for path in files:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise DSOError(f"file not found: {path}") from None
-        except IsADirectoryError:
-            raise DSOError(f"{path} is a directory") from None
+        data = read_input(path)
         if len(data) > MAX_BLOCK:
             raise DSOError(f"{path} is {len(data)} bytes; dso cid handles single-block files up to {MAX_BLOCK} bytes")
         results.append({"file": str(path), "cid": cid_of(data), "bytes": len(data)})
