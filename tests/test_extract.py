@@ -58,6 +58,9 @@ def test_lessons_must_be_general_when_rules() -> None:
     assert is_lesson("When a question asks for a relation, answer with one kinship word.", 32)
     assert not is_lesson("Answer with one word.", 32)
     assert not is_lesson("When " + "very " * 40 + "long.", 32)
+    # Text about the extraction itself, which small extractors echo from their instructions.
+    assert not is_lesson("When faced with a similar problem, compare the better attempts with the worse ones.", 32)
+    assert not is_lesson("When attempting to solve a problem, read the question carefully.", 32)
 
 
 def test_reconcile_rules() -> None:
@@ -95,3 +98,26 @@ def test_real_model_output_parses_or_is_skipped_cleanly(
         assert operation.op == "DELETE" or is_lesson(operation.text or "", library.word_cap)
     assert library.get_meta("train_cursor") == "0:0"
     assert len(library) >= len(before) - sum(o.op == "DELETE" for o in final)
+
+
+def test_batch_contrast_calls_nothing_when_off_or_all_correct(tmp_path: Path, embedder: Embedder) -> None:
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    groups = [(PROBLEM, rollouts([0.0, 1.0]))]
+    assert Extractor(NoCalls(), library).batch_operations(groups, 0) == []  # type: ignore[arg-type]
+    on = Extractor(NoCalls(), library, contrast_batch=True)  # type: ignore[arg-type]
+    assert on.batch_operations([(PROBLEM, rollouts([1.0, 1.0]))], 0) == []
+
+
+def test_batch_contrast_with_the_real_model(tmp_path: Path, embedder: Embedder, small_llm: LlamaCppLLM) -> None:
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    other = Problem(
+        "fam-2", "Ann is married to Tom. They have a child called Eve. How is Tom related to Eve?", "father", "x"
+    )
+    wrong = Rollout(other.id, 0, "ANSWER: daughter", 0.0, 40, 5, "stop")
+    extractor = Extractor(small_llm, library, retries=1, contrast_batch=True)
+    operations = extractor.batch_operations([(PROBLEM, rollouts([0.0, 1.0, 0.0])), (other, [wrong])], epoch=2)
+    assert extractor.stats.llm_calls >= 1
+    for operation in operations:
+        assert operation.op in ("ADD", "UPDATE", "DELETE") and operation.epoch == 2
+        assert operation.op == "DELETE" or is_lesson(operation.text or "", library.word_cap)
+        assert 0 < operation.confidence <= 1 and operation.domain == "family_relationships"

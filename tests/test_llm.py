@@ -40,6 +40,9 @@ def test_embedded_n_samples(small_llm: LlamaCppLLM) -> None:
     reply = small_llm.chat(story, n=3, temperature=1.0, max_tokens=16, seed=7)
     assert len(reply.texts) == 3 and len(reply.finish_reasons) == 3
     assert len(set(reply.texts)) > 1  # sampled, not copies
+    # Usage covers every sample (the server itself reports one choice's tokens when n > 1).
+    least = sum(16 if reason == "length" else 1 for reason in reply.finish_reasons)
+    assert least <= reply.completion_tokens <= 3 * 17
 
 
 def test_embedded_json_schema_constrains_output(small_llm: LlamaCppLLM) -> None:

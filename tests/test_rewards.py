@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from dso.learn.datasets import Problem
-from dso.learn.rewards import CallableVerifier, MathVerifier, WordVerifier, final_answer, verifier_for
+from dso.learn.rewards import CallableVerifier, DefaultVerifier, MathVerifier, WordVerifier, final_answer
 
 MATH = Problem("p", "q", "1000", "gsm_symbolic")
 
@@ -48,8 +48,11 @@ def test_word_answers() -> None:
     assert WordVerifier()("Thinking...\nANSWER: Mother-in-law", problem) == 1.0
     assert WordVerifier()("ANSWER: **mother-in-law**.", problem) == 1.0
     assert WordVerifier()("ANSWER: mother", problem) == 0.0
-    assert verifier_for("family_relationships").__class__ is WordVerifier
-    assert verifier_for("gsm_symbolic").__class__ is MathVerifier
+    default = DefaultVerifier()
+    assert default("ANSWER: Mother-in-law", problem) == 1.0
+    legs = Problem("l", "How many legs?", "292", "leg_counting")  # not a math task, but a numeric answer
+    assert default("13 x 14 = 182, ...\nANSWER: 292 legs", legs) == 1.0
+    assert default("ANSWER: 29.2", legs) == 0.0 and default("ANSWER: 293", legs) == 0.0
 
 
 def test_final_answer_and_user_callables() -> None:

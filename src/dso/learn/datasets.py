@@ -1,18 +1,21 @@
 """Problems for learning and evaluation, generated offline, with a deterministic train / held-out split.
 
 Built-in sources: reasoning-gym tasks generated locally by seed (``gsm_symbolic``, ``basic_arithmetic``,
-``family_relationships``, or any other reasoning-gym task name), ``champ`` (270 competition problems in
+``family_relationships``, or any other reasoning-gym task name, with generator parameters as
+``leg_counting:max_animals=4``), ``champ`` (270 competition problems in
 the champ-dataset wheel), and a JSONL file of ``{"question", "answer"}`` lines (GSM8K's ``#### 72``
 answers and AIME-style integers work).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 from dso.errors import DSOError
 
@@ -28,19 +31,52 @@ class Problem:
     reference: str | None = None  # a worked solution, when the source has one
 
 
-def _reasoning_gym(task: str, count: int, seed: int) -> list[Problem]:
+def _leg_counting_reference(metadata: dict[str, Any]) -> str:
+    """leg_counting carries no worked solution; its generator's legs-per-animal table gives one."""
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
+    counts = metadata["animals"]
+    counts = ast.literal_eval(counts) if isinstance(counts, str) else counts
+    terms = [f"{n} {animal} x {ANIMALS[animal]} legs = {n * ANIMALS[animal]}" for animal, n in counts.items()]
+    return "; ".join(terms) + f". Total: {sum(n * ANIMALS[a] for a, n in counts.items())} legs."
+
+
+def _reference(task: str, metadata: dict[str, Any]) -> str | None:
+    if task == "leg_counting" and "animals" in metadata:
+        return _leg_counting_reference(metadata)
+    cot = metadata.get("answer_cot")
+    return str(cot) if cot else None
+
+
+def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``task`` or ``task:key=value,key=value`` (generator parameters, e.g. ``leg_counting:max_animals=4``)."""
+    task, _, options = spec.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, options.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise DSOError(f"dataset {spec!r}: parameters are key=value, separated by commas")
+        try:
+            params[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            params[key.strip()] = value.strip()
+    return task.strip(), params
+
+
+def _reasoning_gym(spec: str, count: int, seed: int) -> list[Problem]:
     import reasoning_gym
 
+    task, params = _parse_spec(spec)
     try:
-        dataset = reasoning_gym.create_dataset(task, size=count, seed=seed)
-    except (KeyError, ValueError) as exc:
-        raise DSOError(f"unknown dataset {task!r}: {exc}") from None
+        dataset = reasoning_gym.create_dataset(task, size=count, seed=seed, **params)
+    except (KeyError, ValueError, TypeError, AssertionError) as exc:
+        raise DSOError(f"unknown dataset or parameters {spec!r}: {exc}") from None
     problems = []
     for index in range(count):
         entry = dataset[index]
         metadata = entry.get("metadata") or {}
         problems.append(
-            Problem(f"{task}-{seed}-{index}", entry["question"], str(entry["answer"]), task, metadata.get("answer_cot"))
+            Problem(f"{spec}-{seed}-{index}", entry["question"], str(entry["answer"]), task, _reference(task, metadata))
         )
     return problems
 
@@ -99,10 +135,24 @@ def load_problems(source: str, count: int, seed: int = 0) -> list[Problem]:
 def train_heldout_split(
     source: str, train_size: int, heldout_size: int, seed: int = 0
 ) -> tuple[list[Problem], list[Problem]]:
-    """Deterministic by seed; the two parts never share a problem (nor a question text)."""
-    problems = load_problems(source, train_size + heldout_size, seed)
-    unique = list({p.question: p for p in problems}.values())
-    random.Random(seed).shuffle(unique)
+    """Deterministic by seed; the two parts never share a problem (nor a question text).
+
+    The held-out part depends only on (source, seed, heldout_size), never on the train size, so runs
+    with different train sizes are evaluated on the same questions. Generated tasks give problem i from
+    (seed, i) alone: held-out is the first problems, train the next. Fixed pools (JSONL, champ) are
+    shuffled whole by seed first, since a file may be sorted by difficulty or topic.
+    """
+    if source.endswith(".jsonl") or source == "champ":
+        problems = load_problems(source, 0 if source.endswith(".jsonl") else 10**6, seed)
+        random.Random(seed).shuffle(problems)
+    else:
+        problems = load_problems(source, train_size + heldout_size, seed)
+    unique: list[Problem] = []
+    seen: set[str] = set()
+    for problem in problems:  # the first occurrence of a question wins
+        if problem.question not in seen:
+            seen.add(problem.question)
+            unique.append(problem)
     if len(unique) < train_size + heldout_size:
         raise DSOError(f"{source} gave {len(unique)} distinct problems; {train_size + heldout_size} requested")
     return unique[heldout_size : heldout_size + train_size], unique[:heldout_size]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from dso.core.experience import normalise_text, word_count
 from dso.errors import LLMError
 from dso.learn.datasets import Problem
 from dso.learn.prompts import load_prompt
+from dso.learn.rewards import final_answer
 from dso.library import ExperienceLibrary, Operation
 from dso.llm import LLM
 
@@ -101,9 +103,22 @@ def group_confidence(rewards: Sequence[float]) -> float:
     return min(1.0, 2.0 * statistics.pstdev(rewards)) if len(rewards) > 1 else 0.0
 
 
+# Lessons that speak about the extraction itself ("compare the better attempts ...") rather than about
+# the task: a small extractor echoes its instructions, and such text helps no solver.
+_ABOUT_EXTRACTION = re.compile(r"\b(attempts?|attempting|better ones?|worse ones?|similar problems?)\b", re.IGNORECASE)
+
+
+def _final(response: str) -> str:
+    """The answer a response committed to, shortened for a table of answers."""
+    answer = final_answer(response) or (response.strip().splitlines() or [""])[-1]
+    return normalise_text(answer)[:80] or "(no answer)"
+
+
 def is_lesson(text: str, word_cap: int) -> bool:
     clean = normalise_text(text)
-    return clean.lower().startswith("when ") and 5 <= word_count(clean) <= word_cap
+    return (
+        clean.lower().startswith("when ") and 5 <= word_count(clean) <= word_cap and not _ABOUT_EXTRACTION.search(clean)
+    )
 
 
 class Extractor:
@@ -116,6 +131,7 @@ class Extractor:
         retries: int = 2,
         temperature: float = 0.3,
         learn_from_failures: bool = True,
+        contrast_batch: bool = False,
         summarize_min_words: int = 60,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -123,6 +139,7 @@ class Extractor:
         self.llm, self.library = llm, library
         self.max_items, self.retries, self.temperature = max_items, retries, temperature
         self.learn_from_failures = learn_from_failures
+        self.contrast_batch = contrast_batch
         self.stats = ExtractionStats()
         self._log = log or (lambda message: None)
 
@@ -201,17 +218,49 @@ class Extractor:
             self.stats.skipped_unparsable += 1
             self._log(f"group {problem.id}: lessons never parsed; skipped")
             return []
+        confidence = group_confidence(rewards) if not uniform else 0.5
+        return self._update(lessons, confidence, problem.task, epoch, f"group {problem.id}")
+
+    def batch_operations(self, groups: Sequence[tuple[Problem, Sequence[Rollout]]], epoch: int) -> list[Operation]:
+        """One call over the whole batch: the wrong answers of every problem beside its correct answer.
+
+        A convention the solver keeps breaking (the kind of answer a question expects, a reversed
+        relation) shows across problems far more plainly than inside one group, and a small extractor
+        names it from such a table where per-group comparison stays vague. [] unless `contrast_batch`.
+        """
+        failed = [(p, g) for p, g in groups if any(r.reward < 1 for r in g)]
+        if not self.contrast_batch or not failed:
+            return []
+        cases = []
+        for number, (problem, group) in enumerate(failed[:8], 1):
+            wrong = list(dict.fromkeys(_final(r.response) for r in group if r.reward < 1))
+            cases.append(
+                f"Problem {number}: {problem.question[-600:].strip()}\n"
+                f"Solver answered: {'; '.join(wrong)}\nCorrect answer: {problem.answer}"
+            )
+        prompt = load_prompt("contrast").render(cases="\n\n".join(cases), max_items=self.max_items)
+        lessons = self._json(prompt, _lessons_schema(self.max_items), "lessons", max_tokens=400)
+        if lessons is None:
+            self.stats.skipped_unparsable += 1
+            self._log(f"batch contrast of epoch {epoch}: lessons never parsed; skipped")
+            return []
+        share_wrong = statistics.fmean(r.reward < 1 for _, g in failed for r in g)
+        return self._update(lessons, share_wrong, failed[0][0].task, epoch, "batch contrast")
+
+    def _update(
+        self, lessons: Sequence[Any], confidence: float, domain: str, epoch: int, where: str
+    ) -> list[Operation]:
+        """Candidate lessons -> ADD / UPDATE / DELETE against the most similar existing experiences."""
         candidates = [normalise_text(t) for t in lessons if isinstance(t, str) and is_lesson(t, self.library.word_cap)]
         if not candidates:
             return []
-        confidence = group_confidence(rewards) if not uniform else 0.5
         existing = self._existing(candidates)
         raw = self._operations(existing, "\n".join(f"- {c}" for c in candidates), "update")
         if raw is None:
             self.stats.skipped_unparsable += 1
-            self._log(f"group {problem.id}: operations never parsed; skipped")
+            self._log(f"{where}: operations never parsed; skipped")
             return []
-        operations = self._to_operations(raw, existing, confidence, problem.task, epoch)
+        operations = self._to_operations(raw, existing, confidence, domain, epoch)
         self.stats.proposed += len(operations)
         return operations
 

@@ -127,5 +127,12 @@ class LLMJudge:
             return 0.0
 
 
-def verifier_for(task: str) -> Verifier:
-    return MathVerifier() if task in MATH_TASKS else WordVerifier()
+class DefaultVerifier:
+    """Per problem: math comparison for math tasks and numeric answers ("ANSWER: 292 legs" is 292), else words."""
+
+    def __init__(self) -> None:
+        self._math, self._words = MathVerifier(), WordVerifier()
+
+    def __call__(self, response: str, problem: Problem) -> float:
+        numeric = _NUMBER.fullmatch(problem.answer.strip()) is not None
+        return (self._math if problem.task in MATH_TASKS or numeric else self._words)(response, problem)

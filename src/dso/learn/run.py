@@ -14,7 +14,7 @@ from dso.errors import DSOError
 from dso.learn.datasets import Problem, train_heldout_split
 from dso.learn.evaluate import EvalResult, evaluate
 from dso.learn.extract import Extractor, Rollout
-from dso.learn.rewards import verifier_for
+from dso.learn.rewards import DefaultVerifier
 from dso.learn.solve import SolveSettings
 from dso.learn.trainer import BatchMetrics, check_run_dir, config_json, train
 from dso.library import ExperienceLibrary
@@ -61,6 +61,7 @@ def run_training(
         library,
         max_items=settings.max_new_per_group,
         learn_from_failures=settings.learn_from_failures,
+        contrast_batch=settings.contrast_batch,
         log=hooks.log,
     )
     if hooks.on_stage:
@@ -71,7 +72,7 @@ def run_training(
         train_set,
         solver,
         extractor,
-        verifier_for(train_set[0].task),
+        DefaultVerifier(),
         parallel=config.llm.parallel,
         on_rollouts=hooks.on_rollouts,
         on_batch=hooks.on_batch,
@@ -103,7 +104,7 @@ def run_evaluation(
     )
     _, heldout = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
     solver = _llm(config, settings.solver_model)
-    verifier = verifier_for(heldout[0].task)
+    verifier = DefaultVerifier()
     solve_settings = SolveSettings(
         samples=settings.eval_samples,
         temperature=settings.eval_temperature,

@@ -128,6 +128,7 @@ def train(
             operations = []
             for problem_id, group in rollouts.items():
                 operations += extractor.group_operations(by_id[problem_id], group, epoch)
+            operations += extractor.batch_operations([(by_id[i], group) for i, group in rollouts.items()], epoch)
             final = extractor.consolidate(operations)
             library.apply(final, meta={CURSOR_KEY: f"{epoch}:{batch_index}"})
             rewards = [r.reward for group in rollouts.values() for r in group]

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from dso.errors import LLMError
 from dso.llm.base import ChatMessage, Completion, check_request, collect_samples
 
@@ -83,10 +85,25 @@ class LlamaCppLLM:
             if not isinstance(reply, dict) or "choices" not in reply:
                 message = reply.get("error", reply) if isinstance(reply, dict) else reply
                 raise LLMError(f"llama.cpp refused the request: {message}")
+            if len(reply["choices"]) > 1:
+                # The server's usage counts one choice only; count every choice's tokens.
+                reply["usage"] = dict(reply.get("usage") or {}, completion_tokens=self._completion_tokens(reply))
             return reply
 
         texts, reasons, prompt_tokens, completion_tokens = collect_samples(n, ask, "llama.cpp")
         return Completion(texts, prompt_tokens, completion_tokens, reasons, time.perf_counter() - started)
+
+    def _completion_tokens(self, reply: Mapping[str, Any]) -> int:
+        total = 0
+        for choice in reply["choices"]:
+            text = str((choice.get("message") or {}).get("content") or "")
+            try:
+                answer = httpx.post(f"{self._server.listening_address}/tokenize", json={"content": text}, timeout=30)
+                tokens = len(answer.json()["tokens"])
+            except (httpx.HTTPError, ValueError, KeyError):
+                tokens = max(1, len(text) // 4)  # a rough count beats none
+            total += tokens + (1 if choice.get("finish_reason") == "stop" else 0)  # the end-of-turn token
+        return total
 
     def close(self) -> None:
         self._server = None

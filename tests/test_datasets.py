@@ -1,0 +1,48 @@
+"""The train / held-out split: deterministic, disjoint, and independent of the train size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dso.errors import DSOError
+from dso.learn.datasets import load_problems, train_heldout_split
+
+
+@pytest.mark.parametrize("source", ["basic_arithmetic", "champ"])
+def test_heldout_does_not_depend_on_train_size(source: str) -> None:
+    small_train, heldout = train_heldout_split(source, 5, 20, seed=3)
+    large_train, same_heldout = train_heldout_split(source, 40, 20, seed=3)
+    assert heldout == same_heldout
+    assert large_train[:5] == small_train
+    questions = {p.question for p in heldout}
+    assert not questions & {p.question for p in large_train}
+    assert train_heldout_split(source, 5, 20, seed=4)[1] != heldout  # the seed matters
+
+
+def test_jsonl_split_is_shuffled_and_refuses_too_few(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text(
+        "".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(30))
+    )
+    train, heldout = train_heldout_split(str(path), 10, 10, seed=0)
+    assert len(train) == len(heldout) == 10
+    assert [p.question for p in heldout] != [f"What is {i} + 1?" for i in range(10)]  # not file order
+    with pytest.raises(DSOError, match="31 requested"):
+        train_heldout_split(str(path), 21, 10, seed=0)
+
+
+def test_generator_parameters_and_bad_specs() -> None:
+    problems = load_problems("leg_counting:max_animals=3,max_instances=2", 30, seed=1)
+    assert all(p.task == "leg_counting" and p.question.split("if you have")[1].count(",") <= 2 for p in problems)
+    for spec in ["leg_counting:bogus=1", "leg_counting:max_animals=99", "leg_counting:max_animals", "no_such_task"]:
+        with pytest.raises(DSOError, match="dataset"):
+            load_problems(spec, 3)
+
+
+def test_leg_counting_reference_adds_up_to_the_answer() -> None:
+    for problem in load_problems("leg_counting", 50, seed=2):
+        assert problem.reference is not None
+        assert problem.reference.endswith(f"Total: {problem.answer} legs.")
