@@ -8,12 +8,14 @@ DSO=.venv/bin/dso
 $DSO models pull qwen2.5-1.5b
 run() {
   local task=$1; shift
-  local dir=runs/learning-$task
+  local name=${task%%:*}
+  local dir=runs/learning-$name
   rm -rf "$dir"
   $DSO train --run-dir "$dir" --dataset "$task" --model qwen2.5-1.5b "$@" --eval --json > "$dir.json"
-  cp "$dir.json" "bench/results/learning-$task.json"
+  cp "$dir.json" "bench/results/learning-$name.json"
 }
 case "${1:-all}" in
   family_relationships|all) run family_relationships --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 ;;&
-  gsm_symbolic|all) run gsm_symbolic --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 384 ;;
+  leg_counting|all) run leg_counting:max_animals=4 --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 512 ;;&
+  gsm_symbolic|all) run gsm_symbolic --train-size 50 --heldout-size 100 --batch-size 10 --group-size 4 --max-tokens 512 ;;
 esac

@@ -1,0 +1,49 @@
+"""Do hand-written tips help the embedded solver on a task? -> bench/results/tips-<task>.json.
+
+A ceiling check for learning: if tips written by a person do not help, learned ones will not either. The
+held-out questions are answered without and with a library holding only the tips, one prompt and one token
+budget for both arms (the same path `dso eval` takes).
+
+    python bench/tips_probe.py leg_counting 20 512
+"""
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from dso.config import load_config
+from dso.embed import make_embedder
+from dso.learn.datasets import train_heldout_split
+from dso.learn.evaluate import summarise
+from dso.learn.rewards import DefaultVerifier
+from dso.learn.solve import SolveSettings, solve
+from dso.library import ExperienceLibrary
+from dso.llm import make_llm
+
+TIPS = {
+    "leg_counting": [
+        "When counting legs, spiders and scorpions have 8 legs; insects (ants, bees, beetles, cockroaches, "
+        "fireflies, mantises, wasps) have 6.",
+        "When counting legs, crabs, lobsters and shrimps have 10 legs; a woodlouse has 14; a starfish has 5.",
+        "When counting legs, snakes, leeches, flatworms, jellyfish and sea slugs have 0 legs; birds and humans have 2.",
+    ],
+}
+
+task, count, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+config = load_config()
+config.llm.model = "qwen2.5-1.5b"
+solver, verifier = make_llm(config), DefaultVerifier()
+_, heldout = train_heldout_split(task, 0, count, seed=0)
+settings = SolveSettings(max_tokens=max_tokens, top_k=5)
+with tempfile.TemporaryDirectory() as home:
+    library = ExperienceLibrary(Path(home) / "tips.db", make_embedder())
+    for tip in TIPS[task.split(":")[0]]:
+        library.add(tip)
+    arms = {}
+    for arm, lib in (("baseline", None), ("tips", library)):
+        result = summarise(arm, solve(heldout, solver, verifier, settings, lib), len(lib) if lib else 0)
+        arms[arm] = result.to_json()
+        print(arm, arms[arm], flush=True)
+report = {"task": task, "max_tokens": max_tokens, "tips": TIPS[task.split(":")[0]], "arms": arms}
+Path(f"bench/results/tips-{task.split(':')[0]}.json").write_text(json.dumps(report, indent=1) + "\n")
