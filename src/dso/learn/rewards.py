@@ -8,12 +8,16 @@ is switched off and answers are cut to a bounded length instead.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from dso.learn.datasets import MATH_TASKS, Problem
 from dso.llm import LLM
+
+# math-verify warns once that its timeout is off; that is deliberate here (answers are cut instead).
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 _ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:\uff1a]\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
