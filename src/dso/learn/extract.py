@@ -105,7 +105,9 @@ def group_confidence(rewards: Sequence[float]) -> float:
 
 # Lessons that speak about the extraction itself ("compare the better attempts ...") rather than about
 # the task: a small extractor echoes its instructions, and such text helps no solver.
-_ABOUT_EXTRACTION = re.compile(r"\b(attempts?|attempting|better ones?|worse ones?|similar problems?)\b", re.IGNORECASE)
+_ABOUT_EXTRACTION = re.compile(
+    r"\b(attempts?|attempting|better ones?|worse ones?|similar problems?|the solver)\b", re.IGNORECASE
+)
 
 
 def _final(response: str) -> str:
