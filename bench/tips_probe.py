@@ -34,16 +34,18 @@ task, count, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 config = load_config()
 config.llm.model = "qwen2.5-1.5b"
 solver, verifier = make_llm(config), DefaultVerifier()
+name = task.split(":")[0]
+tips = TIPS[name]
 _, heldout = train_heldout_split(task, 0, count, seed=0)
 settings = SolveSettings(max_tokens=max_tokens, top_k=5)
 with tempfile.TemporaryDirectory() as home:
     library = ExperienceLibrary(Path(home) / "tips.db", make_embedder())
-    for tip in TIPS[task.split(":")[0]]:
+    for tip in tips:
         library.add(tip)
     arms = {}
     for arm, lib in (("baseline", None), ("tips", library)):
         result = summarise(arm, solve(heldout, solver, verifier, settings, lib), len(lib) if lib else 0)
         arms[arm] = result.to_json()
         print(arm, arms[arm], flush=True)
-report = {"task": task, "max_tokens": max_tokens, "tips": TIPS[task.split(":")[0]], "arms": arms}
-Path(f"bench/results/tips-{task.split(':')[0]}.json").write_text(json.dumps(report, indent=1) + "\n")
+report = {"task": task, "max_tokens": max_tokens, "tips": tips, "arms": arms}
+Path(f"bench/results/tips-{name}.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -91,7 +91,7 @@ def _champ(count: int) -> list[Problem]:
             continue
         reference = " ".join(step.text for step in item.solution.steps) if item.solution else None
         problems.append(Problem(f"champ-{identifier}", item.text, str(item.answer), "champ", reference))
-    return problems[:count]
+    return problems[:count] if count else problems
 
 
 def _gsm8k_answer(text: str) -> tuple[str, str | None]:
@@ -125,6 +125,7 @@ def _jsonl(path: Path, count: int) -> list[Problem]:
 
 
 def load_problems(source: str, count: int, seed: int = 0) -> list[Problem]:
+    """`count` problems from `source`; for the fixed pools (JSONL, champ) 0 means all of them."""
     if source.endswith(".jsonl"):
         return _jsonl(Path(source), count)
     if source == "champ":
@@ -143,7 +144,7 @@ def train_heldout_split(
     shuffled whole by seed first, since a file may be sorted by difficulty or topic.
     """
     if source.endswith(".jsonl") or source == "champ":
-        problems = load_problems(source, 0 if source.endswith(".jsonl") else 10**6, seed)
+        problems = load_problems(source, 0, seed)  # the whole pool
         random.Random(seed).shuffle(problems)
     else:
         problems = load_problems(source, train_size + heldout_size, seed)

@@ -26,7 +26,7 @@ from dso.core.experience import normalise_text, word_count
 from dso.errors import LLMError
 from dso.learn.datasets import Problem
 from dso.learn.prompts import load_prompt
-from dso.learn.rewards import final_answer
+from dso.learn.rewards import committed_answer
 from dso.library import ExperienceLibrary, Operation
 from dso.llm import LLM
 
@@ -112,8 +112,7 @@ _ABOUT_EXTRACTION = re.compile(
 
 def _final(response: str) -> str:
     """The answer a response committed to, shortened for a table of answers."""
-    answer = final_answer(response) or (response.strip().splitlines() or [""])[-1]
-    return normalise_text(answer)[:80] or "(no answer)"
+    return normalise_text(committed_answer(response))[:80] or "(no answer)"
 
 
 def is_lesson(text: str, word_cap: int) -> bool:

@@ -57,6 +57,11 @@ def final_answer(response: str) -> str:
     return numbers[-1] if numbers else ""
 
 
+def committed_answer(response: str) -> str:
+    """`final_answer`, or the response's last line when it marks no answer (a bare one-word reply)."""
+    return final_answer(response) or (response.strip().splitlines() or [""])[-1]
+
+
 def _clean_number(text: str) -> str:
     text = text.strip().strip("$").strip().rstrip(".")
     match = _NUMBER.search(text.replace(" ", ""))
@@ -91,8 +96,7 @@ class WordVerifier:
         def words(text: str) -> list[str]:
             return re.findall(r"[a-z0-9-]+", text.lower())
 
-        predicted = final_answer(response) or (response.strip().splitlines() or [""])[-1]
-        return 1.0 if words(predicted) == words(problem.answer) else 0.0
+        return 1.0 if words(committed_answer(response)) == words(problem.answer) else 0.0
 
 
 class CallableVerifier:
