@@ -28,6 +28,10 @@ TIPS = {
         "When counting legs, crabs, lobsters and shrimps have 10 legs; a woodlouse has 14; a starfish has 5.",
         "When counting legs, snakes, leeches, flatworms, jellyfish and sea slugs have 0 legs; birds and humans have 2.",
     ],
+    "aiw": [
+        "When asked how many sisters a woman's brother has, or how many female friends a male friend of a woman "
+        "has, count the woman herself: her sisters (or female friends) plus 1.",
+    ],
 }
 
 task, count, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

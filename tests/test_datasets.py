@@ -22,6 +22,15 @@ def test_heldout_does_not_depend_on_train_size(source: str) -> None:
     assert train_heldout_split(source, 5, 20, seed=4)[1] != heldout  # the seed matters
 
 
+def test_repeating_generator_is_extended_to_distinct_questions() -> None:
+    raw = load_problems("aiw", 120, seed=0)
+    assert len({p.question for p in raw}) < 120  # the generator repeats itself at this size
+    train, heldout = train_heldout_split("aiw", 20, 100, seed=0)
+    questions = [p.question for p in heldout + train]
+    assert len(set(questions)) == 120
+    assert heldout == train_heldout_split("aiw", 5, 100, seed=0)[1]
+
+
 def test_jsonl_split_is_shuffled_and_refuses_too_few(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     path.write_text(

@@ -87,3 +87,4 @@ def test_bad_dataset_is_one_line(tmp_path: Path, bad: list[str]) -> None:
         timeout=300,
     )
     assert result.returncode == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()  # nothing half-made: the same command works once the dataset is fixed

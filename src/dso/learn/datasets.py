@@ -143,17 +143,28 @@ def train_heldout_split(
     (seed, i) alone: held-out is the first problems, train the next. Fixed pools (JSONL, champ) are
     shuffled whole by seed first, since a file may be sorted by difficulty or topic.
     """
+    wanted = train_size + heldout_size
     if source.endswith(".jsonl") or source == "champ":
         problems = load_problems(source, 0, seed)  # the whole pool
         random.Random(seed).shuffle(problems)
-    else:
-        problems = load_problems(source, train_size + heldout_size, seed)
-    unique: list[Problem] = []
+        unique = _distinct(problems)
+    else:  # small generators repeat questions (aiw): generate more; problem i stays the same
+        count = wanted
+        unique = _distinct(load_problems(source, count, seed))
+        while len(unique) < wanted and count < 8 * wanted:
+            count *= 2
+            unique = _distinct(load_problems(source, count, seed))
+    if len(unique) < wanted:
+        raise DSOError(f"{source} gave {len(unique)} distinct problems; {wanted} requested")
+    return unique[heldout_size:wanted], unique[:heldout_size]
+
+
+def _distinct(problems: list[Problem]) -> list[Problem]:
+    """The first occurrence of a question wins, so train and held-out never share a question text."""
     seen: set[str] = set()
-    for problem in problems:  # the first occurrence of a question wins
+    unique = []
+    for problem in problems:
         if problem.question not in seen:
             seen.add(problem.question)
             unique.append(problem)
-    if len(unique) < train_size + heldout_size:
-        raise DSOError(f"{source} gave {len(unique)} distinct problems; {train_size + heldout_size} requested")
-    return unique[heldout_size : heldout_size + train_size], unique[:heldout_size]
+    return unique

@@ -49,8 +49,8 @@ def run_training(
 ) -> dict[str, Any]:
     hooks = hooks or Hooks()
     settings = config.train
-    check_run_dir(run_dir, settings, resume)
     train_set, _ = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
+    check_run_dir(run_dir, settings, resume)  # after the split: a bad dataset leaves no run behind
     solver = _llm(config, settings.solver_model)
     extractor_llm = solver
     if settings.extractor_model and settings.extractor_model != settings.solver_model:
