@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,39 @@ def _leg_counting_reference(metadata: dict[str, Any]) -> str:
     return "; ".join(terms) + f". Total: {sum(n * ANIMALS[a] for a, n in counts.items())} legs."
 
 
-def _reference(task: str, metadata: dict[str, Any]) -> str | None:
+_AIW_COUNTS = re.compile(
+    r"^(?P<name>\w+) has (?P<a>\d+) (?P<a_kind>sisters|brothers|male friends|male colleagues) and she also has "
+    r"(?P<b>\d+) (?P<b_kind>sisters|brothers|female friends|female colleagues)"
+)
+
+
+def _aiw_reference(question: str, answer: str) -> str | None:
+    """aiw carries no worked solution; the count it asks for always includes the woman herself."""
+    match = _AIW_COUNTS.match(question)
+    if not match:
+        return None
+    name, group = match["name"], match["a_kind"] if match["a_kind"] == "sisters" else match["b_kind"]
+    count = int(match["a"] if match["a_kind"] == "sisters" else match["b"])
+    if str(count + 1) != answer.strip():
+        return None
+    if group == "sisters":
+        return f"{name}'s brother has {name}'s {count} sisters and {name} herself as sisters: {count} + 1 = {answer}."
+    if group == "female friends":
+        return f"The male friend's female friends are {name}'s {count} female friends and {name} herself: " + (
+            f"{count} + 1 = {answer}."
+        )
+    return (
+        f"Matilda is in {name}'s circle; its women are {name}'s {count} female colleagues plus {name} herself: "
+        f"{count} + 1 = {answer}."
+    )
+
+
+def _reference(task: str, entry: dict[str, Any]) -> str | None:
+    metadata = entry.get("metadata") or {}
     if task == "leg_counting" and "animals" in metadata:
         return _leg_counting_reference(metadata)
+    if task == "aiw":
+        return _aiw_reference(entry["question"], str(entry["answer"]))
     cot = metadata.get("answer_cot")
     return str(cot) if cot else None
 
@@ -74,9 +105,8 @@ def _reasoning_gym(spec: str, count: int, seed: int) -> list[Problem]:
     problems = []
     for index in range(count):
         entry = dataset[index]
-        metadata = entry.get("metadata") or {}
         problems.append(
-            Problem(f"{spec}-{seed}-{index}", entry["question"], str(entry["answer"]), task, _reference(task, metadata))
+            Problem(f"{spec}-{seed}-{index}", entry["question"], str(entry["answer"]), task, _reference(task, entry))
         )
     return problems
 

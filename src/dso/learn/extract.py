@@ -25,7 +25,7 @@ from typing import Any
 from dso.core.experience import normalise_text, word_count
 from dso.errors import LLMError
 from dso.learn.datasets import Problem
-from dso.learn.prompts import load_prompt
+from dso.learn.prompts import load_prompt, quoted_lessons
 from dso.learn.rewards import committed_answer
 from dso.library import ExperienceLibrary, Operation
 from dso.llm import LLM
@@ -118,7 +118,10 @@ def _final(response: str) -> str:
 def is_lesson(text: str, word_cap: int) -> bool:
     clean = normalise_text(text)
     return (
-        clean.lower().startswith("when ") and 5 <= word_count(clean) <= word_cap and not _ABOUT_EXTRACTION.search(clean)
+        clean.lower().startswith("when ")
+        and 5 <= word_count(clean) <= word_cap
+        and not _ABOUT_EXTRACTION.search(clean)
+        and " ".join(clean.lower().split()) not in quoted_lessons()
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from pathlib import Path
 from string import Template
 
@@ -37,3 +38,13 @@ def load_prompt(name: str, version: int | None = None) -> Prompt:
     if version is None or not path.is_file():
         raise DSOError(f"no prompt template {name}.v{version} in {PROMPTS_DIR}")
     return Prompt(name, version, Template(path.read_text(encoding="utf-8")))
+
+
+@functools.cache
+def quoted_lessons() -> frozenset[str]:
+    """The example lessons the current templates quote; a small extractor may hand them back verbatim."""
+    found = set()
+    for name in VERSIONS:
+        for quoted in re.findall(r'"(When [^"]+)"', load_prompt(name).template.template):
+            found.add(" ".join(quoted.lower().split()))
+    return frozenset(found)
