@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from dso.embed import Embedder
 from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout, group_confidence, is_lesson, reconcile
 from dso.library import ExperienceLibrary, Operation
+from dso.llm.base import Completion
 from dso.llm.llamacpp import LlamaCppLLM
 
 PROBLEM = Problem(
@@ -122,3 +126,39 @@ def test_batch_contrast_with_the_real_model(tmp_path: Path, embedder: Embedder, 
         assert operation.op in ("ADD", "UPDATE", "DELETE") and operation.epoch == 2
         assert operation.op == "DELETE" or is_lesson(operation.text or "", library.word_cap)
         assert 0 < operation.confidence <= 1 and operation.domain == "family_relationships"
+
+
+class Scripted:
+    """A deterministic stand-in for the extractor LLM: only the ordering and counting of `propose` is under test."""
+
+    name = "scripted"
+
+    def chat(self, messages: list[dict[str, str]], **kwargs: object) -> Completion:
+        prompt = messages[0]["content"]
+        if "Candidate lessons:" in prompt:  # the update call: add every candidate
+            candidates = re.findall(r"^- (When .*)$", prompt.split("Candidate lessons:")[1], re.MULTILINE)
+            text = json.dumps({"operations": [{"op": "ADD", "id": "", "text": c} for c in candidates]})
+        elif "Correct answer:" in prompt and "Problem:" in prompt:  # the group advantage call
+            name = re.search(r"called (\w+)", prompt)
+            text = json.dumps({"lessons": [f"When a child is called {name[1] if name else 'X'}, name the relation."]})
+        else:  # a summary
+            text = "A summary."
+        return Completion([text], 10, 5, ["stop"], 0.0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_groups_extracted_side_by_side_match_one_by_one(tmp_path: Path, embedder: Embedder) -> None:
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    groups = []
+    for index, child in enumerate(["Jacob", "Emma", "Liam", "Noah", "Mia", "Zoe"]):
+        problem = dataclasses.replace(PROBLEM, id=f"fam-{index}", question=PROBLEM.question.replace("Jacob", child))
+        groups.append((problem, [dataclasses.replace(r, problem_id=problem.id) for r in rollouts([1.0, 0.0, 0.0])]))
+    one_by_one, side_by_side = Extractor(Scripted(), library), Extractor(Scripted(), library)  # type: ignore[arg-type]
+    expected = one_by_one.propose(groups, epoch=1, parallel=1)
+    assert [o.text for o in expected] == [
+        f"When a child is called {c}, name the relation." for c in ["Jacob", "Emma", "Liam", "Noah", "Mia", "Zoe"]
+    ]
+    assert side_by_side.propose(groups, epoch=1, parallel=4) == expected  # same operations, in group order
+    assert side_by_side.stats == one_by_one.stats and side_by_side.stats.groups == 6

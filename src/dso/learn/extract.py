@@ -19,7 +19,9 @@ import dataclasses
 import json
 import re
 import statistics
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dso.core.experience import normalise_text, word_count
@@ -145,7 +147,13 @@ class Extractor:
         self.learn_from_failures = learn_from_failures
         self.contrast_batch = contrast_batch
         self.stats = ExtractionStats()
+        self._stats_lock = threading.Lock()  # groups of a batch are extracted from worker threads
         self._log = log or (lambda message: None)
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:
+            for field, delta in deltas.items():
+                setattr(self.stats, field, getattr(self.stats, field) + delta)
 
     def _chat(self, prompt: str, max_tokens: int, schema: Mapping[str, Any] | None = None, seed: int = 0) -> str:
         reply = self.llm.chat(
@@ -155,8 +163,7 @@ class Extractor:
             seed=seed,
             json_schema=schema,
         )
-        self.stats.llm_calls += 1
-        self.stats.tokens += reply.prompt_tokens + reply.completion_tokens
+        self._count(llm_calls=1, tokens=reply.prompt_tokens + reply.completion_tokens)
         return reply.text
 
     def _summary(self, prompt: str, response: str) -> str:
@@ -192,11 +199,11 @@ class Extractor:
 
     def group_operations(self, problem: Problem, rollouts: Sequence[Rollout], epoch: int) -> list[Operation]:
         """Operations proposed by one group; [] when the group is skipped."""
-        self.stats.groups += 1
+        self._count(groups=1)
         rewards = [r.reward for r in rollouts]
         uniform = max(rewards) == min(rewards)
         if uniform and not (self.learn_from_failures and max(rewards) == 0):
-            self.stats.skipped_homogeneous += 1
+            self._count(skipped_homogeneous=1)
             return []
         summarize = load_prompt("summarize")
         summaries = [
@@ -219,11 +226,24 @@ class Extractor:
         )
         lessons = self._json(advantage, _lessons_schema(self.max_items), "lessons", max_tokens=400)
         if lessons is None:
-            self.stats.skipped_unparsable += 1
+            self._count(skipped_unparsable=1)
             self._log(f"group {problem.id}: lessons never parsed; skipped")
             return []
         confidence = group_confidence(rewards) if not uniform else 0.5
         return self._update(lessons, confidence, problem.task, epoch, f"group {problem.id}")
+
+    def propose(
+        self, groups: Sequence[tuple[Problem, Sequence[Rollout]]], epoch: int, *, parallel: int = 1
+    ) -> list[Operation]:
+        """Every group's operations, then the batch contrast's, before consolidation.
+
+        Groups only read the library until the batch is applied, so they are extracted side by side: on
+        llama.cpp's parallel slots the token-by-token part of several calls shares each step.
+        """
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            per_group = pool.map(lambda item: self.group_operations(item[0], item[1], epoch), groups)
+            operations = [operation for group_operations in per_group for operation in group_operations]
+        return operations + self.batch_operations(groups, epoch)
 
     def batch_operations(self, groups: Sequence[tuple[Problem, Sequence[Rollout]]], epoch: int) -> list[Operation]:
         """One call over the whole batch: the wrong answers of every problem beside its correct answer.
@@ -245,7 +265,7 @@ class Extractor:
         prompt = load_prompt("contrast").render(cases="\n\n".join(cases), max_items=self.max_items)
         lessons = self._json(prompt, _lessons_schema(self.max_items), "lessons", max_tokens=400)
         if lessons is None:
-            self.stats.skipped_unparsable += 1
+            self._count(skipped_unparsable=1)
             self._log(f"batch contrast of epoch {epoch}: lessons never parsed; skipped")
             return []
         share_wrong = statistics.fmean(r.reward < 1 for _, g in failed for r in g)
@@ -261,11 +281,11 @@ class Extractor:
         existing = self._existing(candidates)
         raw = self._operations(existing, "\n".join(f"- {c}" for c in candidates), "update")
         if raw is None:
-            self.stats.skipped_unparsable += 1
+            self._count(skipped_unparsable=1)
             self._log(f"{where}: operations never parsed; skipped")
             return []
         operations = self._to_operations(raw, existing, confidence, domain, epoch)
-        self.stats.proposed += len(operations)
+        self._count(proposed=len(operations))
         return operations
 
     def _operations(self, existing: Mapping[str, str], listing: str, template: str) -> list[Any] | None:

@@ -125,10 +125,8 @@ def train(
                 lines = [json.dumps(r.to_json()) for group in rollouts.values() for r in group]
                 write_text_atomic(path, "\n".join(lines) + "\n")
                 _fault_point(f"after-rollouts:{epoch}:{batch_index}")
-            operations = []
-            for problem_id, group in rollouts.items():
-                operations += extractor.group_operations(by_id[problem_id], group, epoch)
-            operations += extractor.batch_operations([(by_id[i], group) for i, group in rollouts.items()], epoch)
+            groups = [(by_id[problem_id], group) for problem_id, group in rollouts.items()]
+            operations = extractor.propose(groups, epoch, parallel=parallel)
             final = extractor.consolidate(operations)
             library.apply(final, meta={CURSOR_KEY: f"{epoch}:{batch_index}"})
             rewards = [r.reward for group in rollouts.values() for r in group]
