@@ -55,3 +55,12 @@ def test_leg_counting_reference_adds_up_to_the_answer() -> None:
     for problem in load_problems("leg_counting", 50, seed=2):
         assert problem.reference is not None
         assert problem.reference.endswith(f"Total: {problem.answer} legs.")
+
+
+def test_aiw_reference_counts_the_woman_herself() -> None:
+    problems = load_problems("aiw", 60, seed=2)
+    kinds = {p.question.split(" and she also has")[0].split()[-1] for p in problems}
+    assert kinds == {"sisters", "brothers", "friends", "colleagues"}  # every template is covered
+    for problem in problems:
+        assert problem.reference and problem.reference.endswith(f"+ 1 = {problem.answer}.")
+        assert "herself" in problem.reference

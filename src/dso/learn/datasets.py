@@ -48,25 +48,24 @@ _AIW_COUNTS = re.compile(
 )
 
 
+_AIW_STEPS = {  # the counting step each kind of aiw question hinges on
+    "sisters": "{name}'s brother has {name}'s {count} sisters and {name} herself as sisters",
+    "female friends": "The male friend's female friends are {name}'s {count} female friends and {name} herself",
+    "female colleagues": "Matilda is in {name}'s circle; its women are {name}'s {count} female colleagues plus "
+    "{name} herself",
+}
+
+
 def _aiw_reference(question: str, answer: str) -> str | None:
     """aiw carries no worked solution; the count it asks for always includes the woman herself."""
     match = _AIW_COUNTS.match(question)
     if not match:
         return None
-    name, group = match["name"], match["a_kind"] if match["a_kind"] == "sisters" else match["b_kind"]
-    count = int(match["a"] if match["a_kind"] == "sisters" else match["b"])
+    first = match["a_kind"] == "sisters"
+    group, count = (match["a_kind"], int(match["a"])) if first else (match["b_kind"], int(match["b"]))
     if str(count + 1) != answer.strip():
         return None
-    if group == "sisters":
-        return f"{name}'s brother has {name}'s {count} sisters and {name} herself as sisters: {count} + 1 = {answer}."
-    if group == "female friends":
-        return f"The male friend's female friends are {name}'s {count} female friends and {name} herself: " + (
-            f"{count} + 1 = {answer}."
-        )
-    return (
-        f"Matilda is in {name}'s circle; its women are {name}'s {count} female colleagues plus {name} herself: "
-        f"{count} + 1 = {answer}."
-    )
+    return _AIW_STEPS[group].format(name=match["name"], count=count) + f": {count} + 1 = {answer}."
 
 
 def _reference(task: str, entry: dict[str, Any]) -> str | None:
