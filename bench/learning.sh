@@ -16,7 +16,7 @@ run() {
 }
 case "${1:-all}" in
   family_relationships|all) run family_relationships --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 ;;&
-  aiw|all) run aiw --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 ;;&
+  aiw|all) run "aiw:task_types=['siblings','friends'],task_type_weights=[0.5,0.5]" --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 ;;&
   leg_counting|all) run leg_counting:max_animals=4 --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 512 ;;&
   gsm_symbolic|all) run gsm_symbolic --train-size 50 --heldout-size 100 --batch-size 10 --group-size 4 --max-tokens 512 ;;
 esac

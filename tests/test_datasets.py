@@ -46,7 +46,19 @@ def test_jsonl_split_is_shuffled_and_refuses_too_few(tmp_path: Path) -> None:
 def test_generator_parameters_and_bad_specs() -> None:
     problems = load_problems("leg_counting:max_animals=3,max_instances=2", 30, seed=1)
     assert all(p.task == "leg_counting" and p.question.split("if you have")[1].count(",") <= 2 for p in problems)
-    for spec in ["leg_counting:bogus=1", "leg_counting:max_animals=99", "leg_counting:max_animals", "no_such_task"]:
+    two_kinds = load_problems("aiw:task_types=['siblings','friends'],task_type_weights=[0.5,0.5]", 40, seed=0)
+    assert {p.question.split(" and she also has")[0].split()[-1] for p in two_kinds} == {
+        "sisters",
+        "brothers",
+        "friends",
+    }
+    for spec in [
+        "aiw:task_types=['cousins']",
+        "leg_counting:bogus=1",
+        "leg_counting:max_animals=99",
+        "leg_counting:max_animals",
+        "no_such_task",
+    ]:
         with pytest.raises(DSOError, match="dataset"):
             load_problems(spec, 3)
 

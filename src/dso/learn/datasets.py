@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import enum
 import hashlib
 import json
 import random
@@ -82,7 +83,7 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``task`` or ``task:key=value,key=value`` (generator parameters, e.g. ``leg_counting:max_animals=4``)."""
     task, _, options = spec.partition(":")
     params: dict[str, Any] = {}
-    for item in filter(None, options.split(",")):
+    for item in filter(None, re.split(r",(?![^\[]*\])", options)):  # commas inside [...] belong to a list
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
             raise DSOError(f"dataset {spec!r}: parameters are key=value, separated by commas")
@@ -93,12 +94,34 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return task.strip(), params
 
 
+def _enums(task: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Generator options typed as enums (``aiw:task_types=['siblings']``) are given by their values."""
+    from reasoning_gym.factory import DATASETS
+
+    if task not in DATASETS:
+        return params
+    defaults = {f.name: f for f in dataclasses.fields(DATASETS[task][1])}
+    converted = dict(params)
+    for key, value in params.items():
+        field = defaults.get(key)
+        if field is None or not callable(field.default_factory):
+            continue
+        default = field.default_factory()
+        if isinstance(default, list) and default and isinstance(default[0], enum.Enum) and isinstance(value, list):
+            try:
+                converted[key] = [type(default[0])(item) for item in value]
+            except ValueError:
+                choices = ", ".join(str(member.value) for member in type(default[0]))
+                raise DSOError(f"dataset {task}: {key} takes values among {choices}") from None
+    return converted
+
+
 def _reasoning_gym(spec: str, count: int, seed: int) -> list[Problem]:
     import reasoning_gym
 
     task, params = _parse_spec(spec)
     try:
-        dataset = reasoning_gym.create_dataset(task, size=count, seed=seed, **params)
+        dataset = reasoning_gym.create_dataset(task, size=count, seed=seed, **_enums(task, params))
     except (KeyError, ValueError, TypeError, AssertionError) as exc:
         raise DSOError(f"unknown dataset or parameters {spec!r}: {exc}") from None
     problems = []

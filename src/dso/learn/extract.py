@@ -217,12 +217,19 @@ class Extractor:
             for r in rollouts
         ]
         reference = f"Reference solution: {problem.reference}\n" if problem.reference else ""
+        if problem.reference:
+            focus = "The wrong attempts missed the key step of the reference solution."
+        elif not uniform:
+            focus = "The wrong attempts missed what the right ones did."
+        else:
+            focus = "The wrong attempts missed what the correct answer depends on."
         advantage = load_prompt("advantage").render(
             question=problem.question,
             answer=problem.answer,
             reference=reference,
             summaries="\n".join(summaries),
             max_items=self.max_items,
+            focus=focus,
         )
         lessons = self._json(advantage, _lessons_schema(self.max_items), "lessons", max_tokens=400)
         if lessons is None:
