@@ -70,6 +70,7 @@ def test_lessons_must_be_general_when_rules() -> None:
     assert not is_lesson("When faced with a similar problem, compare the better attempts with the worse ones.", 32)
     assert not is_lesson("When attempting to solve a problem, read the question carefully.", 32)
     assert not is_lesson("When the solver provides a wrong answer, understand the kind of answer expected.", 32)
+    assert not is_lesson("When a solver gives a wrong answer, analyze the question and consider other approaches.", 32)
 
 
 def test_reconcile_rules() -> None:

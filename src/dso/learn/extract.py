@@ -108,7 +108,7 @@ def group_confidence(rewards: Sequence[float]) -> float:
 # Lessons that speak about the extraction itself ("compare the better attempts ...") rather than about
 # the task: a small extractor echoes its instructions, and such text helps no solver.
 _ABOUT_EXTRACTION = re.compile(
-    r"\b(attempts?|attempting|better ones?|worse ones?|similar problems?|the solver)\b", re.IGNORECASE
+    r"\b(attempts?|attempting|better ones?|worse ones?|similar problems?|solvers?)\b", re.IGNORECASE
 )
 
 
