@@ -16,7 +16,8 @@ from pathlib import Path
 from dso.config import load_config
 from dso.embed import make_embedder
 from dso.learn.datasets import train_heldout_split
-from dso.learn.extract import Extractor, Rollout
+from dso.learn.extract import Extractor
+from dso.learn.trainer import read_rollouts
 from dso.library import ExperienceLibrary
 from dso.llm import make_llm
 
@@ -25,10 +26,7 @@ rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 saved = json.loads((run_dir / "config.json").read_text())
 train_set, _ = train_heldout_split(saved["dataset"], saved["train_size"], saved["heldout_size"], saved["seed"])
 by_id = {p.id: p for p in train_set}
-groups: dict[str, list[Rollout]] = {}
-for line in (run_dir / "rollouts" / f"{batch}.jsonl").read_text().splitlines():
-    row = Rollout.from_json(json.loads(line))
-    groups.setdefault(row.problem_id, []).append(row)
+groups = read_rollouts(run_dir / "rollouts" / f"{batch}.jsonl")
 config = load_config()
 config.llm.model = saved["extractor_model"] or saved["solver_model"]
 llm, embedder = make_llm(config), make_embedder()

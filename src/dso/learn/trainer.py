@@ -66,6 +66,16 @@ def _cursor(library: ExperienceLibrary) -> tuple[int, int]:
     return int(epoch), int(batch)
 
 
+def read_rollouts(path: Path) -> dict[str, list[Rollout]]:
+    """A batch's written rollouts (``rollouts/e<epoch>-b<batch>.jsonl``), grouped by problem id."""
+    rollouts: dict[str, list[Rollout]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line:
+            row = Rollout.from_json(json.loads(line))
+            rollouts.setdefault(row.problem_id, []).append(row)
+    return rollouts
+
+
 def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
     """A run directory belongs to one configuration; --resume must match it, a new run must be empty."""
     saved = run_dir / "config.json"
@@ -108,10 +118,7 @@ def train(
             path = run_dir / "rollouts" / f"e{epoch}-b{batch_index}.jsonl"
             reused = path.exists()
             if reused:
-                rows = [Rollout.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
-                rollouts: dict[str, list[Rollout]] = {}
-                for row in rows:
-                    rollouts.setdefault(row.problem_id, []).append(row)
+                rollouts = read_rollouts(path)
             else:
                 settings = SolveSettings(
                     samples=config.group_size,
