@@ -35,6 +35,15 @@ def test_fractions_and_decimals() -> None:
     assert MathVerifier()("ANSWER: 4/3", three_quarters) == 0.0
 
 
+def test_scientific_notation_is_a_number_not_eulers_e() -> None:
+    largest = Problem("n", "q", "757954645.211", "number_format")
+    assert MathVerifier()("ANSWER: 7.579546452110000e+08", largest) == 1.0
+    assert MathVerifier()("ANSWER: 7.5795464e+08", largest) == 0.0
+    tiny = Problem("p", "q", "9.360000138304076e-18", "power_function")
+    assert MathVerifier()("ANSWER: 9.360000138304076E-18", tiny) == 1.0
+    assert MathVerifier()("ANSWER: 9.36e-17", tiny) == 0.0
+
+
 def test_verifier_works_off_the_main_thread() -> None:
     scores: list[float] = []
     worker = threading.Thread(target=lambda: scores.append(MathVerifier()("\\boxed{\\frac{2000}{2}}", MATH)))

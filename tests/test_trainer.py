@@ -88,3 +88,20 @@ def test_bad_dataset_is_one_line(tmp_path: Path, bad: list[str]) -> None:
     )
     assert result.returncode == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()  # nothing half-made: the same command works once the dataset is fixed
+
+
+def test_gated_run_keeps_only_lessons_that_passed_the_gate(tmp_path: Path) -> None:
+    run_dir = tmp_path / "gated"
+    result = train(run_dir, "--gate", "--train-size", "2")  # one batch of 2 questions
+    assert result.returncode == 0, result.stderr
+    rows = metrics(run_dir)
+    trials = []
+    for row in rows:
+        report = row["gate"]
+        assert isinstance(report, dict) and report["questions"] == row["problems"]
+        for trial in report["trials"]:
+            assert trial["kept"] == (trial["score"] > report["baseline"])
+            trials.append(trial)
+    assert trials, "the tiny model proposed no lesson at all: the gate was never exercised"
+    kept_adds = sum(1 for t in trials if t["kept"] and t["op"] == "ADD")
+    assert json.loads(result.stdout)["train"]["library_size"] <= kept_adds

@@ -76,6 +76,7 @@ class TrainConfig:
     max_new_per_group: int = 2  # lessons proposed per group
     learn_from_failures: bool = True  # all-failed groups learn from the answer (and reference solution)
     contrast_batch: bool = True  # one more call per batch: wrong answers across its problems beside the right ones
+    gate_lessons: bool = False  # keep a lesson only if it solves more of its own batch (greedy, one pass each)
     solver_model: str = "qwen2.5-1.5b"
     extractor_model: str = ""  # "" = the solver model
     eval_samples: int = 1  # k in Mean@k

@@ -194,6 +194,23 @@ class ExperienceLibrary:
             self._index.save(self.index_path, stamp=self._stamp())
         self._db.close()
 
+    def copy_to(self, path: str | Path) -> ExperienceLibrary:
+        """A consistent copy at `path` (SQLite's online backup) to try operations on without touching this one."""
+        with self._lock:
+            target = sqlite3.connect(path)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+        return ExperienceLibrary(
+            path,
+            self._embedder,
+            dedup_threshold=self.dedup_threshold,
+            word_cap=self.word_cap,
+            index_min_size=self.index_min_size,
+            index_candidates=self.index_candidates,
+        )
+
     @property
     def index_path(self) -> Path:
         return self.path.with_name(self.path.name + ".index.npz")

@@ -71,6 +71,7 @@ TRAIN_FLAGS = {
     "model": "train.solver_model",
     "extractor_model": "train.extractor_model",
     "samples": "train.eval_samples",
+    "gate": "train.gate_lessons",
 }
 
 
@@ -115,6 +116,9 @@ def train_command(
     model: str | None = typer.Option(None, help="Solver model."),
     extractor_model: str | None = typer.Option(None, help="Extractor model (default: the solver)."),
     samples: int | None = typer.Option(None, help="k for Mean@k in --eval."),
+    gate: bool | None = typer.Option(
+        None, "--gate/--no-gate", help="Keep a lesson only if it solves more of its own batch."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Learn experiences from rollouts (Training-Free GRPO); no weight changes."""
@@ -132,6 +136,7 @@ def train_command(
         model=model,
         extractor_model=extractor_model,
         samples=samples,
+        gate=gate,
     )
     config = get_config(ctx, **overrides)
     with _progress(as_json) as progress:
@@ -146,6 +151,11 @@ def train_command(
         f"({summary['extraction']['skipped_homogeneous']} homogeneous groups skipped, "
         f"{summary['extraction']['skipped_unparsable']} unparsable)"
     )
+    trials = [t for b in summary["batches"] if b.get("gate") for t in b["gate"]["trials"]]
+    if trials:
+        console.print(
+            f"gate: {sum(t['kept'] for t in trials)} of {len(trials)} candidate lessons solved more of their batch"
+        )
     for index, text in enumerate(summary["experiences"]):
         console.print(f"  [G{index}] {text}")
     if report:

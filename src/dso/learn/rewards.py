@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
 from dso.learn.datasets import MATH_TASKS, Problem
@@ -21,6 +22,7 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 _ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:\uff1a]\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+")
 
 
 class Verifier(Protocol):
@@ -64,6 +66,8 @@ def committed_answer(response: str) -> str:
 
 def _clean_number(text: str) -> str:
     text = text.strip().strip("$").strip().rstrip(".")
+    if _SCIENTIFIC.fullmatch(text):  # 7.5795e+08: math-verify reads it as 7.5795 * e + 8
+        return format(Decimal(text), "f")
     match = _NUMBER.search(text.replace(" ", ""))
     if match and re.fullmatch(r"[^\d]*" + re.escape(match.group(0)) + r"[^\d]*", text.replace(" ", "")):
         return match.group(0).replace(",", "")

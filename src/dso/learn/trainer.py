@@ -24,6 +24,7 @@ from dso.errors import DSOError
 from dso.files import write_text_atomic
 from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout
+from dso.learn.gate import gate
 from dso.learn.prompts import VERSIONS
 from dso.learn.rewards import Verifier
 from dso.learn.solve import SolveSettings, solve
@@ -42,6 +43,7 @@ class BatchMetrics:
     library_size: int
     seconds: float
     rollouts_reused: bool
+    gate: dict[str, Any] | None = None  # what each candidate lesson scored, with train.gate_lessons
 
 
 def config_json(config: TrainConfig) -> dict[str, Any]:
@@ -135,6 +137,13 @@ def train(
             groups = [(by_id[problem_id], group) for problem_id, group in rollouts.items()]
             operations = extractor.propose(groups, epoch, parallel=parallel)
             final = extractor.consolidate(operations)
+            report = None
+            if config.gate_lessons:
+                greedy = SolveSettings(
+                    max_tokens=config.max_tokens, top_k=config.top_k, seed=config.seed, parallel=parallel
+                )
+                final, gated = gate(final, library, batch, solver, verifier, greedy)
+                report = gated.to_json()
             library.apply(final, meta={CURSOR_KEY: f"{epoch}:{batch_index}"})
             rewards = [r.reward for group in rollouts.values() for r in group]
             entry = BatchMetrics(
@@ -146,6 +155,7 @@ def train(
                 len(library),
                 time.perf_counter() - started,
                 reused,
+                report,
             )
             with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(dataclasses.asdict(entry)) + "\n")
