@@ -6,17 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DSO=.venv/bin/dso
 $DSO models pull qwen2.5-1.5b
-run() {
-  local task=$1; shift
-  local name=${task%%:*}
+run() {  # run NAME TASK FLAGS...
+  local name=$1 task=$2; shift 2
   local dir=runs/learning-$name
   rm -rf "$dir"
   $DSO train --run-dir "$dir" --dataset "$task" --model qwen2.5-1.5b "$@" --eval --json > "$dir.json"
   cp "$dir.json" "bench/results/learning-$name.json"
 }
+LEGS="leg_counting:min_animals=1,max_animals=2,max_instances=4"
 case "${1:-all}" in
-  family_relationships|all) run family_relationships --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 ;;&
-  aiw|all) run "aiw:task_types=['siblings','friends'],task_type_weights=[0.5,0.5]" --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 ;;&
-  leg_counting|all) run leg_counting:max_animals=4 --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 512 ;;&
-  gsm_symbolic|all) run gsm_symbolic --train-size 50 --heldout-size 100 --batch-size 10 --group-size 4 --max-tokens 512 ;;
+  family_relationships|all) run family_relationships family_relationships --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 ;;&
+  aiw|all) run aiw "aiw:task_types=['siblings','friends'],task_type_weights=[0.5,0.5]" --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 ;;&
+  legs|all)
+    run legs-gate "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate
+    run legs "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --no-gate ;;&
+  leg_counting|all) run leg_counting leg_counting:max_animals=4 --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 512 ;;&
+  gsm_symbolic|all) run gsm_symbolic gsm_symbolic --train-size 50 --heldout-size 100 --batch-size 10 --group-size 4 --max-tokens 512 ;;
 esac

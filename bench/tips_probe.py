@@ -33,17 +33,16 @@ TIPS = {
         "has, count the woman herself: her sisters (or female friends) plus 1.",
     ],
     "word_sorting": [
-        "When sorting words in ASCII/Unicode order, compare character codes, not the alphabet: every uppercase "
-        "letter (A-Z) comes before every lowercase letter (a-z), so capitalised words come first in ascending "
-        "order and last in descending order.",
+        "When sorting words in ASCII order, every uppercase letter (A-Z) comes before every lowercase letter "
+        "(a-z): capitalised words come first in ascending order and last in descending order.",
     ],
     "letter_counting": [
         "When counting how often a letter appears in a text, spell each word letter by letter, count the letter "
         "in each word (upper and lower case alike), then add the counts.",
     ],
     "number_format": [
-        "When comparing numbers written in different formats, first rewrite each as a plain decimal (drop the "
-        "thousands commas, expand e+08 as times 100,000,000), then compare them digit by digit from the left.",
+        "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
+        "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
     ],
 }
 

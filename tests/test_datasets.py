@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,17 @@ def test_aiw_reference_counts_the_woman_herself() -> None:
     for problem in problems:
         assert problem.reference and problem.reference.endswith(f"+ 1 = {problem.answer}.")
         assert "herself" in problem.reference
+
+
+def test_word_sorting_reference_shows_the_codes_that_decide_the_order() -> None:
+    for problem in load_problems("word_sorting:max_words=6", 20, seed=3):
+        assert problem.reference and problem.reference.endswith(f"by code: {problem.answer}.")
+        words = problem.answer.split(", ")
+        codes = [int(re.search(rf"\b{re.escape(w)} .=(\d+)", problem.reference)[1]) for w in words]  # type: ignore[index]
+        assert codes in (sorted(codes), sorted(codes, reverse=True))
+
+
+def test_letter_counting_reference_adds_up_to_the_answer() -> None:
+    for problem in load_problems("letter_counting", 20, seed=3):
+        assert problem.reference and problem.reference.endswith(f"Total: {problem.answer}.")
+        assert sum(int(n) for n in re.findall(r"\((\d+)\)", problem.reference)) == int(problem.answer)

@@ -69,12 +69,30 @@ def _aiw_reference(question: str, answer: str) -> str | None:
     return _AIW_STEPS[group].format(name=match["name"], count=count) + f": {count} + 1 = {answer}."
 
 
+def _word_sorting_reference(metadata: dict[str, Any], answer: str) -> str:
+    """word_sorting carries no worked solution; the character codes that decide the order give one."""
+    codes = ", ".join(f"{word} {word[0]}={ord(word[0])}" for word in metadata["transformed_words"])
+    return f"Character codes of the first letters: {codes}. Sorted {metadata['direction']} by code: {answer}."
+
+
+def _letter_counting_reference(metadata: dict[str, Any], answer: str) -> str:
+    """letter_counting carries no worked solution; spelling every word out gives one."""
+    letter = metadata["target_letter"]
+    words = [f"{word} = {'-'.join(word)} ({word.lower().count(letter)})" for word in metadata["span"]]
+    return f"Spelled out, with the count of '{letter}' in each word: {'; '.join(words)}. Total: {answer}."
+
+
 def _reference(task: str, entry: dict[str, Any]) -> str | None:
     metadata = entry.get("metadata") or {}
+    answer = str(entry["answer"])
     if task == "leg_counting" and "animals" in metadata:
         return _leg_counting_reference(metadata)
     if task == "aiw":
-        return _aiw_reference(entry["question"], str(entry["answer"]))
+        return _aiw_reference(entry["question"], answer)
+    if task == "word_sorting" and "transformed_words" in metadata:
+        return _word_sorting_reference(metadata, answer)
+    if task == "letter_counting" and "span" in metadata:
+        return _letter_counting_reference(metadata, answer)
     cot = metadata.get("answer_cot")
     return str(cot) if cot else None
 

@@ -15,7 +15,7 @@ from string import Template
 from dso.errors import DSOError
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
-VERSIONS = {"solver": 1, "summarize": 1, "advantage": 3, "update": 1, "consolidate": 1, "contrast": 1}
+VERSIONS = {"solver": 1, "summarize": 1, "advantage": 4, "update": 1, "consolidate": 1, "contrast": 1}
 
 
 @dataclasses.dataclass(frozen=True)
