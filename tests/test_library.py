@@ -14,7 +14,7 @@ import pytest
 
 from dso.embed import Embedder
 from dso.errors import LibraryError
-from dso.library import ExperienceLibrary
+from dso.library import ExperienceLibrary, Operation
 
 FRACTIONS = "When adding fractions, find a common denominator first."
 FRACTIONS_PARAPHRASE = "When adding fractions, first find a common denominator."
@@ -165,7 +165,7 @@ WORDS = [
 WRITER = """
 import random, sys
 from dso.embed import make_embedder
-from dso.library import ExperienceLibrary
+from dso.library import ExperienceLibrary, Operation
 path, worker, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 words = sys.argv[4].split(",")
 rng = random.Random(worker)
@@ -282,8 +282,6 @@ def test_corrupt_database_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_apply_is_all_or_nothing_with_its_meta(lib: ExperienceLibrary) -> None:
-    from dso.library import Operation
-
     keep = lib.add(UNITS).experience
     gone = lib.add(PERCENT).experience
     results = lib.apply(
@@ -305,3 +303,15 @@ def test_apply_is_all_or_nothing_with_its_meta(lib: ExperienceLibrary) -> None:
             meta={"train_cursor": "0:2"},
         )
     assert (lib.all(), lib.history()) == before and lib.get_meta("train_cursor") == "0:1"
+
+
+def test_copy_is_independent_of_its_source(lib: ExperienceLibrary, tmp_path: Path) -> None:
+    kept = lib.add("When a brother is asked about, count his sisters and the woman herself.").experience
+    copy = lib.copy_to(tmp_path / "copy.db")
+    try:
+        assert [(e.id, e.text) for e in copy.all()] == [(e.id, e.text) for e in lib.all()]
+        copy.apply([Operation("ADD", FRACTIONS), Operation("DELETE", target=kept.id)])
+        assert len(copy) == 1 and copy.search("fractions", 1)[0].experience.text.startswith("When adding fractions")
+    finally:
+        copy.close()
+    assert [e.id for e in lib.all()] == [kept.id]  # the source saw none of it
