@@ -98,6 +98,16 @@ def eval_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def print_eval(report: dict[str, Any]) -> None:
+    console.print(eval_table(report))
+    paired = report.get("paired")
+    if paired:
+        console.print(
+            f"same questions, both arms: {paired['fixed']} fixed and {paired['broken']} broken by the library "
+            f"(exact sign test p = {paired['p_value']:.2g})"
+        )
+
+
 def train_command(
     ctx: typer.Context,
     run_dir: Path = typer.Option(Path("runs/train"), help="Run directory (config, library, rollouts, metrics)."),
@@ -159,7 +169,7 @@ def train_command(
     for index, text in enumerate(summary["experiences"]):
         console.print(f"  [G{index}] {text}")
     if report:
-        console.print(eval_table(report))
+        print_eval(report)
 
 
 def eval_command(
@@ -177,4 +187,4 @@ def eval_command(
     if as_json:
         print_json(report)
     else:
-        console.print(eval_table(report))
+        print_eval(report)

@@ -53,7 +53,7 @@ def demo(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """A short real learning run on the embedded model, then held-out accuracy before and after."""
-    from dso.cli.learn import _Bars, _progress, eval_table
+    from dso.cli.learn import _Bars, _progress, print_eval
     from dso.demo import DEMO_TRAIN, run_demo
 
     overrides = {
@@ -71,7 +71,7 @@ def demo(
     console.print(f"learned {result['train']['library_size']} experiences in {run_dir}:")
     for index, text in enumerate(result["train"]["experiences"]):
         console.print(f"  [G{index}] {text}")
-    console.print(eval_table(result["eval"]))
+    print_eval(result["eval"])
     gain = result["eval"].get("gain", 0.0)
     console.print(
         f"held-out accuracy: {result['eval']['arms']['baseline']['accuracy']:.3f} without experiences, "

@@ -88,3 +88,27 @@ def evaluate(
 ) -> tuple[EvalResult, dict[str, list[Rollout]]]:
     rollouts = solve(problems, solver, verifier, settings, library, on_done=on_done)
     return summarise(arm, rollouts, len(library) if library is not None else 0), rollouts
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedComparison:
+    """Both arms answer the same questions, so the questions whose score changed carry the evidence."""
+
+    fixed: int  # questions scored higher with the library
+    broken: int  # questions scored lower with the library
+    p_value: float  # exact two-sided sign test on the changed questions (McNemar's exact test for 0/1)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def paired_comparison(baseline: dict[str, list[Rollout]], library: dict[str, list[Rollout]]) -> PairedComparison:
+    def score(group: list[Rollout]) -> float:
+        return statistics.fmean(r.reward for r in group)
+
+    common = baseline.keys() & library.keys()
+    fixed = sum(score(library[q]) > score(baseline[q]) for q in common)
+    broken = sum(score(library[q]) < score(baseline[q]) for q in common)
+    changed = fixed + broken
+    tail = sum(math.comb(changed, i) for i in range(min(fixed, broken) + 1)) / 2**changed
+    return PairedComparison(fixed, broken, min(1.0, 2 * tail))

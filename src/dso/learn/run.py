@@ -12,7 +12,7 @@ from dso.config import DSOConfig, TrainConfig
 from dso.embed import make_embedder
 from dso.errors import DSOError
 from dso.learn.datasets import Problem, train_heldout_split
-from dso.learn.evaluate import EvalResult, evaluate
+from dso.learn.evaluate import EvalResult, evaluate, paired_comparison
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.rewards import DefaultVerifier
 from dso.learn.solve import SolveSettings
@@ -115,6 +115,7 @@ def run_evaluation(
     )
     library = open_run_library(config, run_dir)
     results: dict[str, EvalResult] = {}
+    answers: dict[str, dict[str, list[Rollout]]] = {}
     for arm in arms:
         if hooks.on_stage:
             hooks.on_stage(f"eval {arm}", len(heldout))
@@ -128,6 +129,7 @@ def run_evaluation(
             on_done=hooks.on_rollouts,
         )
         results[arm] = result
+        answers[arm] = rollouts
         lines = [json.dumps(r.to_json()) for group in rollouts.values() for r in group]
         (run_dir / f"eval-{arm}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = {
@@ -140,6 +142,7 @@ def run_evaluation(
     }
     if "baseline" in results and "library" in results:
         report["gain"] = results["library"].accuracy - results["baseline"].accuracy
+        report["paired"] = paired_comparison(answers["baseline"], answers["library"]).to_json()
     (run_dir / "eval.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     library.close()
     return report
