@@ -59,22 +59,22 @@ def gate(
     settings: SolveSettings,
 ) -> tuple[list[Operation], GateReport]:
     """The operations worth applying, and what each candidate scored; `library` itself is only read."""
-    candidates = [o for o in operations if o.op in ("ADD", "UPDATE")]
+    candidates = [(i, o) for i, o in enumerate(operations) if o.op in ("ADD", "UPDATE")]
     if not candidates:
         return list(operations), GateReport(len(batch), 0.0, [])
     baseline = _score(batch, solver, verifier, settings, library)
-    kept_ids: set[int] = set()
+    dropped: set[int] = set()
     trials: list[GateTrial] = []
     with tempfile.TemporaryDirectory(prefix="dso-gate-") as scratch:
-        for number, operation in enumerate(candidates):
-            trial = library.copy_to(Path(scratch) / f"trial-{number}.db")
+        for index, operation in candidates:
+            trial = library.copy_to(Path(scratch) / f"trial-{index}.db")
             try:
                 trial.apply([operation])
                 score = _score(batch, solver, verifier, settings, trial)
             finally:
                 trial.close()
-            if score > baseline:
-                kept_ids.add(id(operation))
+            if score <= baseline:
+                dropped.add(index)
             trials.append(GateTrial(operation.op, operation.text or "", operation.target, score, score > baseline))
-    kept = [o for o in operations if o.op == "DELETE" or id(o) in kept_ids]
+    kept = [o for i, o in enumerate(operations) if i not in dropped]
     return kept, GateReport(len(batch), baseline, trials)
