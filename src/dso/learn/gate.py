@@ -73,8 +73,8 @@ def gate(
                 score = _score(batch, solver, verifier, settings, trial)
             finally:
                 trial.close()
-            if score <= baseline:
+            kept = score > baseline
+            if not kept:
                 dropped.add(index)
-            trials.append(GateTrial(operation.op, operation.text or "", operation.target, score, score > baseline))
-    kept = [o for i, o in enumerate(operations) if i not in dropped]
-    return kept, GateReport(len(batch), baseline, trials)
+            trials.append(GateTrial(operation.op, operation.text or "", operation.target, score, kept))
+    return [o for i, o in enumerate(operations) if i not in dropped], GateReport(len(batch), baseline, trials)
