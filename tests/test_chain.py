@@ -9,20 +9,12 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from dso.chain.client import (
-    BatchState,
-    ChainError,
-    ContractRevert,
-    RegistryClient,
-    connect,
-    deploy_registry,
-    dev_fund,
-    mine,
-)
+from dso.chain.client import BatchState, RegistryClient, connect, deploy_registry, dev_fund, mine
 from dso.core.cid import cid_of
 from dso.core.merkle import merkle_proofs
 from dso.core.records import BatchManifest, encode_batch
 from dso.core.signing import RegistryDomain, sign_batch
+from dso.errors import ChainError, ContractRevert
 from dso.services import free_port
 
 KEYS: list[LocalAccount] = [Account.from_key(bytes([i + 1]) * 32) for i in range(6)]

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from dso.core import codec
-from dso.core.codec import CodecError, Mode
+from dso.core.codec import Mode
+from dso.errors import CodecError
 
 DIM = 384
 

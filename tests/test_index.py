@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from dso.embed import Embedder
-from dso.index import BinaryIndex, IndexFileError, sign_words
+from dso.errors import IndexFileError
 from dso.library import ExperienceLibrary, NewExperience
+from dso.library.index import BinaryIndex, sign_words
 
 
 def clustered(n: int, seed: int = 0, dim: int = 64) -> np.ndarray:

@@ -12,20 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dso.core import codec
-from dso.core.car import CARError, decode_car, encode_car
-from dso.core.cid import CIDError, cid_of, parse_cid, verify_cid
-from dso.core.merkle import MerkleError, leaf_hash, merkle_proofs, merkle_root, node_hash, verify_proof
+from dso.core.car import decode_car, encode_car
+from dso.core.cid import cid_of, parse_cid, verify_cid
+from dso.core.merkle import leaf_hash, merkle_proofs, merkle_root, node_hash, verify_proof
 from dso.core.records import (
     BatchManifest,
     ExperienceRecord,
-    RecordError,
     decode_batch,
     decode_record,
     encode_batch,
     encode_record,
     record_cid,
 )
-from dso.core.signing import RegistryDomain, SignatureError, sign_batch, verify_batch_signature
+from dso.core.signing import RegistryDomain, sign_batch, verify_batch_signature
+from dso.errors import CARError, CIDError, MerkleError, RecordError, SignatureError
 
 KEY = Account.from_key(b"\x11" * 32)
 OTHER = Account.from_key(b"\x22" * 32)

@@ -10,9 +10,10 @@ import pytest
 
 from dso.core.car import decode_car, encode_car
 from dso.core.cid import cid_of
-from dso.keys import KeyError_, keystore_address, load_account, new_keystore
+from dso.errors import KeystoreError, StoreError
+from dso.keys import keystore_address, load_account, new_keystore
 from dso.services import free_port
-from dso.store import LocalBlockStore, StoreError
+from dso.store import LocalBlockStore
 from dso.store.ipfs import IPFSStore
 
 SIZES = [0, 1, 1_000, 100_000, 262_144]
@@ -89,15 +90,15 @@ def test_keystore_is_encrypted_and_unlocks_only_with_its_password(tmp_path: Path
     account = load_account(path, "correct horse")
     assert account.address == address == keystore_address(path)
     assert account.key.hex().removeprefix("0x") not in path.read_text()
-    with pytest.raises(KeyError_, match="cannot unlock"):
+    with pytest.raises(KeystoreError, match="cannot unlock"):
         load_account(path, "wrong")
-    with pytest.raises(KeyError_, match="refusing to overwrite"):
+    with pytest.raises(KeystoreError, match="refusing to overwrite"):
         new_keystore(path, "x")
-    with pytest.raises(KeyError_, match="non-empty password"):
+    with pytest.raises(KeystoreError, match="non-empty password"):
         new_keystore(tmp_path / "other.json", "")
     (tmp_path / "bad.json").write_text("{nope")
-    with pytest.raises(KeyError_, match="not a keystore"):
+    with pytest.raises(KeystoreError, match="not a keystore"):
         load_account(tmp_path / "bad.json", "x")
-    with pytest.raises(KeyError_, match="dso keys new"):
+    with pytest.raises(KeystoreError, match="dso keys new"):
         load_account(tmp_path / "absent.json", "x")
     assert json.loads(path.read_text())["version"] == 3

@@ -15,11 +15,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
-from dso.errors import DSOError
-
-
-class KeyError_(DSOError):
-    """A keystore is missing, corrupt, or the password is wrong."""
+from dso.errors import KeystoreError
 
 
 def new_keystore(
@@ -27,9 +23,9 @@ def new_keystore(
 ) -> str:
     """Create a fresh key, store it encrypted at `path`, and return its address."""
     if not password:
-        raise KeyError_("a keystore needs a non-empty password")
+        raise KeystoreError("a keystore needs a non-empty password")
     if path.exists():
-        raise KeyError_(f"{path} exists; refusing to overwrite a keystore")
+        raise KeystoreError(f"{path} exists; refusing to overwrite a keystore")
     account = Account.create()
     document = Account.encrypt(account.key, password, kdf=kdf, iterations=iterations)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,11 +41,11 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise KeyError_(f"keystore not found: {path}; create one with: dso keys new") from None
+        raise KeystoreError(f"keystore not found: {path}; create one with: dso keys new") from None
     except (ValueError, UnicodeDecodeError):
-        raise KeyError_(f"{path} is not a keystore (invalid JSON)") from None
+        raise KeystoreError(f"{path} is not a keystore (invalid JSON)") from None
     if not isinstance(document, dict) or ("crypto" not in document and "Crypto" not in document):
-        raise KeyError_(f"{path} is not a V3 keystore")
+        raise KeystoreError(f"{path} is not a V3 keystore")
     return document
 
 
@@ -57,7 +53,7 @@ def keystore_address(path: Path) -> str:
     """The address a keystore claims, read without the password."""
     address = _read(path).get("address")
     if not isinstance(address, str):
-        raise KeyError_(f"{path} names no address")
+        raise KeystoreError(f"{path} names no address")
     return str(to_checksum_address("0x" + address.removeprefix("0x")))
 
 
@@ -66,6 +62,6 @@ def load_account(path: Path, password: str) -> LocalAccount:
     try:
         key = Account.decrypt(document, password)
     except ValueError as exc:
-        raise KeyError_(f"cannot unlock {path}: {exc}") from None
+        raise KeystoreError(f"cannot unlock {path}: {exc}") from None
     account: LocalAccount = Account.from_key(key)
     return account

@@ -19,11 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from dso.errors import DSOError
-
-
-class ServiceError(DSOError):
-    """A local service could not be found or started."""
+from dso.errors import ServiceError
 
 
 def services_dir() -> Path:

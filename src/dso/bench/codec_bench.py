@@ -19,7 +19,7 @@ from dso.bench.common import machine, median_seconds
 from dso.bench.corpus import experience_corpus, query_corpus
 from dso.core import codec
 from dso.embed import Embedder
-from dso.index import BinaryIndex
+from dso.library.index import BinaryIndex
 
 Floats = npt.NDArray[np.float32]
 

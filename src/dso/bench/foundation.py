@@ -94,7 +94,7 @@ def bench_library(embedder: Embedder, size: int = 10_000, queries: int = 100) ->
         query_vectors = embedder.embed(questions)
         lib.search(questions[0], 10)  # warm the vector cache
         search = [median_seconds(lambda q=q: lib.search(q, 10), 1) for q in questions]  # type: ignore[misc]
-        _, matrix = lib._vectors()
+        _, matrix = lib.vectors()
         scan = [median_seconds(lambda v=v: top_k(matrix, v, 10), 1) for v in query_vectors]  # type: ignore[misc]
         add = [
             median_seconds(lambda i=i: lib.add(f"When benchmarking add number {i}, time it."), 1)  # type: ignore[misc]

@@ -83,7 +83,8 @@ def run_records_bench(count: int = 10_000, store_blocks: int = 500, ipfs: bool =
     with tempfile.TemporaryDirectory() as scratch:
         result["stores"]["local"] = _store_rates(LocalBlockStore(Path(scratch) / "blocks"), blocks)
         if ipfs:
-            from dso.services import ServiceError, start_ipfs
+            from dso.errors import ServiceError
+            from dso.services import start_ipfs
             from dso.store.ipfs import IPFSStore
 
             try:

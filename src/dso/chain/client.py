@@ -30,23 +30,10 @@ from dso.chain.artifact import load_artifact
 from dso.core.cid import parse_cid
 from dso.core.records import BatchManifest
 from dso.core.signing import RegistryDomain
-from dso.errors import DSOError
+from dso.errors import ChainError, ContractRevert
 from dso.files import write_text_atomic
 
 DEV_CHAIN_IDS = {31337, 131277322940537}  # anvil / hardhat, eth-tester
-
-
-class ChainError(DSOError):
-    """A chain node is unreachable, or a transaction failed."""
-
-
-class ContractRevert(ChainError):
-    """The contract refused a call with one of its custom errors."""
-
-    def __init__(self, name: str, args: tuple[Any, ...]) -> None:
-        self.name, self.args_ = name, args
-        shown = ", ".join(a.hex() if isinstance(a, bytes) else str(a) for a in args)
-        super().__init__(f"contract refused: {name}({shown})")
 
 
 class BatchState(IntEnum):

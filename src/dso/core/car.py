@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dso.core.cid import BINARY_LENGTH, CIDError, cid_bytes_of, encode_cid, parse_cid
-from dso.errors import DSOError
+from dso.core.cid import BINARY_LENGTH, cid_bytes_of, encode_cid, parse_cid
+from dso.errors import CARError, CIDError
 
 MAX_CAR_BYTES = 256 * 1024 * 1024
-
-
-class CARError(DSOError):
-    """A CAR file is truncated, malformed, or holds a block that does not match its CID."""
 
 
 def _varint(value: int) -> bytes:

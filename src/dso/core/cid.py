@@ -10,15 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from dso.errors import DSOError
+from dso.errors import CIDError
 
 PREFIX = bytes([0x01, 0x55, 0x12, 0x20])  # CIDv1, raw, sha2-256, 32-byte digest
 MAX_BLOCK = 262_144  # above this, ipfs add chunks the data and the CID is no longer a raw block
 BINARY_LENGTH = len(PREFIX) + 32
-
-
-class CIDError(DSOError):
-    """A CID is malformed, unsupported, or does not match its bytes."""
 
 
 def cid_bytes_of(data: bytes) -> bytes:

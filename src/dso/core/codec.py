@@ -41,7 +41,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from dso.errors import DSOError
+from dso.errors import CodecError
 
 MAGIC = b"DSOC"
 VERSION = 1
@@ -50,10 +50,6 @@ HEADER_SIZE = 10  # magic, version, bits, mode, reserved, dim; + 32 in delta mod
 CRC_SIZE = 4
 _HEAD = struct.Struct("<4sBBBBH")
 _GAUSSIAN_STEP = {2: 0.9957, 4: 0.3352}  # MSE-optimal uniform step / sigma (Max, 1960)
-
-
-class CodecError(DSOError):
-    """Codec bytes or parameters are invalid; nothing was decoded."""
 
 
 class Mode(IntEnum):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import unicodedata
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from dso.errors import LibraryError
 
 _SPACE = re.compile(r"\s+")
 
@@ -40,6 +43,18 @@ def normalise_text(text: str) -> str:
 
 def word_count(text: str) -> int:
     return len(text.split())
+
+
+def check_fields(confidence: float, domain: str, epoch: int) -> None:
+    """An experience's bookkeeping fields are in range, whoever supplies them."""
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+        raise LibraryError(f"confidence must be a number, got {confidence!r}")
+    if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+        raise LibraryError(f"confidence must lie in [0, 1], got {confidence!r}")
+    if not isinstance(domain, str) or not domain.strip() or len(domain) > 64:
+        raise LibraryError(f"domain must be a non-empty string of at most 64 characters, got {domain!r}")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise LibraryError(f"epoch must be a non-negative integer, got {epoch!r}")
 
 
 def top_k(matrix: npt.NDArray[np.float32], query: npt.NDArray[np.float32], k: int) -> list[tuple[int, float]]:

@@ -17,14 +17,10 @@ from collections.abc import Sequence
 from eth_utils.crypto import keccak
 
 from dso.core.cid import parse_cid
-from dso.errors import DSOError
+from dso.errors import MerkleError
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
-
-
-class MerkleError(DSOError):
-    """A Merkle tree could not be built, or a proof does not hold."""
 
 
 def leaf_hash(cid: str) -> bytes:

@@ -21,10 +21,10 @@ import rfc8785
 from eth_utils.address import is_checksum_address
 
 from dso.core import codec
-from dso.core.cid import CIDError, cid_of, parse_cid
+from dso.core.cid import cid_of, parse_cid
 from dso.core.experience import normalise_text, word_count
 from dso.core.merkle import merkle_root
-from dso.errors import DSOError
+from dso.errors import CIDError, CodecError, RecordError
 
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 16_384
@@ -46,10 +46,6 @@ _RECORD_FIELDS = {
     "timestamp",
 }
 _BATCH_FIELDS = {"v", "type", "node", "round", "records", "merkle_root"}
-
-
-class RecordError(DSOError):
-    """Record or batch bytes are malformed, non-canonical or out of range."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +136,7 @@ def _check_record(record: ExperienceRecord) -> None:
     if record.code is not None:
         try:
             codec.from_record(record.code)
-        except codec.CodecError as exc:
+        except CodecError as exc:
             raise RecordError(f"record code is invalid: {exc}") from None
 
 

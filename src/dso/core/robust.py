@@ -19,7 +19,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from dso.core.codec import CodeBatch, CodecError, decode, encode
+from dso.core.codec import CodeBatch, decode, encode
+from dso.errors import CodecError
 
 Floats = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

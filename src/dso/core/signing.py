@@ -17,7 +17,7 @@ from eth_keys.exceptions import BadSignature
 from eth_utils.address import is_checksum_address, to_checksum_address
 
 from dso.core.records import BatchManifest
-from dso.errors import DSOError
+from dso.errors import SignatureError
 
 DOMAIN_NAME = "DSO ExperienceRegistry"
 DOMAIN_VERSION = "1"
@@ -28,10 +28,6 @@ BATCH_TYPE = [
     {"name": "batchCid", "type": "string"},
     {"name": "round", "type": "uint64"},
 ]
-
-
-class SignatureError(DSOError):
-    """A signature is malformed, malleable, or not by the claimed node for this registry."""
 
 
 @dataclasses.dataclass(frozen=True)

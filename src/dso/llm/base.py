@@ -64,6 +64,35 @@ def check_request(messages: Sequence[ChatMessage], n: int, temperature: float, m
         raise ValueError(f"bad sampling parameters: n={n}, max_tokens={max_tokens}, temperature={temperature}")
 
 
+def chat_request(
+    messages: Sequence[ChatMessage],
+    *,
+    n: int,
+    temperature: float,
+    max_tokens: int,
+    seed: int | None,
+    json_schema: Mapping[str, Any] | None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """The OpenAI-style chat completion body every backend sends (llama.cpp's server reads the same shape)."""
+    body: dict[str, Any] = {
+        "messages": [dict(m) for m in messages],
+        "n": n,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+    }
+    if model is not None:
+        body["model"] = model
+    if seed is not None:
+        body["seed"] = seed
+    if json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "strict": True, "schema": dict(json_schema)},
+        }
+    return body
+
+
 def collect_samples(
     n: int, ask: Callable[[int, int], Mapping[str, Any]], where: str
 ) -> tuple[list[str], list[str], int, int]:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from dso.errors import LLMError
-from dso.llm.base import ChatMessage, Completion, check_request, collect_samples
+from dso.llm.base import ChatMessage, Completion, chat_request, check_request, collect_samples
 
 
 class LlamaCppLLM:
@@ -68,16 +68,14 @@ class LlamaCppLLM:
 
         def ask(missing: int, done: int) -> dict[str, Any]:
             # The server serves at most one sample per slot in a request: ask in slot-sized chunks.
-            request: dict[str, Any] = {
-                "messages": [dict(m) for m in messages],
-                "n": min(missing, self._slots),
-                "temperature": temperature,
-                "max_tokens": max_tokens,
-            }
-            if seed is not None:
-                request["seed"] = seed + done
-            if json_schema is not None:
-                request["json_schema"] = dict(json_schema)
+            request = chat_request(
+                messages,
+                n=min(missing, self._slots),
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=None if seed is None else seed + done,
+                json_schema=json_schema,
+            )
             try:
                 reply = self._server.handle_chat_completions(request)
             except RuntimeError as exc:  # e.g. a reply that its chat-format parser rejects

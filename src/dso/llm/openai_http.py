@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from dso.errors import LLMError
-from dso.llm.base import ChatMessage, Completion, check_request, collect_samples
+from dso.llm.base import ChatMessage, Completion, chat_request, check_request, collect_samples
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -66,20 +66,15 @@ class OpenAICompatibleLLM:
 
         def ask(missing: int, done: int) -> dict[str, Any]:
             # Some servers (Ollama) ignore n: collect_samples asks again for what is still missing.
-            body: dict[str, Any] = {
-                "model": self._model,
-                "messages": [dict(m) for m in messages],
-                "n": missing,
-                "temperature": temperature,
-                "max_tokens": max_tokens,
-            }
-            if seed is not None:
-                body["seed"] = seed + done
-            if json_schema is not None:
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "output", "strict": True, "schema": dict(json_schema)},
-                }
+            body = chat_request(
+                messages,
+                n=missing,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=None if seed is None else seed + done,
+                json_schema=json_schema,
+                model=self._model,
+            )
             return self._post("/chat/completions", body)
 
         texts, reasons, prompt_tokens, completion_tokens = collect_samples(n, ask, self._base_url)

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from dso.errors import DSOError
-
-
-class StoreError(DSOError):
-    """A block is missing, corrupt, or the store cannot be reached."""
-
 
 @runtime_checkable
 class ContentStore(Protocol):

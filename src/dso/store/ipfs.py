@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from dso.core.cid import CIDError, cid_of, parse_cid, verify_cid
-from dso.store.base import StoreError
+from dso.core.cid import cid_of, parse_cid, verify_cid
+from dso.errors import CIDError, StoreError
 
 
 def _message(response: httpx.Response) -> str:

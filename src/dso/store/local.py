@@ -6,8 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from dso.core.cid import CIDError, cid_of, parse_cid, verify_cid
-from dso.store.base import StoreError
+from dso.core.cid import cid_of, parse_cid, verify_cid
+from dso.errors import CIDError, StoreError
 
 
 class LocalBlockStore:

@@ -19,14 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from dso.core.experience import top_k
-from dso.errors import DSOError
+from dso.errors import IndexFileError
 
 Floats = npt.NDArray[np.float32]
 Words = npt.NDArray[np.uint64]
-
-
-class IndexFileError(DSOError):
-    """The index file or its input is invalid."""
 
 
 def sign_words(vectors: Floats, reference: Floats) -> Words:

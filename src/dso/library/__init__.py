@@ -1,0 +1,18 @@
+"""The persistent experience library (SQLite, WAL) and what goes in and out of it."""
+
+from dso.library._exchange import NewExperience, grpo_mapping, render_for_prompt
+from dso.library._storage import HistoryEntry
+from dso.library.library import ExperienceLibrary, Operation, OperationKind, SearchHit, WriteKind, WriteResult
+
+__all__ = [
+    "ExperienceLibrary",
+    "HistoryEntry",
+    "NewExperience",
+    "Operation",
+    "OperationKind",
+    "SearchHit",
+    "WriteKind",
+    "WriteResult",
+    "grpo_mapping",
+    "render_for_prompt",
+]

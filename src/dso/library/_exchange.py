@@ -1,0 +1,148 @@
+"""Moving experiences in and out of a library: its own JSON export, and Training-Free GRPO's lists.
+
+Formats read by `parse_import`, each validated whole before anything is written:
+- a DSO export (``{"format": "dso-library", ...}``) with every field and, optionally, embeddings;
+- a JSON list of strings, or a mapping ``{"G0": "When ...", "G1": ...}`` as Training-Free GRPO keeps them;
+- a text file of ``[G0]. When ...`` lines, as Training-Free GRPO injects them into a prompt.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dso.core.experience import Experience, check_fields
+from dso.embed.base import Embedder, Vectors
+from dso.errors import LibraryError
+from dso.files import read_input
+
+EXPORT_FORMAT = "dso-library"
+EXPORT_VERSION = 1
+_PROMPT_LINE = re.compile(r"^\[G(\d+)\]\.\s*(.*)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class NewExperience:
+    """What a caller supplies to add an experience; the library assigns the rest."""
+
+    text: str
+    confidence: float = 0.5
+    domain: str = "general"
+    epoch: int = 0
+    origin_node: str = "local"
+    content_id: str | None = None
+    id: str | None = None  # kept when free (import of an export), otherwise a new id is made
+
+
+def render_for_prompt(texts: Sequence[str]) -> str:
+    """Numbered lines as Training-Free GRPO injects them: ``[G0]. text``."""
+    return "\n".join(f"[G{i}]. {text}" for i, text in enumerate(texts))
+
+
+def export_document(
+    experiences: Sequence[tuple[Experience, bytes]], embedder_id: str | None, dim: int | None
+) -> dict[str, Any]:
+    """A DSO export: every field of every experience, with its embedding as base64 float32."""
+    items = []
+    for experience, embedding in experiences:
+        item = experience.to_json()
+        item["embedding"] = base64.b64encode(embedding).decode("ascii")
+        items.append(item)
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "embedder": embedder_id,
+        "dim": dim,
+        "experiences": items,
+    }
+
+
+def grpo_mapping(texts: Sequence[str]) -> dict[str, str]:
+    """Training-Free GRPO's experience mapping ``{"G0": text, ...}``."""
+    return {f"G{i}": text for i, text in enumerate(texts)}
+
+
+def _load_document(path: Path) -> Any:
+    raw = read_input(path, LibraryError)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LibraryError(f"{path} is not UTF-8 text") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and all(_PROMPT_LINE.match(line) for line in lines):
+        return [_PROMPT_LINE.match(line).group(2) for line in lines]  # type: ignore[union-attr]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LibraryError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+
+
+def parse_import(path: Path, embedder: Embedder) -> tuple[list[NewExperience], Vectors | None]:
+    """Validate a whole import file before anything is written; vectors only when every entry has one."""
+    document = _load_document(path)
+    if isinstance(document, list):
+        entries: list[Any] = document
+        exported = False
+    elif isinstance(document, dict) and document.get("format") == EXPORT_FORMAT:
+        entries = document.get("experiences")  # type: ignore[assignment]
+        exported = True
+        if not isinstance(entries, list):
+            raise LibraryError(f"{path}: 'experiences' must be a list")
+    elif isinstance(document, dict) and all(isinstance(v, str) for v in document.values()):
+        entries = list(document.values())  # Training-Free GRPO style {"G0": "When ...", ...}
+        exported = False
+    else:
+        raise LibraryError(f"{path}: expected a dso-library export, a list of strings or a mapping of strings")
+    if not entries:
+        raise LibraryError(f"{path} holds no experiences")
+    same_model = exported and document.get("embedder") == embedder.identity
+    if exported and document.get("dim") not in (None, embedder.dim) and same_model:
+        raise LibraryError(f"{path}: embedding dimension {document.get('dim')}, expected {embedder.dim}")
+    items: list[NewExperience] = []
+    vectors: list[Vectors] = []
+    for index, entry in enumerate(entries):
+        where = f"{path}: experience {index}"
+        if isinstance(entry, str):
+            items.append(NewExperience(text=entry))
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+            raise LibraryError(f"{where}: expected a string or an object with a 'text' string")
+        try:
+            item = NewExperience(
+                text=entry["text"],
+                confidence=entry.get("confidence", 0.5),
+                domain=entry.get("domain", "general"),
+                epoch=entry.get("epoch", 0),
+                origin_node=str(entry.get("origin_node", "local")),
+                content_id=entry.get("content_id"),
+                id=entry.get("id") if isinstance(entry.get("id"), str) else None,
+            )
+        except TypeError as exc:
+            raise LibraryError(f"{where}: {exc}") from None
+        check_fields(item.confidence, item.domain, item.epoch)
+        items.append(item)
+        if same_model and "embedding" in entry:
+            vectors.append(_decode_embedding(entry["embedding"], embedder.dim, where))
+    if same_model and len(vectors) == len(items):
+        return items, np.stack(vectors)
+    return items, None  # re-embed everything with this library's model
+
+
+def _decode_embedding(value: Any, dim: int, where: str) -> Vectors:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (ValueError, TypeError):
+        raise LibraryError(f"{where}: embedding is not valid base64") from None
+    if len(raw) != dim * 4:
+        raise LibraryError(f"{where}: embedding has {len(raw) // 4} dimensions, expected {dim}")
+    vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if not np.all(np.isfinite(vector)) or not 0.98 < float(np.linalg.norm(vector)) < 1.02:
+        raise LibraryError(f"{where}: embedding is not a finite unit vector")
+    return vector

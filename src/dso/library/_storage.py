@@ -1,0 +1,206 @@
+"""The library's SQLite file: schema, transactions, and the one writer of experience rows.
+
+One file in WAL mode holds the experiences, their embeddings and a history of every change, so several
+processes can read and write it at once. A write transaction takes SQLite's write lock for the whole
+check-then-write step (`BEGIN IMMEDIATE`), so two writers never both add the same paraphrase and no
+write is lost. Every change of an experience row goes through `put` (an upsert that keeps the row's
+place, so vector order and tie-breaking stay stable) and leaves a history row through `record`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dso.core.experience import Experience
+from dso.embed.base import Vectors
+from dso.errors import LibraryError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS experiences (
+    id TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    embedder_id TEXT NOT NULL,
+    confidence REAL NOT NULL CHECK (confidence >= 0 AND confidence <= 1),
+    domain TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    usage_count INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    origin_node TEXT NOT NULL,
+    content_id TEXT
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    experience_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    old_text TEXT,
+    new_text TEXT,
+    at REAL NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS history_by_experience ON history (experience_id);
+"""
+
+# The order of Experience's fields: rows are read and written in it.
+_FIELDS = tuple(f.name for f in dataclasses.fields(Experience))
+_COLUMNS = ", ".join(_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry:
+    seq: int
+    experience_id: str
+    op: str
+    old_text: str | None
+    new_text: str | None
+    at: float
+    detail: dict[str, Any]
+
+
+class Storage:
+    """One connection to a library file; `on_rollback` lets the owner drop what it cached."""
+
+    def __init__(self, path: Path, on_rollback: Callable[[], None]) -> None:
+        self.path = path
+        self._on_rollback = on_rollback
+        self.lock = threading.RLock()
+        if path.exists() and path.is_dir():
+            raise LibraryError(f"library path {path} is a directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 60000")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            with self.transaction():
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self.db.execute(statement)
+                version = int(self.meta("schema_version") or SCHEMA_VERSION)
+                if version != SCHEMA_VERSION:
+                    raise LibraryError(f"{path} has schema version {version}; this dso reads {SCHEMA_VERSION}")
+                self.db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+        except sqlite3.DatabaseError as exc:
+            raise LibraryError(f"{path} is not a usable experience library: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction holding SQLite's write lock; rolled back whole on any error."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                self._on_rollback()
+                raise
+            self.db.execute("COMMIT")
+
+    def backup_to(self, path: Path) -> None:
+        with self.lock:
+            target = sqlite3.connect(path)
+            try:
+                self.db.backup(target)
+            finally:
+                target.close()
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def data_version(self) -> int:
+        """Changes when another connection commits (never for this connection's own commits)."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def stamp(self) -> str:
+        """Changes whenever any vector changes: every such write adds a history row."""
+        row = self.db.execute("SELECT MAX(seq), (SELECT COUNT(*) FROM experiences) FROM history").fetchone()
+        return f"{row[0]}:{row[1]}:{self.meta('embedder_id')}"
+
+    # -- experience rows -----------------------------------------------------------------------
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM experiences").fetchone()[0])
+
+    def find(self, experience_id: str) -> Experience | None:
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM experiences WHERE id = ?", (experience_id,)).fetchone()
+        return None if row is None else Experience(**{name: row[name] for name in _FIELDS})
+
+    def all(self) -> list[Experience]:
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM experiences ORDER BY created_at, id").fetchall()
+        return [Experience(**{name: row[name] for name in _FIELDS}) for row in rows]
+
+    def embedding(self, experience_id: str) -> bytes:
+        row = self.db.execute("SELECT embedding FROM experiences WHERE id = ?", (experience_id,)).fetchone()
+        if row is None:
+            raise LibraryError(f"no experience with id {experience_id!r} in {self.path}")
+        return bytes(row[0])
+
+    def vectors(self, embedder_id: str, dim: int) -> tuple[list[str], Vectors]:
+        rows = self.db.execute(
+            "SELECT id, embedding FROM experiences WHERE embedder_id = ? ORDER BY rowid", (embedder_id,)
+        ).fetchall()
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return [r[0] for r in rows], matrix.copy()
+
+    def put(self, experience: Experience, embedding: Vectors | bytes) -> None:
+        """Insert or replace one experience row in place; the caller holds the transaction."""
+        blob = embedding if isinstance(embedding, bytes) else np.asarray(embedding, np.float32).tobytes()
+        values = dataclasses.asdict(experience)
+        columns = [*_FIELDS, "embedding"]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
+        self.db.execute(
+            f"INSERT INTO experiences ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT(id) DO UPDATE SET {updates}",
+            [*(values[name] for name in _FIELDS), blob],
+        )
+
+    def remove(self, experience_id: str) -> None:
+        self.db.execute("DELETE FROM experiences WHERE id = ?", (experience_id,))
+
+    def add_usage(self, counts: Mapping[str, int]) -> None:
+        self.db.executemany(
+            "UPDATE experiences SET usage_count = usage_count + ? WHERE id = ?",
+            [(count, experience_id) for experience_id, count in counts.items() if count > 0],
+        )
+
+    # -- history -------------------------------------------------------------------------------
+
+    def record(self, experience_id: str, op: str, old: str | None, new: str | None, **detail: Any) -> None:
+        self.db.execute(
+            "INSERT INTO history (experience_id, op, old_text, new_text, at, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (experience_id, op, old, new, time.time(), json.dumps(detail, sort_keys=True)),
+        )
+
+    def history(self, experience_id: str | None = None) -> list[HistoryEntry]:
+        query = "SELECT seq, experience_id, op, old_text, new_text, at, detail FROM history"
+        rows = (
+            self.db.execute(query + " WHERE experience_id = ? ORDER BY seq", (experience_id,))
+            if experience_id
+            else self.db.execute(query + " ORDER BY seq")
+        ).fetchall()
+        return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]

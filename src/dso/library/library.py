@@ -1,0 +1,441 @@
+"""The experience library: ADD / UPDATE / DELETE / MERGE with semantic de-duplication, history and retrieval.
+
+A library remembers the embedder that built it and refuses to be used with another, so vectors of
+different models are never compared. Texts are normalised and capped in words before anything is
+embedded; embeddings are computed before the write lock is taken, so the lock only covers the cheap
+part. A paraphrase of a stored experience (cosine >= `dedup_threshold`) is merged into it instead of
+being added. Storage, the vector cache and import / export live in their own modules of this package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from dso.core.experience import Experience, check_fields, normalise_text, top_k, word_count
+from dso.embed.base import Embedder, Vectors
+from dso.errors import LibraryError
+from dso.files import write_text_atomic
+from dso.library._exchange import NewExperience, export_document, parse_import, render_for_prompt
+from dso.library._storage import HistoryEntry, Storage
+from dso.library._vectors import VectorCache
+
+OperationKind = Literal["ADD", "UPDATE", "DELETE"]
+WriteKind = Literal["ADD", "MERGE", "UPDATE"]
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_USER_META = "user:"  # keys callers store with `apply(meta=...)`; the library's own keys never clash
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """One change to the library, as the learning loop proposes it."""
+
+    op: OperationKind
+    text: str | None = None  # for ADD and UPDATE
+    target: str | None = None  # experience id, for UPDATE and DELETE
+    confidence: float = 0.5
+    domain: str = "general"
+    epoch: int = 0
+    origin_node: str = "local"
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    op: WriteKind  # "MERGE": the text was a paraphrase of `experience`, which absorbed it
+    experience: Experience
+    similarity: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchHit:
+    experience: Experience
+    score: float
+
+
+def new_experience_id() -> str:
+    return "e" + secrets.token_hex(6)
+
+
+class ExperienceLibrary:
+    """Experiences with ADD / UPDATE / DELETE / MERGE, history, top-k retrieval and JSON exchange.
+
+    `embedder` may be omitted for read-only work (show, export, delete); anything that needs a vector
+    then fails with a clear error.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        embedder: Embedder | None = None,
+        *,
+        dedup_threshold: float = 0.9,
+        word_cap: int = 32,
+        index_min_size: int = 20_000,
+        index_candidates: int = 1000,
+    ) -> None:
+        self.path = Path(path)
+        self.dedup_threshold = dedup_threshold
+        self.word_cap = word_cap
+        self._embedder = embedder
+        self._storage = Storage(self.path, on_rollback=lambda: self._vectors.invalidate())
+        self._vectors = VectorCache(
+            self._storage, self.index_path, index_min_size=index_min_size, index_candidates=index_candidates
+        )
+        if embedder is not None:
+            with self._storage.transaction():
+                stored = self._storage.meta("embedder_id")
+                if stored is None:
+                    self._storage.set_meta("embedder_id", embedder.identity)
+                    self._storage.set_meta("dim", str(embedder.dim))
+                elif stored != embedder.identity:
+                    raise LibraryError(
+                        f"{self.path} was built with embedder {stored}; "
+                        f"refusing to mix in vectors of {embedder.identity}"
+                    )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._vectors.save()
+        self._storage.close()
+
+    def __enter__(self) -> ExperienceLibrary:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def copy_to(self, path: str | Path) -> ExperienceLibrary:
+        """A consistent copy at `path` (SQLite's online backup) to try operations on without touching this one."""
+        self._storage.backup_to(Path(path))
+        return ExperienceLibrary(
+            path,
+            self._embedder,
+            dedup_threshold=self.dedup_threshold,
+            word_cap=self.word_cap,
+            index_min_size=self._vectors.index_min_size,
+            index_candidates=self._vectors.index_candidates,
+        )
+
+    @property
+    def index_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".index.npz")
+
+    @property
+    def embedder_id(self) -> str | None:
+        return self._storage.meta("embedder_id")
+
+    def _require_embedder(self) -> Embedder:
+        if self._embedder is None:
+            raise LibraryError("this operation needs an embedder; open the library with one")
+        return self._embedder
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._storage.count()
+
+    def get(self, experience_id: str) -> Experience:
+        found = self._storage.find(experience_id)
+        if found is None:
+            raise LibraryError(f"no experience with id {experience_id!r} in {self.path}")
+        return found
+
+    def all(self) -> list[Experience]:
+        return self._storage.all()
+
+    def history(self, experience_id: str | None = None) -> list[HistoryEntry]:
+        return self._storage.history(experience_id)
+
+    def embedding(self, experience_id: str) -> Vectors:
+        """The stored unit vector of one experience (float32, the embedder's dimension)."""
+        return np.frombuffer(self._storage.embedding(experience_id), dtype=np.float32).copy()
+
+    def vectors(self) -> tuple[list[str], Vectors]:
+        """Every experience id with its vector, in storage order (one row per id)."""
+        embedder = self._require_embedder()
+        with self._storage.lock:
+            ids, matrix = self._vectors.load(embedder.identity, embedder.dim)
+            return list(ids), matrix.copy()
+
+    def get_meta(self, key: str) -> str | None:
+        """A value stored with `apply(meta=...)`."""
+        return self._storage.meta(_USER_META + key)
+
+    def search(self, query: str, k: int = 5) -> list[SearchHit]:
+        """The k experiences closest in meaning to `query`, best first."""
+        embedder = self._require_embedder()
+        vector = embedder.embed([query])[0]
+        with self._storage.lock:
+            found = self._vectors.nearest(vector, k, embedder.identity, embedder.dim)
+            return [SearchHit(self.get(item), score) for item, score in found]
+
+    def retrieve(self, query: str, k: int = 5, *, count_usage: bool = False) -> list[SearchHit]:
+        """`search`, optionally counting each returned experience as used once (its own transaction)."""
+        hits = self.search(query, k)
+        if count_usage and hits:
+            self.count_usage([h.experience.id for h in hits])
+        return hits
+
+    def format_for_prompt(self, query: str, k: int = 5, *, count_usage: bool = False) -> str:
+        """The experiences relevant to `query` as numbered lines (``[G0]. ...``), or ''."""
+        return render_for_prompt([h.experience.text for h in self.retrieve(query, k, count_usage=count_usage)])
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _clean_text(self, text: str) -> str:
+        if not isinstance(text, str):
+            raise LibraryError(f"experience text must be a string, got {type(text).__name__}")
+        clean = normalise_text(text)
+        if not clean:
+            raise LibraryError("experience text is empty")
+        words = word_count(clean)
+        if words > self.word_cap:
+            raise LibraryError(
+                f"experience has {words} words; the cap is {self.word_cap} (library.word_cap): {clean[:60]}..."
+            )
+        return clean
+
+    def count_usage(self, experience_ids: Sequence[str]) -> None:
+        """Count each id once per occurrence as used in a prompt; unknown ids are ignored."""
+        with self._storage.transaction():
+            self._storage.add_usage(Counter(experience_ids))
+
+    def add(
+        self,
+        text: str,
+        *,
+        confidence: float = 0.5,
+        domain: str = "general",
+        epoch: int = 0,
+        origin_node: str = "local",
+        content_id: str | None = None,
+    ) -> WriteResult:
+        """Add an experience, or merge it into an existing paraphrase (cosine >= dedup_threshold)."""
+        return self.add_many([NewExperience(text, confidence, domain, epoch, origin_node, content_id)])[0]
+
+    def add_many(self, items: Sequence[NewExperience], vectors: Vectors | None = None) -> list[WriteResult]:
+        """Add several experiences in one transaction: all of them are applied, or none."""
+        embedder = self._require_embedder()
+        texts = [self._clean_text(item.text) for item in items]
+        for item in items:
+            check_fields(item.confidence, item.domain, item.epoch)
+        vectors = embedder.embed(texts) if vectors is None else vectors
+        if vectors.shape != (len(items), embedder.dim):
+            raise LibraryError(f"embeddings have shape {vectors.shape}, expected ({len(items)}, {embedder.dim})")
+        with self._storage.transaction():
+            return self._insert_locked(items, texts, vectors)
+
+    def _insert_locked(self, items: Sequence[NewExperience], texts: list[str], vectors: Vectors) -> list[WriteResult]:
+        """The de-duplicating insert; the caller holds the write transaction."""
+        embedder = self._require_embedder()
+        known_ids, known = self._vectors.load(embedder.identity, embedder.dim)
+        ids = list(known_ids)
+        # One buffer for old and new rows: each item is checked against everything before it.
+        matrix = np.empty((len(ids) + len(items), embedder.dim), dtype=np.float32)
+        matrix[: len(ids)] = known
+        changed_rows: list[int] = []
+        results: list[WriteResult] = []
+        for item, text, vector in zip(items, texts, vectors, strict=True):
+            nearest = top_k(matrix[: len(ids)], vector, 1)
+            if nearest and nearest[0][1] >= self.dedup_threshold:
+                row, similarity = nearest[0]
+                result = self._merge_paraphrase(self.get(ids[row]), item, text, vector, similarity)
+                if result.experience.text == text:
+                    matrix[row] = vector  # the incoming wording was adopted
+                    changed_rows.append(row)
+                results.append(result)
+                continue
+            now = time.time()
+            experience = Experience(
+                id=item.id if item.id and self._id_free(item.id) else new_experience_id(),
+                text=text,
+                confidence=float(item.confidence),
+                domain=item.domain,
+                epoch=item.epoch,
+                created_at=now,
+                updated_at=now,
+                origin_node=item.origin_node,
+                content_id=item.content_id,
+                embedder_id=embedder.identity,
+            )
+            self._storage.put(experience, vector)
+            self._storage.record(experience.id, "ADD", None, text, origin_node=item.origin_node)
+            matrix[len(ids)] = vector
+            changed_rows.append(len(ids))
+            ids.append(experience.id)
+            results.append(WriteResult("ADD", experience))
+        self._vectors.replace(ids, matrix[: len(ids)].copy(), changed_rows)
+        return results
+
+    def _id_free(self, experience_id: str) -> bool:
+        return bool(_ID_PATTERN.match(experience_id)) and self._storage.find(experience_id) is None
+
+    def _merge_paraphrase(
+        self, existing: Experience, item: NewExperience, text: str, vector: Vectors, similarity: float
+    ) -> WriteResult:
+        """A paraphrase keeps the existing id; the more confident wording wins."""
+        adopt = text != existing.text and item.confidence > existing.confidence
+        merged = dataclasses.replace(
+            existing,
+            text=text if adopt else existing.text,
+            confidence=max(existing.confidence, float(item.confidence)),
+            epoch=max(existing.epoch, item.epoch),
+            updated_at=time.time(),
+        )
+        self._storage.put(merged, vector if adopt else self._storage.embedding(existing.id))
+        self._storage.record(
+            existing.id,
+            "MERGE",
+            existing.text,
+            merged.text,
+            incoming=text,
+            similarity=round(similarity, 4),
+            origin_node=item.origin_node,
+        )
+        return WriteResult("MERGE", merged, similarity)
+
+    def apply(
+        self,
+        operations: Sequence[Operation],
+        *,
+        meta: Mapping[str, str] | None = None,
+        usage: Sequence[str] = (),
+    ) -> list[WriteResult]:
+        """Apply ADD / UPDATE / DELETE operations, `meta` entries and usage counts in one transaction.
+
+        The trainer stores its cursor in `meta` and the ids its prompts used in `usage` with the batch's
+        operations, so a crash can never leave a batch half-applied, applied without its cursor (which
+        would repeat it on resume) or counted twice.
+        """
+        embedder = self._require_embedder()
+        for operation in operations:
+            if operation.op not in ("ADD", "UPDATE", "DELETE"):
+                raise LibraryError(f"unknown operation {operation.op!r}")
+            if operation.op != "ADD" and not operation.target:
+                raise LibraryError(f"{operation.op} needs a target experience id")
+            check_fields(operation.confidence, operation.domain, operation.epoch)
+        adds = [o for o in operations if o.op == "ADD"]
+        updates = [o for o in operations if o.op == "UPDATE"]
+        add_texts = [self._clean_text(o.text or "") for o in adds]
+        update_texts = [self._clean_text(o.text or "") for o in updates]
+        vectors = embedder.embed(add_texts + update_texts)
+        results: list[WriteResult] = []
+        with self._storage.transaction():
+            self._storage.add_usage(Counter(usage))  # before deletes: a deleted lesson's count goes with it
+            for operation in operations:
+                current = self._storage.find(operation.target or "") if operation.op == "DELETE" else None
+                if current is not None:
+                    self._storage.remove(current.id)
+                    self._storage.record(current.id, "DELETE", current.text, None, epoch=operation.epoch)
+            for operation, text, vector in zip(updates, update_texts, vectors[len(adds) :], strict=True):
+                current = self._storage.find(operation.target or "")
+                if current is None:
+                    continue  # deleted in this batch, or by someone else meanwhile
+                updated = dataclasses.replace(
+                    current,
+                    text=text,
+                    confidence=max(current.confidence, float(operation.confidence)),
+                    epoch=max(current.epoch, operation.epoch),
+                    updated_at=time.time(),
+                )
+                self._storage.put(updated, vector)
+                self._storage.record(current.id, "UPDATE", current.text, text, epoch=operation.epoch)
+                results.append(WriteResult("UPDATE", updated))
+            self._vectors.invalidate()  # deletes and updates moved rows: reload before de-duplicating adds
+            items = [
+                NewExperience(t, o.confidence, o.domain, o.epoch, o.origin_node)
+                for o, t in zip(adds, add_texts, strict=True)
+            ]
+            results += self._insert_locked(items, add_texts, vectors[: len(adds)])
+            for key, value in (meta or {}).items():
+                self._storage.set_meta(_USER_META + key, value)
+        self._vectors.invalidate()
+        return results
+
+    def update(
+        self,
+        experience_id: str,
+        *,
+        text: str | None = None,
+        confidence: float | None = None,
+        domain: str | None = None,
+        epoch: int | None = None,
+    ) -> Experience:
+        """Change fields of one experience; a new text is re-embedded."""
+        current = self.get(experience_id)
+        new_text = current.text if text is None else self._clean_text(text)
+        changed = dataclasses.replace(
+            current,
+            text=new_text,
+            confidence=current.confidence if confidence is None else confidence,
+            domain=current.domain if domain is None else domain,
+            epoch=current.epoch if epoch is None else epoch,
+        )
+        check_fields(changed.confidence, changed.domain, changed.epoch)
+        vector = self._require_embedder().embed([new_text])[0] if new_text != current.text else None
+        with self._storage.transaction():
+            latest = self.get(experience_id)  # still there under the lock
+            changed = dataclasses.replace(changed, usage_count=latest.usage_count, updated_at=time.time())
+            self._storage.put(changed, self._storage.embedding(experience_id) if vector is None else vector)
+            self._storage.record(experience_id, "UPDATE", current.text, new_text)
+            self._vectors.invalidate()
+        return changed
+
+    def delete(self, experience_id: str) -> Experience:
+        with self._storage.transaction():
+            current = self.get(experience_id)
+            self._storage.remove(experience_id)
+            self._storage.record(experience_id, "DELETE", current.text, None)
+            self._vectors.invalidate()
+        return current
+
+    def merge(self, experience_ids: Sequence[str], *, text: str | None = None) -> Experience:
+        """Fold several experiences into the first: usage adds up, confidence is the highest."""
+        if len(set(experience_ids)) < 2:
+            raise LibraryError("merge needs at least two distinct experience ids")
+        new_text = None if text is None else self._clean_text(text)
+        vector = None if new_text is None else self._require_embedder().embed([new_text])[0]
+        with self._storage.transaction():
+            parts = [self.get(i) for i in dict.fromkeys(experience_ids)]
+            target, others = parts[0], parts[1:]
+            merged = dataclasses.replace(
+                target,
+                text=new_text or target.text,
+                confidence=max(p.confidence for p in parts),
+                epoch=max(p.epoch for p in parts),
+                usage_count=sum(p.usage_count for p in parts),
+                updated_at=time.time(),
+            )
+            self._storage.put(merged, self._storage.embedding(target.id) if vector is None else vector)
+            for other in others:
+                self._storage.remove(other.id)
+                self._storage.record(other.id, "DELETE", other.text, None, merged_into=target.id)
+            self._storage.record(target.id, "MERGE", target.text, merged.text, merged=[o.id for o in others])
+            self._vectors.invalidate()
+        return merged
+
+    # -- exchange ------------------------------------------------------------------------------
+
+    def export_json(self, path: str | Path) -> int:
+        """Write every experience, with its embedding, to a JSON file; returns the count."""
+        with self._storage.lock:
+            rows = [(e, self._storage.embedding(e.id)) for e in self.all()]
+        dim = None if self._embedder is None else self._embedder.dim
+        document = export_document(rows, self.embedder_id, dim)
+        write_text_atomic(Path(path), json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+        return len(rows)
+
+    def import_json(self, path: str | Path) -> list[WriteResult]:
+        """Import an export, a JSON list of strings, a {"G0": text} mapping or ``[G0]. text`` lines; all or nothing."""
+        items, vectors = parse_import(Path(path), self._require_embedder())
+        return self.add_many(items, vectors)

@@ -1,0 +1,96 @@
+"""A scripted LLM double for tests: it satisfies the `LLM` protocol and answers from your script.
+
+Use it where the model is not the point (parsing, ordering, bookkeeping, a crash mid-run), so that a
+test checks the logic instead of what a small model happens to write::
+
+    from dso.llm.testing import ScriptedLLM
+
+    llm = ScriptedLLM(lambda request: "ANSWER: 4" if "2 + 2" in request.prompt else "ANSWER: ?")
+    assert llm.chat([{"role": "user", "content": "What is 2 + 2?"}]).text == "ANSWER: 4"
+    assert llm.requests[0].max_tokens == 256
+
+The script is a string (every reply), a list of strings (replies in order, then an `LLMError`), or a
+function of the `ScriptedRequest` that returns one string (used for every sample) or one per sample.
+Token counts are words, so token bookkeeping can be checked too. Requests are recorded in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dso.errors import LLMError
+from dso.llm.base import ChatMessage, Completion, check_request
+
+Reply = str | Sequence[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptedRequest:
+    messages: list[ChatMessage]
+    n: int
+    temperature: float
+    max_tokens: int
+    seed: int | None
+    json_schema: Mapping[str, Any] | None
+
+    @property
+    def prompt(self) -> str:
+        """Every message's content, joined: what most scripts match on."""
+        return "\n".join(m["content"] for m in self.messages)
+
+
+class ScriptedLLM:
+    def __init__(self, script: str | Sequence[str] | Callable[[ScriptedRequest], Reply], *, name: str = "scripted"):
+        self._name = name
+        self._lock = threading.Lock()
+        self._queue: list[str] | None = None
+        if isinstance(script, str):
+            text = script
+            self._respond: Callable[[ScriptedRequest], Reply] = lambda request: text
+        elif callable(script):
+            self._respond = script
+        else:
+            self._queue = list(script)
+            self._respond = self._next
+        self.requests: list[ScriptedRequest] = []
+        self.closed = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _next(self, request: ScriptedRequest) -> Reply:
+        assert self._queue is not None
+        if len(self._queue) < request.n:
+            raise LLMError(f"scripted LLM {self._name} has no reply left for this request")
+        replies, self._queue[: request.n] = self._queue[: request.n], []
+        return replies
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        seed: int | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        check_request(messages, n, temperature, max_tokens)
+        request = ScriptedRequest([dict(m) for m in messages], n, temperature, max_tokens, seed, json_schema)  # type: ignore[misc]
+        with self._lock:
+            self.requests.append(request)
+            reply = self._respond(request)
+        texts = [reply] * n if isinstance(reply, str) else list(reply)
+        if len(texts) != n:
+            raise LLMError(f"scripted LLM {self._name} gave {len(texts)} replies for n={n}")
+        cut = [" ".join(text.split(" ")[:max_tokens]) for text in texts]
+        reasons = ["length" if len(text.split()) > max_tokens else "stop" for text in texts]
+        prompt_tokens = len(request.prompt.split())
+        return Completion(cut, prompt_tokens, sum(len(t.split()) for t in cut), reasons, 0.0)
+
+    def close(self) -> None:
+        self.closed = True
