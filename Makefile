@@ -51,10 +51,11 @@ test: models services lint
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/dso models pull smollm2-135m qwen2.5-0.5b qwen2.5-1.5b
-	$(BIN)/python bench/foundation.py
-	$(BIN)/python bench/codec.py
-	$(BIN)/python bench/records.py
-	$(BIN)/python bench/chain.py
+	$(BIN)/dso bench foundation --model smollm2-135m --model qwen2.5-0.5b --model qwen2.5-1.5b -o bench/results/foundation.json
+	$(BIN)/dso bench codec -o bench/results/codec.json
+	$(BIN)/dso bench retrieval -o bench/results/retrieval.json
+	$(BIN)/dso bench records -o bench/results/records.json
+	$(BIN)/dso bench chain -o bench/results/chain.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The measured learning runs quoted in the README (qwen2.5-1.5b, 2 llama.cpp threads, 4 slots).
+# The measured learning runs of docs/results.md (qwen2.5-1.5b, 2 llama.cpp threads, 4 slots).
 # Each run trains on its train split, then evaluates the held-out split without and with the library;
-# results land in bench/results/learning-<task>.json. Slow on 2 CPU cores: tens of minutes per run.
+# results land in bench/results/learning-<name>.json, stamped with the machine and the command by
+# dso.bench.common. Slow on 2 CPU cores: tens of minutes per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DSO=.venv/bin/dso
@@ -10,8 +11,9 @@ run() {  # run NAME TASK FLAGS...
   local name=$1 task=$2; shift 2
   local dir=runs/learning-$name
   rm -rf "$dir"
+  mkdir -p runs
   $DSO train --run-dir "$dir" --dataset "$task" --model qwen2.5-1.5b "$@" --eval --json > "$dir.json"
-  cp "$dir.json" "bench/results/learning-$name.json"
+  .venv/bin/python -m dso.bench.common "bench/learning.sh $name" < "$dir.json" > "bench/results/learning-$name.json"
 }
 LEGS="leg_counting:min_animals=1,max_animals=2,max_instances=4"
 case "${1:-all}" in

@@ -197,3 +197,22 @@ def test_dead_rpc_and_missing_contract() -> None:
         connect(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ChainError, match="no contract at"):
         RegistryClient(connect(None), "0x" + "12" * 20)
+
+
+def test_proposal_id_comes_from_its_own_event_when_proposals_race(deploy: Deploy) -> None:
+    """Another member's proposal lands right after ours is mined: the id returned is still ours."""
+    owner, m2, *_ = deploy()
+    send = owner._send
+    raced: list[int] = []
+
+    def send_then_race(fn: object) -> object:
+        receipt = send(fn)  # type: ignore[arg-type]
+        if not raced:
+            raced.append(m2.propose_member(OUTSIDER.address, add=True))
+        return receipt
+
+    owner._send = send_then_race  # type: ignore[method-assign]
+    mine_id = owner.propose_member(NODE.address, add=True)
+    assert raced == [1] and mine_id == 0
+    assert owner.proposal(mine_id)["account"] == NODE.address
+    assert owner.proposal(raced[0])["account"] == OUTSIDER.address

@@ -92,10 +92,42 @@ def test_models_list_json() -> None:
 def test_demo_runs_a_learning_run_end_to_end(tmp_path: Path) -> None:
     run_dir = tmp_path / "demo"
     result = dso_json(
-        "demo", "--model", "smollm2-135m", "--train-size", "2", "--heldout-size", "2", "--run-dir", str(run_dir)
+        "demo", "--model", "smollm2-135m", "--train-size", "1", "--heldout-size", "1", "--run-dir", str(run_dir)
     )
     arms = result["eval"]["arms"]
-    assert set(arms) == {"baseline", "library"} and all(a["questions"] == 2 for a in arms.values())
+    assert set(arms) == {"baseline", "library"} and all(a["questions"] == 1 for a in arms.values())
     assert arms["library"]["library_size"] == result["train"]["library_size"] == len(result["train"]["experiences"])
     assert (run_dir / "library.db").is_file() and (run_dir / "eval.json").is_file()
     assert len(result["train"]["batches"]) == 1
+
+
+def test_demo_never_replaces_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = dso("demo", "--run-dir", ".", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and "refusing" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_demo_run_dir_rule(tmp_path: Path) -> None:
+    from dso.demo import MARKER, fresh_run_dir
+    from dso.errors import DSOError
+
+    made = tmp_path / "made"
+    fresh_run_dir(made)  # a new directory gets the marker
+    (made / "old.txt").write_text("from the last demo")
+    fresh_run_dir(made)  # the demo's own directory is replaced
+    assert sorted(p.name for p in made.iterdir()) == [MARKER]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fresh_run_dir(empty)
+    assert (empty / MARKER).is_file()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "data").write_text("x")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(made)
+    for refused in (foreign, tmp_path / "file", tmp_path / "link"):
+        with pytest.raises(DSOError):
+            fresh_run_dir(refused)
+    assert (foreign / "data").read_text() == "x" and (made / MARKER).is_file()

@@ -12,7 +12,7 @@ import pytest
 from dso.embed import Embedder
 from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout, group_confidence, is_lesson, reconcile
-from dso.learn.prompts import quoted_lessons
+from dso.learn.prompts import PromptSet
 from dso.library import ExperienceLibrary, Operation
 from dso.llm.base import Completion
 from dso.llm.llamacpp import LlamaCppLLM
@@ -63,9 +63,10 @@ def test_lessons_must_be_general_when_rules() -> None:
     assert is_lesson("When a question asks for a relation, answer with one kinship word.", 32)
     assert not is_lesson("Answer with one word.", 32)
     assert not is_lesson("When " + "very " * 40 + "long.", 32)
-    for echoed in quoted_lessons():  # a prompt's own examples handed back verbatim are not lessons
-        assert not is_lesson(echoed.capitalize(), 32)
-    assert quoted_lessons()  # the templates do quote examples, so the loop above checked something
+    quoted = PromptSet().quoted_lessons
+    for echoed in quoted:  # a prompt's own examples handed back verbatim are not lessons
+        assert not is_lesson(echoed.capitalize(), 32, quoted)
+    assert quoted  # the templates do quote examples, so the loop above checked something
     # Text about the extraction itself, which small extractors echo from their instructions.
     assert not is_lesson("When faced with a similar problem, compare the better attempts with the worse ones.", 32)
     assert not is_lesson("When attempting to solve a problem, read the question carefully.", 32)

@@ -1,45 +1,76 @@
-"""A real (tiny) learning run, killed mid-batch and resumed: nothing repeated, nothing lost."""
+"""The trainer's bookkeeping: kill mid-batch and resume, usage counted once, the lesson gate.
+
+The model is not the point of these tests, so a scripted LLM answers (served over HTTP on loopback for
+the `dso train` processes that are killed); `test_cli.py` runs the real model end to end.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-FLAGS = [
-    "--model",
-    "smollm2-135m",
-    "--dataset",
-    "basic_arithmetic",
-    "--train-size",
-    "5",
-    "--heldout-size",
-    "2",
-    "--batch-size",
-    "2",
-    "--group-size",
-    "2",
-    "--max-tokens",
-    "32",
-    "--temperature",
-    "1.0",
-]
+from dso.config import load_config
+from dso.embed import Embedder
+from dso.learn.datasets import Problem
+from dso.learn.extract import Extractor
+from dso.learn.rewards import DefaultVerifier
+from dso.learn.trainer import read_rollouts, train
+from dso.library import ExperienceLibrary
+from dso.llm.testing import ScriptedLLM, ScriptedRequest, serve_openai
+
+LESSON = "When adding two numbers, count up from the larger one."
 
 
-def train(run_dir: Path, *extra: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DSO_LLM_PARALLEL": "3"}
+def scripted(request: ScriptedRequest) -> str | list[str]:
+    """Solver: one right and one wrong attempt per question. Extractor: one lesson, always added."""
+    schema = json.dumps(request.json_schema or {})
+    if '"lessons"' in schema:
+        return json.dumps({"lessons": [LESSON]})
+    if '"operations"' in schema:
+        candidates = re.findall(r"^- (When .*)$", request.prompt, re.MULTILINE)
+        return json.dumps({"operations": [{"op": "ADD", "id": "", "text": c} for c in candidates[:1]]})
+    right = re.search(r"What is (\d+) \+ (\d+)", request.prompt)
+    answer = int(right[1]) + int(right[2]) if right else 0
+    return [f"ANSWER: {answer if i % 2 == 0 else answer + 1}" for i in range(request.n)]
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with serve_openai(ScriptedLLM(scripted)) as url:
+        yield url
+
+
+@pytest.fixture()
+def dataset(tmp_path: Path) -> Path:
+    path = tmp_path / "sums.jsonl"
+    lines = [json.dumps({"question": f"What is {i} + {i + 2}?", "answer": str(2 * i + 2)}) for i in range(12)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def train_cli(
+    endpoint: str, dataset: Path, run_dir: Path, *extra: str, fault: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DSO_LLM_BACKEND": "openai", "DSO_LLM_BASE_URL": endpoint, "DSO_LLM_RETRIES": "0"}
     if fault:
         env["DSO_FAULT"] = fault
+    flags = ["--model", "scripted", "--dataset", str(dataset), "--train-size", "6", "--heldout-size", "2"]
+    flags += ["--batch-size", "2", "--group-size", "2", "--max-tokens", "32", *extra, "--json"]
     return subprocess.run(
-        [sys.executable, "-m", "dso", "train", "--run-dir", str(run_dir), *FLAGS, *extra, "--json"],
+        [sys.executable, "-m", "dso", "train", "--run-dir", str(run_dir), *flags],
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
+        timeout=300,
     )
 
 
@@ -47,61 +78,93 @@ def metrics(run_dir: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_resume_after_a_kill_mid_batch(tmp_path: Path) -> None:
+def test_resume_after_a_kill_mid_batch(tmp_path: Path, endpoint: str, dataset: Path) -> None:
     run_dir = tmp_path / "run"
-    killed = train(run_dir, fault="after-rollouts:0:1")  # dies after batch 1's rollouts, before its update
-    assert killed.returncode == -9
+    killed = train_cli(endpoint, dataset, run_dir, fault="after-rollouts:0:1")  # after batch 1's rollouts
+    assert killed.returncode == -9, killed.stderr
     assert [m["batch"] for m in metrics(run_dir)] == [0]
-    assert (run_dir / "rollouts" / "e0-b1.jsonl").exists()
     kept = (run_dir / "rollouts" / "e0-b1.jsonl").read_text()
 
-    refused = train(run_dir)  # the run directory is taken: resuming must be asked for
+    refused = train_cli(endpoint, dataset, run_dir)  # the run directory is taken: resuming must be asked for
     assert refused.returncode == 1 and "--resume" in refused.stderr and "Traceback" not in refused.stderr
-    changed = train(run_dir, "--resume", "--epochs", "2")
+    changed = train_cli(endpoint, dataset, run_dir, "--resume", "--epochs", "2")
     assert changed.returncode == 1 and "another configuration" in changed.stderr
 
-    resumed = train(run_dir, "--resume")
+    resumed = train_cli(endpoint, dataset, run_dir, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     rows = metrics(run_dir)
     assert [m["batch"] for m in rows] == [0, 1, 2]  # each batch exactly once
     assert [m["rollouts_reused"] for m in rows] == [False, True, False]  # batch 1's rollouts were not redone
     assert (run_dir / "rollouts" / "e0-b1.jsonl").read_text() == kept
-    summary = json.loads(resumed.stdout)["train"]
-    assert [b["batch"] for b in summary["batches"]] == [1, 2]
-
-    import sqlite3
-
+    assert [b["batch"] for b in json.loads(resumed.stdout)["train"]["batches"]] == [1, 2]
     with sqlite3.connect(run_dir / "library.db") as db:
-        cursor = db.execute("SELECT value FROM meta WHERE key = 'user:train_cursor'").fetchone()[0]
-    assert cursor == "0:2"
-    again = train(run_dir, "--resume")  # nothing left to do
+        assert db.execute("SELECT value FROM meta WHERE key = 'user:train_cursor'").fetchone()[0] == "0:2"
+    again = train_cli(endpoint, dataset, run_dir, "--resume")  # nothing left to do
     assert again.returncode == 0 and json.loads(again.stdout)["train"]["batches"] == []
 
 
+def test_usage_is_counted_once_when_a_batch_is_sampled_again(tmp_path: Path, endpoint: str, dataset: Path) -> None:
+    """Killed after batch 1 was sampled but before its rollouts were saved: the resumed run samples it again,
+    and every experience's usage still equals the prompts it was in."""
+    run_dir = tmp_path / "run"
+    killed = train_cli(endpoint, dataset, run_dir, fault="before-rollouts-saved:0:1")
+    assert killed.returncode == -9 and not (run_dir / "rollouts" / "e0-b1.jsonl").exists()
+    resumed = train_cli(endpoint, dataset, run_dir, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    prompts: Counter[str] = Counter()
+    for path in (run_dir / "rollouts").glob("*.jsonl"):
+        for group in read_rollouts(path).values():
+            prompts.update(group[0].experiences)
+    assert prompts, "no experience was ever in a prompt: the check below would prove nothing"
+    with sqlite3.connect(run_dir / "library.db") as db:
+        usage = dict(db.execute("SELECT id, usage_count FROM experiences").fetchall())
+    assert {i: n for i, n in usage.items() if n} == dict(prompts)
+
+
 @pytest.mark.parametrize("bad", [["--dataset", "no_such_task"], ["--dataset", "missing.jsonl"]])
-def test_bad_dataset_is_one_line(tmp_path: Path, bad: list[str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "dso", "train", "--run-dir", str(tmp_path / "r"), *FLAGS, *bad],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_bad_dataset_is_one_line(tmp_path: Path, endpoint: str, dataset: Path, bad: list[str]) -> None:
+    result = train_cli(endpoint, dataset, tmp_path / "r", *bad)
     assert result.returncode == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()  # nothing half-made: the same command works once the dataset is fixed
 
 
-def test_gated_run_keeps_only_lessons_that_passed_the_gate(tmp_path: Path) -> None:
-    run_dir = tmp_path / "gated"
-    result = train(run_dir, "--gate", "--train-size", "2")  # one batch of 2 questions
-    assert result.returncode == 0, result.stderr
-    rows = metrics(run_dir)
-    trials = []
+HELPFUL = "When a brother's sisters are asked for, count the woman herself as well."
+USELESS = "When reading a problem, read it carefully."
+
+
+def aiw_script(request: ScriptedRequest) -> str | list[str]:
+    """Solver right exactly when the helpful rule is in its prompt; extractor proposes both lessons."""
+    schema = json.dumps(request.json_schema or {})
+    if '"lessons"' in schema:
+        return json.dumps({"lessons": [USELESS, HELPFUL]})
+    if '"operations"' in schema:
+        candidates = re.findall(r"^- (When .*)$", request.prompt, re.MULTILINE)
+        return json.dumps({"operations": [{"op": "ADD", "id": "", "text": c} for c in candidates]})
+    sisters = int(re.findall(r"has (\d+) sisters", request.prompt)[-1])
+    return "ANSWER: " + str(sisters + 1 if "count the woman herself" in request.prompt else sisters)
+
+
+def test_gated_run_keeps_only_lessons_that_passed_the_gate(tmp_path: Path, embedder: Embedder) -> None:
+    config = load_config(environ={}, overrides={"train.gate_lessons": True, "train.batch_size": 2})
+    problems = [
+        Problem(
+            f"aiw-{n}",
+            f"Alice has {n} sisters and 1 brother. How many sisters does her brother have?",
+            str(n + 1),
+            "aiw",
+        )
+        for n in range(2, 6)
+    ]
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    (tmp_path / "rollouts").mkdir()
+    llm = ScriptedLLM(aiw_script)
+    extractor = Extractor(llm, library, contrast_batch=False)
+    rows = train(config.train, tmp_path, problems, llm, extractor, DefaultVerifier(), parallel=2)
+    trials = [t for row in rows if row.gate for t in row.gate["trials"]]
+    assert trials and all(row.gate and row.gate["questions"] == row.problems for row in rows)
     for row in rows:
-        report = row["gate"]
-        assert isinstance(report, dict) and report["questions"] == row["problems"]
-        for trial in report["trials"]:
-            assert trial["kept"] == (trial["score"] > report["baseline"])
-            trials.append(trial)
-    assert trials, "the tiny model proposed no lesson at all: the gate was never exercised"
-    kept_adds = sum(1 for t in trials if t["kept"] and t["op"] == "ADD")
-    assert json.loads(result.stdout)["train"]["library_size"] <= kept_adds
+        assert row.gate is not None
+        for trial in row.gate["trials"]:
+            assert trial["kept"] == (trial["score"] > row.gate["baseline"])
+    assert {t["text"] for t in trials if t["kept"]} == {HELPFUL}
+    assert USELESS in {t["text"] for t in trials} and [e.text for e in library.all()] == [HELPFUL]

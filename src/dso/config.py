@@ -24,7 +24,7 @@ def _default_home() -> Path:
 @dataclasses.dataclass
 class LLMConfig:
     backend: str = "llamacpp"  # "llamacpp" (embedded) or "openai" (any OpenAI-compatible endpoint)
-    model: str = "smollm2-135m"  # a named model pack, a .gguf path, or the endpoint's model name
+    model: str = "qwen2.5-1.5b"  # the solver: a named model pack, a .gguf path, or the endpoint's model name
     base_url: str = ""  # for backend "openai", e.g. http://127.0.0.1:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key, never the key itself
     threads: int = 2
@@ -47,7 +47,6 @@ class LibraryConfig:
     path: Path = Path("dso-library.db")
     dedup_threshold: float = 0.9
     word_cap: int = 32
-    top_k: int = 5
 
 
 @dataclasses.dataclass
@@ -77,10 +76,22 @@ class TrainConfig:
     learn_from_failures: bool = True  # all-failed groups learn from the answer (and reference solution)
     contrast_batch: bool = True  # one more call per batch: wrong answers across its problems beside the right ones
     gate_lessons: bool = False  # keep a lesson only if it solves more of its own batch (greedy, one pass each)
-    solver_model: str = "qwen2.5-1.5b"
-    extractor_model: str = ""  # "" = the solver model
+    verifier: str = "default"  # "default" (math or words per problem), "math", "words", or "llm-judge"
+    extractor_model: str = ""  # "" = llm.model, the solver
     eval_samples: int = 1  # k in Mean@k
     eval_temperature: float = 0.0
+
+
+@dataclasses.dataclass
+class PromptConfig:
+    """Which version of each prompt template (``dso/prompts/<name>.v<N>.md``) a run uses; recorded per run."""
+
+    solver: int = 1
+    summarize: int = 1
+    advantage: int = 4
+    update: int = 1
+    consolidate: int = 1
+    contrast: int = 1
 
 
 @dataclasses.dataclass
@@ -91,13 +102,15 @@ class DSOConfig:
     library: LibraryConfig = dataclasses.field(default_factory=LibraryConfig)
     chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    prompts: PromptConfig = dataclasses.field(default_factory=PromptConfig)
 
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
 
 
-_SECTIONS = ("llm", "embedder", "library", "chain", "train")
+_SECTIONS = ("llm", "embedder", "library", "chain", "train", "prompts")
+VERIFIERS = ("default", "math", "words", "llm-judge")
 
 
 def _coerce(value: Any, target: Any, key: str) -> Any:
@@ -186,4 +199,6 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             _apply(config, key, value)
+    if config.train.verifier not in VERIFIERS:
+        raise ConfigError(f"train.verifier must be one of {', '.join(VERIFIERS)}, got {config.train.verifier!r}")
     return config

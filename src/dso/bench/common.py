@@ -45,3 +45,14 @@ def write_result(result: dict[str, Any], output: Path | None) -> None:
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+def stamp(result: dict[str, Any], command: str) -> dict[str, Any]:
+    """A result with the machine and the command that produced it, as every committed result file carries."""
+    return {"machine": machine(), "command": command, **result}
+
+
+if __name__ == "__main__":  # `dso train ... --json | python -m dso.bench.common "COMMAND" > result.json`
+    import sys
+
+    sys.stdout.write(json.dumps(stamp(json.load(sys.stdin), " ".join(sys.argv[1:])), indent=1) + "\n")

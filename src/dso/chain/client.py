@@ -24,6 +24,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
+from web3.logs import DISCARD
 from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from dso.chain.artifact import load_artifact
@@ -226,8 +227,13 @@ class RegistryClient:
         return self._send(self.contract.functions.finalize(batch_id))
 
     def propose_member(self, account: str, add: bool = True) -> int:
-        self._send(self.contract.functions.proposeMember(Web3.to_checksum_address(account), add))
-        return int(self._view(self.contract.functions.proposalCount())) - 1
+        """The new proposal's id, read from this transaction's own MemberProposed event: a count read
+        afterwards would be another member's id whenever two proposals land close together."""
+        receipt = self._send(self.contract.functions.proposeMember(Web3.to_checksum_address(account), add))
+        events = self.contract.events.MemberProposed().process_receipt(receipt, errors=DISCARD)
+        if len(events) != 1:
+            raise ChainError(f"proposeMember transaction logged {len(events)} MemberProposed events, expected 1")
+        return int(events[0]["args"]["proposalId"])
 
     def vote_member(self, proposal_id: int, approve: bool) -> TxReceipt:
         return self._send(self.contract.functions.voteMember(proposal_id, approve))

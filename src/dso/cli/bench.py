@@ -115,3 +115,37 @@ def chain_(
     result = run_chain_bench(batches, chunk, quiet=as_json)
     rows = [{"backend": name, **row} for name, row in result["backends"].items()]
     _finish(result, output, as_json, {"chain": rows})
+
+
+@app.command()
+def tips(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Dataset spec, e.g. leg_counting:min_animals=1,max_animals=2."),
+    count: int = typer.Option(20, help="Held-out questions."),
+    max_tokens: int = typer.Option(256, help="Token budget, the same for both arms."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Held-out accuracy without and with hand-written tips: the headroom learning can hope for."""
+    from dso.bench.tips import run_tips_probe
+
+    result = run_tips_probe(get_config(ctx), task, count, max_tokens, quiet=as_json)
+    rows = [{"arm": arm, "accuracy": r["accuracy"], "questions": r["questions"]} for arm, r in result["arms"].items()]
+    _finish(result, output, as_json, {f"tips on {task}": rows})
+
+
+@app.command()
+def extraction(
+    ctx: typer.Context,
+    run_dir: Path = typer.Argument(..., help="A run directory made by dso train."),
+    batch: str = typer.Argument("e0-b0", help="Which batch's rollouts, e.g. e0-b0."),
+    rounds: int = typer.Option(1, help="Rounds of (one by one, side by side), order alternating."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """One batch's extraction, groups one by one vs side by side on the backend's parallel slots."""
+    from dso.bench.extraction import run_extraction_bench
+
+    result = run_extraction_bench(get_config(ctx), run_dir, batch, rounds, quiet=as_json)
+    rows = [{"parallel": p, "median_s": s} for p, s in result["median_seconds"].items()]
+    _finish(result, output, as_json, {f"extraction of {batch}": rows})

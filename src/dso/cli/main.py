@@ -49,7 +49,9 @@ def demo(
     model: str | None = typer.Option(None, help="Solver model (default qwen2.5-1.5b)."),
     train_size: int | None = typer.Option(None, help="Training questions (default 10)."),
     heldout_size: int | None = typer.Option(None, help="Held-out questions (default 30)."),
-    run_dir: Path = typer.Option(Path("runs/demo"), help="Where the demo run goes (replaced each time)."),
+    run_dir: Path = typer.Option(
+        Path("runs/demo"), help="Where the demo run goes (replaced each time; only a directory the demo made)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """A short real learning run on the embedded model, then held-out accuracy before and after."""
@@ -58,7 +60,7 @@ def demo(
 
     overrides = {
         **DEMO_TRAIN,
-        "train.solver_model": model,
+        "llm.model": model,
         "train.train_size": train_size or 10,
         "train.heldout_size": heldout_size or 30,
     }

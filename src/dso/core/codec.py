@@ -8,7 +8,7 @@ BitDelta); a 384-dim vector becomes 48 bytes of signs + 4 bytes of scale = 52 by
 3.4x (2 bits) and 1.3x (4 bits) less squared error than stretching the levels to ``max|v|``; with 256
 levels clipping costs more than it saves, so 8 bits uses ``max|v|``.
 
-Two modes. *plain* encodes the vector itself (the seed's choice). *delta* encodes ``v - reference``
+Two modes. *plain* encodes the vector itself (DSO's original design). *delta* encodes ``v - reference``
 for a reference vector both sides hold (e.g. the global library's centroid), named in the code by the
 sha256 of its float32 bytes so a receiver knows which reference to add back. Sentence embeddings share
 a large common component, so centring first keeps far more of what distinguishes them.

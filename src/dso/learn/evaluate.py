@@ -1,6 +1,6 @@
 """Held-out evaluation: accuracy with and without the library, its 95% interval, and token cost.
 
-Also the seed's "Hamiltonian" figures, measured rather than assumed: library size Psi and Theta, the
+Also DSO's "Hamiltonian" figures, measured rather than assumed: library size Psi and Theta, the
 mean inference tokens (prompt + completion) spent per solved problem, so Psi * Theta ~ const can be
 checked across runs.
 """

@@ -20,14 +20,14 @@ import json
 import re
 import statistics
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dso.core.experience import normalise_text, word_count
 from dso.errors import LLMError
 from dso.learn.datasets import Problem
-from dso.learn.prompts import load_prompt, quoted_lessons
+from dso.learn.prompts import PromptSet
 from dso.learn.rewards import committed_answer
 from dso.library import ExperienceLibrary, Operation
 from dso.llm import LLM
@@ -44,13 +44,16 @@ class Rollout:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    experiences: tuple[str, ...] = ()  # ids of the library experiences in this attempt's prompt
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any]) -> Rollout:
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+        values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
+        values["experiences"] = tuple(values.get("experiences", ()))
+        return cls(**values)
 
 
 @dataclasses.dataclass
@@ -117,13 +120,14 @@ def _final(response: str) -> str:
     return normalise_text(committed_answer(response))[:80] or "(no answer)"
 
 
-def is_lesson(text: str, word_cap: int) -> bool:
+def is_lesson(text: str, word_cap: int, quoted: Collection[str] = ()) -> bool:
+    """A "When ..." sentence of 5 to `word_cap` words about the task, not one of the prompts' `quoted` examples."""
     clean = normalise_text(text)
     return (
         clean.lower().startswith("when ")
         and 5 <= word_count(clean) <= word_cap
         and not _ABOUT_EXTRACTION.search(clean)
-        and " ".join(clean.lower().split()) not in quoted_lessons()
+        and " ".join(clean.lower().split()) not in quoted
     )
 
 
@@ -139,8 +143,10 @@ class Extractor:
         learn_from_failures: bool = True,
         contrast_batch: bool = False,
         summarize_min_words: int = 60,
+        prompts: PromptSet | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
+        self.prompts = prompts or PromptSet()
         self.summarize_min_words = summarize_min_words
         self.llm, self.library = llm, library
         self.max_items, self.retries, self.temperature = max_items, retries, temperature
@@ -149,6 +155,9 @@ class Extractor:
         self.stats = ExtractionStats()
         self._stats_lock = threading.Lock()  # groups of a batch are extracted from worker threads
         self._log = log or (lambda message: None)
+
+    def _is_lesson(self, text: str) -> bool:
+        return is_lesson(text, self.library.word_cap, self.prompts.quoted_lessons)
 
     def _count(self, **deltas: int) -> None:
         with self._stats_lock:
@@ -205,7 +214,7 @@ class Extractor:
         if uniform and not (self.learn_from_failures and max(rewards) == 0):
             self._count(skipped_homogeneous=1)
             return []
-        summarize = load_prompt("summarize")
+        summarize = self.prompts.get("summarize")
         summaries = [
             f"- attempt {r.sample} (reward {r.reward:g}): "
             + normalise_text(
@@ -223,7 +232,7 @@ class Extractor:
             focus = "The wrong attempts missed what the right ones did."
         else:
             focus = "The wrong attempts missed what the correct answer depends on."
-        advantage = load_prompt("advantage").render(
+        advantage = self.prompts.get("advantage").render(
             question=problem.question,
             answer=problem.answer,
             reference=reference,
@@ -269,7 +278,7 @@ class Extractor:
                 f"Problem {number}: {problem.question[-600:].strip()}\n"
                 f"Solver answered: {'; '.join(wrong)}\nCorrect answer: {problem.answer}"
             )
-        prompt = load_prompt("contrast").render(cases="\n\n".join(cases), max_items=self.max_items)
+        prompt = self.prompts.get("contrast").render(cases="\n\n".join(cases), max_items=self.max_items)
         lessons = self._json(prompt, _lessons_schema(self.max_items), "lessons", max_tokens=400)
         if lessons is None:
             self._count(skipped_unparsable=1)
@@ -282,7 +291,7 @@ class Extractor:
         self, lessons: Sequence[Any], confidence: float, domain: str, epoch: int, where: str
     ) -> list[Operation]:
         """Candidate lessons -> ADD / UPDATE / DELETE against the most similar existing experiences."""
-        candidates = [normalise_text(t) for t in lessons if isinstance(t, str) and is_lesson(t, self.library.word_cap)]
+        candidates = [normalise_text(t) for t in lessons if isinstance(t, str) and self._is_lesson(t)]
         if not candidates:
             return []
         existing = self._existing(candidates)
@@ -298,7 +307,7 @@ class Extractor:
     def _operations(self, existing: Mapping[str, str], listing: str, template: str) -> list[Any] | None:
         shown = "\n".join(f"{i}: {t}" for i, t in existing.items()) or "(none yet)"
         values = {"existing": shown, "candidates": listing, "operations": listing}
-        return self._json(load_prompt(template).render(**values), OPERATIONS_SCHEMA, "operations", max_tokens=700)
+        return self._json(self.prompts.get(template).render(**values), OPERATIONS_SCHEMA, "operations", max_tokens=700)
 
     def _to_operations(
         self, raw: Sequence[Any], existing: Mapping[str, str], confidence: float, domain: str, epoch: int
@@ -308,9 +317,9 @@ class Extractor:
             if not isinstance(item, dict):
                 continue
             op, target, text = item.get("op"), str(item.get("id") or ""), normalise_text(str(item.get("text") or ""))
-            if op == "ADD" and is_lesson(text, self.library.word_cap):
+            if op == "ADD" and self._is_lesson(text):
                 operations.append(Operation("ADD", text, None, confidence, domain, epoch))
-            elif op == "UPDATE" and target in existing and is_lesson(text, self.library.word_cap):
+            elif op == "UPDATE" and target in existing and self._is_lesson(text):
                 operations.append(Operation("UPDATE", text, target, confidence, domain, epoch))
             elif op == "DELETE" and target in existing:
                 operations.append(Operation("DELETE", None, target, confidence, domain, epoch))

@@ -1,7 +1,8 @@
 """Versioned prompt templates: ``dso/prompts/<name>.v<N>.md``, filled with ``$placeholders``.
 
-Templates live in files so that a change of wording is a visible, versioned change; the version a run
-used is recorded in its config.
+Templates live in files so that a change of wording is a visible, versioned change; which version of
+each a run uses is configuration (`[prompts]`, `DSO_PROMPTS_ADVANTAGE=3`), recorded in the run's config,
+so an ablation of a prompt is reproducible.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import re
 from pathlib import Path
 from string import Template
 
-from dso.errors import DSOError
+from dso.config import PromptConfig
+from dso.errors import ConfigError, DSOError
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
-VERSIONS = {"solver": 1, "summarize": 1, "advantage": 4, "update": 1, "consolidate": 1, "contrast": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,19 +33,35 @@ class Prompt:
 
 
 @functools.cache
-def load_prompt(name: str, version: int | None = None) -> Prompt:
-    version = version or VERSIONS.get(name)
+def load_prompt(name: str, version: int) -> Prompt:
     path = PROMPTS_DIR / f"{name}.v{version}.md"
-    if version is None or not path.is_file():
-        raise DSOError(f"no prompt template {name}.v{version} in {PROMPTS_DIR}")
+    if not path.is_file():
+        known = sorted(p.name.removesuffix(".md") for p in PROMPTS_DIR.glob(f"{name}.v*.md"))
+        raise ConfigError(f"no prompt template {name}.v{version} (available: {', '.join(known) or 'none'})")
     return Prompt(name, version, Template(path.read_text(encoding="utf-8")))
 
 
-@functools.cache
-def quoted_lessons() -> frozenset[str]:
-    """The example lessons the current templates quote; a small extractor may hand them back verbatim."""
-    found = set()
-    for name in VERSIONS:
-        for quoted in re.findall(r'"(When [^"]+)"', load_prompt(name).template.template):
-            found.add(" ".join(quoted.lower().split()))
-    return frozenset(found)
+@dataclasses.dataclass(frozen=True)
+class PromptSet:
+    """The templates one run uses, loaded (and so checked) up front."""
+
+    versions: PromptConfig = dataclasses.field(default_factory=PromptConfig)
+
+    def __post_init__(self) -> None:
+        for name, version in self.to_json().items():
+            load_prompt(name, version)
+
+    def to_json(self) -> dict[str, int]:
+        return dataclasses.asdict(self.versions)
+
+    def get(self, name: str) -> Prompt:
+        return load_prompt(name, getattr(self.versions, name))
+
+    @functools.cached_property
+    def quoted_lessons(self) -> frozenset[str]:
+        """The example lessons these templates quote; a small extractor may hand them back verbatim."""
+        found = set()
+        for name, version in self.to_json().items():
+            for quoted in re.findall(r'"(When [^"]+)"', load_prompt(name, version).template.template):
+                found.add(" ".join(quoted.lower().split()))
+        return frozenset(found)

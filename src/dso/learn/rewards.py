@@ -1,8 +1,9 @@
 """Rewards: a verifier turns (response, problem) into a score in [0, 1].
 
 Math answers go through math-verify (``\\boxed{}``, ``#### 72``, ``1,000``, fractions); word answers
-compare the final ``ANSWER:`` line. Users plug in any callable, or an LLM judge for tasks without a
-ground truth. math-verify's own time limit uses signal.alarm, which only works in the main thread, so it
+compare the final ``ANSWER:`` line; an LLM judge serves tasks without a ground truth (``train.verifier``).
+From Python, any function ``(response, problem) -> float in [0, 1]`` is a `Verifier`. math-verify's own
+time limit uses signal.alarm, which only works in the main thread, so it
 is switched off and answers are cut to a bounded length instead.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
@@ -101,16 +101,6 @@ class WordVerifier:
             return re.findall(r"[a-z0-9-]+", text.lower())
 
         return 1.0 if words(committed_answer(response)) == words(problem.answer) else 0.0
-
-
-class CallableVerifier:
-    """Wrap a user's function `(response, problem) -> float`."""
-
-    def __init__(self, function: Callable[[str, Problem], float]) -> None:
-        self._function = function
-
-    def __call__(self, response: str, problem: Problem) -> float:
-        return max(0.0, min(1.0, float(self._function(response, problem))))
 
 
 class LLMJudge:

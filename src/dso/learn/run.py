@@ -8,13 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dso.config import DSOConfig, TrainConfig
+from dso.config import DSOConfig, PromptConfig, TrainConfig
 from dso.embed import make_embedder
-from dso.errors import DSOError
+from dso.errors import ConfigError, DSOError
 from dso.learn.datasets import Problem, train_heldout_split
 from dso.learn.evaluate import EvalResult, evaluate, paired_comparison
 from dso.learn.extract import Extractor, Rollout
-from dso.learn.rewards import DefaultVerifier
+from dso.learn.prompts import PromptSet
+from dso.learn.rewards import DefaultVerifier, LLMJudge, MathVerifier, Verifier, WordVerifier
 from dso.learn.solve import SolveSettings
 from dso.learn.trainer import BatchMetrics, check_run_dir, config_json, train
 from dso.library import ExperienceLibrary
@@ -35,6 +36,19 @@ def _llm(config: DSOConfig, model: str) -> LLM:
     return make_llm(dataclasses.replace(config, llm=dataclasses.replace(config.llm, model=model)))
 
 
+def make_verifier(name: str, judge: LLM) -> Verifier:
+    """`train.verifier`: the per-problem default, math or words only, or an LLM judge (tasks without ground truth)."""
+    if name == "default":
+        return DefaultVerifier()
+    if name == "math":
+        return MathVerifier()
+    if name == "words":
+        return WordVerifier()
+    if name == "llm-judge":
+        return LLMJudge(judge)
+    raise ConfigError(f"unknown verifier {name!r}")
+
+
 def open_run_library(config: DSOConfig, run_dir: Path) -> ExperienceLibrary:
     return ExperienceLibrary(
         run_dir / "library.db",
@@ -50,10 +64,11 @@ def run_training(
     hooks = hooks or Hooks()
     settings = config.train
     train_set, _ = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
-    check_run_dir(run_dir, settings, resume)  # after the split: a bad dataset leaves no run behind
-    solver = _llm(config, settings.solver_model)
+    prompts = PromptSet(config.prompts)  # every template loaded: a bad version leaves no run behind either
+    check_run_dir(run_dir, config, resume)
+    solver = make_llm(config)
     extractor_llm = solver
-    if settings.extractor_model and settings.extractor_model != settings.solver_model:
+    if settings.extractor_model and settings.extractor_model != config.llm.model:
         extractor_llm = _llm(config, settings.extractor_model)
     library = open_run_library(config, run_dir)
     extractor = Extractor(
@@ -62,6 +77,7 @@ def run_training(
         max_items=settings.max_new_per_group,
         learn_from_failures=settings.learn_from_failures,
         contrast_batch=settings.contrast_batch,
+        prompts=prompts,
         log=hooks.log,
     )
     if hooks.on_stage:
@@ -72,14 +88,14 @@ def run_training(
         train_set,
         solver,
         extractor,
-        DefaultVerifier(),
+        make_verifier(settings.verifier, extractor_llm),
         parallel=config.llm.parallel,
         on_rollouts=hooks.on_rollouts,
         on_batch=hooks.on_batch,
     )
     summary = {
         "run_dir": str(run_dir),
-        "config": config_json(settings),
+        "config": config_json(config),
         "batches": [dataclasses.asdict(m) for m in metrics],
         "library_size": len(library),
         "extraction": dataclasses.asdict(extractor.stats),
@@ -98,13 +114,19 @@ def run_evaluation(
     if not saved.is_file():
         raise DSOError(f"{run_dir} holds no run (no config.json); train first with: dso train --run-dir {run_dir}")
     recorded = json.loads(saved.read_text(encoding="utf-8"))
-    recorded.pop("prompts", None)
+    prompts = PromptConfig(**recorded.pop("prompts"))
+    model = recorded.pop("model")
     settings = TrainConfig(
         **{**recorded, "eval_samples": config.train.eval_samples, "eval_temperature": config.train.eval_temperature}
     )
     _, heldout = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
-    solver = _llm(config, settings.solver_model)
-    verifier = DefaultVerifier()
+    solver = _llm(config, model)
+    judge = (
+        _llm(config, settings.extractor_model)
+        if settings.verifier == "llm-judge" and settings.extractor_model
+        else solver
+    )
+    verifier = make_verifier(settings.verifier, judge)
     solve_settings = SolveSettings(
         samples=settings.eval_samples,
         temperature=settings.eval_temperature,
@@ -112,6 +134,7 @@ def run_evaluation(
         top_k=settings.top_k,
         seed=settings.seed + 1,
         parallel=config.llm.parallel,
+        prompt_version=prompts.solver,
     )
     library = open_run_library(config, run_dir)
     results: dict[str, EvalResult] = {}
@@ -134,7 +157,7 @@ def run_evaluation(
         (run_dir / f"eval-{arm}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = {
         "run_dir": str(run_dir),
-        "model": settings.solver_model,
+        "model": model,
         "dataset": settings.dataset,
         "heldout": len(heldout),
         "arms": {arm: r.to_json() for arm, r in results.items()},

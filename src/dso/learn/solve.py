@@ -15,7 +15,7 @@ from dso.learn.datasets import Problem
 from dso.learn.extract import Rollout
 from dso.learn.prompts import load_prompt
 from dso.learn.rewards import Verifier
-from dso.library import ExperienceLibrary
+from dso.library import ExperienceLibrary, render_for_prompt
 from dso.llm import LLM, ChatMessage
 
 
@@ -27,11 +27,12 @@ class SolveSettings:
     top_k: int = 5  # experiences injected per question
     seed: int = 0
     parallel: int = 4
+    prompt_version: int = 1  # of the solver template
 
 
-def solver_messages(problem: Problem, experiences: str) -> list[ChatMessage]:
+def solver_messages(problem: Problem, experiences: str, prompt_version: int = 1) -> list[ChatMessage]:
     block = f"\nExperiences that helped on similar problems:\n{experiences}\n" if experiences else ""
-    system = load_prompt("solver").render(experiences=block)
+    system = load_prompt("solver", prompt_version).render(experiences=block)
     return [{"role": "system", "content": system}, {"role": "user", "content": problem.question}]
 
 
@@ -42,14 +43,16 @@ def solve(
     settings: SolveSettings,
     library: ExperienceLibrary | None = None,
     *,
-    count_usage: bool = False,
     on_done: Callable[[Problem, list[Rollout]], None] | None = None,
 ) -> dict[str, list[Rollout]]:
-    """`samples` scored attempts per problem, several problems in flight at once."""
+    """`samples` scored attempts per problem, several problems in flight at once.
+
+    Nothing is written: each rollout names the experiences that were in its prompt, and whoever keeps
+    the rollouts counts their usage (the trainer does so in the batch's own transaction).
+    """
+    used = {p.id: library.search(p.question, settings.top_k) if library else [] for p in problems}
     prompts = {
-        p.id: solver_messages(
-            p, library.format_for_prompt(p.question, settings.top_k, count_usage=count_usage) if library else ""
-        )
+        p.id: solver_messages(p, render_for_prompt([h.experience.text for h in used[p.id]]), settings.prompt_version)
         for p in problems
     }
 
@@ -64,7 +67,16 @@ def solve(
         )
         per_sample = reply.completion_tokens // max(1, len(reply.texts))
         rollouts = [
-            Rollout(problem.id, i, text, verifier(text, problem), reply.prompt_tokens, per_sample, reason)
+            Rollout(
+                problem.id,
+                i,
+                text,
+                verifier(text, problem),
+                reply.prompt_tokens,
+                per_sample,
+                reason,
+                tuple(h.experience.id for h in used[problem.id]),
+            )
             for i, (text, reason) in enumerate(zip(reply.texts, reply.finish_reasons, strict=True))
         ]
         return problem, rollouts

@@ -19,16 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dso.config import TrainConfig
+from dso.config import DSOConfig, TrainConfig
 from dso.errors import DSOError
 from dso.files import write_text_atomic
 from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.gate import gate
-from dso.learn.prompts import VERSIONS
 from dso.learn.rewards import Verifier
 from dso.learn.solve import SolveSettings, solve
 from dso.library import ExperienceLibrary
+from dso.llm import LLM
 
 CURSOR_KEY = "train_cursor"
 
@@ -46,12 +46,13 @@ class BatchMetrics:
     gate: dict[str, Any] | None = None  # what each candidate lesson scored, with train.gate_lessons
 
 
-def config_json(config: TrainConfig) -> dict[str, Any]:
-    """What a run records of its configuration (eval settings excluded: eval may be rerun differently)."""
-    recorded = dataclasses.asdict(config)
+def config_json(config: DSOConfig) -> dict[str, Any]:
+    """What a run records of its configuration: the train settings (eval settings excluded: eval may be rerun
+    differently), the solver model and the prompt versions."""
+    recorded = dataclasses.asdict(config.train)
     recorded.pop("eval_samples")
     recorded.pop("eval_temperature")
-    return {**recorded, "prompts": VERSIONS}
+    return {**recorded, "model": config.llm.model, "prompts": dataclasses.asdict(config.prompts)}
 
 
 def _fault_point(name: str) -> None:
@@ -78,7 +79,7 @@ def read_rollouts(path: Path) -> dict[str, list[Rollout]]:
     return rollouts
 
 
-def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+def check_run_dir(run_dir: Path, config: DSOConfig, resume: bool) -> None:
     """A run directory belongs to one configuration; --resume must match it, a new run must be empty."""
     saved = run_dir / "config.json"
     if saved.exists():
@@ -97,7 +98,7 @@ def train(
     config: TrainConfig,
     run_dir: Path,
     train_set: list[Problem],
-    solver: Any,
+    solver: LLM,
     extractor: Extractor,
     verifier: Verifier,
     *,
@@ -106,6 +107,7 @@ def train(
     on_batch: Callable[[BatchMetrics], None] | None = None,
 ) -> list[BatchMetrics]:
     library = extractor.library
+    solver_prompt = extractor.prompts.versions.solver
     done = _cursor(library)
     metrics: list[BatchMetrics] = []
     by_id = {p.id: p for p in train_set}
@@ -129,8 +131,10 @@ def train(
                     top_k=config.top_k,
                     seed=config.seed + 7919 * epoch,
                     parallel=parallel,
+                    prompt_version=solver_prompt,
                 )
-                rollouts = solve(batch, solver, verifier, settings, library, count_usage=True, on_done=on_rollouts)
+                rollouts = solve(batch, solver, verifier, settings, library, on_done=on_rollouts)
+                _fault_point(f"before-rollouts-saved:{epoch}:{batch_index}")
                 lines = [json.dumps(r.to_json()) for group in rollouts.values() for r in group]
                 write_text_atomic(path, "\n".join(lines) + "\n")
                 _fault_point(f"after-rollouts:{epoch}:{batch_index}")
@@ -140,11 +144,17 @@ def train(
             report = None
             if config.gate_lessons:
                 greedy = SolveSettings(
-                    max_tokens=config.max_tokens, top_k=config.top_k, seed=config.seed, parallel=parallel
+                    max_tokens=config.max_tokens,
+                    top_k=config.top_k,
+                    seed=config.seed,
+                    parallel=parallel,
+                    prompt_version=solver_prompt,
                 )
                 final, gated = gate(final, library, batch, solver, verifier, greedy)
                 report = gated.to_json()
-            library.apply(final, meta={CURSOR_KEY: f"{epoch}:{batch_index}"})
+            # One prompt per question: its first attempt names the experiences that were in it.
+            used = [experience for group in rollouts.values() if group for experience in group[0].experiences]
+            library.apply(final, meta={CURSOR_KEY: f"{epoch}:{batch_index}"}, usage=used)
             rewards = [r.reward for group in rollouts.values() for r in group]
             entry = BatchMetrics(
                 epoch,

@@ -12,17 +12,22 @@ test checks the logic instead of what a small model happens to write::
 The script is a string (every reply), a list of strings (replies in order, then an `LLMError`), or a
 function of the `ScriptedRequest` that returns one string (used for every sample) or one per sample.
 Token counts are words, so token bookkeeping can be checked too. Requests are recorded in order.
+`serve_openai` puts any `LLM` behind an OpenAI-compatible HTTP endpoint on loopback, for commands that
+run in another process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import http.server
+import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from dso.errors import LLMError
-from dso.llm.base import ChatMessage, Completion, check_request
+from dso.llm.base import LLM, ChatMessage, Completion, check_request
 
 Reply = str | Sequence[str]
 
@@ -94,3 +99,54 @@ class ScriptedLLM:
 
     def close(self) -> None:
         self.closed = True
+
+
+@contextlib.contextmanager
+def serve_openai(llm: LLM, *, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve any `LLM` (a `ScriptedLLM` above all) as an OpenAI-compatible endpoint on loopback.
+
+    Yields the base URL (``http://127.0.0.1:PORT/v1``) for `llm.backend = "openai"`, so that commands
+    run in another process (``dso train`` killed mid-batch, say) can be driven by a script.
+    """
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def do_POST(self) -> None:
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+                reply = llm.chat(
+                    body["messages"],
+                    n=int(body.get("n", 1)),
+                    temperature=float(body.get("temperature", 0.0)),
+                    max_tokens=int(body.get("max_tokens", 256)),
+                    seed=body.get("seed"),
+                    json_schema=schema,
+                )
+                payload = {
+                    "choices": [
+                        {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": r}
+                        for i, (t, r) in enumerate(zip(reply.texts, reply.finish_reasons, strict=True))
+                    ],
+                    "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens},
+                }
+                status = 200
+            except (LLMError, ValueError, KeyError, TypeError) as exc:
+                payload, status = {"error": {"message": str(exc)}}, 400
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,76 @@
+"""Extraction of one finished batch, groups one by one vs side by side (`dso bench extraction RUN BATCH`).
+
+Reads a batch of a run (its config and rollouts), then proposes that batch's operations into an empty
+library twice per round, alternating the order, with the run's extractor model.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dso.bench.common import machine
+from dso.config import DSOConfig
+from dso.embed import make_embedder
+from dso.errors import DSOError
+from dso.learn.datasets import train_heldout_split
+from dso.learn.extract import Extractor
+from dso.learn.trainer import read_rollouts
+from dso.library import ExperienceLibrary
+from dso.llm import make_llm
+
+
+def run_extraction_bench(
+    config: DSOConfig, run_dir: Path, batch: str, rounds: int = 1, *, quiet: bool = False
+) -> dict[str, Any]:
+    rollouts_file = run_dir / "rollouts" / f"{batch}.jsonl"
+    if not (run_dir / "config.json").is_file() or not rollouts_file.is_file():
+        raise DSOError(f"{run_dir} holds no finished batch {batch!r} (expected config.json and {rollouts_file})")
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    train_set, _ = train_heldout_split(saved["dataset"], saved["train_size"], saved["heldout_size"], saved["seed"])
+    by_id = {p.id: p for p in train_set}
+    groups = [(by_id[i], g) for i, g in read_rollouts(rollouts_file).items()]
+    model = saved.get("extractor_model") or saved.get("model") or config.llm.model
+    config.llm.model = model
+    llm, embedder = make_llm(config), make_embedder(config.embedder)
+    seconds: dict[int, list[float]] = {1: [], config.llm.parallel: []}
+    calls: dict[int, int] = {}
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            for round_index in range(rounds):
+                order = list(seconds) if round_index % 2 == 0 else list(seconds)[::-1]
+                for parallel in order:
+                    library = ExperienceLibrary(Path(home) / f"{round_index}-{parallel}.db", embedder)
+                    extractor = Extractor(
+                        llm,
+                        library,
+                        max_items=saved["max_new_per_group"],
+                        learn_from_failures=saved["learn_from_failures"],
+                        contrast_batch=saved.get("contrast_batch", True),
+                    )
+                    started = time.perf_counter()
+                    extractor.propose(groups, 0, parallel=parallel)
+                    seconds[parallel].append(time.perf_counter() - started)
+                    calls[parallel] = extractor.stats.llm_calls
+                    library.close()
+                    if not quiet:
+                        print(parallel, round(seconds[parallel][-1], 1), extractor.stats, flush=True)
+    finally:
+        llm.close()
+    medians = {p: statistics.median(s) for p, s in seconds.items()}
+    return {
+        "machine": machine(),
+        "run": str(run_dir),
+        "batch": batch,
+        "model": model,
+        "groups": len(groups),
+        "rounds": rounds,
+        "llm_calls": calls,
+        "seconds": seconds,
+        "median_seconds": medians,
+        "speedup": medians[1] / medians[config.llm.parallel],
+    }

@@ -1,0 +1,79 @@
+"""Do hand-written tips help the solver on a task? A ceiling check for learning (`dso bench tips TASK`).
+
+If tips written by a person do not help, learned ones will not either. The held-out questions are answered
+without and with a library holding only the tips, one prompt and one token budget for both arms (the same
+path `dso eval` takes).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dso.bench.common import machine
+from dso.config import DSOConfig
+from dso.embed import make_embedder
+from dso.errors import ConfigError
+from dso.learn.datasets import train_heldout_split
+from dso.learn.evaluate import summarise
+from dso.learn.rewards import DefaultVerifier
+from dso.learn.solve import SolveSettings, solve
+from dso.library import ExperienceLibrary
+from dso.llm import make_llm
+
+TIPS = {
+    "leg_counting": [
+        "When counting legs, spiders and scorpions have 8 legs; insects (ants, bees, beetles, cockroaches, "
+        "fireflies, mantises, wasps) have 6.",
+        "When counting legs, crabs, lobsters and shrimps have 10 legs; a woodlouse has 14; a starfish has 5.",
+        "When counting legs, snakes, leeches, flatworms, jellyfish and sea slugs have 0 legs; birds and humans have 2.",
+    ],
+    "aiw": [
+        "When asked how many sisters a woman's brother has, or how many female friends a male friend of a woman "
+        "has, count the woman herself: her sisters (or female friends) plus 1.",
+    ],
+    "word_sorting": [
+        "When sorting words in ASCII order, every uppercase letter (A-Z) comes before every lowercase letter "
+        "(a-z): capitalised words come first in ascending order and last in descending order.",
+    ],
+    "letter_counting": [
+        "When counting how often a letter appears in a text, spell each word letter by letter, count the letter "
+        "in each word (upper and lower case alike), then add the counts.",
+    ],
+    "number_format": [
+        "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
+        "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
+    ],
+}
+
+
+def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *, quiet: bool = False) -> dict[str, Any]:
+    name = task.split(":")[0]
+    if name not in TIPS:
+        raise ConfigError(f"no hand-written tips for {name!r} (known: {', '.join(TIPS)})")
+    tips = TIPS[name]
+    solver, verifier = make_llm(config), DefaultVerifier()
+    _, heldout = train_heldout_split(task, 0, count, seed=config.train.seed)
+    settings = SolveSettings(max_tokens=max_tokens, top_k=config.train.top_k, parallel=config.llm.parallel)
+    arms = {}
+    try:
+        with tempfile.TemporaryDirectory() as home, ExperienceLibrary(Path(home) / "tips.db", make_embedder()) as lib:
+            for tip in tips:
+                lib.add(tip)
+            for arm, library in (("baseline", None), ("tips", lib)):
+                result = summarise(arm, solve(heldout, solver, verifier, settings, library), len(library or []))
+                arms[arm] = result.to_json()
+                if not quiet:
+                    print(arm, arms[arm], flush=True)
+    finally:
+        solver.close()
+    return {
+        "machine": machine(),
+        "task": task,
+        "model": config.llm.model,
+        "seed": config.train.seed,
+        "max_tokens": max_tokens,
+        "tips": tips,
+        "arms": arms,
+    }
