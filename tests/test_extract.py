@@ -14,8 +14,8 @@ from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout, group_confidence, is_lesson, reconcile
 from dso.learn.prompts import PromptSet
 from dso.library import ExperienceLibrary, Operation
-from dso.llm.base import Completion
 from dso.llm.llamacpp import LlamaCppLLM
+from dso.llm.testing import ScriptedLLM, ScriptedRequest
 
 PROBLEM = Problem(
     "fam-1",
@@ -31,16 +31,13 @@ def rollouts(rewards: list[float]) -> list[Rollout]:
     return [Rollout(PROBLEM.id, i, texts[r], r, 50, 20, "stop") for i, r in enumerate(rewards)]
 
 
-class NoCalls:
-    """Stands in for an LLM that must not be called: only the skip rule is under test."""
+def no_calls() -> ScriptedLLM:
+    """An LLM that must not be called: only the skip rule is under test."""
 
-    name = "none"
+    def refuse(request: ScriptedRequest) -> str:
+        raise AssertionError("this case must not reach the LLM")
 
-    def chat(self, *args: object, **kwargs: object) -> object:
-        raise AssertionError("a homogeneous group must not reach the LLM")
-
-    def close(self) -> None:
-        pass
+    return ScriptedLLM(refuse, name="none")
 
 
 @pytest.mark.parametrize(("rewards", "from_failures"), [([1.0, 1.0, 1.0], True), ([0.0, 0.0, 0.0], False)])
@@ -48,7 +45,7 @@ def test_homogeneous_group_produces_no_experience(
     tmp_path: Path, embedder: Embedder, rewards: list[float], from_failures: bool
 ) -> None:
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
-    extractor = Extractor(NoCalls(), library, learn_from_failures=from_failures)  # type: ignore[arg-type]
+    extractor = Extractor(no_calls(), library, learn_from_failures=from_failures)
     assert extractor.group_operations(PROBLEM, rollouts(rewards), epoch=0) == []
     assert extractor.stats.skipped_homogeneous == 1 and len(library) == 0
 
@@ -114,8 +111,8 @@ def test_real_model_output_parses_or_is_skipped_cleanly(
 def test_batch_contrast_calls_nothing_when_off_or_all_correct(tmp_path: Path, embedder: Embedder) -> None:
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     groups = [(PROBLEM, rollouts([0.0, 1.0]))]
-    assert Extractor(NoCalls(), library).batch_operations(groups, 0) == []  # type: ignore[arg-type]
-    on = Extractor(NoCalls(), library, contrast_batch=True)  # type: ignore[arg-type]
+    assert Extractor(no_calls(), library).batch_operations(groups, 0) == []
+    on = Extractor(no_calls(), library, contrast_batch=True)
     assert on.batch_operations([(PROBLEM, rollouts([1.0, 1.0]))], 0) == []
 
 
@@ -134,25 +131,16 @@ def test_batch_contrast_with_the_real_model(tmp_path: Path, embedder: Embedder, 
         assert 0 < operation.confidence <= 1 and operation.domain == "family_relationships"
 
 
-class Scripted:
-    """A deterministic stand-in for the extractor LLM: only the ordering and counting of `propose` is under test."""
-
-    name = "scripted"
-
-    def chat(self, messages: list[dict[str, str]], **kwargs: object) -> Completion:
-        prompt = messages[0]["content"]
-        if "Candidate lessons:" in prompt:  # the update call: add every candidate
-            candidates = re.findall(r"^- (When .*)$", prompt.split("Candidate lessons:")[1], re.MULTILINE)
-            text = json.dumps({"operations": [{"op": "ADD", "id": "", "text": c} for c in candidates]})
-        elif "Correct answer:" in prompt and "Problem:" in prompt:  # the group advantage call
-            name = re.search(r"called (\w+)", prompt)
-            text = json.dumps({"lessons": [f"When a child is called {name[1] if name else 'X'}, name the relation."]})
-        else:  # a summary
-            text = "A summary."
-        return Completion([text], 10, 5, ["stop"], 0.0)
-
-    def close(self) -> None:
-        pass
+def extractor_script(request: ScriptedRequest) -> str:
+    """A deterministic extractor: only the ordering and counting of `propose` is under test."""
+    prompt = request.prompt
+    if "Candidate lessons:" in prompt:  # the update call: add every candidate
+        candidates = re.findall(r"^- (When .*)$", prompt.split("Candidate lessons:")[1], re.MULTILINE)
+        return json.dumps({"operations": [{"op": "ADD", "id": "", "text": c} for c in candidates]})
+    if "Correct answer:" in prompt and "Problem:" in prompt:  # the group advantage call
+        name = re.search(r"called (\w+)", prompt)
+        return json.dumps({"lessons": [f"When a child is called {name[1] if name else 'X'}, name the relation."]})
+    return "A summary."
 
 
 def test_groups_extracted_side_by_side_match_one_by_one(tmp_path: Path, embedder: Embedder) -> None:
@@ -161,7 +149,10 @@ def test_groups_extracted_side_by_side_match_one_by_one(tmp_path: Path, embedder
     for index, child in enumerate(["Jacob", "Emma", "Liam", "Noah", "Mia", "Zoe"]):
         problem = dataclasses.replace(PROBLEM, id=f"fam-{index}", question=PROBLEM.question.replace("Jacob", child))
         groups.append((problem, [dataclasses.replace(r, problem_id=problem.id) for r in rollouts([1.0, 0.0, 0.0])]))
-    one_by_one, side_by_side = Extractor(Scripted(), library), Extractor(Scripted(), library)  # type: ignore[arg-type]
+    one_by_one, side_by_side = (
+        Extractor(ScriptedLLM(extractor_script), library),
+        Extractor(ScriptedLLM(extractor_script), library),
+    )
     expected = one_by_one.propose(groups, epoch=1, parallel=1)
     assert [o.text for o in expected] == [
         f"When a child is called {c}, name the relation." for c in ["Jacob", "Emma", "Liam", "Noah", "Mia", "Zoe"]

@@ -10,7 +10,7 @@ from dso.learn.gate import gate
 from dso.learn.rewards import DefaultVerifier
 from dso.learn.solve import SolveSettings
 from dso.library import ExperienceLibrary, Operation
-from dso.llm.base import Completion
+from dso.llm.testing import ScriptedLLM, ScriptedRequest
 
 HELPFUL = "When a brother's sisters are asked for, count the woman herself as well."
 USELESS = "When reading a problem, read it carefully."
@@ -23,23 +23,14 @@ BATCH = [
 ]
 
 
-class RuleFollower:
+def rule_follower() -> ScriptedLLM:
     """A deterministic solver for a pure-logic test: right exactly when the helpful rule is in its prompt."""
 
-    name = "rule-follower"
+    def answer(request: ScriptedRequest) -> str:
+        sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
+        return f"ANSWER: {sisters + 1 if 'count the woman herself' in request.messages[0]['content'] else sisters}"
 
-    def __init__(self) -> None:
-        self.prompts: list[str] = []
-
-    def chat(self, messages: list[dict[str, str]], **kwargs: object) -> Completion:
-        system, question = messages[0]["content"], messages[1]["content"]
-        self.prompts.append(system)
-        sisters = int(question.split(" has ")[1].split()[0])
-        answer = sisters + 1 if "count the woman herself" in system else sisters
-        return Completion([f"ANSWER: {answer}"], 10, 3, ["stop"], 0.0)
-
-    def close(self) -> None:
-        pass
+    return ScriptedLLM(answer, name="rule-follower")
 
 
 def test_gate_keeps_only_lessons_that_solve_more(tmp_path: Path, embedder: Embedder) -> None:
@@ -53,8 +44,8 @@ def test_gate_keeps_only_lessons_that_solve_more(tmp_path: Path, embedder: Embed
         Operation("UPDATE", USELESS.replace("reading", "solving"), target=old.experience.id, domain="aiw"),
         Operation("DELETE", target=stale.experience.id, domain="aiw"),
     ]
-    solver = RuleFollower()
-    kept, report = gate(operations, library, BATCH, solver, DefaultVerifier(), SolveSettings(parallel=2))  # type: ignore[arg-type]
+    solver = rule_follower()
+    kept, report = gate(operations, library, BATCH, solver, DefaultVerifier(), SolveSettings(parallel=2))
 
     assert [o.text for o in kept] == [HELPFUL, None]  # the helpful ADD, and the DELETE passes
     assert kept[1].op == "DELETE" and kept[1].target == stale.experience.id
@@ -64,14 +55,14 @@ def test_gate_keeps_only_lessons_that_solve_more(tmp_path: Path, embedder: Embed
         ("ADD", 3.0, True),
         ("UPDATE", 0.0, False),
     ]
-    assert len(solver.prompts) == 3 * 4  # one greedy pass without, one per candidate
+    assert len(solver.requests) == 3 * 4  # one greedy pass without, one per candidate
     assert [(e.id, e.text) for e in library.all()] == before  # trials ran on copies
 
 
 def test_gate_calls_nothing_without_candidates(tmp_path: Path, embedder: Embedder) -> None:
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     stale = library.add("When asked about a brother, answer with the number of brothers.")
-    solver = RuleFollower()
+    solver = rule_follower()
     operations = [Operation("DELETE", target=stale.experience.id)]
-    kept, report = gate(operations, library, BATCH, solver, DefaultVerifier(), SolveSettings())  # type: ignore[arg-type]
-    assert kept == operations and report.trials == [] and solver.prompts == []
+    kept, report = gate(operations, library, BATCH, solver, DefaultVerifier(), SolveSettings())
+    assert kept == operations and report.trials == [] and solver.requests == []

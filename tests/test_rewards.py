@@ -4,8 +4,12 @@ import threading
 
 import pytest
 
+from dso.config import load_config
+from dso.errors import ConfigError
 from dso.learn.datasets import Problem
-from dso.learn.rewards import CallableVerifier, DefaultVerifier, MathVerifier, WordVerifier, final_answer
+from dso.learn.rewards import DefaultVerifier, LLMJudge, MathVerifier, WordVerifier, final_answer
+from dso.learn.run import make_verifier
+from dso.llm.testing import ScriptedLLM
 
 MATH = Problem("p", "q", "1000", "gsm_symbolic")
 
@@ -67,5 +71,14 @@ def test_word_answers() -> None:
 def test_final_answer_and_user_callables() -> None:
     assert final_answer("a \\boxed{x^{2}} b") == "x^{2}"
     assert final_answer("1 then 2 then 3") == "3"
-    verifier = CallableVerifier(lambda response, problem: 5.0 if "yes" in response else -1.0)
-    assert verifier("yes", MATH) == 1.0 and verifier("no", MATH) == 0.0
+
+
+def test_verifier_choice_reaches_every_verifier() -> None:
+    judge = ScriptedLLM(lambda r: '{"correct": true}' if "ANSWER: 1000" in r.prompt else '{"correct": false}')
+    chosen = {name: make_verifier(name, judge) for name in ("default", "math", "words", "llm-judge")}
+    assert [type(v) for v in chosen.values()] == [DefaultVerifier, MathVerifier, WordVerifier, LLMJudge]
+    assert chosen["llm-judge"]("ANSWER: 1000", MATH) == 1.0 and chosen["llm-judge"]("ANSWER: 7", MATH) == 0.0
+    assert judge.requests[0].json_schema == LLMJudge.SCHEMA  # the judge's answer is schema-constrained
+    assert load_config(environ={"DSO_TRAIN_VERIFIER": "words"}).train.verifier == "words"
+    with pytest.raises(ConfigError, match=r"train\.verifier must be one of"):
+        load_config(environ={"DSO_TRAIN_VERIFIER": "oracle"})

@@ -86,12 +86,12 @@ class TrainConfig:
 class PromptConfig:
     """Which version of each prompt template (``dso/prompts/<name>.v<N>.md``) a run uses; recorded per run."""
 
-    solver: int = 1
-    summarize: int = 1
-    advantage: int = 4
-    update: int = 1
-    consolidate: int = 1
-    contrast: int = 1
+    solver: int = 1  # the solver's system prompt, with the experiences block
+    summarize: int = 1  # one long attempt -> its summary
+    advantage: int = 4  # a group's better vs worse attempts -> lessons
+    update: int = 1  # lessons -> ADD / UPDATE / DELETE against the closest experiences
+    consolidate: int = 1  # a batch's operations -> one consistent set
+    contrast: int = 1  # a batch's wrong answers beside the right ones -> lessons
 
 
 @dataclasses.dataclass

@@ -27,6 +27,18 @@ def read_input(path: Path, error: type[DSOError] = DSOError) -> bytes:
         raise error(f"{path} is a directory, not a file") from None
 
 
+def source_checkout(marker: str) -> Path | None:
+    """The root of the source checkout this package runs from, if it holds `marker` (a relative path).
+
+    Development files (the npm services, the contract source) exist only in a checkout; an installed
+    wheel has none, and its callers say so in one line instead of looking in site-packages.
+    """
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "pyproject.toml").is_file() and (folder / marker).exists():
+            return folder
+    return None
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Readers see the old file or the whole new one, never a half-written file."""
     tmp = path.with_name(path.name + ".tmp")

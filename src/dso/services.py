@@ -20,13 +20,20 @@ from pathlib import Path
 import httpx
 
 from dso.errors import ServiceError
+from dso.files import source_checkout
 
 
 def services_dir() -> Path:
     configured = os.environ.get("DSO_SERVICES_DIR")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "services"
+    root = source_checkout("services/package.json")
+    if root is None:
+        raise ServiceError(
+            "the development services (anvil, js-ipfs) come with a source checkout: run `make services` there "
+            "and set DSO_SERVICES_DIR to its services/ folder"
+        )
+    return root / "services"
 
 
 def service_binary(name: str) -> Path:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from dso.errors import DSOError
+from dso.files import source_checkout
 
 ARTIFACT = Path(__file__).with_name("ExperienceRegistry.json")
-REPO = Path(__file__).resolve().parents[3]
-SOURCE = REPO / "contracts" / "ExperienceRegistry.sol"
+SOURCE_PATH = "contracts/ExperienceRegistry.sol"
 
 
 @functools.cache
@@ -27,16 +27,17 @@ def load_artifact() -> dict[str, Any]:
 
 
 def compile_contract() -> dict[str, Any]:
-    """Compile contracts/ExperienceRegistry.sol with the pinned solc (needs `make services`)."""
-    if not SOURCE.is_file():
-        raise DSOError(f"contract source not found at {SOURCE}")
+    """Compile contracts/ExperienceRegistry.sol with the pinned solc (a source checkout after `make services`)."""
+    repo = source_checkout(SOURCE_PATH)
+    if repo is None:
+        raise DSOError(f"{SOURCE_PATH} is not here: compiling the registry needs a source checkout")
     result = subprocess.run(
-        ["node", str(REPO / "contracts" / "compile.cjs")], capture_output=True, text=True, check=False, timeout=300
+        ["node", str(repo / "contracts" / "compile.cjs")], capture_output=True, text=True, check=False, timeout=300
     )
     if result.returncode != 0:
         raise DSOError(f"solc failed: {result.stderr.strip()[-500:]}")
     artifact: dict[str, Any] = json.loads(result.stdout)
-    artifact["source_sha256"] = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+    artifact["source_sha256"] = hashlib.sha256((repo / SOURCE_PATH).read_bytes()).hexdigest()
     return artifact
 
 

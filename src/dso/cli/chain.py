@@ -48,6 +48,12 @@ def _registry(config: DSOConfig, account: LocalAccount | None) -> RegistryClient
     return RegistryClient(w3, address, account)
 
 
+def _member(ctx: typer.Context, rpc: str | None, keystore: Path | None) -> RegistryClient:
+    """The registry, as the member whose keystore signs the votes."""
+    config = _config(ctx, rpc, keystore)
+    return _registry(config, _account(config))
+
+
 @app.command()
 def up(
     port: int = typer.Option(8545, help="Port on 127.0.0.1."),
@@ -144,8 +150,7 @@ def members_vote(
     as_json: bool = JsonOpt,
 ) -> None:
     """Vote on a membership proposal."""
-    config = _config(ctx, rpc, keystore)
-    registry = _registry(config, _account(config))
+    registry = _member(ctx, rpc, keystore)
     registry.vote_member(proposal, approve)
     result = registry.proposal(proposal)
     if as_json:
@@ -204,8 +209,7 @@ def vote(
     as_json: bool = JsonOpt,
 ) -> None:
     """Vote on a pending batch as a DAO member."""
-    config = _config(ctx, rpc, keystore)
-    registry = _registry(config, _account(config))
+    registry = _member(ctx, rpc, keystore)
     batch_id = _batch_id(batch)
     registry.vote(batch_id, approve)
     info = registry.batch(batch_id)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import Any, TypedDict
 
 from dso.errors import LLMError
 
@@ -31,10 +33,21 @@ class Completion:
         return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-@runtime_checkable
-class LLM(Protocol):
+class LLM(abc.ABC):
+    """A chat model. Every backend speaks OpenAI-shaped chat completions, so `chat` is written once here:
+    it checks the request, builds the body, and gathers `n` samples over as many requests as the backend
+    needs. A backend supplies its `name` and `_complete` (one body in, one OpenAI-shaped reply out)."""
+
+    max_samples_per_request: int | None = None  # llama.cpp serves one sample per slot
+    request_model: str | None = None  # the body's "model" field, for endpoints that serve several
+
     @property
+    @abc.abstractmethod
     def name(self) -> str: ...
+
+    @abc.abstractmethod
+    def _complete(self, body: dict[str, Any]) -> Mapping[str, Any]:
+        """Send one request body; the reply's ``choices`` and ``usage`` as an OpenAI server shapes them."""
 
     def chat(
         self,
@@ -48,9 +61,26 @@ class LLM(Protocol):
     ) -> Completion:
         """Sample `n` replies. With `json_schema`, decoding is constrained to that schema where the
         backend supports it; the caller still parses and validates the text."""
-        ...
+        check_request(messages, n, temperature, max_tokens)
+        started = time.perf_counter()
 
-    def close(self) -> None: ...
+        def ask(missing: int, done: int) -> Mapping[str, Any]:
+            body = chat_request(
+                messages,
+                n=min(missing, self.max_samples_per_request or missing),
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=None if seed is None else seed + done,
+                json_schema=json_schema,
+                model=self.request_model,
+            )
+            return self._complete(body)
+
+        texts, reasons, prompt_tokens, completion_tokens = collect_samples(n, ask, self.name)
+        return Completion(texts, prompt_tokens, completion_tokens, reasons, time.perf_counter() - started)
+
+    def close(self) -> None:  # noqa: B027 (a backend that holds nothing needs no close)
+        """Release what the backend holds (a loaded model, connections)."""
 
 
 def check_request(messages: Sequence[ChatMessage], n: int, temperature: float, max_tokens: int) -> None:

@@ -7,18 +7,17 @@ against a real server.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from dso.errors import LLMError
-from dso.llm.base import ChatMessage, Completion, chat_request, check_request, collect_samples
+from dso.llm.base import LLM
 
 
-class LlamaCppLLM:
+class LlamaCppLLM(LLM):
     def __init__(
         self,
         model_path: Path,
@@ -42,7 +41,7 @@ class LlamaCppLLM:
         except Exception as exc:
             raise LLMError(f"llama.cpp could not load {model_path}: {exc}") from None
         self._name = name or Path(model_path).stem
-        self._slots = params.n_parallel
+        self.max_samples_per_request = params.n_parallel
 
     @property
     def name(self) -> str:
@@ -53,43 +52,18 @@ class LlamaCppLLM:
         """The OpenAI-compatible HTTP endpoint of this in-process server (loopback only)."""
         return f"{self._server.listening_address}/v1"
 
-    def chat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        n: int = 1,
-        temperature: float = 0.0,
-        max_tokens: int = 256,
-        seed: int | None = None,
-        json_schema: Mapping[str, Any] | None = None,
-    ) -> Completion:
-        check_request(messages, n, temperature, max_tokens)
-        started = time.perf_counter()
-
-        def ask(missing: int, done: int) -> dict[str, Any]:
-            # The server serves at most one sample per slot in a request: ask in slot-sized chunks.
-            request = chat_request(
-                messages,
-                n=min(missing, self._slots),
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=None if seed is None else seed + done,
-                json_schema=json_schema,
-            )
-            try:
-                reply = self._server.handle_chat_completions(request)
-            except RuntimeError as exc:  # e.g. a reply that its chat-format parser rejects
-                raise LLMError(f"llama.cpp failed on the request: {exc}") from None
-            if not isinstance(reply, dict) or "choices" not in reply:
-                message = reply.get("error", reply) if isinstance(reply, dict) else reply
-                raise LLMError(f"llama.cpp refused the request: {message}")
-            if len(reply["choices"]) > 1:
-                # The server's usage counts one choice only; count every choice's tokens.
-                reply["usage"] = dict(reply.get("usage") or {}, completion_tokens=self._completion_tokens(reply))
-            return reply
-
-        texts, reasons, prompt_tokens, completion_tokens = collect_samples(n, ask, "llama.cpp")
-        return Completion(texts, prompt_tokens, completion_tokens, reasons, time.perf_counter() - started)
+    def _complete(self, body: dict[str, Any]) -> Mapping[str, Any]:
+        try:
+            reply = self._server.handle_chat_completions(body)
+        except RuntimeError as exc:  # e.g. a reply that its chat-format parser rejects
+            raise LLMError(f"llama.cpp failed on the request: {exc}") from None
+        if not isinstance(reply, dict) or "choices" not in reply:
+            message = reply.get("error", reply) if isinstance(reply, dict) else reply
+            raise LLMError(f"llama.cpp refused the request: {message}")
+        if len(reply["choices"]) > 1:
+            # The server's usage counts one choice only; count every choice's tokens.
+            reply["usage"] = dict(reply.get("usage") or {}, completion_tokens=self._completion_tokens(reply))
+        return reply
 
     def _completion_tokens(self, reply: Mapping[str, Any]) -> int:
         total = 0

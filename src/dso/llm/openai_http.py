@@ -10,18 +10,18 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from dso.errors import LLMError
-from dso.llm.base import ChatMessage, Completion, chat_request, check_request, collect_samples
+from dso.llm.base import LLM
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class OpenAICompatibleLLM:
+class OpenAICompatibleLLM(LLM):
     def __init__(
         self,
         base_url: str,
@@ -37,6 +37,7 @@ class OpenAICompatibleLLM:
             raise LLMError(f"LLM base URL must start with http:// or https://, got {base_url!r}")
         self._base_url = base_url.rstrip("/")
         self._model = model
+        self.request_model = model
         self._retries = max(0, retries)
         self._backoff_s = backoff_s
         headers = {"Content-Type": "application/json"}
@@ -51,34 +52,9 @@ class OpenAICompatibleLLM:
     def name(self) -> str:
         return self._model
 
-    def chat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        n: int = 1,
-        temperature: float = 0.0,
-        max_tokens: int = 256,
-        seed: int | None = None,
-        json_schema: Mapping[str, Any] | None = None,
-    ) -> Completion:
-        check_request(messages, n, temperature, max_tokens)
-        started = time.perf_counter()
-
-        def ask(missing: int, done: int) -> dict[str, Any]:
-            # Some servers (Ollama) ignore n: collect_samples asks again for what is still missing.
-            body = chat_request(
-                messages,
-                n=missing,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=None if seed is None else seed + done,
-                json_schema=json_schema,
-                model=self._model,
-            )
-            return self._post("/chat/completions", body)
-
-        texts, reasons, prompt_tokens, completion_tokens = collect_samples(n, ask, self._base_url)
-        return Completion(texts, prompt_tokens, completion_tokens, reasons, time.perf_counter() - started)
+    def _complete(self, body: dict[str, Any]) -> Mapping[str, Any]:
+        # Some servers (Ollama) ignore n: `chat` asks again for what is still missing.
+        return self._post("/chat/completions", body)
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         url = self._base_url + path

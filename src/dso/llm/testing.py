@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from dso.errors import LLMError
-from dso.llm.base import LLM, ChatMessage, Completion, check_request
+from dso.llm.base import LLM, ChatMessage
 
 Reply = str | Sequence[str]
 
@@ -47,7 +47,7 @@ class ScriptedRequest:
         return "\n".join(m["content"] for m in self.messages)
 
 
-class ScriptedLLM:
+class ScriptedLLM(LLM):
     def __init__(self, script: str | Sequence[str] | Callable[[ScriptedRequest], Reply], *, name: str = "scripted"):
         self._name = name
         self._lock = threading.Lock()
@@ -74,28 +74,31 @@ class ScriptedLLM:
         replies, self._queue[: request.n] = self._queue[: request.n], []
         return replies
 
-    def chat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        n: int = 1,
-        temperature: float = 0.0,
-        max_tokens: int = 256,
-        seed: int | None = None,
-        json_schema: Mapping[str, Any] | None = None,
-    ) -> Completion:
-        check_request(messages, n, temperature, max_tokens)
-        request = ScriptedRequest([dict(m) for m in messages], n, temperature, max_tokens, seed, json_schema)  # type: ignore[misc]
+    def _complete(self, body: dict[str, Any]) -> Mapping[str, Any]:
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+        request = ScriptedRequest(
+            body["messages"], body["n"], body["temperature"], body["max_tokens"], body.get("seed"), schema
+        )
         with self._lock:
             self.requests.append(request)
             reply = self._respond(request)
-        texts = [reply] * n if isinstance(reply, str) else list(reply)
-        if len(texts) != n:
-            raise LLMError(f"scripted LLM {self._name} gave {len(texts)} replies for n={n}")
-        cut = [" ".join(text.split(" ")[:max_tokens]) for text in texts]
-        reasons = ["length" if len(text.split()) > max_tokens else "stop" for text in texts]
-        prompt_tokens = len(request.prompt.split())
-        return Completion(cut, prompt_tokens, sum(len(t.split()) for t in cut), reasons, 0.0)
+        texts = [reply] * request.n if isinstance(reply, str) else list(reply)
+        if len(texts) != request.n:
+            raise LLMError(f"scripted LLM {self._name} gave {len(texts)} replies for n={request.n}")
+        cap = request.max_tokens
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": " ".join(text.split(" ")[:cap])},
+                "finish_reason": "length" if len(text.split()) > cap else "stop",
+            }
+            for i, text in enumerate(texts)
+        ]
+        completion = sum(min(cap, len(text.split())) for text in texts)
+        return {
+            "choices": choices,
+            "usage": {"prompt_tokens": len(request.prompt.split()), "completion_tokens": completion},
+        }
 
     def close(self) -> None:
         self.closed = True
