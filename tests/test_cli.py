@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here runs dso as a process
+
 
 def dso(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dso", *args], capture_output=True, text=True, cwd=cwd, timeout=300)

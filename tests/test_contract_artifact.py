@@ -3,11 +3,14 @@
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from dso.chain.artifact import SOURCE_PATH, compile_contract, load_artifact
 
 SOURCE = Path(__file__).resolve().parents[1] / SOURCE_PATH
 
 
+@pytest.mark.slow
 def test_artifact_matches_a_fresh_compile() -> None:
     committed = load_artifact()
     assert committed["source_sha256"] == hashlib.sha256(SOURCE.read_bytes()).hexdigest(), (

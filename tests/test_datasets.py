@@ -12,7 +12,7 @@ from dso.errors import DSOError
 from dso.learn.datasets import load_problems, train_heldout_split
 
 
-@pytest.mark.parametrize("source", ["basic_arithmetic", "champ"])
+@pytest.mark.parametrize("source", ["basic_arithmetic", pytest.param("champ", marks=pytest.mark.slow)])
 def test_heldout_does_not_depend_on_train_size(source: str) -> None:
     small_train, heldout = train_heldout_split(source, 5, 20, seed=3)
     large_train, same_heldout = train_heldout_split(source, 40, 20, seed=3)

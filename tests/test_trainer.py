@@ -78,6 +78,7 @@ def metrics(run_dir: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_mid_batch(tmp_path: Path, endpoint: str, dataset: Path) -> None:
     run_dir = tmp_path / "run"
     killed = train_cli(endpoint, dataset, run_dir, fault="after-rollouts:0:1")  # after batch 1's rollouts
@@ -103,6 +104,7 @@ def test_resume_after_a_kill_mid_batch(tmp_path: Path, endpoint: str, dataset: P
     assert again.returncode == 0 and json.loads(again.stdout)["train"]["batches"] == []
 
 
+@pytest.mark.slow
 def test_usage_is_counted_once_when_a_batch_is_sampled_again(tmp_path: Path, endpoint: str, dataset: Path) -> None:
     """Killed after batch 1 was sampled but before its rollouts were saved: the resumed run samples it again,
     and every experience's usage still equals the prompts it was in."""
@@ -121,6 +123,7 @@ def test_usage_is_counted_once_when_a_batch_is_sampled_again(tmp_path: Path, end
     assert {i: n for i, n in usage.items() if n} == dict(prompts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [["--dataset", "no_such_task"], ["--dataset", "missing.jsonl"]])
 def test_bad_dataset_is_one_line(tmp_path: Path, endpoint: str, dataset: Path, bad: list[str]) -> None:
     result = train_cli(endpoint, dataset, tmp_path / "r", *bad)
