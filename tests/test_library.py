@@ -315,3 +315,15 @@ def test_copy_is_independent_of_its_source(lib: ExperienceLibrary, tmp_path: Pat
     finally:
         copy.close()
     assert [e.id for e in lib.all()] == [kept.id]  # the source saw none of it
+
+
+def test_training_free_grpo_lists_round_trip(tmp_path: Path, lib: ExperienceLibrary) -> None:
+    for text in (FRACTIONS, UNITS):
+        lib.add(text)
+    lib.export_json(tmp_path / "grpo.json", grpo=True)
+    assert json.loads((tmp_path / "grpo.json").read_text()) == {"G0": FRACTIONS, "G1": UNITS}
+    fresh = ExperienceLibrary(tmp_path / "fresh.db", lib._embedder)
+    assert [r.op for r in fresh.import_json(tmp_path / "grpo.json")] == ["ADD", "ADD"]
+    (tmp_path / "prompt.txt").write_text(f"[G0]. {PERCENT}\n\n[G1]. {UNITS}\n")  # as injected into a prompt
+    assert [r.op for r in fresh.import_json(tmp_path / "prompt.txt")] == ["ADD", "MERGE"]
+    assert sorted(e.text for e in fresh.all()) == sorted([FRACTIONS, UNITS, PERCENT])

@@ -115,13 +115,14 @@ def search(
 def export_(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="JSON file to write."),
+    grpo: bool = typer.Option(False, "--grpo", help='Texts only, as Training-Free GRPO keeps them: {"G0": ...}.'),
     library: Path | None = LibraryOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Write every experience (with embeddings) to a JSON file."""
     config = get_config(ctx, **{"library.path": library})
     with _open(config, embed=False) as lib:
-        count = lib.export_json(file)
+        count = lib.export_json(file, grpo=grpo)
     if as_json:
         print_json({"exported": count, "file": str(file)})
     else:
@@ -131,7 +132,7 @@ def export_(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="A dso export, a JSON list of strings, or a {id: text} mapping."),
+    file: Path = typer.Argument(..., help='A dso export, a JSON list of strings, {"G0": text} or "[G0]. text" lines.'),
     library: Path | None = LibraryOpt,
     as_json: bool = JsonOpt,
 ) -> None:

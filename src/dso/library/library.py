@@ -25,7 +25,7 @@ from dso.core.experience import Experience, check_fields, normalise_text, top_k,
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
 from dso.files import write_text_atomic
-from dso.library._exchange import NewExperience, export_document, parse_import, render_for_prompt
+from dso.library._exchange import NewExperience, export_document, grpo_mapping, parse_import, render_for_prompt
 from dso.library._storage import HistoryEntry, Storage
 from dso.library._vectors import VectorCache
 
@@ -426,12 +426,15 @@ class ExperienceLibrary:
 
     # -- exchange ------------------------------------------------------------------------------
 
-    def export_json(self, path: str | Path) -> int:
-        """Write every experience, with its embedding, to a JSON file; returns the count."""
+    def export_json(self, path: str | Path, *, grpo: bool = False) -> int:
+        """Write every experience, with its embedding, to a JSON file; returns the count.
+
+        With `grpo`, only the texts, as Training-Free GRPO keeps them: ``{"G0": text, ...}``.
+        """
         with self._storage.lock:
             rows = [(e, self._storage.embedding(e.id)) for e in self.all()]
         dim = None if self._embedder is None else self._embedder.dim
-        document = export_document(rows, self.embedder_id, dim)
+        document = grpo_mapping([e.text for e, _ in rows]) if grpo else export_document(rows, self.embedder_id, dim)
         write_text_atomic(Path(path), json.dumps(document, indent=1, ensure_ascii=False) + "\n")
         return len(rows)
 
