@@ -2,7 +2,8 @@
 
 from dso.library._exchange import NewExperience, grpo_mapping, render_for_prompt
 from dso.library._storage import HistoryEntry
-from dso.library.library import ExperienceLibrary, Operation, OperationKind, SearchHit, WriteKind, WriteResult
+from dso.library._writes import Operation, OperationKind, WriteKind, WriteResult
+from dso.library.library import ExperienceLibrary, SearchHit
 
 __all__ = [
     "ExperienceLibrary",

@@ -11,58 +11,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
-import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from dso.core.experience import Experience, check_fields, normalise_text, top_k, word_count
+from dso.core.experience import Experience, check_fields, normalise_text, word_count
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
 from dso.files import write_text_atomic
 from dso.library._exchange import NewExperience, export_document, grpo_mapping, parse_import, render_for_prompt
 from dso.library._storage import HistoryEntry, Storage
 from dso.library._vectors import VectorCache
+from dso.library._writes import Operation, WriteResult, insert_deduplicated
 
-OperationKind = Literal["ADD", "UPDATE", "DELETE"]
-WriteKind = Literal["ADD", "MERGE", "UPDATE"]
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _USER_META = "user:"  # keys callers store with `apply(meta=...)`; the library's own keys never clash
-
-
-@dataclasses.dataclass(frozen=True)
-class Operation:
-    """One change to the library, as the learning loop proposes it."""
-
-    op: OperationKind
-    text: str | None = None  # for ADD and UPDATE
-    target: str | None = None  # experience id, for UPDATE and DELETE
-    confidence: float = 0.5
-    domain: str = "general"
-    epoch: int = 0
-    origin_node: str = "local"
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteResult:
-    op: WriteKind  # "MERGE": the text was a paraphrase of `experience`, which absorbed it
-    experience: Experience
-    similarity: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchHit:
     experience: Experience
     score: float
-
-
-def new_experience_id() -> str:
-    return "e" + secrets.token_hex(6)
 
 
 class ExperienceLibrary:
@@ -233,76 +204,11 @@ class ExperienceLibrary:
         if vectors.shape != (len(items), embedder.dim):
             raise LibraryError(f"embeddings have shape {vectors.shape}, expected ({len(items)}, {embedder.dim})")
         with self._storage.transaction():
-            return self._insert_locked(items, texts, vectors)
+            return self._insert(items, texts, vectors)
 
-    def _insert_locked(self, items: Sequence[NewExperience], texts: list[str], vectors: Vectors) -> list[WriteResult]:
-        """The de-duplicating insert; the caller holds the write transaction."""
+    def _insert(self, items: Sequence[NewExperience], texts: list[str], vectors: Vectors) -> list[WriteResult]:
         embedder = self._require_embedder()
-        known_ids, known = self._vectors.load(embedder.identity, embedder.dim)
-        ids = list(known_ids)
-        # One buffer for old and new rows: each item is checked against everything before it.
-        matrix = np.empty((len(ids) + len(items), embedder.dim), dtype=np.float32)
-        matrix[: len(ids)] = known
-        changed_rows: list[int] = []
-        results: list[WriteResult] = []
-        for item, text, vector in zip(items, texts, vectors, strict=True):
-            nearest = top_k(matrix[: len(ids)], vector, 1)
-            if nearest and nearest[0][1] >= self.dedup_threshold:
-                row, similarity = nearest[0]
-                result = self._merge_paraphrase(self.get(ids[row]), item, text, vector, similarity)
-                if result.experience.text == text:
-                    matrix[row] = vector  # the incoming wording was adopted
-                    changed_rows.append(row)
-                results.append(result)
-                continue
-            now = time.time()
-            experience = Experience(
-                id=item.id if item.id and self._id_free(item.id) else new_experience_id(),
-                text=text,
-                confidence=float(item.confidence),
-                domain=item.domain,
-                epoch=item.epoch,
-                created_at=now,
-                updated_at=now,
-                origin_node=item.origin_node,
-                content_id=item.content_id,
-                embedder_id=embedder.identity,
-            )
-            self._storage.put(experience, vector)
-            self._storage.record(experience.id, "ADD", None, text, origin_node=item.origin_node)
-            matrix[len(ids)] = vector
-            changed_rows.append(len(ids))
-            ids.append(experience.id)
-            results.append(WriteResult("ADD", experience))
-        self._vectors.replace(ids, matrix[: len(ids)].copy(), changed_rows)
-        return results
-
-    def _id_free(self, experience_id: str) -> bool:
-        return bool(_ID_PATTERN.match(experience_id)) and self._storage.find(experience_id) is None
-
-    def _merge_paraphrase(
-        self, existing: Experience, item: NewExperience, text: str, vector: Vectors, similarity: float
-    ) -> WriteResult:
-        """A paraphrase keeps the existing id; the more confident wording wins."""
-        adopt = text != existing.text and item.confidence > existing.confidence
-        merged = dataclasses.replace(
-            existing,
-            text=text if adopt else existing.text,
-            confidence=max(existing.confidence, float(item.confidence)),
-            epoch=max(existing.epoch, item.epoch),
-            updated_at=time.time(),
-        )
-        self._storage.put(merged, vector if adopt else self._storage.embedding(existing.id))
-        self._storage.record(
-            existing.id,
-            "MERGE",
-            existing.text,
-            merged.text,
-            incoming=text,
-            similarity=round(similarity, 4),
-            origin_node=item.origin_node,
-        )
-        return WriteResult("MERGE", merged, similarity)
+        return insert_deduplicated(self._storage, self._vectors, embedder, self.dedup_threshold, items, texts, vectors)
 
     def apply(
         self,
@@ -356,7 +262,7 @@ class ExperienceLibrary:
                 NewExperience(t, o.confidence, o.domain, o.epoch, o.origin_node)
                 for o, t in zip(adds, add_texts, strict=True)
             ]
-            results += self._insert_locked(items, add_texts, vectors[: len(adds)])
+            results += self._insert(items, add_texts, vectors[: len(adds)])
             for key, value in (meta or {}).items():
                 self._storage.set_meta(_USER_META + key, value)
         self._vectors.invalidate()
