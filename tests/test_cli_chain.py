@@ -50,6 +50,18 @@ def test_keys_and_chain_commands(tmp_path: Path, anvil_url: str) -> None:
     assert voted["state"] == "accepted"
     assert len(ok(tmp_path, "chain", "batches", "--state", "accepted", "--rpc", anvil_url)) == 1
 
+    registry = RegistryClient(w3, deployed["address"], node)  # the CLI used this key meanwhile: fresh nonce
+    more = []
+    for round_ in (2, 3):  # two more batches, approved in one voteMany; the decided one is skipped, not an error
+        manifest = BatchManifest.build(node.address, round_, [cid_of(b"c%d" % round_)])
+        batch_cid = cid_of(encode_batch(manifest))
+        signature = sign_batch(node.key, registry.domain, manifest, batch_cid)
+        more.append("0x" + registry.submit_batch(manifest, batch_cid, signature)[0].hex())
+    many = ok(
+        tmp_path, "chain", "vote", *more, "0x" + batch_id.hex(), "--approve", "--rpc", anvil_url, "--keystore", key
+    )
+    assert [b["state"] for b in many] == ["accepted"] * 3 and [b["id"] for b in many][:2] == more
+
     again = run(tmp_path, "chain", "vote", "0x" + batch_id.hex(), "--reject", "--rpc", anvil_url, "--keystore", key)
     assert again.returncode == 1 and again.stderr.strip() == "error: contract refused: AlreadyDecided()"
     bad_id = run(tmp_path, "chain", "vote", "0x12", "--approve", "--rpc", anvil_url, "--keystore", key)

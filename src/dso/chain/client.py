@@ -31,6 +31,7 @@ from dso.chain.artifact import load_artifact
 from dso.core.cid import parse_cid
 from dso.core.records import BatchManifest
 from dso.core.signing import RegistryDomain
+from dso.endpoints import http_base_url
 from dso.errors import ChainError, ContractRevert
 from dso.files import write_text_atomic
 
@@ -80,8 +81,7 @@ def connect(rpc: str | None = None, *, timeout_s: float = 30.0) -> Web3:
     if rpc in (None, "", "embedded"):
         return embedded_web3()
     assert rpc is not None
-    if not rpc.startswith(("http://", "https://")):
-        raise ChainError(f"chain RPC URL must start with http:// or https://, got {rpc!r}")
+    http_base_url(rpc, "chain RPC", ChainError)
     w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": timeout_s}))
     try:
         w3.eth.chain_id  # noqa: B018 - a cheap call that proves the node answers

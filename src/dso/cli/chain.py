@@ -10,7 +10,7 @@ from eth_account.signers.local import LocalAccount
 from rich.table import Table
 
 from dso.chain.client import DEV_CHAIN_IDS, AddressBook, BatchState, RegistryClient, connect, deploy_registry, dev_fund
-from dso.cli.common import console, get_config, print_json
+from dso.cli.common import console, get_config, print_json, report
 from dso.cli.records import _password
 from dso.config import DSOConfig
 from dso.errors import DSOError
@@ -134,10 +134,7 @@ def members_propose(
     """Propose adding or removing a member; the proposer still votes with `members vote`."""
     config = _config(ctx, rpc, keystore)
     proposal = _registry(config, _account(config)).propose_member(address, add=not remove)
-    if as_json:
-        print_json({"proposal": proposal})
-    else:
-        console.print(f"proposal {proposal}: {'remove' if remove else 'add'} {address}")
+    report(as_json, {"proposal": proposal}, f"proposal {proposal}: {'remove' if remove else 'add'} {address}")
 
 
 @members_app.command("vote")
@@ -153,10 +150,7 @@ def members_vote(
     registry = _member(ctx, rpc, keystore)
     registry.vote_member(proposal, approve)
     result = registry.proposal(proposal)
-    if as_json:
-        print_json(result)
-    else:
-        console.print(f"proposal {proposal}: {result['state']} ({result['up']} for, {result['down']} against)")
+    report(as_json, result, f"proposal {proposal}: {result['state']} ({result['up']} for, {result['down']} against)")
 
 
 @app.command()
@@ -202,18 +196,20 @@ def _batch_id(text: str) -> bytes:
 @app.command()
 def vote(
     ctx: typer.Context,
-    batch: str = typer.Argument(..., help="Batch id (0x + 64 hex digits)."),
+    batches: list[str] = typer.Argument(..., help="Batch ids (0x + 64 hex digits each); several go in one voteMany."),
     approve: bool = typer.Option(..., "--approve/--reject"),
     rpc: str | None = RpcOpt,
     keystore: Path | None = KeystoreOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Vote on a pending batch as a DAO member."""
+    """Vote on pending batches as a DAO member: one id is one vote; several are one voteMany transaction,
+    which skips batches already decided, closed, or voted on by this member."""
     registry = _member(ctx, rpc, keystore)
-    batch_id = _batch_id(batch)
-    registry.vote(batch_id, approve)
-    info = registry.batch(batch_id)
-    if as_json:
-        print_json(info.to_json())
+    ids = [_batch_id(text) for text in batches]  # all checked before anything is sent
+    if len(ids) == 1:
+        registry.vote(ids[0], approve)
     else:
-        console.print(f"voted; batch is {info.state.name.lower()} ({info.up} for, {info.down} against)")
+        registry.vote_many(ids, [approve] * len(ids))
+    infos = [registry.batch(batch_id) for batch_id in ids]
+    lines = [f"batch 0x{i.id.hex()[:12]} is {i.state.name.lower()} ({i.up} for, {i.down} against)" for i in infos]
+    report(as_json, infos[0].to_json() if len(infos) == 1 else [i.to_json() for i in infos], "\n".join(lines))

@@ -37,3 +37,11 @@ def _default(value: Any) -> Any:
 
 def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, default=_default, ensure_ascii=False, indent=2) + "\n")
+
+
+def report(as_json: bool, payload: Any, shown: Any) -> None:
+    """A command's result: `payload` as JSON for scripts, or `shown` (a line or a table) for a person."""
+    if as_json:
+        print_json(payload)
+    else:
+        console.print(shown)

@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dso.cli.common import console, get_config, print_json
-from dso.config import DSOConfig
+from dso.cli.common import console, get_config, print_json, report
 from dso.core.experience import Experience
 from dso.embed import make_embedder
 from dso.library import ExperienceLibrary
@@ -19,13 +18,10 @@ LibraryOpt = typer.Option(None, "--library", "-l", help="Library file (default: 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
-def _open(config: DSOConfig, *, embed: bool) -> ExperienceLibrary:
-    return ExperienceLibrary(
-        config.library.path,
-        make_embedder(config.embedder) if embed else None,
-        dedup_threshold=config.library.dedup_threshold,
-        word_cap=config.library.word_cap,
-    )
+def _open(ctx: typer.Context, library: Path | None, *, embed: bool) -> ExperienceLibrary:
+    """The library the command names (--library, else library.path); an embedder only if it needs vectors."""
+    config = get_config(ctx, **{"library.path": library})
+    return ExperienceLibrary.from_config(config.library, make_embedder(config.embedder) if embed else None)
 
 
 def _table(experiences: list[Experience], scores: list[float] | None = None) -> Table:
@@ -55,8 +51,7 @@ def add(
     as_json: bool = JsonOpt,
 ) -> None:
     """Add an experience (a close paraphrase of an existing one is merged into it)."""
-    config = get_config(ctx, **{"library.path": library})
-    with _open(config, embed=True) as lib:
+    with _open(ctx, library, embed=True) as lib:
         result = lib.add(text, confidence=confidence, domain=domain, epoch=epoch)
     if as_json:
         print_json({"op": result.op, "similarity": result.similarity, "experience": result.experience.to_json()})
@@ -73,15 +68,14 @@ def show(
     as_json: bool = JsonOpt,
 ) -> None:
     """List the library, or one experience with its history."""
-    config = get_config(ctx, **{"library.path": library})
-    with _open(config, embed=False) as lib:
+    with _open(ctx, library, embed=False) as lib:
         if experience_id is None:
             items = lib.all()
             if as_json:
                 print_json({"count": len(items), "experiences": [e.to_json() for e in items]})
             else:
                 console.print(_table(items))
-                console.print(f"{len(items)} experiences in {config.library.path}")
+                console.print(f"{len(items)} experiences in {lib.path}")
             return
         exp = lib.get(experience_id)
         history = lib.history(experience_id)
@@ -102,13 +96,10 @@ def search(
     as_json: bool = JsonOpt,
 ) -> None:
     """The experiences closest in meaning to QUERY, best first."""
-    config = get_config(ctx, **{"library.path": library})
-    with _open(config, embed=True) as lib:
+    with _open(ctx, library, embed=True) as lib:
         hits = lib.search(query, k)
-    if as_json:
-        print_json({"query": query, "hits": [{"score": h.score, **h.experience.to_json()} for h in hits]})
-    else:
-        console.print(_table([h.experience for h in hits], [h.score for h in hits]))
+    found = [{"score": h.score, **h.experience.to_json()} for h in hits]
+    report(as_json, {"query": query, "hits": found}, _table([h.experience for h in hits], [h.score for h in hits]))
 
 
 @app.command("export")
@@ -120,13 +111,9 @@ def export_(
     as_json: bool = JsonOpt,
 ) -> None:
     """Write every experience (with embeddings) to a JSON file."""
-    config = get_config(ctx, **{"library.path": library})
-    with _open(config, embed=False) as lib:
+    with _open(ctx, library, embed=False) as lib:
         count = lib.export_json(file, grpo=grpo)
-    if as_json:
-        print_json({"exported": count, "file": str(file)})
-    else:
-        console.print(f"exported {count} experiences to {file}")
+    report(as_json, {"exported": count, "file": str(file)}, f"exported {count} experiences to {file}")
 
 
 @app.command("import")
@@ -137,14 +124,14 @@ def import_(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import experiences; the whole file is validated first and applied in one transaction."""
-    config = get_config(ctx, **{"library.path": library})
-    with _open(config, embed=True) as lib:
+    with _open(ctx, library, embed=True) as lib:
         results = lib.import_json(file)
     added = sum(r.op == "ADD" for r in results)
-    if as_json:
-        print_json({"added": added, "merged": len(results) - added, "ids": [r.experience.id for r in results]})
-    else:
-        console.print(f"imported {len(results)} experiences: {added} added, {len(results) - added} merged")
+    report(
+        as_json,
+        {"added": added, "merged": len(results) - added, "ids": [r.experience.id for r in results]},
+        f"imported {len(results)} experiences: {added} added, {len(results) - added} merged",
+    )
 
 
 @app.command()
@@ -155,10 +142,6 @@ def delete(
     as_json: bool = JsonOpt,
 ) -> None:
     """Delete one experience (its history is kept)."""
-    config = get_config(ctx, **{"library.path": library})
-    with _open(config, embed=False) as lib:
+    with _open(ctx, library, embed=False) as lib:
         removed = lib.delete(experience_id)
-    if as_json:
-        print_json({"deleted": removed.to_json()})
-    else:
-        console.print(f"deleted {removed.id}: {removed.text}")
+    report(as_json, {"deleted": removed.to_json()}, f"deleted {removed.id}: {removed.text}")

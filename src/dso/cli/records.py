@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from dso.cli.common import console, print_json
+from dso.cli.common import print_json, report
 from dso.core.cid import MAX_BLOCK, cid_of
 from dso.errors import DSOError
 from dso.files import read_input
@@ -55,10 +55,7 @@ def keys_new(
 ) -> None:
     """Create a node key in an encrypted keystore (password from $DSO_KEY_PASSWORD or a prompt)."""
     address = new_keystore(keystore, _password(confirm=True))
-    if as_json:
-        print_json({"address": address, "keystore": str(keystore)})
-    else:
-        console.print(f"{address}  (keystore {keystore})")
+    report(as_json, {"address": address, "keystore": str(keystore)}, f"{address}  (keystore {keystore})")
 
 
 @keys_app.command("show")
@@ -73,7 +70,4 @@ def keys_show(
         unlocked = load_account(keystore, _password(confirm=False)).address
         if unlocked != address:
             raise DSOError(f"{keystore} claims {address} but holds the key of {unlocked}")
-    if as_json:
-        print_json({"address": address, "keystore": str(keystore), "unlocked": check})
-    else:
-        console.print(address)
+    report(as_json, {"address": address, "keystore": str(keystore), "unlocked": check}, address)

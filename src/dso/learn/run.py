@@ -50,12 +50,7 @@ def make_verifier(name: str, judge: LLM) -> Verifier:
 
 
 def open_run_library(config: DSOConfig, run_dir: Path) -> ExperienceLibrary:
-    return ExperienceLibrary(
-        run_dir / "library.db",
-        make_embedder(config.embedder),
-        dedup_threshold=config.library.dedup_threshold,
-        word_cap=config.library.word_cap,
-    )
+    return ExperienceLibrary.from_config(config.library, make_embedder(config.embedder), run_dir / "library.db")
 
 
 def run_training(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dso.config import LibraryConfig
 from dso.core.experience import Experience, check_fields, normalise_text, word_count
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
@@ -72,6 +73,18 @@ class ExperienceLibrary:
                         f"{self.path} was built with embedder {stored}; "
                         f"refusing to mix in vectors of {embedder.identity}"
                     )
+
+    @classmethod
+    def from_config(
+        cls, settings: LibraryConfig, embedder: Embedder | None, path: str | Path | None = None
+    ) -> ExperienceLibrary:
+        """The library at `path` (default `settings.path`) with the configured threshold and word cap."""
+        return cls(
+            settings.path if path is None else path,
+            embedder,
+            dedup_threshold=settings.dedup_threshold,
+            word_cap=settings.word_cap,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 

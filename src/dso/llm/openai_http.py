@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from dso.endpoints import http_base_url, post_with_retries
 from dso.errors import LLMError
 from dso.llm.base import LLM
 
@@ -33,9 +33,7 @@ class OpenAICompatibleLLM(LLM):
         max_concurrency: int = 4,
         backoff_s: float = 0.5,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise LLMError(f"LLM base URL must start with http:// or https://, got {base_url!r}")
-        self._base_url = base_url.rstrip("/")
+        self._base_url = http_base_url(base_url, "LLM base", LLMError)
         self._model = model
         self.request_model = model
         self._retries = max(0, retries)
@@ -58,35 +56,26 @@ class OpenAICompatibleLLM(LLM):
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         url = self._base_url + path
-        last = ""
-        for attempt in range(self._retries + 1):
-            if attempt:
-                time.sleep(min(self._backoff_s * 2 ** (attempt - 1), 30.0))
-            try:
-                with self._slots:
-                    response = self._client.post(url, json=body)
-            except httpx.TimeoutException:
-                last = "timed out"
-                continue
-            except httpx.TransportError as exc:
-                last = f"cannot connect ({exc.__class__.__name__}: {exc})"
-                continue
-            if response.status_code in _RETRY_STATUS:
-                last = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit():
-                    time.sleep(min(float(retry_after), 30.0))
-                continue
-            if response.status_code >= 400:
-                raise LLMError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:200]}")
-            try:
-                reply = response.json()
-            except ValueError:
-                raise LLMError(f"{url} did not answer with JSON: {response.text[:120]!r}") from None
-            if not isinstance(reply, dict):
-                raise LLMError(f"{url} answered with unexpected JSON: {str(reply)[:120]}")
-            return reply
-        raise LLMError(f"LLM endpoint {url} failed after {self._retries + 1} attempts: {last}")
+        response = post_with_retries(
+            self._client,
+            url,
+            retries=self._retries,
+            backoff_s=self._backoff_s,
+            transient=_RETRY_STATUS,
+            error=LLMError,
+            what="LLM endpoint",
+            slot=self._slots,
+            json=body,
+        )
+        if response.status_code >= 400:
+            raise LLMError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            reply = response.json()
+        except ValueError:
+            raise LLMError(f"{url} did not answer with JSON: {response.text[:120]!r}") from None
+        if not isinstance(reply, dict):
+            raise LLMError(f"{url} answered with unexpected JSON: {str(reply)[:120]}")
+        return reply
 
     def close(self) -> None:
         self._client.close()

@@ -8,12 +8,12 @@ node computed differently, or bytes that do not match, are refused.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
 from dso.core.cid import cid_of, parse_cid, verify_cid
+from dso.endpoints import http_base_url, post_with_retries
 from dso.errors import CIDError, StoreError
 
 
@@ -34,9 +34,7 @@ class IPFSStore:
         backoff_s: float = 0.3,
         lookup_timeout_s: float = 2.0,
     ) -> None:
-        if not api_url.startswith(("http://", "https://")):
-            raise StoreError(f"IPFS API URL must start with http:// or https://, got {api_url!r}")
-        self.api_url = api_url.rstrip("/")
+        self.api_url = http_base_url(api_url, "IPFS API", StoreError)
         self._retries = max(0, retries)
         self._backoff_s = backoff_s
         self._client = httpx.Client(timeout=timeout_s + 5)
@@ -47,24 +45,18 @@ class IPFSStore:
         self._client.close()
 
     def _call(self, endpoint: str, params: dict[str, str], **kwargs: Any) -> httpx.Response:
-        url = f"{self.api_url}/api/v0/{endpoint}"
-        problem = ""
-        for attempt in range(self._retries + 1):
-            if attempt:
-                time.sleep(self._backoff_s * 2 ** (attempt - 1))
-            try:
-                response = self._client.post(url, params=params, **kwargs)
-            except httpx.TimeoutException:
-                problem = "timed out"
-                continue
-            except httpx.TransportError as exc:
-                problem = f"cannot connect ({exc.__class__.__name__})"
-                continue
-            if response.status_code in (502, 503, 504):  # a proxy or a node still starting
-                problem = f"HTTP {response.status_code}"
-                continue
-            return response  # other errors are answers (e.g. "not pinned") for the caller to read
-        raise StoreError(f"IPFS API {url} failed after {self._retries + 1} attempts: {problem}")
+        # Other errors are answers (e.g. "not pinned") for the caller to read; 502-504: a proxy or a node starting.
+        return post_with_retries(
+            self._client,
+            f"{self.api_url}/api/v0/{endpoint}",
+            retries=self._retries,
+            backoff_s=self._backoff_s,
+            transient=(502, 503, 504),
+            error=StoreError,
+            what="IPFS API",
+            params=params,
+            **kwargs,
+        )
 
     def node_id(self) -> str:
         response = self._call("id", {})
