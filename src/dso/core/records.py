@@ -10,10 +10,9 @@ one CID. Unknown fields are rejected; a later version adds fields under a new ``
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
-import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,9 +23,11 @@ from dso.core import codec
 from dso.core.cid import cid_of, parse_cid
 from dso.core.experience import normalise_text, word_count
 from dso.core.merkle import merkle_root
+from dso.core.untrusted import b64decode_canonical, is_int, load_json
 from dso.errors import CIDError, CodecError, RecordError
 
 RECORD_VERSION = 1
+_LOWER_HEX_32 = re.compile(r"0x[0-9a-f]{64}")
 MAX_RECORD_BYTES = 16_384
 MAX_TEXT_BYTES = 1_024
 MAX_WORDS = 64  # the protocol's hard cap; a library may enforce a lower one
@@ -105,10 +106,6 @@ class BatchManifest:
         }
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _short_string(value: Any, name: str, limit: int = 128) -> None:
     if not isinstance(value, str) or not value or len(value.encode("utf-8")) > limit or normalise_text(value) != value:
         raise RecordError(f"record {name} must be a non-empty normalised string of at most {limit} bytes")
@@ -127,9 +124,9 @@ def _check_record(record: ExperienceRecord) -> None:
     _short_string(record.domain, "domain", 64)
     _short_string(record.embedder, "embedder")
     _short_string(record.model, "model")
-    if not _is_int(record.epoch) or not 0 <= record.epoch < 2**32:
+    if not is_int(record.epoch) or not 0 <= record.epoch < 2**32:
         raise RecordError(f"record epoch must be an integer in [0, 2^32), got {record.epoch!r}")
-    if not _is_int(record.timestamp) or not 0 <= record.timestamp < 2**40:
+    if not is_int(record.timestamp) or not 0 <= record.timestamp < 2**40:
         raise RecordError(f"record timestamp must be unix seconds, got {record.timestamp!r}")
     if not isinstance(record.node, str) or not is_checksum_address(record.node):
         raise RecordError(f"record node must be an EIP-55 checksummed address, got {record.node!r:.60}")
@@ -158,12 +155,7 @@ def _load_canonical(data: bytes, limit: int, what: str) -> Mapping[str, Any]:
         raise RecordError(f"{what} must be bytes")
     if len(data) > limit:
         raise RecordError(f"{what} is {len(data)} bytes; the cap is {limit}")
-    try:
-        document = json.loads(bytes(data).decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RecordError(f"{what} is not valid UTF-8") from None
-    except ValueError as exc:
-        raise RecordError(f"{what} is not valid JSON: {exc}") from None
+    document = load_json(bytes(data), RecordError, what)
     if not isinstance(document, dict):
         raise RecordError(f"{what} must be a JSON object")
     try:
@@ -182,20 +174,15 @@ def decode_record(data: bytes) -> ExperienceRecord:
         unknown = sorted(set(document) - _RECORD_FIELDS)
         missing = sorted(_RECORD_FIELDS - set(document))
         raise RecordError(f"record fields differ from version 1: unknown {unknown}, missing {missing}")
-    if document["v"] != RECORD_VERSION or document["type"] != "dso.experience":
-        raise RecordError(f"unsupported record version/type {document['v']!r}/{document['type']!r}")
+    if not is_int(document["v"]) or document["v"] != RECORD_VERSION or document["type"] != "dso.experience":
+        raise RecordError(f"unsupported record version/type {document['v']!r:.20}/{document['type']!r:.40}")
     code = document["code"]
     if code is not None:
-        if not isinstance(code, str):
-            raise RecordError("record code must be base64 text or null")
-        try:
-            code = base64.b64decode(code, validate=True)
-        except (binascii.Error, ValueError):
-            raise RecordError("record code is not valid base64") from None
+        code = b64decode_canonical(code, RecordError, "record code")
     confidence = document["confidence"]
     record = ExperienceRecord(
         text=document["text"],
-        confidence=float(confidence) if _is_int(confidence) else confidence,
+        confidence=float(confidence) if is_int(confidence) else confidence,
         domain=document["domain"],
         epoch=document["epoch"],
         embedder=document["embedder"],
@@ -211,7 +198,7 @@ def decode_record(data: bytes) -> ExperienceRecord:
 def _check_batch(manifest: BatchManifest) -> None:
     if not isinstance(manifest.node, str) or not is_checksum_address(manifest.node):
         raise RecordError(f"batch node must be an EIP-55 checksummed address, got {manifest.node!r:.60}")
-    if not _is_int(manifest.round) or not 0 <= manifest.round < 2**64:
+    if not is_int(manifest.round) or not 0 <= manifest.round < 2**64:
         raise RecordError(f"batch round must be an integer in [0, 2^64), got {manifest.round!r}")
     if not 1 <= len(manifest.records) <= MAX_BATCH_RECORDS:
         raise RecordError(f"a batch holds 1 to {MAX_BATCH_RECORDS} records, got {len(manifest.records)}")
@@ -235,15 +222,12 @@ def decode_batch(data: bytes) -> BatchManifest:
     document = _load_canonical(data, 64 + MAX_BATCH_RECORDS * 64 + 512, "batch")
     if set(document) != _BATCH_FIELDS:
         raise RecordError(f"batch fields differ from version 1: {sorted(document)}")
-    if document["v"] != RECORD_VERSION or document["type"] != "dso.batch":
-        raise RecordError(f"unsupported batch version/type {document['v']!r}/{document['type']!r}")
+    if not is_int(document["v"]) or document["v"] != RECORD_VERSION or document["type"] != "dso.batch":
+        raise RecordError(f"unsupported batch version/type {document['v']!r:.20}/{document['type']!r:.40}")
     root = document["merkle_root"]
-    if not isinstance(root, str) or not root.startswith("0x") or len(root) != 66:
-        raise RecordError("batch merkle_root must be 0x + 64 hex digits")
-    try:
-        root_bytes = bytes.fromhex(root[2:])
-    except ValueError:
-        raise RecordError("batch merkle_root is not hex") from None
+    if not isinstance(root, str) or not _LOWER_HEX_32.fullmatch(root):
+        raise RecordError("batch merkle_root must be 0x + 64 lower-case hex digits")
+    root_bytes = bytes.fromhex(root[2:])
     records = document["records"]
     if not isinstance(records, list) or not all(isinstance(c, str) for c in records):
         raise RecordError("batch records must be a list of CIDs")
