@@ -7,6 +7,7 @@ import pytest
 
 from dso.core import codec
 from dso.core.robust import METHODS, aggregate, aggregate_codes, krum, krum_scores, multi_krum, trimmed_mean
+from dso.errors import AggregationError
 
 DIM = 32
 
@@ -38,10 +39,10 @@ def test_mean_is_not_robust() -> None:
 
 def test_krum_needs_2f_plus_2_lt_n() -> None:
     _, vectors = honest_and_byzantine(4, 2)
-    with pytest.raises(ValueError, match=r"n > 2f \+ 2"):
+    with pytest.raises(AggregationError, match=r"n > 2f \+ 2"):
         krum(vectors, 2)
     assert krum_scores(vectors, 1).shape == (6,)
-    with pytest.raises(ValueError, match="n > 2f"):
+    with pytest.raises(AggregationError, match="n > 2f"):
         trimmed_mean(vectors, 3)
 
 
@@ -73,7 +74,7 @@ def test_all_methods_run_on_codes_and_reject_bad_input() -> None:
         assert aggregate_codes(batch, method, f=2).payload.shape == (1, DIM // 8)  # type: ignore[arg-type]
     with pytest.raises(codec.CodecError, match="1-bit"):
         aggregate_codes(codec.encode(vectors, 2))
-    with pytest.raises(ValueError, match="unknown aggregation"):
+    with pytest.raises(AggregationError, match="unknown aggregation"):
         aggregate(vectors, "vote")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(AggregationError, match="NaN"):
         aggregate(np.full((3, 2), np.nan))

@@ -18,6 +18,7 @@ from dso.config import DSOConfig, load_config
 from dso.core.experience import Experience
 from dso.embed import Embedder, make_embedder
 from dso.errors import (
+    AggregationError,
     CARError,
     ChainError,
     CIDError,
@@ -53,6 +54,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LLM",
+    "AggregationError",
     "CARError",
     "CIDError",
     "ChainError",

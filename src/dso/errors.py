@@ -18,6 +18,7 @@ instead of showing a traceback. Catch `DSOError` for all of them, or a branch fo
     │   ├── MerkleError      Merkle trees and proofs
     │   ├── SignatureError   EIP-712 batch signatures
     │   └── CARError         CAR archives
+    ├── AggregationError     robust aggregation refused its input (too few vectors, NaN or infinity)
     ├── StoreError           a content store lacks a block or cannot be reached
     ├── ChainError           a chain node is unreachable or a transaction failed
     │   └── ContractRevert   the registry refused a call with one of its custom errors
@@ -83,6 +84,10 @@ class SignatureError(DataError):
 
 class CARError(DataError):
     """A CAR file is truncated, malformed, or holds a block that does not match its CID."""
+
+
+class AggregationError(DSOError):
+    """Robust aggregation refused its input (too few vectors for the rule, NaN or infinity, unknown rule)."""
 
 
 class StoreError(DSOError):

@@ -139,7 +139,12 @@ def encode(vectors: npt.ArrayLike, bits: int = 1, reference: npt.ArrayLike | Non
 
 
 def decode(batch: CodeBatch, reference: npt.ArrayLike | None = None) -> Floats:
-    """Dequantise a batch back to (n, dim) float32 vectors."""
+    """Dequantise a batch back to (n, dim) float32 vectors; a result that is not finite is refused."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked once, on the result
+        return _decode(batch, reference)
+
+
+def _decode(batch: CodeBatch, reference: npt.ArrayLike | None) -> Floats:
     n, dim, bits = len(batch), batch.dim, batch.bits
     if bits == 1:
         signs = np.unpackbits(batch.payload, axis=1, count=dim).astype(np.float32) * 2 - 1
@@ -159,7 +164,10 @@ def decode(batch: CodeBatch, reference: npt.ArrayLike | None = None) -> Floats:
         if ref.shape != (dim,) or reference_id(ref) != batch.reference_id:
             raise CodecError("reference vector does not match the code's reference id")
         out = out + ref
-    return out.astype(np.float32)
+    decoded = np.asarray(out, dtype=np.float32)
+    if not np.all(np.isfinite(decoded)):  # a checksummed record can still carry a scale that overflows
+        raise CodecError("decoded values are not finite (scale out of range); nothing was decoded")
+    return decoded
 
 
 def to_records(batch: CodeBatch) -> list[bytes]:

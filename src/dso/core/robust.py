@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dso.core.codec import CodeBatch, decode, encode
-from dso.errors import CodecError
+from dso.errors import AggregationError, CodecError
 
 Floats = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -31,9 +31,11 @@ METHODS: tuple[Method, ...] = ("median", "mean", "trimmed_mean", "krum", "multi_
 def _matrix(vectors: npt.ArrayLike) -> F64:
     matrix: F64 = np.asarray(vectors, dtype=np.float64)
     if matrix.ndim != 2 or len(matrix) == 0:
-        raise ValueError(f"expected a non-empty (n, dim) array, got shape {matrix.shape}")
+        raise AggregationError(f"expected a non-empty (n, dim) array, got shape {matrix.shape}")
     if not np.all(np.isfinite(matrix)):
-        raise ValueError("vectors contain NaN or infinity")
+        raise AggregationError("vectors contain NaN or infinity")
+    if np.any(np.abs(matrix) > np.finfo(np.float32).max):
+        raise AggregationError("vectors hold values beyond float32 range")
     return matrix
 
 
@@ -48,7 +50,7 @@ def coordinate_median(vectors: npt.ArrayLike) -> Floats:
 def trimmed_mean(vectors: npt.ArrayLike, f: int) -> Floats:
     matrix = _matrix(vectors)
     if f < 0 or len(matrix) <= 2 * f:
-        raise ValueError(f"trimmed mean needs n > 2f, got n={len(matrix)}, f={f}")
+        raise AggregationError(f"trimmed mean needs n > 2f, got n={len(matrix)}, f={f}")
     ordered = np.sort(matrix, axis=0)
     return _f32(ordered[f : len(matrix) - f].mean(axis=0))
 
@@ -58,7 +60,7 @@ def krum_scores(vectors: npt.ArrayLike, f: int) -> npt.NDArray[np.float64]:
     matrix = _matrix(vectors)
     n = len(matrix)
     if f < 0 or n <= 2 * f + 2:
-        raise ValueError(f"Krum needs n > 2f + 2, got n={n}, f={f}")
+        raise AggregationError(f"Krum needs n > 2f + 2, got n={n}, f={f}")
     squared = np.square(matrix).sum(axis=1)
     distances = np.maximum(squared[:, None] + squared[None, :] - 2 * matrix @ matrix.T, 0.0)
     np.fill_diagonal(distances, np.inf)
@@ -77,7 +79,7 @@ def multi_krum(vectors: npt.ArrayLike, f: int, m: int | None = None) -> Floats:
     matrix = _matrix(vectors)
     m = len(matrix) - f if m is None else m
     if not 1 <= m <= len(matrix):
-        raise ValueError(f"multi-Krum needs 1 <= m <= n, got m={m}")
+        raise AggregationError(f"multi-Krum needs 1 <= m <= n, got m={m}")
     chosen = np.argsort(krum_scores(matrix, f), kind="stable")[:m]
     return _f32(matrix[chosen].mean(axis=0))
 
@@ -94,7 +96,7 @@ def aggregate(vectors: npt.ArrayLike, method: Method = "median", f: int = 0) -> 
         return krum(vectors, f)
     if method == "multi_krum":
         return multi_krum(vectors, f)
-    raise ValueError(f"unknown aggregation method {method!r}; use one of {METHODS}")
+    raise AggregationError(f"unknown aggregation method {method!r}; use one of {METHODS}")
 
 
 def aggregate_codes(
