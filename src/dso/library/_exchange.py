@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from dso.core.experience import Experience, check_fields
+from dso.core.experience import Experience, check_fields, normalise_text
+from dso.core.untrusted import load_json
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
 from dso.files import read_input
 
 EXPORT_FORMAT = "dso-library"
 EXPORT_VERSION = 1
+CLAIMED_VECTOR_MIN_COSINE = 0.98  # int8 vs int8 of the same text agree to ~1.0; other text is far below
 _PROMPT_LINE = re.compile(r"^\[G(\d+)\]\.\s*(.*)$")
 
 
@@ -76,16 +77,18 @@ def _load_document(path: Path) -> Any:
     except UnicodeDecodeError:
         raise LibraryError(f"{path} is not UTF-8 text") from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if lines and all(_PROMPT_LINE.match(line) for line in lines):
-        return [_PROMPT_LINE.match(line).group(2) for line in lines]  # type: ignore[union-attr]
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LibraryError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    matches = [_PROMPT_LINE.match(line) for line in lines]
+    if lines and all(matches):
+        return [match.group(2) for match in matches if match]
+    return load_json(text, LibraryError, str(path))
 
 
-def parse_import(path: Path, embedder: Embedder) -> tuple[list[NewExperience], Vectors | None]:
-    """Validate a whole import file before anything is written; vectors only when every entry has one."""
+def parse_import(path: Path, embedder: Embedder) -> tuple[list[NewExperience], Vectors]:
+    """Validate a whole import file before anything is written; vectors are recomputed from the texts.
+
+    Embeddings in a file are never trusted: a file could pair a stored lesson's vector with other text to
+    merge over it. Where a file of the same embedder claims one, it must agree with the recomputed one.
+    """
     document = _load_document(path)
     if isinstance(document, list):
         entries: list[Any] = document
@@ -106,11 +109,12 @@ def parse_import(path: Path, embedder: Embedder) -> tuple[list[NewExperience], V
     if exported and document.get("dim") not in (None, embedder.dim) and same_model:
         raise LibraryError(f"{path}: embedding dimension {document.get('dim')}, expected {embedder.dim}")
     items: list[NewExperience] = []
-    vectors: list[Vectors] = []
+    vectors: list[Vectors | None] = []
     for index, entry in enumerate(entries):
         where = f"{path}: experience {index}"
         if isinstance(entry, str):
             items.append(NewExperience(text=entry))
+            vectors.append(None)
             continue
         if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
             raise LibraryError(f"{where}: expected a string or an object with a 'text' string")
@@ -128,11 +132,14 @@ def parse_import(path: Path, embedder: Embedder) -> tuple[list[NewExperience], V
             raise LibraryError(f"{where}: {exc}") from None
         check_fields(item.confidence, item.domain, item.epoch)
         items.append(item)
-        if same_model and "embedding" in entry:
-            vectors.append(_decode_embedding(entry["embedding"], embedder.dim, where))
-    if same_model and len(vectors) == len(items):
-        return items, np.stack(vectors)
-    return items, None  # re-embed everything with this library's model
+        has_vector = same_model and "embedding" in entry
+        vectors.append(_decode_embedding(entry["embedding"], embedder.dim, where) if has_vector else None)
+    fresh = embedder.embed([normalise_text(item.text) for item in items])
+    claimed = [(index, vector) for index, vector in enumerate(vectors) if vector is not None]
+    for index, vector in claimed:  # a claimed vector is a hint at best: it must agree with its own text
+        if float(vector @ fresh[index]) < CLAIMED_VECTOR_MIN_COSINE:
+            raise LibraryError(f"{path}: experience {index}: its embedding does not match its text; nothing imported")
+    return items, fresh
 
 
 def _decode_embedding(value: Any, dim: int, where: str) -> Vectors:
