@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dso.config import DSOConfig, load_config
 
@@ -25,6 +27,13 @@ class AppState:
 def get_config(ctx: typer.Context, **overrides: Any) -> DSOConfig:
     state: AppState = ctx.find_root().obj or AppState()
     return load_config(state.config_path, overrides)
+
+
+def shown(value: object, limit: int = 400) -> str:
+    """Stored or remote text made safe for a terminal: control and format characters replaced, rich
+    markup escaped, length capped. Everything printed from a library, a run or the network goes through it."""
+    text = "".join("\ufffd" if unicodedata.category(ch)[0] == "C" else ch for ch in str(value))
+    return escape(text if len(text) <= limit else text[: limit - 1] + "\u2026")
 
 
 def _default(value: Any) -> Any:

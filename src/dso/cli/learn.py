@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from dso.cli.common import console, err_console, get_config, print_json
+from dso.cli.common import console, err_console, get_config, print_json, shown
 from dso.learn.extract import Rollout
 from dso.learn.run import Hooks, run_evaluation, run_training
 
@@ -41,7 +41,10 @@ class _Bars:
             self.progress.update(self.task, advance=1, rate=f"{len(rollouts)} rollouts, {rate:.1f} tok/s")
 
     def hooks(self) -> Hooks:
-        return Hooks(on_rollouts=self.rollouts, on_stage=self.stage, log=lambda m: err_console.print(f"[yellow]{m}"))
+        def log(message: str) -> None:
+            err_console.print(f"[yellow]{shown(message)}")
+
+        return Hooks(on_rollouts=self.rollouts, on_stage=self.stage, log=log)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -170,7 +173,7 @@ def train_command(
             f"gate: {sum(t['kept'] for t in trials)} of {len(trials)} candidate lessons solved more of their batch"
         )
     for index, text in enumerate(summary["experiences"]):
-        console.print(f"  [G{index}] {text}")
+        console.print(f"  \\[G{index}] {shown(text)}")
     if report:
         print_eval(report)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dso.cli.common import console, get_config, print_json, report
+from dso.cli.common import console, get_config, print_json, report, shown
 from dso.core.experience import Experience
 from dso.embed import make_embedder
 from dso.library import ExperienceLibrary
@@ -33,7 +33,8 @@ def _table(experiences: list[Experience], scores: list[float] | None = None) -> 
     for column in ("conf", "domain", "epoch", "used"):
         table.add_column(column, justify="right")
     for index, exp in enumerate(experiences):
-        row = [exp.id, exp.text, f"{exp.confidence:.2f}", exp.domain, str(exp.epoch), str(exp.usage_count)]
+        row = [shown(exp.id), shown(exp.text), f"{exp.confidence:.2f}", shown(exp.domain), str(exp.epoch)]
+        row.append(str(exp.usage_count))
         if scores is not None:
             row.insert(1, f"{scores[index]:.3f}")
         table.add_row(*row)
@@ -57,7 +58,7 @@ def add(
         print_json({"op": result.op, "similarity": result.similarity, "experience": result.experience.to_json()})
     else:
         note = f" (paraphrase, cosine {result.similarity:.3f})" if result.similarity is not None else ""
-        console.print(f"{result.op} {result.experience.id}{note}: {result.experience.text}")
+        console.print(f"{result.op} {shown(result.experience.id)}{note}: {shown(result.experience.text)}")
 
 
 @app.command()
@@ -84,7 +85,8 @@ def show(
     else:
         console.print(_table([exp]))
         for entry in history:
-            console.print(f"  #{entry.seq} {entry.op}: {entry.old_text!r} -> {entry.new_text!r} {entry.detail}")
+            change = f"{entry.old_text!r} -> {entry.new_text!r} {entry.detail}"
+            console.print(f"  #{entry.seq} {entry.op}: {shown(change)}")
 
 
 @app.command()
@@ -144,4 +146,4 @@ def delete(
     """Delete one experience (its history is kept)."""
     with _open(ctx, library, embed=False) as lib:
         removed = lib.delete(experience_id)
-    report(as_json, {"deleted": removed.to_json()}, f"deleted {removed.id}: {removed.text}")
+    report(as_json, {"deleted": removed.to_json()}, f"deleted {shown(removed.id)}: {shown(removed.text)}")

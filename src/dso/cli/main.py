@@ -9,7 +9,7 @@ import typer
 
 from dso import __version__
 from dso.cli import bench, chain, learn, library, models, records
-from dso.cli.common import AppState, console, get_config, print_json
+from dso.cli.common import AppState, console, get_config, print_json, shown
 from dso.errors import DSOError
 
 app = typer.Typer(
@@ -72,7 +72,7 @@ def demo(
         return
     console.print(f"learned {result['train']['library_size']} experiences in {run_dir}:")
     for index, text in enumerate(result["train"]["experiences"]):
-        console.print(f"  [G{index}] {text}")
+        console.print(f"  \\[G{index}] {shown(text)}")
     print_eval(result["eval"])
     gain = result["eval"].get("gain", 0.0)
     console.print(

@@ -45,14 +45,25 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
+MAX_TEXT_BYTES = 1_024  # an experience is one sentence; words are capped by the library, bytes here
+
+
+def check_label(value: object, name: str, limit: int = 128) -> None:
+    """A short printable label (domain, origin node, content id): what a terminal shows must be what it is."""
+    if not isinstance(value, str) or not value.strip() or len(value) > limit or normalise_text(value) != value:
+        raise LibraryError(
+            f"{name} must be a printable string of 1 to {limit} characters without control characters, "
+            f"got {value!r:.80}"
+        )
+
+
 def check_fields(confidence: float, domain: str, epoch: int) -> None:
     """An experience's bookkeeping fields are in range, whoever supplies them."""
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
         raise LibraryError(f"confidence must be a number, got {confidence!r}")
     if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
         raise LibraryError(f"confidence must lie in [0, 1], got {confidence!r}")
-    if not isinstance(domain, str) or not domain.strip() or len(domain) > 64:
-        raise LibraryError(f"domain must be a non-empty string of at most 64 characters, got {domain!r}")
+    check_label(domain, "domain", 64)
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise LibraryError(f"epoch must be a non-negative integer, got {epoch!r}")
 

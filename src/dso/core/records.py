@@ -21,7 +21,7 @@ from eth_utils.address import is_checksum_address
 
 from dso.core import codec
 from dso.core.cid import cid_of, parse_cid
-from dso.core.experience import normalise_text, word_count
+from dso.core.experience import MAX_TEXT_BYTES, normalise_text, word_count
 from dso.core.merkle import merkle_root
 from dso.core.untrusted import b64decode_canonical, is_int, load_json
 from dso.errors import CIDError, CodecError, RecordError
@@ -29,7 +29,6 @@ from dso.errors import CIDError, CodecError, RecordError
 RECORD_VERSION = 1
 _LOWER_HEX_32 = re.compile(r"0x[0-9a-f]{64}")
 MAX_RECORD_BYTES = 16_384
-MAX_TEXT_BYTES = 1_024
 MAX_WORDS = 64  # the protocol's hard cap; a library may enforce a lower one
 MAX_BATCH_RECORDS = 10_000
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dso.config import LibraryConfig
-from dso.core.experience import Experience, check_fields, normalise_text, word_count
+from dso.core.experience import MAX_TEXT_BYTES, Experience, check_fields, check_label, normalise_text, word_count
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
 from dso.files import write_text_atomic
@@ -182,6 +182,8 @@ class ExperienceLibrary:
         clean = normalise_text(text)
         if not clean:
             raise LibraryError("experience text is empty")
+        if len(clean.encode("utf-8")) > MAX_TEXT_BYTES:
+            raise LibraryError(f"experience is {len(clean.encode('utf-8'))} bytes; the cap is {MAX_TEXT_BYTES}")
         words = word_count(clean)
         if words > self.word_cap:
             raise LibraryError(
@@ -213,6 +215,9 @@ class ExperienceLibrary:
         texts = [self._clean_text(item.text) for item in items]
         for item in items:
             check_fields(item.confidence, item.domain, item.epoch)
+            check_label(item.origin_node, "origin node")
+            if item.content_id is not None:
+                check_label(item.content_id, "content id")
         vectors = embedder.embed(texts) if vectors is None else vectors
         if vectors.shape != (len(items), embedder.dim):
             raise LibraryError(f"embeddings have shape {vectors.shape}, expected ({len(items)}, {embedder.dim})")
