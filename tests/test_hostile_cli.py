@@ -36,3 +36,37 @@ def test_escape_sequences_are_refused_and_markup_is_printed_as_text(tmp_path: Pa
         out = dso(*command, cwd=tmp_path).stdout
         assert "\x1b" not in out and "\u202e" not in out
         assert "[bold red]this[/bold red]" in out.replace("\n", "")  # the markup is text, not style
+
+
+def test_files_that_are_not_inputs_are_refused_and_nothing_is_overwritten(tmp_path: Path) -> None:
+    assert dso("library", "add", "When exporting, never overwrite the library.", cwd=tmp_path).returncode == 0
+    library = tmp_path / "dso-library.db"
+    kept = library.read_bytes()
+    own = dso("library", "export", "dso-library.db", "--force", cwd=tmp_path)
+    assert own.returncode == 1 and "own file" in own.stderr and library.read_bytes() == kept
+    (tmp_path / "taken.json").write_text("mine")
+    taken = dso("library", "export", "taken.json", cwd=tmp_path)
+    assert taken.returncode == 1 and "exists" in taken.stderr and (tmp_path / "taken.json").read_text() == "mine"
+    assert dso("library", "export", "taken.json", "--force", cwd=tmp_path).returncode == 0
+    os.mkfifo(tmp_path / "pipe")
+    for args in (("cid", "pipe"), ("library", "import", "pipe"), ("cid", "/dev/zero"), ("cid", ".")):
+        result = dso(*args, cwd=tmp_path)  # a FIFO or a device must not hang or fill memory
+        assert result.returncode == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
+
+
+def test_two_key_creations_on_one_path_cannot_both_win(tmp_path: Path) -> None:
+    env = {**os.environ, "DSO_KEY_PASSWORD": "race"}
+    command = [sys.executable, "-m", "dso", "keys", "new", "--keystore", "key.json", "--json"]
+    racers = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outcomes = [
+        (r.wait(timeout=120), r.stdout.read() if r.stdout else "", r.stderr.read() if r.stderr else "") for r in racers
+    ]
+    winners = [out for code, out, _ in outcomes if code == 0]
+    assert len(winners) == 1, outcomes
+    assert all(code == 1 and err.startswith("error: ") for code, _, err in outcomes if code != 0)
+    shown_address = dso("keys", "show", "--keystore", "key.json", "--json", cwd=tmp_path)
+    assert shown_address.stdout.split('"address": ')[1].split('"')[1] in winners[0]  # the file holds the winner's key

@@ -7,7 +7,6 @@ written atomically with mode 0600 and never overwritten.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +14,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
+from dso.core.untrusted import load_json
 from dso.errors import KeystoreError
+from dso.files import read_input, write_new_file
 
 
 def new_keystore(
@@ -24,26 +25,22 @@ def new_keystore(
     """Create a fresh key, store it encrypted at `path`, and return its address."""
     if not password:
         raise KeystoreError("a keystore needs a non-empty password")
-    if path.exists():
+    if path.exists():  # checked before the slow key derivation, and again when the file is created
         raise KeystoreError(f"{path} exists; refusing to overwrite a keystore")
     account = Account.create()
     document = Account.encrypt(account.key, password, kdf=kdf, iterations=iterations)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(document, handle)
-    os.replace(tmp, path)
+    write_new_file(path, json.dumps(document), KeystoreError, mode=0o600)  # two racing creators: one wins
     return str(account.address)
 
 
 def _read(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise KeystoreError(f"keystore not found: {path}; create one with: dso keys new")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KeystoreError(f"keystore not found: {path}; create one with: dso keys new") from None
-    except (ValueError, UnicodeDecodeError):
-        raise KeystoreError(f"{path} is not a keystore (invalid JSON)") from None
+        document = load_json(read_input(path, KeystoreError, limit=64 * 1024), KeystoreError, str(path))
+    except KeystoreError as exc:
+        raise KeystoreError(f"{path} is not a keystore: {exc}") from None
     if not isinstance(document, dict) or ("crypto" not in document and "Crypto" not in document):
         raise KeystoreError(f"{path} is not a V3 keystore")
     return document

@@ -109,12 +109,13 @@ def export_(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="JSON file to write."),
     grpo: bool = typer.Option(False, "--grpo", help='Texts only, as Training-Free GRPO keeps them: {"G0": ...}.'),
+    force: bool = typer.Option(False, "--force", help="Replace FILE if it exists."),
     library: Path | None = LibraryOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Write every experience (with embeddings) to a JSON file."""
     with _open(ctx, library, embed=False) as lib:
-        count = lib.export_json(file, grpo=grpo)
+        count = lib.export_json(file, grpo=grpo, overwrite=force)
     report(as_json, {"exported": count, "file": str(file)}, f"exported {count} experiences to {file}")
 
 

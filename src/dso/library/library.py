@@ -22,7 +22,7 @@ from dso.config import LibraryConfig
 from dso.core.experience import MAX_TEXT_BYTES, Experience, check_fields, check_label, normalise_text, word_count
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
-from dso.files import write_text_atomic
+from dso.files import same_file, write_new_file, write_text_atomic
 from dso.library._exchange import NewExperience, export_document, grpo_mapping, parse_import, render_for_prompt
 from dso.library._storage import HistoryEntry, Storage
 from dso.library._vectors import VectorCache
@@ -350,16 +350,29 @@ class ExperienceLibrary:
 
     # -- exchange ------------------------------------------------------------------------------
 
-    def export_json(self, path: str | Path, *, grpo: bool = False) -> int:
-        """Write every experience, with its embedding, to a JSON file; returns the count.
+    def export_json(self, path: str | Path, *, grpo: bool = False, overwrite: bool = False) -> int:
+        """Write every experience, with its embedding, to a new JSON file; returns the count.
 
-        With `grpo`, only the texts, as Training-Free GRPO keeps them: ``{"G0": text, ...}``.
+        With `grpo`, only the texts, as Training-Free GRPO keeps them: ``{"G0": text, ...}``. An existing
+        file is replaced only with `overwrite`, and the library's own files never.
         """
+        target = Path(path)
+        if (
+            any(same_file(target, own) for own in (self.path, self.index_path))
+            or target.resolve() == self.path.resolve()
+        ):
+            raise LibraryError(f"{target} is this library's own file; export to another name")
+        if target.is_dir():
+            raise LibraryError(f"{target} is a directory; name the file to write")
         with self._storage.lock:
             rows = [(e, self._storage.embedding(e.id)) for e in self.all()]
         dim = None if self._embedder is None else self._embedder.dim
         document = grpo_mapping([e.text for e, _ in rows]) if grpo else export_document(rows, self.embedder_id, dim)
-        write_text_atomic(Path(path), json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+        text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+        if overwrite:
+            write_text_atomic(target, text)
+        else:
+            write_new_file(target, text, LibraryError)
         return len(rows)
 
     def import_json(self, path: str | Path) -> list[WriteResult]:
