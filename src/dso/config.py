@@ -8,13 +8,16 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dso.core.untrusted import MAX_DEPTH, nesting_depth
 from dso.errors import ConfigError
+from dso.files import read_input
 
 
 def _default_home() -> Path:
@@ -111,12 +114,50 @@ class DSOConfig:
 
 _SECTIONS = ("llm", "embedder", "library", "chain", "train", "prompts")
 VERIFIERS = ("default", "math", "words", "llm-judge")
+CHOICES = {
+    "llm.backend": ("llamacpp", "openai"),
+    "embedder.backend": ("onnx", "sentence-transformers"),
+    "train.verifier": VERIFIERS,
+}
+# Every numeric setting has a closed range, checked at load: a value outside it would not fail loudly later
+# (a negative threshold merges every lesson into the first; a huge voting window makes every submission revert).
+RANGES: dict[str, tuple[float, float]] = {
+    "llm.threads": (1, 256),
+    "llm.n_ctx": (128, 1_048_576),
+    "llm.parallel": (1, 64),
+    "llm.timeout_s": (0.1, 3600),
+    "llm.retries": (0, 20),
+    "llm.max_concurrency": (1, 256),
+    "embedder.threads": (1, 256),
+    "embedder.batch_size": (1, 4096),
+    "library.dedup_threshold": (0.5, 1.0),
+    "library.word_cap": (1, 64),
+    "chain.voting_window": (1, 1_000_000),
+    "chain.quorum_bps": (1, 10_000),
+    "train.train_size": (0, 1_000_000),
+    "train.heldout_size": (0, 1_000_000),
+    "train.seed": (0, 2**32 - 1),
+    "train.epochs": (1, 1000),
+    "train.batch_size": (1, 10_000),
+    "train.group_size": (1, 64),
+    "train.rollout_temperature": (0.0, 2.0),
+    "train.max_tokens": (1, 32_768),
+    "train.top_k": (0, 50),
+    "train.max_new_per_group": (1, 10),
+    "train.eval_samples": (1, 64),
+    "train.eval_temperature": (0.0, 2.0),
+    **{
+        f"prompts.{name}": (1, 99) for name in ("solver", "summarize", "advantage", "update", "consolidate", "contrast")
+    },
+}
 
 
 def _coerce(value: Any, target: Any, key: str) -> Any:
+    if not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(f"config key {key!r}: expected a single value, got {type(value).__name__}")
     try:
         if target in (Path, "Path"):
-            return Path(value).expanduser()
+            return Path(str(value)).expanduser()
         if target in (bool, "bool"):
             if isinstance(value, bool):
                 return value
@@ -131,7 +172,10 @@ def _coerce(value: Any, target: Any, key: str) -> Any:
                 raise ValueError(value)
             return int(value)
         if target in (float, "float"):
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"config key {key!r}: cannot use {value!r} as {target}") from None
@@ -186,10 +230,12 @@ def load_config(
     if path is None and Path("dso.toml").is_file():
         path = Path("dso.toml")
     if path is not None:
+        raw = read_input(Path(path), ConfigError, limit=1024 * 1024)
         try:
-            table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
+            text = raw.decode("utf-8")
+            if nesting_depth(text) > MAX_DEPTH:  # tomllib recurses per level, like json
+                raise ConfigError(f"config file {path} nests deeper than {MAX_DEPTH} levels")
+            table = tomllib.loads(text)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         for key, value in _flatten(table).items():
@@ -199,6 +245,19 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             _apply(config, key, value)
-    if config.train.verifier not in VERIFIERS:
-        raise ConfigError(f"train.verifier must be one of {', '.join(VERIFIERS)}, got {config.train.verifier!r}")
+    check_config(config)
     return config
+
+
+def check_config(config: DSOConfig) -> None:
+    """Every choice among its values and every number inside its range, or one ConfigError naming the key."""
+    for key, allowed in CHOICES.items():
+        section, field = key.split(".")
+        value = getattr(getattr(config, section), field)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r:.60}")
+    for key, (low, high) in RANGES.items():
+        section, field = key.split(".")
+        value = getattr(getattr(config, section), field)
+        if not low <= value <= high:
+            raise ConfigError(f"{key} must lie in [{low:g}, {high:g}], got {value!r:.40}")
