@@ -70,3 +70,46 @@ def test_two_key_creations_on_one_path_cannot_both_win(tmp_path: Path) -> None:
     assert all(code == 1 and err.startswith("error: ") for code, _, err in outcomes if code != 0)
     shown_address = dso("keys", "show", "--keystore", "key.json", "--json", cwd=tmp_path)
     assert shown_address.stdout.split('"address": ')[1].split('"')[1] in winners[0]  # the file holds the winner's key
+
+
+JUNK_FILES = {
+    "empty": b"",
+    "random": bytes(range(256)) * 16,
+    "nested": b"[" * 300_000,
+    "not utf-8": b"\xff\xfe\xfd" * 100,
+    "wrong types": b'{"format": "dso-library", "experiences": [{"text": 5, "confidence": "x"}]}',
+}
+
+
+@pytest.mark.parametrize("kind", ["empty", "random", "nested", "not utf-8", "wrong types", "fifo", "dir", "loop"])
+def test_every_command_that_reads_a_file_refuses_junk_in_one_line(tmp_path: Path, kind: str) -> None:
+    assert dso("library", "add", "When junk arrives, refuse it whole.", cwd=tmp_path).returncode == 0
+    before = (tmp_path / "dso-library.db").read_bytes()
+    junk = tmp_path / "junk"
+    if kind == "fifo":
+        os.mkfifo(junk)
+    elif kind == "dir":
+        junk.mkdir()
+    elif kind == "loop":
+        junk.symlink_to(junk)
+    else:
+        junk.write_bytes(JUNK_FILES[kind])
+    commands = [
+        ("library", "import", "junk"),
+        ("library", "show", "-l", "junk"),
+        ("keys", "show", "--keystore", "junk"),
+        ("eval", "--run-dir", "junk"),
+    ]
+    if kind != "empty":  # an empty file is a fine (empty) TOML file
+        commands.append(("--config", "junk", "library", "show"))
+    if kind in ("fifo", "dir", "loop", "nested"):  # any other regular file up to 256 KiB has a CID
+        commands.append(("cid", "junk"))
+    for command in commands:
+        result = dso(*command, cwd=tmp_path)
+        assert result.returncode == 1, (command, result.stdout[-200:])
+        assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, (
+            command,
+            result.stderr[-300:],
+        )
+        assert "\x1b" not in result.stderr
+    assert (tmp_path / "dso-library.db").read_bytes() == before

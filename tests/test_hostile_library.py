@@ -102,3 +102,16 @@ def test_junk_files_are_one_line_errors(tmp_path: Path, embedder: Embedder, cont
     with pytest.raises(LibraryError) as info:
         library.import_json(tmp_path / "junk.json")
     assert "\n" not in str(info.value) and snapshot(library) == before
+
+
+@pytest.mark.parametrize("junk", [b"", b"not an npz", b"PK\x03\x04" + bytes(300), bytes(range(256)) * 8])
+def test_a_damaged_index_file_is_rebuilt_not_fatal(tmp_path: Path, embedder: Embedder, junk: bytes) -> None:
+    library = ExperienceLibrary(tmp_path / "ix.db", embedder, index_min_size=2)
+    for text in (VICTIM, "When the sky is blue, go outside.", "When it is cold, wear a coat."):
+        library.add(text)
+    assert library.search("coat", 1)[0].experience.text == "When it is cold, wear a coat."
+    library.close()
+    library.index_path.write_bytes(junk)
+    reopened = ExperienceLibrary(tmp_path / "ix.db", embedder, index_min_size=2)
+    assert reopened.search("coat", 1)[0].experience.text == "When it is cold, wear a coat."
+    assert reopened.index_path.read_bytes() != junk  # rebuilt and saved

@@ -153,6 +153,8 @@ RANGES: dict[str, tuple[float, float]] = {
 
 
 def _coerce(value: Any, target: Any, key: str) -> Any:
+    if isinstance(value, Path):
+        value = str(value)
     if not isinstance(value, (str, int, float, bool)):
         raise ConfigError(f"config key {key!r}: expected a single value, got {type(value).__name__}")
     try:

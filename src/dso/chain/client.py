@@ -21,6 +21,7 @@ from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
@@ -74,6 +75,13 @@ def embedded_web3() -> Web3:
     from web3 import EthereumTesterProvider
 
     return Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend())))
+
+
+def checksum_address(value: str) -> ChecksumAddress:
+    """An Ethereum address in EIP-55 form; anything else is one ChainError line."""
+    if not isinstance(value, str) or not Web3.is_address(value):
+        raise ChainError(f"not an Ethereum address: {value!r:.60}")
+    return Web3.to_checksum_address(value)
 
 
 def connect(rpc: str | None = None, *, timeout_s: float = 30.0) -> Web3:
@@ -187,7 +195,7 @@ class RegistryClient:
 
     def __init__(self, w3: Web3, address: str, account: LocalAccount | None = None) -> None:
         self.w3 = w3
-        self.address = Web3.to_checksum_address(address)
+        self.address = checksum_address(address)
         if not w3.eth.get_code(self.address):
             raise ChainError(f"no contract at {self.address} on chain {w3.eth.chain_id}")
         self.contract: Contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
@@ -229,7 +237,7 @@ class RegistryClient:
     def propose_member(self, account: str, add: bool = True) -> int:
         """The new proposal's id, read from this transaction's own MemberProposed event: a count read
         afterwards would be another member's id whenever two proposals land close together."""
-        receipt = self._send(self.contract.functions.proposeMember(Web3.to_checksum_address(account), add))
+        receipt = self._send(self.contract.functions.proposeMember(checksum_address(account), add))
         events = self.contract.events.MemberProposed().process_receipt(receipt, errors=DISCARD)
         if len(events) != 1:
             raise ChainError(f"proposeMember transaction logged {len(events)} MemberProposed events, expected 1")
@@ -292,7 +300,7 @@ def deploy_registry(
 ) -> RegistryClient:
     """Deploy a registry with an initial member set; returns a client acting as `account`."""
     artifact = load_artifact()
-    checksummed = [Web3.to_checksum_address(m) for m in members]
+    checksummed = [checksum_address(m) for m in members]
     receipt = Transactor(w3, account).deploy(
         artifact["abi"], artifact["bytecode"], checksummed, voting_window, quorum_bps
     )

@@ -18,10 +18,12 @@ LibraryOpt = typer.Option(None, "--library", "-l", help="Library file (default: 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
-def _open(ctx: typer.Context, library: Path | None, *, embed: bool) -> ExperienceLibrary:
-    """The library the command names (--library, else library.path); an embedder only if it needs vectors."""
+def _open(ctx: typer.Context, library: Path | None, *, embed: bool, create: bool = False) -> ExperienceLibrary:
+    """The library the command names (--library, else library.path); an embedder only if it needs vectors.
+    Only commands that add experiences create a library; the others refuse a path that holds none."""
     config = get_config(ctx, **{"library.path": library})
-    return ExperienceLibrary.from_config(config.library, make_embedder(config.embedder) if embed else None)
+    embedder = make_embedder(config.embedder) if embed else None
+    return ExperienceLibrary.from_config(config.library, embedder, create=create)
 
 
 def _table(experiences: list[Experience], scores: list[float] | None = None) -> Table:
@@ -52,7 +54,7 @@ def add(
     as_json: bool = JsonOpt,
 ) -> None:
     """Add an experience (a close paraphrase of an existing one is merged into it)."""
-    with _open(ctx, library, embed=True) as lib:
+    with _open(ctx, library, embed=True, create=True) as lib:
         result = lib.add(text, confidence=confidence, domain=domain, epoch=epoch)
     if as_json:
         print_json({"op": result.op, "similarity": result.similarity, "experience": result.experience.to_json()})
@@ -127,7 +129,7 @@ def import_(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import experiences; the whole file is validated first and applied in one transaction."""
-    with _open(ctx, library, embed=True) as lib:
+    with _open(ctx, library, embed=True, create=True) as lib:
         results = lib.import_json(file)
     added = sum(r.op == "ADD" for r in results)
     report(

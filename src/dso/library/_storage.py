@@ -74,12 +74,18 @@ class HistoryEntry:
 class Storage:
     """One connection to a library file; `on_rollback` lets the owner drop what it cached."""
 
-    def __init__(self, path: Path, on_rollback: Callable[[], None]) -> None:
+    def __init__(self, path: Path, on_rollback: Callable[[], None], *, create: bool = True) -> None:
         self.path = path
         self._on_rollback = on_rollback
         self.lock = threading.RLock()
+        if path.is_symlink() and not path.exists():
+            raise LibraryError(f"library path {path} is a dangling or looping symbolic link")
         if path.exists() and path.is_dir():
             raise LibraryError(f"library path {path} is a directory")
+        if path.exists() and not path.is_file():
+            raise LibraryError(f"library path {path} is not a regular file (a pipe, socket or device)")
+        if not create and (not path.is_file() or path.stat().st_size == 0):
+            raise LibraryError(f"no experience library at {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)

@@ -12,6 +12,7 @@ Ids can be added (or replaced) and removed one by one; the whole index saves to 
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -168,7 +169,7 @@ class BinaryIndex:
                 index = cls(int(meta["dim"]), data["reference"].astype(np.float32), keep_vectors=meta["keep_vectors"])
                 codes = data["codes"].astype(np.uint64)
                 vectors = data["vectors"].astype(np.float32) if index.keep_vectors else None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise IndexFileError(f"binary index {path} is unreadable: {exc}") from None
         if codes.shape != ((index.dim + 63) // 64, len(ids)) or len(set(ids)) != len(ids):
             raise IndexFileError(f"binary index {path} is inconsistent")

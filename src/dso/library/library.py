@@ -53,12 +53,14 @@ class ExperienceLibrary:
         word_cap: int = 32,
         index_min_size: int = 20_000,
         index_candidates: int = 1000,
+        create: bool = True,
     ) -> None:
+        """Open the library at `path`, creating it unless `create` is False (read-only commands)."""
         self.path = Path(path)
         self.dedup_threshold = dedup_threshold
         self.word_cap = word_cap
         self._embedder = embedder
-        self._storage = Storage(self.path, on_rollback=lambda: self._vectors.invalidate())
+        self._storage = Storage(self.path, on_rollback=lambda: self._vectors.invalidate(), create=create)
         self._vectors = VectorCache(
             self._storage, self.index_path, index_min_size=index_min_size, index_candidates=index_candidates
         )
@@ -76,7 +78,7 @@ class ExperienceLibrary:
 
     @classmethod
     def from_config(
-        cls, settings: LibraryConfig, embedder: Embedder | None, path: str | Path | None = None
+        cls, settings: LibraryConfig, embedder: Embedder | None, path: str | Path | None = None, *, create: bool = True
     ) -> ExperienceLibrary:
         """The library at `path` (default `settings.path`) with the configured threshold and word cap."""
         return cls(
@@ -84,6 +86,7 @@ class ExperienceLibrary:
             embedder,
             dedup_threshold=settings.dedup_threshold,
             word_cap=settings.word_cap,
+            create=create,
         )
 
     # -- lifecycle -----------------------------------------------------------------------------
