@@ -6,6 +6,12 @@ pragma solidity 0.8.37;
 /// the CID of the batch manifest); DAO members vote; a 2/3 majority accepts a batch into the global
 /// library. Members are added and removed by a 2/3 vote of the members, never by a single key.
 ///
+/// Who may vote on what: a batch or a membership proposal is voted on by the accounts that were members
+/// when it was created (the batch submitted, the proposal made) and still are when they vote. Members
+/// added later cannot vote on it; a removed member casts no further votes, and a vote once cast stays
+/// counted. Every threshold is measured against `eligible`, the member count when the item was created,
+/// so neither removing voters nor adding members can change the count an item must reach.
+///
 /// Decision rule for a batch, with `eligible` = member count when the batch was submitted:
 ///  - during the voting window it is accepted as soon as up * 3 >= eligible * 2, and rejected as soon
 ///    as down * 3 > eligible (2/3 of all eligible members can then no longer approve);
@@ -18,6 +24,7 @@ contract ExperienceRegistry {
         address node;
         uint64 round;
         uint64 deadline; // last block in which votes count
+        uint64 epoch; // membershipEpoch when submitted: who may vote
         uint32 eligible;
         uint32 up;
         uint32 down;
@@ -33,6 +40,8 @@ contract ExperienceRegistry {
         uint32 up;
         uint32 down;
         State state;
+        uint64 epoch; // membershipEpoch when proposed: who may vote
+        uint32 eligible; // member count when proposed: what 2/3 is measured against
     }
 
     bytes32 private constant DOMAIN_TYPEHASH =
@@ -47,6 +56,10 @@ contract ExperienceRegistry {
     uint16 public immutable quorumBps;
 
     mapping(address => bool) public isMember;
+    /// @notice Counts membership changes; an item records it at creation.
+    uint64 public membershipEpoch;
+    /// @notice The membershipEpoch at which an account last became a member.
+    mapping(address => uint64) public memberSince;
     address[] private memberList;
     mapping(bytes32 => Batch) private batches;
     mapping(bytes32 => mapping(address => bool)) public hasVoted;
@@ -82,6 +95,7 @@ contract ExperienceRegistry {
     error UnknownProposal(uint256 proposalId);
     error LastMember();
     error NothingToChange(address account);
+    error NotEligible(address member);
 
     modifier onlyMember() {
         if (!isMember[msg.sender]) revert NotMember(msg.sender);
@@ -147,6 +161,7 @@ contract ExperienceRegistry {
         b.node = node;
         b.round = round;
         b.deadline = uint64(block.number) + votingWindow;
+        b.epoch = membershipEpoch;
         b.eligible = uint32(memberList.length);
         b.state = State.Pending;
         b.merkleRoot = merkleRoot;
@@ -155,11 +170,20 @@ contract ExperienceRegistry {
         emit BatchSubmitted(id, node, round, merkleRoot, batchCid);
     }
 
-    /// @param lenient skip (instead of reverting on) a batch that is decided, closed or already voted
-    /// on by the sender, so that a node can resend a voteMany after a crash without it failing.
+    /// @notice Whether the sender may vote on an item created at membership epoch `epoch`.
+    function _eligible(uint64 epoch) private view returns (bool) {
+        return isMember[msg.sender] && memberSince[msg.sender] <= epoch;
+    }
+
+    /// @param lenient skip (instead of reverting on) a batch that is decided, closed, already voted on by
+    /// the sender or not open to it, so that a node can resend a voteMany after a crash without it failing.
     function _vote(bytes32 id, bool approve, bool lenient) private {
         Batch storage b = batches[id];
         if (b.state == State.None) revert UnknownBatch(id);
+        if (!_eligible(b.epoch)) {
+            if (lenient) return;
+            revert NotEligible(msg.sender);
+        }
         if (b.state != State.Pending || block.number > b.deadline) {
             if (lenient) return;
             if (b.state != State.Pending) revert AlreadyDecided();
@@ -220,7 +244,18 @@ contract ExperienceRegistry {
 
     function proposeMember(address account, bool add) external onlyMember returns (uint256 proposalId) {
         if (account == address(0) || isMember[account] == add) revert NothingToChange(account);
-        proposals.push(MemberProposal(account, add, uint64(block.number) + votingWindow, 0, 0, State.Pending));
+        proposals.push(
+            MemberProposal(
+                account,
+                add,
+                uint64(block.number) + votingWindow,
+                0,
+                0,
+                State.Pending,
+                membershipEpoch,
+                uint32(memberList.length)
+            )
+        );
         proposalId = proposals.length - 1;
         emit MemberProposed(proposalId, account, add, msg.sender);
     }
@@ -228,6 +263,7 @@ contract ExperienceRegistry {
     function voteMember(uint256 proposalId, bool approve) external onlyMember {
         if (proposalId >= proposals.length) revert UnknownProposal(proposalId);
         MemberProposal storage p = proposals[proposalId];
+        if (!_eligible(p.epoch)) revert NotEligible(msg.sender);
         if (p.state != State.Pending) revert AlreadyDecided();
         if (block.number > p.deadline) revert VotingClosed();
         if (hasVotedOnProposal[proposalId][msg.sender]) revert AlreadyVoted(msg.sender);
@@ -235,10 +271,9 @@ contract ExperienceRegistry {
         if (approve) p.up += 1;
         else p.down += 1;
         emit MemberVoted(proposalId, msg.sender, approve);
-        uint256 members = memberList.length;
-        if (uint256(p.up) * 3 >= members * 2) {
+        if (uint256(p.up) * 3 >= uint256(p.eligible) * 2) {
             _applyProposal(p);
-        } else if (uint256(p.down) * 3 > members) {
+        } else if (uint256(p.down) * 3 > uint256(p.eligible)) {
             p.state = State.Rejected;
         }
     }
@@ -249,6 +284,8 @@ contract ExperienceRegistry {
             if (isMember[account]) revert NothingToChange(account);
             isMember[account] = true;
             memberList.push(account);
+            membershipEpoch += 1;
+            memberSince[account] = membershipEpoch;
             emit MemberAdded(account);
         } else {
             if (!isMember[account]) revert NothingToChange(account);
@@ -262,6 +299,7 @@ contract ExperienceRegistry {
                     break;
                 }
             }
+            membershipEpoch += 1;
             emit MemberRemoved(account);
         }
         p.state = State.Accepted;

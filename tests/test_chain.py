@@ -216,3 +216,45 @@ def test_proposal_id_comes_from_its_own_event_when_proposals_race(deploy: Deploy
     assert raced == [1] and mine_id == 0
     assert owner.proposal(mine_id)["account"] == NODE.address
     assert owner.proposal(raced[0])["account"] == OUTSIDER.address
+
+
+FOUR = KEYS[:4]  # four members: A, B, C, D
+
+
+def test_a_removed_member_no_longer_helps_a_proposal_it_voted_for(deploy: Deploy) -> None:
+    """A proposes E and votes yes; A is removed; one more yes must not add E (2 of the 4 eligible)."""
+    a, b, c, d, *_ = deploy(members=FOUR)
+    add_e = a.propose_member(NODE.address, add=True)
+    a.vote_member(add_e, True)
+    remove_a = b.propose_member(FOUR[0].address, add=False)
+    for member in (b, c, d):
+        member.vote_member(remove_a, True)
+    assert FOUR[0].address not in b.members() and len(b.members()) == 3
+    b.vote_member(add_e, True)
+    assert NODE.address not in b.members()  # 2 yes of 4 eligible is not 2/3 (old rule: 2 of 3 current)
+    assert b.proposal(add_e)["eligible"] == 4 and b.proposal(add_e)["up"] == 2
+    assert revert_name(lambda: a.vote_member(add_e, True)) == "NotMember"  # removed: no further votes
+    c.vote_member(add_e, True)
+    assert NODE.address in b.members()  # 3 yes of 4 eligible
+
+
+def test_members_added_after_an_item_cannot_decide_it(deploy: Deploy) -> None:
+    """A batch and a proposal are voted on by the members of their time only."""
+    owner, m2, m3, *_ = deploy()  # three members
+    batch_id = owner.submit_batch(*signed_batch(owner))[0]
+    later = owner.propose_member(OUTSIDER.address, add=True)  # proposal made before NODE joins
+    add_node = owner.propose_member(NODE.address, add=True)
+    owner.vote_member(add_node, True)
+    m2.vote_member(add_node, True)
+    assert NODE.address in owner.members()
+    node = RegistryClient(owner.w3, owner.address, NODE)
+    assert revert_name(lambda: node.vote(batch_id, True)) == "NotEligible"
+    assert revert_name(lambda: node.vote_member(later, True)) == "NotEligible"
+    node.vote_many([batch_id], [True])  # lenient: skipped, not counted
+    assert owner.batch(batch_id).up == 0 and owner.batch(batch_id).eligible == 3
+    owner.vote(batch_id, True)
+    m2.vote(batch_id, True)
+    assert owner.batch(batch_id).state == BatchState.ACCEPTED  # 2 of the 3 eligible
+    fresh = owner.submit_batch(*signed_batch(owner, round_=2))[0]
+    node.vote(fresh, True)  # a batch submitted after it joined is open to it
+    assert owner.batch(fresh).up == 1 and owner.batch(fresh).eligible == 4

@@ -255,11 +255,14 @@ class RegistryClient:
         return list(self._view(self.contract.functions.members()))
 
     def proposal(self, proposal_id: int) -> dict[str, Any]:
-        account, add, deadline, up, down, state = self._view(self.contract.functions.proposal(proposal_id))
+        account, add, deadline, up, down, state, _epoch, eligible = self._view(
+            self.contract.functions.proposal(proposal_id)
+        )
         return {
             "account": account,
             "add": add,
             "deadline": deadline,
+            "eligible": eligible,
             "up": up,
             "down": down,
             "state": BatchState(state).name.lower(),
@@ -291,7 +294,7 @@ class RegistryClient:
 
 
 def _batch_info(batch_id: bytes, row: Sequence[Any]) -> BatchInfo:
-    node, round_, deadline, eligible, up, down, state, root, cid = row
+    node, round_, deadline, _epoch, eligible, up, down, state, root, cid = row
     return BatchInfo(batch_id, node, round_, deadline, eligible, up, down, BatchState(state), bytes(root), cid)
 
 
