@@ -240,7 +240,7 @@ def test_a_removed_member_no_longer_helps_a_proposal_it_voted_for(deploy: Deploy
 
 def test_members_added_after_an_item_cannot_decide_it(deploy: Deploy) -> None:
     """A batch and a proposal are voted on by the members of their time only."""
-    owner, m2, m3, *_ = deploy()  # three members
+    owner, m2, *_ = deploy()  # three members
     batch_id = owner.submit_batch(*signed_batch(owner))[0]
     later = owner.propose_member(OUTSIDER.address, add=True)  # proposal made before NODE joins
     add_node = owner.propose_member(NODE.address, add=True)
