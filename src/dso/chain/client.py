@@ -32,9 +32,10 @@ from dso.chain.artifact import load_artifact
 from dso.core.cid import parse_cid
 from dso.core.records import BatchManifest
 from dso.core.signing import RegistryDomain
+from dso.core.untrusted import load_json
 from dso.endpoints import http_base_url
 from dso.errors import ChainError, ContractRevert
-from dso.files import write_text_atomic
+from dso.files import read_input, write_text_atomic
 
 DEV_CHAIN_IDS = {31337, 131277322940537}  # anvil / hardhat, eth-tester
 
@@ -321,10 +322,7 @@ class AddressBook:
     def _read(self) -> dict[str, dict[str, str]]:
         if not self.path.is_file():
             return {}
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except ValueError:
-            raise ChainError(f"address book {self.path} is not valid JSON") from None
+        data = load_json(read_input(self.path, ChainError, limit=1024 * 1024), ChainError, f"address book {self.path}")
         if not isinstance(data, dict):
             raise ChainError(f"address book {self.path} is malformed")
         return data

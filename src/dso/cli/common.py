@@ -29,11 +29,16 @@ def get_config(ctx: typer.Context, **overrides: Any) -> DSOConfig:
     return load_config(state.config_path, overrides)
 
 
-def shown(value: object, limit: int = 400) -> str:
-    """Stored or remote text made safe for a terminal: control and format characters replaced, rich
-    markup escaped, length capped. Everything printed from a library, a run or the network goes through it."""
+def printable(value: object, limit: int = 400) -> str:
+    """Text made safe for a terminal: control and format characters replaced, length capped, one line."""
     text = "".join("\ufffd" if unicodedata.category(ch)[0] == "C" else ch for ch in str(value))
-    return escape(text if len(text) <= limit else text[: limit - 1] + "\u2026")
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def shown(value: object, limit: int = 400) -> str:
+    """`printable`, with rich markup escaped: everything a command prints from a library, a run or the
+    network goes through it."""
+    return escape(printable(value, limit))
 
 
 def _default(value: Any) -> Any:

@@ -9,7 +9,7 @@ import typer
 
 from dso import __version__
 from dso.cli import bench, chain, learn, library, models, records
-from dso.cli.common import AppState, console, get_config, print_json, shown
+from dso.cli.common import AppState, console, get_config, print_json, printable, shown
 from dso.errors import DSOError
 
 app = typer.Typer(
@@ -84,8 +84,8 @@ def demo(
 def main() -> None:
     try:
         app()
-    except DSOError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+    except DSOError as exc:  # messages may quote a file, a reply or a record: never printed raw
+        sys.stderr.write(f"error: {printable(exc, 1000)}\n")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -13,12 +13,12 @@ import ast
 import dataclasses
 import enum
 import hashlib
-import json
 import random
 import re
 from pathlib import Path
 from typing import Any
 
+from dso.core.untrusted import load_json
 from dso.errors import DSOError
 
 MATH_TASKS = {"gsm_symbolic", "basic_arithmetic", "champ", "jsonl"}
@@ -180,10 +180,7 @@ def _jsonl(path: Path, count: int) -> list[Problem]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise DSOError(f"{path}:{number}: not valid JSON") from None
+        row = load_json(line, DSOError, f"{path}:{number}")
         if not isinstance(row, dict) or not isinstance(row.get("question"), str) or "answer" not in row:
             raise DSOError(f"{path}:{number}: needs a 'question' string and an 'answer'")
         answer, reference = _gsm8k_answer(str(row["answer"]))

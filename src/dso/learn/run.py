@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from dso.config import DSOConfig, PromptConfig, TrainConfig
+from dso.core.untrusted import load_json
 from dso.embed import make_embedder
 from dso.errors import ConfigError, DSOError
+from dso.files import read_input
 from dso.learn.datasets import Problem, train_heldout_split
 from dso.learn.evaluate import EvalResult, evaluate, paired_comparison
 from dso.learn.extract import Extractor, Rollout
@@ -108,12 +110,17 @@ def run_evaluation(
     saved = run_dir / "config.json"
     if not saved.is_file():
         raise DSOError(f"{run_dir} holds no run (no config.json); train first with: dso train --run-dir {run_dir}")
-    recorded = json.loads(saved.read_text(encoding="utf-8"))
-    prompts = PromptConfig(**recorded.pop("prompts"))
-    model = recorded.pop("model")
-    settings = TrainConfig(
-        **{**recorded, "eval_samples": config.train.eval_samples, "eval_temperature": config.train.eval_temperature}
-    )
+    recorded = load_json(read_input(saved, DSOError), DSOError, str(saved))
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("prompts"), dict):
+        raise DSOError(f"{saved} is not a run configuration written by dso train")
+    try:
+        prompts = PromptConfig(**recorded.pop("prompts"))
+        model = str(recorded.pop("model"))
+        settings = TrainConfig(
+            **{**recorded, "eval_samples": config.train.eval_samples, "eval_temperature": config.train.eval_temperature}
+        )
+    except (TypeError, KeyError) as exc:
+        raise DSOError(f"{saved} is not a run configuration this dso reads: {exc}") from None
     _, heldout = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
     solver = _llm(config, model)
     judge = (

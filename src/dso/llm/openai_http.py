@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from dso.core.untrusted import load_json
 from dso.endpoints import http_base_url, post_with_retries
 from dso.errors import LLMError
 from dso.llm.base import LLM
@@ -69,10 +70,7 @@ class OpenAICompatibleLLM(LLM):
         )
         if response.status_code >= 400:
             raise LLMError(f"{url} refused the request: HTTP {response.status_code}: {response.text[:200]}")
-        try:
-            reply = response.json()
-        except ValueError:
-            raise LLMError(f"{url} did not answer with JSON: {response.text[:120]!r}") from None
+        reply = load_json(response.content, LLMError, f"the reply of {url}")
         if not isinstance(reply, dict):
             raise LLMError(f"{url} answered with unexpected JSON: {str(reply)[:120]}")
         return reply

@@ -13,15 +13,21 @@ from typing import Any
 import httpx
 
 from dso.core.cid import cid_of, parse_cid, verify_cid
+from dso.core.untrusted import load_json
 from dso.endpoints import http_base_url, post_with_retries
 from dso.errors import CIDError, StoreError
 
 
+def _json(response: httpx.Response) -> Any:
+    """An IPFS API answer, parsed as any JSON from outside."""
+    return load_json(response.content, StoreError, f"IPFS answer to {response.request.url.path}")
+
+
 def _message(response: httpx.Response) -> str:
     try:
-        return f"HTTP {response.status_code}: {response.json()['Message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}: {response.text[:160]}"
+        return f"HTTP {response.status_code}: {str(_json(response)['Message'])!r:.160}"
+    except (StoreError, KeyError, TypeError):
+        return f"HTTP {response.status_code}: {response.text[:160]!r}"
 
 
 class IPFSStore:
@@ -62,7 +68,8 @@ class IPFSStore:
         response = self._call("id", {})
         if response.status_code != 200:
             raise StoreError(f"IPFS id failed: HTTP {response.status_code}")
-        return str(response.json().get("ID", ""))
+        document = _json(response)
+        return str(document.get("ID", "")) if isinstance(document, dict) else ""
 
     def put(self, data: bytes) -> str:
         expected = cid_of(bytes(data))
@@ -72,8 +79,8 @@ class IPFSStore:
         if response.status_code != 200:
             raise StoreError(f"IPFS add failed: {_message(response)}")
         try:
-            answered = response.json()["Hash"]
-        except (ValueError, KeyError, TypeError):
+            answered = _json(response)["Hash"]
+        except (StoreError, KeyError, TypeError):
             raise StoreError(f"IPFS add answered unexpectedly: {response.text[:160]}") from None
         if answered != expected:
             raise StoreError(f"IPFS node stored the block as {answered}, expected {expected}")

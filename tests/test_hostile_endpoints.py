@@ -1,0 +1,57 @@
+"""Hostile endpoints: an LLM server or IPFS node that answers junk gives one-line errors, never a crash."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from dso.errors import LLMError, StoreError
+from dso.llm.openai_http import OpenAICompatibleLLM
+from dso.store.ipfs import IPFSStore
+
+ANSWERS = {
+    "deep": b"[" * 300_000,
+    "not json": b"<html>oops</html>",
+    "wrong type": b'["choices"]',
+    "no choices": b'{"choices": []}',
+    "nan": b'{"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": NaN}}',
+    "escapes": b'{"Message": "\\u001b[2J\\u001b[31mred"}',
+}
+
+
+@pytest.fixture()
+def junk_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    body = ANSWERS[request.param]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200 if request.param != "escapes" else 500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("junk_server", sorted(ANSWERS), indirect=True)
+def test_junk_answers_are_one_line_errors(junk_server: str) -> None:
+    llm = OpenAICompatibleLLM(junk_server + "/v1", "m", retries=0, timeout_s=5)
+    with pytest.raises(LLMError) as info:
+        llm.chat([{"role": "user", "content": "hi"}])
+    assert "\n" not in str(info.value)
+    store = IPFSStore(junk_server, retries=0, timeout_s=5)
+    with pytest.raises(StoreError) as stored:
+        store.put(b"block")
+    assert "\n" not in str(stored.value) and "\x1b" not in str(stored.value)  # quoted, not raw
