@@ -104,6 +104,17 @@ def test_every_command_that_reads_a_file_refuses_junk_in_one_line(tmp_path: Path
         commands.append(("--config", "junk", "library", "show"))
     if kind in ("fifo", "dir", "loop", "nested"):  # any other regular file up to 256 KiB has a CID
         commands.append(("cid", "junk"))
+    dataset = tmp_path / "junk.jsonl"  # a dataset file: the first thing dso train reads
+    if kind == "fifo":
+        os.mkfifo(dataset)
+    elif kind == "dir":
+        dataset.mkdir()
+    elif kind == "loop":
+        dataset.symlink_to(dataset)
+    else:
+        dataset.write_bytes(JUNK_FILES[kind])
+    if kind != "empty":
+        commands.append(("train", "--dataset", "junk.jsonl", "--run-dir", "run"))
     for command in commands:
         result = dso(*command, cwd=tmp_path)
         assert result.returncode == 1, (command, result.stdout[-200:])

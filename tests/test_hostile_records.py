@@ -15,11 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dso.core.cid import cid_of
+from dso.core.car import decode_car, encode_car
+from dso.core.cid import cid_of, parse_cid
 from dso.core.records import BatchManifest, decode_batch, decode_record, encode_batch, encode_record
+from dso.core.signing import verify_batch_signature
 from dso.core.untrusted import load_json, nesting_depth
-from dso.errors import DSOError, RecordError
-from test_records import KEY, make_record
+from dso.errors import CARError, CIDError, DSOError, RecordError, SignatureError
+from test_records import DOMAIN, KEY, make_record
 
 VALID = encode_record(make_record())
 BATCH = encode_batch(BatchManifest.build(KEY.address, 7, [cid_of(b"r%d" % i) for i in range(5)]))
@@ -125,3 +127,30 @@ def test_load_json_refuses_with_one_line(text: str) -> None:
 def test_nesting_depth_ignores_brackets_inside_strings() -> None:
     assert nesting_depth('{"a": "[[[[[[", "b": [1, {"c": "\\"]]]"}]}') == 3
     assert load_json('["' + "[" * 100 + '"]', DSOError, "x") == ["[" * 100]
+
+
+CAR = encode_car([cid_of(b"root")], [b"root", b"leaf one", b"leaf two"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_car_cid_and_signature_decoders_refuse_random_input_cleanly(data: bytes) -> None:
+    with pytest.raises(CARError):
+        decode_car(data)
+    with pytest.raises(CIDError):
+        parse_cid(data.decode("latin-1"))
+    manifest = decode_batch(BATCH)
+    with pytest.raises(SignatureError):
+        verify_batch_signature(DOMAIN, manifest, cid_of(BATCH), data)
+
+
+def test_every_single_byte_mutation_of_a_car_is_refused_or_decodes_to_the_same_blocks() -> None:
+    assert len(decode_car(CAR)[1]) == 3
+    for position in range(len(CAR)):
+        for replacement in (0x00, 0xFF, CAR[position] ^ 0x01):
+            mutated = CAR[:position] + bytes([replacement]) + CAR[position + 1 :]
+            try:
+                got_blocks = decode_car(mutated)[1]
+            except CARError:
+                continue
+            assert all(cid_of(block) == cid for cid, block in got_blocks.items())  # never a block under a wrong CID

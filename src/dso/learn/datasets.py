@@ -20,6 +20,7 @@ from typing import Any
 
 from dso.core.untrusted import load_json
 from dso.errors import DSOError
+from dso.files import read_input
 
 MATH_TASKS = {"gsm_symbolic", "basic_arithmetic", "champ", "jsonl"}
 
@@ -173,10 +174,11 @@ def _gsm8k_answer(text: str) -> tuple[str, str | None]:
 
 def _jsonl(path: Path, count: int) -> list[Problem]:
     problems = []
+    raw = read_input(path, DSOError)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DSOError(f"dataset file not found: {path}") from None
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DSOError(f"dataset {path} is not UTF-8 text") from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
