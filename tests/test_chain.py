@@ -258,3 +258,13 @@ def test_members_added_after_an_item_cannot_decide_it(deploy: Deploy) -> None:
     fresh = owner.submit_batch(*signed_batch(owner, round_=2))[0]
     node.vote(fresh, True)  # a batch submitted after it joined is open to it
     assert owner.batch(fresh).up == 1 and owner.batch(fresh).eligible == 4
+
+
+def test_two_clients_of_one_key_do_not_collide_on_nonces(deploy: Deploy, w3: Web3) -> None:
+    """Two processes sending from one key: the one whose nonce went stale re-reads it and signs again."""
+    owner = deploy()[0]
+    twin = RegistryClient(w3, owner.address, MEMBERS[0])
+    first = owner.submit_batch(*signed_batch(owner, round_=1))[0]
+    second = twin.submit_batch(*signed_batch(twin, round_=2))[0]  # twin's nonce was read before owner sent
+    third = owner.submit_batch(*signed_batch(owner, round_=3))[0]  # owner's nonce is now stale
+    assert {owner.batch(b).state for b in (first, second, third)} == {BatchState.PENDING}

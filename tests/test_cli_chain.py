@@ -50,7 +50,7 @@ def test_keys_and_chain_commands(tmp_path: Path, anvil_url: str) -> None:
     assert voted["state"] == "accepted"
     assert len(ok(tmp_path, "chain", "batches", "--state", "accepted", "--rpc", anvil_url)) == 1
 
-    registry = RegistryClient(w3, deployed["address"], node)  # the CLI used this key meanwhile: fresh nonce
+    # the CLI sent from this key meanwhile: the client notices the stale nonce and signs again
     more = []
     for round_ in (2, 3):  # two more batches, approved in one voteMany; the decided one is skipped, not an error
         manifest = BatchManifest.build(node.address, round_, [cid_of(b"c%d" % round_)])

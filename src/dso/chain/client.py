@@ -162,10 +162,20 @@ class Transactor:
             gas = int(estimate())
         except Exception as exc:
             raise decode_revert(exc) from None
-        tx.update(nonce=self._nonce, gas=gas + gas // 5 + 10_000, chainId=self._chain_id)
+        tx.update(gas=gas + gas // 5 + 10_000, chainId=self._chain_id)
         tx.setdefault("gasPrice", self.w3.eth.gas_price)
-        signed = self.account.sign_transaction(tx)
-        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        for attempt in range(2):
+            tx["nonce"] = self._nonce
+            signed = self.account.sign_transaction(tx)
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                break
+            except Exception as exc:  # web3 and each backend raise their own types
+                if attempt == 0 and "nonce" in str(exc).lower():
+                    # another process sent from this key meanwhile: take the chain's count and sign again
+                    self._nonce = int(self.w3.eth.get_transaction_count(self.account.address, "pending"))
+                    continue
+                raise ChainError(f"the chain node refused the transaction: {str(exc)[:200]!r}") from None
         self._nonce += 1
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self._timeout, poll_latency=0.02)
         if receipt["status"] != 1:
