@@ -33,14 +33,14 @@ def test_a_checksummed_record_with_a_huge_scale_decodes_to_nothing(bits: int) ->
             robust.aggregate(np.array([[1.0, np.inf], [0.0, 1.0], [0.5, 0.5], [0.2, 0.1]]), method, 0)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.binary(min_size=0, max_size=200))
 def test_random_bytes_never_decode(data: bytes) -> None:
     with pytest.raises(CodecError):
         codec.from_record(data)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.floats(allow_nan=True, allow_infinity=True, width=32), st.sampled_from([1, 2, 4, 8]))
 def test_any_scale_decodes_finite_or_is_refused(scale: float, bits: int) -> None:
     record = codec.to_records(codec.encode(np.linspace(-1, 1, 16, dtype=np.float32)[None, :], bits))[0]

@@ -82,7 +82,7 @@ def test_one_value_has_one_byte_form() -> None:
         decode_record(VALID.replace(code.encode(), forged.encode()))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2048))
 def test_random_bytes_are_refused_cleanly(data: bytes) -> None:
     for decode in (decode_record, decode_batch):
@@ -90,7 +90,7 @@ def test_random_bytes_are_refused_cleanly(data: bytes) -> None:
             decode(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(JSON_VALUES)
 def test_any_json_value_is_refused_or_round_trips(value: object) -> None:
     data = json.dumps(value).encode()
@@ -98,7 +98,7 @@ def test_any_json_value_is_refused_or_round_trips(value: object) -> None:
     refused_or_round_trips(decode_batch, encode_batch, data)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from(["v", "confidence", "epoch", "timestamp", "text", "domain", "code", "node"]), JSON_VALUES)
 def test_a_field_of_any_type_is_refused_or_round_trips(field: str, value: object) -> None:
     document = dict(json.loads(VALID), **{field: value})
@@ -132,7 +132,7 @@ def test_nesting_depth_ignores_brackets_inside_strings() -> None:
 CAR = encode_car([cid_of(b"root")], [b"root", b"leaf one", b"leaf two"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=600))
 def test_car_cid_and_signature_decoders_refuse_random_input_cleanly(data: bytes) -> None:
     with pytest.raises(CARError):

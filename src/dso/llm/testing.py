@@ -146,7 +146,7 @@ def serve_openai(llm: LLM, *, host: str = "127.0.0.1") -> Iterator[str]:
             self.wfile.write(data)
 
     server = http.server.ThreadingHTTPServer((host, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://{host}:{server.server_address[1]}/v1"
