@@ -14,7 +14,7 @@ from dso.errors import ConfigError
 
 FIELDS = {
     f"{section}.{field.name}"
-    for section in ("llm", "embedder", "library", "chain", "train", "prompts")
+    for section in ("llm", "embedder", "library", "chain", "train", "prompts", "consensus")
     for field in dataclasses.fields(getattr(DSOConfig(), section))
 }
 

@@ -86,6 +86,23 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class ConsensusConfig:
+    """How submissions from many nodes become one global library (dso.consensus)."""
+
+    similarity_threshold: float = 0.9  # cosine at which two texts are one experience (the library's merge threshold)
+    support_threshold: float = 0.35  # share of established nodes' reputation that must support an experience
+    max_per_node: int = 50  # submissions counted per node and round; the rest are dropped
+    max_words: int = 64  # the record format's cap
+    max_bytes: int = 1024
+    new_node_reputation: float = 0.1  # where a node without history starts
+    newcomer_share_cap: float = 0.1  # nodes without history add at most this share to any experience's support
+    reputation_decay: float = 0.8  # weight of the old reputation when a round updates it
+    min_validations: int = 3  # validators needed before their evidence can veto an experience
+    evidence_margin: float = 0.0  # the validators' median net evidence must exceed this
+    guard_rules: str = "all"  # comma-separated rule names of dso.consensus.guards, or "all" / "none"
+
+
+@dataclasses.dataclass
 class PromptConfig:
     """Which version of each prompt template (``dso/prompts/<name>.v<N>.md``) a run uses; recorded per run."""
 
@@ -106,13 +123,14 @@ class DSOConfig:
     chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     prompts: PromptConfig = dataclasses.field(default_factory=PromptConfig)
+    consensus: ConsensusConfig = dataclasses.field(default_factory=ConsensusConfig)
 
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
 
 
-_SECTIONS = ("llm", "embedder", "library", "chain", "train", "prompts")
+_SECTIONS = ("llm", "embedder", "library", "chain", "train", "prompts", "consensus")
 VERIFIERS = ("default", "math", "words", "llm-judge")
 CHOICES = {
     "llm.backend": ("llamacpp", "openai"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from dso import __version__
-from dso.cli import bench, chain, learn, library, models, records
+from dso.cli import aggregate, bench, chain, learn, library, models, records
 from dso.cli.common import AppState, console, get_config, print_json, printable, shown
 from dso.errors import DSOError
 
@@ -26,6 +26,7 @@ app.add_typer(chain.app, name="chain")
 app.command("train")(learn.train_command)
 app.command("eval")(learn.eval_command)
 app.command("cid")(records.cid_command)
+app.command("aggregate")(aggregate.aggregate_command)
 
 
 def _version(value: bool) -> None:
