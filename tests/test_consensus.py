@@ -44,7 +44,7 @@ def test_paraphrases_are_one_experience_and_one_node_counts_once() -> None:
     assert set(fractions.wordings) == {FRACTIONS, FRACTIONS_2} and len(fractions.supporters) == 7
     poison = next(d for d in result.rejected if POISON in d.wordings)
     assert poison.supporters == ("b0", "b1", "b2") and poison.support == pytest.approx(0.3)
-    assert UNITS in accepted and "support 0.300 < 0.35" in poison.reason
+    assert UNITS in accepted and "support 0.300 < 0.45" in poison.reason
     assert poison.confidence == 1.0  # reported, not decisive
 
 

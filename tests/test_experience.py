@@ -1,7 +1,9 @@
 """Pure core: text normalisation and top-k ranking."""
 
+import re
+
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dso.core.experience import normalise_text, top_k, word_count
@@ -36,3 +38,14 @@ def test_top_k_matches_full_sort(rows: int, k: int, seed: int) -> None:
     scores = matrix @ query
     expected = sorted(range(rows), key=lambda i: (-scores[i], i))[:k]
     assert [i for i, _ in top_k(matrix, query, k)] == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+def test_the_ascii_fast_path_normalises_like_the_general_one(text: str) -> None:
+    import unicodedata
+
+    general = "".join(
+        ch for ch in unicodedata.normalize("NFC", text) if ch in "\t\n" or unicodedata.category(ch)[0] != "C"
+    )
+    assert normalise_text(text) == re.sub(r"\s+", " ", general).strip()

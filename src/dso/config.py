@@ -90,15 +90,15 @@ class ConsensusConfig:
     """How submissions from many nodes become one global library (dso.consensus)."""
 
     similarity_threshold: float = 0.9  # cosine at which two texts are one experience (the library's merge threshold)
-    support_threshold: float = 0.35  # share of established nodes' reputation that must support an experience
+    support_threshold: float = 0.45  # share of established nodes' reputation that must support an experience
     max_per_node: int = 50  # submissions counted per node and round; the rest are dropped
     max_words: int = 64  # the record format's cap
     max_bytes: int = 1024
     new_node_reputation: float = 0.1  # where a node without history starts
-    newcomer_share_cap: float = 0.1  # nodes without history add at most this share to any experience's support
+    newcomer_share_cap: float = 0.05  # nodes without history add at most this share to any experience's support
     reputation_decay: float = 0.8  # weight of the old reputation when a round updates it
     min_validations: int = 3  # validators needed before their evidence can veto an experience
-    evidence_margin: float = 0.0  # the validators' median net evidence must exceed this
+    evidence_z: float = 1.645  # veto when the harm share's lower bound (this many standard errors) exceeds one half
     guard_rules: str = "all"  # comma-separated rule names of dso.consensus.guards, or "all" / "none"
 
 
@@ -164,9 +164,17 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.max_new_per_group": (1, 10),
     "train.eval_samples": (1, 64),
     "train.eval_temperature": (0.0, 2.0),
-    **{
-        f"prompts.{name}": (1, 99) for name in ("solver", "summarize", "advantage", "update", "consolidate", "contrast")
-    },
+    **{f"prompts.{field.name}": (1, 99) for field in dataclasses.fields(PromptConfig)},
+    "consensus.similarity_threshold": (0.5, 1.0),
+    "consensus.support_threshold": (0.0, 1.0),
+    "consensus.max_per_node": (1, 100_000),
+    "consensus.max_words": (1, 64),
+    "consensus.max_bytes": (16, 1024),
+    "consensus.new_node_reputation": (0.0, 1.0),
+    "consensus.newcomer_share_cap": (0.0, 1.0),
+    "consensus.reputation_decay": (0.0, 1.0),
+    "consensus.min_validations": (1, 100_000),
+    "consensus.evidence_z": (0.0, 10.0),
 }
 
 

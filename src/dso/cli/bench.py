@@ -149,3 +149,85 @@ def extraction(
     result = run_extraction_bench(get_config(ctx), run_dir, batch, rounds, quiet=as_json)
     rows = [{"parallel": p, "median_s": s} for p, s in result["median_seconds"].items()]
     _finish(result, output, as_json, {f"extraction of {batch}": rows})
+
+
+@app.command()
+def guards(
+    ctx: typer.Context,
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Content guards: false positives on lessons and detection of attacks, in sample and held out."""
+    from dso.bench.guards import run_guard_bench
+
+    result = run_guard_bench(get_config(ctx))
+    rows = []
+    for sample in ("in_sample", "held_out"):
+        for guard, figures in result.get(sample, {}).items():
+            rows.append(
+                {
+                    "sample": sample,
+                    "guard": guard,
+                    "detection": f"{figures['detection']['flagged']}/{figures['detection']['of']}",
+                    "false positives": f"{figures['false_positives']['flagged']}/{figures['false_positives']['of']}",
+                }
+            )
+    _finish(result, output, as_json, {"guards": rows})
+
+
+@app.command()
+def byzantine(
+    ctx: typer.Context,
+    nodes: int = typer.Option(50, help="Nodes in each simulated network."),
+    rounds: int = typer.Option(3, help="Rounds per run (reputation builds over rounds)."),
+    seed: int = typer.Option(0, help="Seed of the simulation (who is Byzantine, what each node sends)."),
+    attack: list[str] = typer.Option([], "--attack", help="Attacks to run (default: all)."),
+    fraction: list[float] = typer.Option([], "--fraction", help="Byzantine fractions (default: 0 to 0.49)."),
+    semantic_guard: bool = typer.Option(True, "--semantic-guard/--no-semantic-guard"),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Every attack at every Byzantine fraction: poisoned items accepted, honest recall, hijack success."""
+    from dso.bench.byzantine import ATTACKS, FRACTIONS, run_byzantine_bench
+    from dso.errors import ConfigError
+
+    unknown = sorted(set(attack) - set(ATTACKS))
+    if unknown or any(not 0 <= f < 0.5 for f in fraction) or nodes < 4 or rounds < 1:
+        raise ConfigError(f"attacks are {', '.join(ATTACKS)}; fractions lie in [0, 0.5); nodes >= 4; rounds >= 1")
+    result = run_byzantine_bench(
+        get_config(ctx),
+        attacks=tuple(attack) or ATTACKS,
+        fractions=tuple(fraction) or FRACTIONS,
+        nodes=nodes,
+        rounds=rounds,
+        seed=seed,
+        semantic=semantic_guard,
+        progress=None if as_json else console.print,
+    )
+    rows = [
+        {
+            "attack": r["attack"],
+            "byzantine": f"{r['fraction']:.0%}",
+            "poisoned accepted": r["poisoned_accepted"],
+            "honest recall": r["honest_recall"],
+            "hijack success": "-" if r["attack_success"] is None else str(r["attack_success"]),
+        }
+        for r in result["runs"]
+    ]
+    _finish(result, output, as_json, {"byzantine": rows})
+
+
+@app.command()
+def consensus(
+    ctx: typer.Context,
+    nodes: int = typer.Option(1000, help="Nodes."),
+    per_node: int = typer.Option(50, help="Submissions per node."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Seconds to aggregate NODES x PER_NODE submissions (embedding the distinct texts timed apart)."""
+    from dso.bench.byzantine import run_scale_bench
+
+    result = run_scale_bench(get_config(ctx), nodes=nodes, per_node=per_node)
+    flat = {k: v for k, v in result.items() if k not in ("machine", "aggregate_seconds")}
+    _finish(result, output, as_json, {"consensus": [flat]})

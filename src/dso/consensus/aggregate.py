@@ -11,8 +11,11 @@ every node, whatever their order or duplication. The steps, each explained in ev
    Nodes without history start low and together add at most `newcomer_share_cap`, so a flood of fresh
    identities carries little weight. Submissions in batches the registry rejected do not count.
 4. Evidence over claims: validators (established nodes) replay an experience on their own questions and
-   report helped / hurt counts; once `min_validations` of them have, their median net evidence must be
-   above `evidence_margin`. Self-reported confidence is only reported (its median), never decisive.
+   report helped / hurt counts. Each validator's verdict is the sign of its net count; once
+   `min_validations` have given one, the experience is vetoed when the reputation-weighted share of
+   validators that saw harm is above one half by more than `evidence_z` standard errors (with the
+   effective number of validators under the weights). Self-reported confidence is only reported (its
+   median), never decisive.
 5. Reputation: each node moves toward the share of its counted submissions that were accepted.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -28,6 +32,8 @@ from typing import Any, Literal
 from dso.config import ConsensusConfig
 from dso.consensus.grouping import cluster
 from dso.consensus.guards import RULE_NAMES, check_text
+from dso.consensus.semantic_guard import NAME as SEMANTIC_GUARD
+from dso.consensus.semantic_guard import SemanticGuard
 from dso.core.experience import normalise_text
 from dso.embed.base import Vectors
 
@@ -111,7 +117,7 @@ def text_key(text: str) -> str:
 
 def unique_texts(submissions: Sequence[Submission]) -> list[str]:
     """The normalised distinct texts, in canonical order: what the caller embeds (with its own embedder)."""
-    return sorted({normalise_text(s.text) for s in submissions}, key=text_key)
+    return sorted({normalise_text(raw) for raw in {s.text for s in submissions}}, key=text_key)
 
 
 def aggregate(
@@ -120,6 +126,7 @@ def aggregate(
     settings: ConsensusConfig,
     reputations: Mapping[str, Reputation] | None = None,
     validations: Sequence[Validation] = (),
+    semantic_guard: SemanticGuard | None = None,
 ) -> Result:
     """Decide every submitted experience; `vectors` maps each of `unique_texts(submissions)` to its unit vector."""
     reputations = dict(reputations or {})
@@ -130,8 +137,12 @@ def aggregate(
 
     # 1. one entry per (node, text): duplicates collapse, then the per-node cap keeps the first by text hash
     entries: dict[tuple[str, str], list[Submission]] = {}
+    normalised: dict[str, str] = {}
     for submission in submissions:
-        entries.setdefault((submission.node, normalise_text(submission.text)), []).append(submission)
+        text = normalised.get(submission.text)
+        if text is None:
+            text = normalised[submission.text] = normalise_text(submission.text)
+        entries.setdefault((submission.node, text), []).append(submission)
     by_node: dict[str, list[str]] = {}
     for node, text in entries:
         by_node.setdefault(node, []).append(text)
@@ -152,6 +163,10 @@ def aggregate(
     # 2. guards on each distinct text, then grouping of every text
     texts = sorted({text for _, text in counted}, key=text_key)
     failed = {text: guard(text) for text in texts}
+    if semantic_guard is not None and texts:
+        for text, flagged in zip(texts, semantic_guard.flags([vectors[t] for t in texts]), strict=True):
+            if flagged:
+                failed[text].append(SEMANTIC_GUARD)
     by_text: dict[str, list[tuple[str, Submission]]] = {text: [] for text in texts}
     for (node, text), submission in sorted(counted.items()):
         by_text[text].append((node, submission))
@@ -170,6 +185,7 @@ def aggregate(
     established = [n for n in active if bootstrap or reputations.get(n, Reputation(0.0, 0)).rounds > 0]
     total = sum(weight(n) for n in established) or 1.0
     evidence_by_text = _evidence(validations, reputations, bootstrap)
+    validator_weight = {n: weight(n) for n in {v for per in evidence_by_text.values() for v in per}}
     decisions: list[Decision] = []
     for group in groups:
         rows = [row for text in group for row in by_text[text]]
@@ -184,7 +200,7 @@ def aggregate(
         confidence = statistics.median(statistics.median(v) for v in per_node_conf.values()) if per_node_conf else 0.0
         domains = sorted(s.domain for _, s in rows)
         domain = max(sorted(set(domains)), key=domains.count) if domains else "general"
-        evidence = _group_evidence(group, evidence_by_text)
+        evidence = _group_evidence(group, evidence_by_text, validator_weight, settings.evidence_z)
         canonical = group[0]
         broken = tuple(failed[canonical])
         accepted, reason = _decide(broken, supporters, rows, support, evidence, settings, len(established))
@@ -205,9 +221,11 @@ def aggregate(
     # 5. reputations move toward each node's share of accepted submissions
     accepted_texts = {text for d in decisions if d.accepted for text in d.wordings}
     updated = dict(reputations)
+    mine: dict[str, list[str]] = {}
+    for node, text in counted:
+        mine.setdefault(node, []).append(text)
     for node in active:
-        mine = [text for (n, text) in counted if n == node]
-        rate = sum(text in accepted_texts for text in mine) / len(mine)
+        rate = sum(text in accepted_texts for text in mine[node]) / len(mine[node])
         before = reputations.get(node, Reputation(settings.new_node_reputation, 0))
         value = settings.reputation_decay * before.value + (1 - settings.reputation_decay) * rate
         updated[node] = Reputation(value, before.rounds + 1)
@@ -245,18 +263,28 @@ def _evidence(
     return found
 
 
-def _group_evidence(group: Sequence[str], by_text: Mapping[str, Mapping[str, tuple[int, int]]]) -> dict[str, Any]:
+def _group_evidence(
+    group: Sequence[str],
+    by_text: Mapping[str, Mapping[str, tuple[int, int]]],
+    weights: Mapping[str, float],
+    z: float,
+) -> dict[str, Any]:
     per_validator: dict[str, tuple[int, int]] = {}
     for text in group:
         for validator, (helped, hurt) in by_text.get(text, {}).items():
             old = per_validator.get(validator, (0, 0))
             per_validator[validator] = (old[0] + helped, old[1] + hurt)
-    nets = [(h - k) / (h + k) for h, k in per_validator.values() if h + k > 0]
+    verdicts = [(weights.get(v, 0.0), k > h) for v, (h, k) in sorted(per_validator.items()) if h != k]
+    total = sum(w for w, _ in verdicts)
+    harm = sum(w for w, hurt in verdicts if hurt) / total if total > 0 else 0.0
+    effective = total**2 / sum(w * w for w, _ in verdicts) if total > 0 else 0.0
+    bound = harm - z * math.sqrt(harm * (1 - harm) / effective) if effective > 0 else 0.0
     return {
-        "validators": len(nets),
+        "validators": len(verdicts),
         "helped": sum(h for h, _ in per_validator.values()),
         "hurt": sum(k for _, k in per_validator.values()),
-        "median_net": _round(statistics.median(nets)) if nets else None,
+        "harm_share": _round(harm),
+        "harm_lower_bound": _round(bound),
     }
 
 
@@ -278,10 +306,11 @@ def _decide(
             f"support {support:.3f} < {settings.support_threshold:g} "
             f"({len(supporters)} supporting nodes of {established} established)"
         )
-    if evidence["validators"] >= settings.min_validations and evidence["median_net"] <= settings.evidence_margin:
+    if evidence["validators"] >= settings.min_validations and evidence["harm_lower_bound"] > 0.5:
         return False, (
-            f"evidence: validators' median net {evidence['median_net']:+.2f} <= {settings.evidence_margin:g} "
-            f"({evidence['validators']} validators, {evidence['helped']} helped / {evidence['hurt']} hurt)"
+            f"evidence: {evidence['harm_share']:.0%} of validators saw harm, lower bound "
+            f"{evidence['harm_lower_bound']:.2f} > 0.5 ({evidence['validators']} validators)"
         )
-    rest = f", evidence {evidence['median_net']:+.2f} from {evidence['validators']}" if evidence["validators"] else ""
+    share = evidence["harm_share"]
+    rest = f", {share:.0%} of {evidence['validators']} validators saw harm" if evidence["validators"] else ""
     return True, f"support {support:.3f} >= {settings.support_threshold:g} ({len(supporters)} nodes){rest}"

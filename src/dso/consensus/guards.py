@@ -28,6 +28,10 @@ _OVERRIDE = _any(
     r"\b(previous|prior|above|earlier|preceding|original)\s+(instructions?|rules?|prompts?|messages?|directions?)\b",
     r"\bnew\s+(instructions?|rules?|system\s+prompt)\b",
     r"\bdo\s+not\s+follow\b",
+    r"\b(only|solely)\s+(trust|follow|obey|use)\s+this\b|\bno\s+other\s+(lessons?|experiences?|instructions?|rules?)\b",
+    # the same request in a few other languages
+    r"\b(ignorez|ignora|ignoriere|ignoriert|ignorar|negeer|ignoruj)\b",
+    r"\b(instructions\s+pr[ée]c[ée]dentes|instrucciones\s+anteriores|vorherigen\s+anweisungen|istruzioni\s+precedenti)\b",
 )
 _ROLE = _any(
     r"\byou\s+are\s+(now|no\s+longer|actually|a|an)\b",
@@ -46,12 +50,13 @@ _EXFILTRATION = _any(
     r"\b(curl|wget|fetch|http\s+request|webhook|exfiltrat\w*|upload|post\s+it|send\s+(it|them|this|the|all|your))\b",
     r"\b(call|invoke|execute)\s+(the\s+|a\s+)?(tool|function|api|shell|command|browser|script)\b",
     r"\buse\s+(the\s+|a\s+)?(tool|shell|browser|api|internet|web)\b",
+    r"\bvisit\s+(our|this|the|my|a)\s+(site|website|page|link|channel|server)\b",
     r"\b(api[_\s-]?key|password|secret|credentials?|private\s+key|seed\s+phrase)\b",
     r"<\s*(script|img|iframe|a\s|object|svg)|\bon(error|load|click)\s*=",
 )
 _ANSWER_FORCING = _any(
     r"\balways\s+(answer|respond|reply|output|say|print|return|write)\b",
-    r"\b(answer|respond|reply|output|say)\s+(with\s+)?(exactly|always|nothing\s+but)\b",
+    r"\b(answer|respond|reply|output|say)\s+(with\s+)?(exactly|always|nothing\s+but|the\s+same)\b",
     r"\bthe\s+(correct\s+|right\s+|final\s+)?answer\s+is\s+(always|never)\b",
     r"\bregardless\s+of\s+(the\s+)?(question|problem|task|input|what)\b",
     r"\b(never|don'?t|do\s+not)\s+(answer|solve|reason|think|explain|show)\b",
@@ -108,12 +113,23 @@ RULES: tuple[Rule, ...] = (
 RULE_NAMES = tuple(rule.name for rule in RULES)
 
 
+_SPELLED_OUT = re.compile(r"\b(?:\w[-_.*/ ]){3,}\w\b")
+
+
+def _joined(text: str) -> str:
+    """Letters spelled out with separators (i-g-n-o-r-e, i g n o r e) joined back into words."""
+    return _SPELLED_OUT.sub(lambda m: re.sub(r"[-_.*/ ]", "", m.group(0)), text)
+
+
 def check_text(text: str, *, max_words: int, max_bytes: int, rules: tuple[str, ...] = RULE_NAMES) -> list[str]:
-    """The names of the checks `text` fails (size caps first, then the content rules), in a fixed order."""
+    """The names of the checks `text` fails (size caps first, then the content rules), in a fixed order.
+
+    Each content rule reads the text as given and with spelled-out letters joined back into words."""
     failed = []
     if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         failed.append("too-long")
     elif len(text.split()) > max_words:
         failed.append("too-many-words")
-    failed += [rule.name for rule in RULES if rule.name in rules and rule.breaks(text)]
+    variants = {text, _joined(text)}
+    failed += [rule.name for rule in RULES if rule.name in rules and any(rule.breaks(v) for v in variants)]
     return failed
