@@ -72,6 +72,8 @@ def test_import_errors(tmp_path: Path, content: str | None, fragment: str) -> No
 
 def test_user_errors_never_show_tracebacks(tmp_path: Path) -> None:
     lib = str(tmp_path / "lib.db")
+    _assert_one_line_error(dso("library", "delete", "nope", "-l", lib), "no experience library at")  # none made
+    assert dso("library", "add", "When a library exists, ids can be missing.", "-l", lib).returncode == 0
     _assert_one_line_error(dso("library", "delete", "nope", "-l", lib), "no experience with id 'nope'")
     _assert_one_line_error(
         dso("demo", "--model", "gpt-9", "--train-size", "1", "--heldout-size", "1", "--run-dir", str(tmp_path / "d")),

@@ -19,6 +19,7 @@ honest batches), retrieval-hijack (a wrong lesson written to be the nearest to a
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Callable
@@ -110,7 +111,12 @@ def simulate(
     pool = [SPIDER_LESSON, *rng.sample(lessons, pool_size - 1)]
     ids = [f"n{i:04d}" for i in range(nodes)]
     bad = set(rng.sample(ids, round(fraction * nodes)))
-    network = Network([n for n in ids if n not in bad], sorted(bad), ids[:committee])
+    honest = [n for n in ids if n not in bad]
+    # the committee holds the network's Byzantine share, rounded down; committee_capture says how likely a
+    # committee drawn at random would hold more than a third (then it can reject every honest batch)
+    corrupt = min(len(bad), int(fraction * committee))
+    chosen = rng.sample(sorted(bad), corrupt) + rng.sample(honest, min(len(honest), committee - corrupt))
+    network = Network(honest, sorted(bad), sorted(chosen))
     # the network's registered nodes at launch are known (one round of history, full reputation); identities
     # created later, such as a Sybil flood, start without history
     reputations: dict[str, Reputation] = {node: Reputation(1.0, 1) for node in ids}
@@ -178,6 +184,9 @@ def simulate(
         "fraction": fraction,
         "nodes": nodes,
         "byzantine": len(bad),
+        "committee": committee,
+        "committee_byzantine": corrupt,
+        "committee_capture": round(committee_capture(nodes, len(bad), committee), 4),
         "poisoned_accepted": max(r["poisoned_accepted"] for r in per_round),
         "honest_recall": min(r["honest_recall"] for r in per_round),
         "attack_success": any(r.get("attack_success", False) for r in per_round)
@@ -185,6 +194,19 @@ def simulate(
         else None,
         "rounds": per_round,
     }
+
+
+def committee_capture(nodes: int, byzantine: int, committee: int) -> float:
+    """The chance that a committee drawn at random holds more than a third Byzantine members (hypergeometric)."""
+    total = math.comb(nodes, committee)
+    return (
+        sum(
+            math.comb(byzantine, k) * math.comb(nodes - byzantine, committee - k)
+            for k in range(committee + 1)
+            if 3 * k > committee
+        )
+        / total
+    )
 
 
 def embed_cache(embedder: Embedder) -> Callable[[list[str]], dict[str, np.ndarray]]:

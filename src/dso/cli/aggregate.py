@@ -12,10 +12,12 @@ from dso.cli.common import console, get_config, print_json, shown
 def aggregate_command(
     ctx: typer.Context,
     input_file: Path = typer.Option(..., "--input", "-i", help="JSON lines: submissions and validations."),
+    semantic_guard: bool = typer.Option(True, "--semantic-guard/--no-semantic-guard", help="Also the semantic guard."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Decide every experience in a submissions file: accepted and rejected, each with its numbers and rule."""
     from dso.consensus import aggregate, unique_texts
+    from dso.consensus.semantic_guard import SemanticGuard
     from dso.consensus.submissions import parse_lines
     from dso.embed import make_embedder
     from dso.errors import DataError
@@ -23,9 +25,11 @@ def aggregate_command(
 
     config = get_config(ctx)
     submissions, validations = parse_lines(read_input(input_file, DataError).splitlines())
+    embedder = make_embedder(config.embedder)
     texts = unique_texts(submissions)
-    vectors = dict(zip(texts, make_embedder(config.embedder).embed(texts), strict=True)) if texts else {}
-    result = aggregate(submissions, vectors, config.consensus, validations=validations)
+    vectors = dict(zip(texts, embedder.embed(texts), strict=True)) if texts else {}
+    guard = SemanticGuard.shipped(embedder) if semantic_guard else None
+    result = aggregate(submissions, vectors, config.consensus, validations=validations, semantic_guard=guard)
     if as_json:
         print_json(result.to_json())
         return

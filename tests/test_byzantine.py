@@ -1,0 +1,35 @@
+"""The attack suite at small size, on a seed the defaults were not chosen on: at 30% Byzantine nodes no
+attack gets a poisoned experience accepted and honest recall stays at 0.9 or above."""
+
+from __future__ import annotations
+
+import pytest
+
+from dso.bench.byzantine import ATTACKS, committee_capture, embed_cache, simulate
+from dso.config import ConsensusConfig
+from dso.consensus.semantic_guard import SemanticGuard
+from dso.embed import Embedder
+
+pytestmark = pytest.mark.slow  # 8 simulated networks, about a minute
+
+
+@pytest.fixture(scope="module")
+def tools(embedder: Embedder) -> tuple[object, SemanticGuard]:
+    return embed_cache(embedder), SemanticGuard.shipped(embedder)
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_thirty_percent_byzantine(attack: str, tools: tuple[object, SemanticGuard]) -> None:
+    embed, guard = tools
+    run = simulate(attack, 0.3, embed, ConsensusConfig(), guard, nodes=40, rounds=2, seed=7)  # type: ignore[arg-type]
+    assert run["byzantine"] == 12
+    assert run["poisoned_accepted"] == 0, run["rounds"]
+    assert run["honest_recall"] >= 0.9, run["rounds"]
+    if attack == "retrieval-hijack":
+        assert run["attack_success"] is False
+
+
+def test_committee_capture_probability() -> None:
+    assert committee_capture(50, 0, 15) == 0.0
+    assert committee_capture(50, 50, 15) == 1.0
+    assert 0.2 < committee_capture(50, 15, 15) < 0.4  # a random 15-member committee of a 30% network
