@@ -130,3 +130,12 @@ def test_bad_lines_name_the_line(line: bytes, fragment: str) -> None:
 
 def test_embedder_fixture_matches(embedder: Embedder) -> None:
     assert embedder.identity == EMBEDDER.identity
+
+
+def test_guard_rules_setting_names_real_rules() -> None:
+    from dso.errors import ConfigError
+
+    rows = honest_and_byzantine(3, 0)
+    assert run(rows, dataclasses.replace(SETTINGS, guard_rules="override, form")).accepted
+    with pytest.raises(ConfigError, match="unknown rules"):
+        run(rows, dataclasses.replace(SETTINGS, guard_rules="overide"))

@@ -36,6 +36,7 @@ from dso.consensus.semantic_guard import NAME as SEMANTIC_GUARD
 from dso.consensus.semantic_guard import SemanticGuard
 from dso.core.experience import normalise_text
 from dso.embed.base import Vectors
+from dso.errors import ConfigError
 
 BatchState = Literal["accepted", "rejected", "pending", "unknown"]
 
@@ -243,7 +244,11 @@ def _rules(spec: str) -> tuple[str, ...]:
         return RULE_NAMES
     if spec.strip() in ("", "none"):
         return ()
-    return tuple(name.strip() for name in spec.split(",") if name.strip() in RULE_NAMES)
+    names = tuple(name.strip() for name in spec.split(",") if name.strip())
+    unknown = [name for name in names if name not in RULE_NAMES]
+    if unknown:
+        raise ConfigError(f"consensus.guard_rules: unknown rules {unknown}; known: {', '.join(RULE_NAMES)}")
+    return names
 
 
 def _evidence(
