@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dso.endpoints import RetryPolicy
 from dso.errors import LLMError, StoreError
 from dso.llm.openai_http import OpenAICompatibleLLM
 from dso.store.ipfs import IPFSStore
@@ -47,11 +48,11 @@ def junk_server(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.mark.parametrize("junk_server", sorted(ANSWERS), indirect=True)
 def test_junk_answers_are_one_line_errors(junk_server: str) -> None:
-    llm = OpenAICompatibleLLM(junk_server + "/v1", "m", retries=0, timeout_s=5)
+    llm = OpenAICompatibleLLM(junk_server + "/v1", "m", policy=RetryPolicy(timeout_s=5, retries=0))
     with pytest.raises(LLMError) as info:
         llm.chat([{"role": "user", "content": "hi"}])
     assert "\n" not in str(info.value)
-    store = IPFSStore(junk_server, retries=0, timeout_s=5)
+    store = IPFSStore(junk_server, policy=RetryPolicy(timeout_s=5, retries=0))
     with pytest.raises(StoreError) as stored:
         store.put(b"block")
     assert "\n" not in str(stored.value) and "\x1b" not in str(stored.value)  # quoted, not raw

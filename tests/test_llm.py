@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from dso.endpoints import RetryPolicy
 from dso.errors import LLMError
 from dso.llm import ChatMessage
 from dso.llm.llamacpp import LlamaCppLLM
@@ -62,7 +63,7 @@ def test_bad_request_is_refused_before_the_model(small_llm: LlamaCppLLM) -> None
 
 
 def test_openai_backend_against_a_real_server(small_llm: LlamaCppLLM) -> None:
-    client = OpenAICompatibleLLM(small_llm.base_url, "smollm2-135m", timeout_s=60, retries=1)
+    client = OpenAICompatibleLLM(small_llm.base_url, "smollm2-135m", policy=RetryPolicy(timeout_s=60, retries=1))
     reply = client.chat(ASK, max_tokens=24)
     assert "5" in reply.text and reply.completion_tokens > 0
     greedy = small_llm.chat(ASK, max_tokens=24)
@@ -83,7 +84,9 @@ def _free_port() -> int:
 
 
 def test_openai_backend_dead_endpoint_is_a_clear_error() -> None:
-    client = OpenAICompatibleLLM(f"http://127.0.0.1:{_free_port()}/v1", "m", retries=2, backoff_s=0.01, timeout_s=2)
+    client = OpenAICompatibleLLM(
+        f"http://127.0.0.1:{_free_port()}/v1", "m", policy=RetryPolicy(timeout_s=2, retries=2, backoff_s=0.01)
+    )
     with pytest.raises(LLMError, match=r"failed after 3 attempts: cannot connect") as info:
         client.chat(ASK)
     assert "\n" not in str(info.value)

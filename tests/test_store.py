@@ -10,6 +10,7 @@ import pytest
 
 from dso.core.car import decode_car, encode_car
 from dso.core.cid import cid_of
+from dso.endpoints import RetryPolicy
 from dso.errors import KeystoreError, StoreError
 from dso.keys import keystore_address, load_account, new_keystore
 from dso.services import free_port
@@ -57,7 +58,7 @@ def test_ipfs_daemon_gives_the_same_cids(ipfs_api: str) -> None:
 
 
 def test_ipfs_missing_block_fails_fast(ipfs_api: str) -> None:
-    store = IPFSStore(ipfs_api, timeout_s=1, lookup_timeout_s=0.5)
+    store = IPFSStore(ipfs_api, policy=RetryPolicy(timeout_s=1), lookup_timeout_s=0.5)
     missing = cid_of(b"nobody stored this")
     assert not store.has(missing)
     with pytest.raises(StoreError, match="could not provide"):
@@ -76,7 +77,7 @@ def test_car_moves_a_batch_between_stores(tmp_path: Path, ipfs_api: str) -> None
 
 
 def test_dead_ipfs_endpoint_is_one_clear_error() -> None:
-    store = IPFSStore(f"http://127.0.0.1:{free_port()}", retries=1, backoff_s=0.01)
+    store = IPFSStore(f"http://127.0.0.1:{free_port()}", policy=RetryPolicy(retries=1, backoff_s=0.01))
     with pytest.raises(StoreError, match="failed after 2 attempts: cannot connect"):
         store.put(b"x")
     with pytest.raises(StoreError, match="must start with http"):

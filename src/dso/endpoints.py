@@ -9,6 +9,7 @@ caller's to read. After the last attempt the caller's error type names what fail
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Collection
 from typing import Any
@@ -25,12 +26,20 @@ def http_base_url(url: str, what: str, error: type[DSOError]) -> str:
     return url.rstrip("/")
 
 
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How long one request may take, and how often and how patiently a failed one is sent again."""
+
+    timeout_s: float = 30.0
+    retries: int = 2
+    backoff_s: float = 0.3
+
+
 def post_with_retries(
     client: httpx.Client,
     url: str,
     *,
-    retries: int,
-    backoff_s: float,
+    policy: RetryPolicy,
     transient: Collection[int],
     error: type[DSOError],
     what: str,
@@ -39,9 +48,10 @@ def post_with_retries(
 ) -> httpx.Response:
     """POST until an answer that is not transient; `slot` (a semaphore) is held only while a request is out."""
     problem = ""
-    for attempt in range(max(0, retries) + 1):
+    attempts = max(0, policy.retries) + 1
+    for attempt in range(attempts):
         if attempt:
-            time.sleep(min(backoff_s * 2 ** (attempt - 1), 30.0))
+            time.sleep(min(policy.backoff_s * 2 ** (attempt - 1), 30.0))
         try:
             with slot or contextlib.nullcontext():
                 response = client.post(url, **request)
@@ -58,4 +68,4 @@ def post_with_retries(
                 time.sleep(min(float(wait), 30.0))
             continue
         return response
-    raise error(f"{what} {url} failed after {max(0, retries) + 1} attempts: {problem}")
+    raise error(f"{what} {url} failed after {attempts} attempts: {problem}")

@@ -218,16 +218,10 @@ def byzantine(
 
 
 @app.command()
-def consensus(
-    ctx: typer.Context,
-    nodes: int = typer.Option(1000, help="Nodes."),
-    per_node: int = typer.Option(50, help="Submissions per node."),
-    output: Path | None = OutputOpt,
-    as_json: bool = JsonOpt,
-) -> None:
-    """Seconds to aggregate NODES x PER_NODE submissions (embedding the distinct texts timed apart)."""
+def consensus(ctx: typer.Context, output: Path | None = OutputOpt, as_json: bool = JsonOpt) -> None:
+    """Seconds to aggregate 1,000 nodes x 50 submissions (embedding the distinct texts timed apart)."""
     from dso.bench.byzantine import run_scale_bench
 
-    result = run_scale_bench(get_config(ctx), nodes=nodes, per_node=per_node)
+    result = run_scale_bench(get_config(ctx))
     flat = {k: v for k, v in result.items() if k not in ("machine", "aggregate_seconds")}
     _finish(result, output, as_json, {"consensus": [flat]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dso.config import DSOConfig
+from dso.endpoints import RetryPolicy
 from dso.errors import ConfigError
 from dso.llm.base import LLM, ChatMessage, Completion
 
@@ -32,8 +33,7 @@ def make_llm(config: DSOConfig) -> LLM:
             settings.base_url,
             settings.model,
             api_key_env=settings.api_key_env,
-            timeout_s=settings.timeout_s,
-            retries=settings.retries,
+            policy=RetryPolicy(timeout_s=settings.timeout_s, retries=settings.retries, backoff_s=0.5),
             max_concurrency=settings.max_concurrency,
         )
     raise ConfigError(f"unknown llm backend {settings.backend!r} (use 'llamacpp' or 'openai')")

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from dso.core.untrusted import load_json
-from dso.endpoints import http_base_url, post_with_retries
+from dso.endpoints import RetryPolicy, http_base_url, post_with_retries
 from dso.errors import LLMError
 from dso.llm.base import LLM
 
@@ -29,22 +29,19 @@ class OpenAICompatibleLLM(LLM):
         model: str,
         *,
         api_key_env: str = "OPENAI_API_KEY",
-        timeout_s: float = 120.0,
-        retries: int = 3,
+        policy: RetryPolicy = RetryPolicy(timeout_s=120.0, retries=3, backoff_s=0.5),
         max_concurrency: int = 4,
-        backoff_s: float = 0.5,
     ) -> None:
         self._base_url = http_base_url(base_url, "LLM base", LLMError)
         self._model = model
         self.request_model = model
-        self._retries = max(0, retries)
-        self._backoff_s = backoff_s
+        self._policy = policy
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env, "")
         if key:
             headers["Authorization"] = f"Bearer {key}"
         limits = httpx.Limits(max_connections=max(1, max_concurrency))
-        self._client = httpx.Client(headers=headers, timeout=timeout_s, limits=limits)
+        self._client = httpx.Client(headers=headers, timeout=policy.timeout_s, limits=limits)
         self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
 
     @property
@@ -60,8 +57,7 @@ class OpenAICompatibleLLM(LLM):
         response = post_with_retries(
             self._client,
             url,
-            retries=self._retries,
-            backoff_s=self._backoff_s,
+            policy=self._policy,
             transient=_RETRY_STATUS,
             error=LLMError,
             what="LLM endpoint",

@@ -14,7 +14,7 @@ import httpx
 
 from dso.core.cid import cid_of, parse_cid, verify_cid
 from dso.core.untrusted import load_json
-from dso.endpoints import http_base_url, post_with_retries
+from dso.endpoints import RetryPolicy, http_base_url, post_with_retries
 from dso.errors import CIDError, StoreError
 
 
@@ -35,16 +35,13 @@ class IPFSStore:
         self,
         api_url: str,
         *,
-        timeout_s: float = 30.0,
-        retries: int = 2,
-        backoff_s: float = 0.3,
+        policy: RetryPolicy = RetryPolicy(),
         lookup_timeout_s: float = 2.0,
     ) -> None:
         self.api_url = http_base_url(api_url, "IPFS API", StoreError)
-        self._retries = max(0, retries)
-        self._backoff_s = backoff_s
-        self._client = httpx.Client(timeout=timeout_s + 5)
-        self._timeout = f"{timeout_s:g}s"  # the node's own limit, so a missing block fails, not hangs
+        self._policy = policy
+        self._client = httpx.Client(timeout=policy.timeout_s + 5)
+        self._timeout = f"{policy.timeout_s:g}s"  # the node's own limit, so a missing block fails, not hangs
         self._lookup_timeout = f"{lookup_timeout_s:g}s"
 
     def close(self) -> None:
@@ -55,8 +52,7 @@ class IPFSStore:
         return post_with_retries(
             self._client,
             f"{self.api_url}/api/v0/{endpoint}",
-            retries=self._retries,
-            backoff_s=self._backoff_s,
+            policy=self._policy,
             transient=(502, 503, 504),
             error=StoreError,
             what="IPFS API",
