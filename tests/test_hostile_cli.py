@@ -81,19 +81,23 @@ JUNK_FILES = {
 }
 
 
+def make_junk(path: Path, kind: str) -> None:
+    """A junk input at `path`: one of JUNK_FILES' contents, a FIFO, a folder or a symlink loop."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "loop":
+        path.symlink_to(path)
+    else:
+        path.write_bytes(JUNK_FILES[kind])
+
+
 @pytest.mark.parametrize("kind", ["empty", "random", "nested", "not utf-8", "wrong types", "fifo", "dir", "loop"])
 def test_every_command_that_reads_a_file_refuses_junk_in_one_line(tmp_path: Path, kind: str) -> None:
     assert dso("library", "add", "When junk arrives, refuse it whole.", cwd=tmp_path).returncode == 0
     before = (tmp_path / "dso-library.db").read_bytes()
-    junk = tmp_path / "junk"
-    if kind == "fifo":
-        os.mkfifo(junk)
-    elif kind == "dir":
-        junk.mkdir()
-    elif kind == "loop":
-        junk.symlink_to(junk)
-    else:
-        junk.write_bytes(JUNK_FILES[kind])
+    make_junk(tmp_path / "junk", kind)
     commands = [
         ("library", "import", "junk"),
         ("library", "show", "-l", "junk"),
@@ -104,15 +108,7 @@ def test_every_command_that_reads_a_file_refuses_junk_in_one_line(tmp_path: Path
         commands.append(("--config", "junk", "library", "show"))
     if kind in ("fifo", "dir", "loop", "nested"):  # any other regular file up to 256 KiB has a CID
         commands.append(("cid", "junk"))
-    dataset = tmp_path / "junk.jsonl"  # a dataset file: the first thing dso train reads
-    if kind == "fifo":
-        os.mkfifo(dataset)
-    elif kind == "dir":
-        dataset.mkdir()
-    elif kind == "loop":
-        dataset.symlink_to(dataset)
-    else:
-        dataset.write_bytes(JUNK_FILES[kind])
+    make_junk(tmp_path / "junk.jsonl", kind)  # a dataset file: the first thing dso train reads
     if kind != "empty":
         commands.append(("train", "--dataset", "junk.jsonl", "--run-dir", "run"))
     for command in commands:
