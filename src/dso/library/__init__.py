@@ -1,8 +1,8 @@
 """The persistent experience library (SQLite, WAL) and what goes in and out of it."""
 
 from dso.library._exchange import NewExperience, grpo_mapping, render_for_prompt
-from dso.library._storage import HistoryEntry
-from dso.library._writes import Operation, OperationKind, WriteKind, WriteResult
+from dso.library._storage import HistoryEntry, Provenance
+from dso.library._writes import Operation, OperationKind, RemoteExperience, WriteKind, WriteResult
 from dso.library.library import ExperienceLibrary, SearchHit
 
 __all__ = [
@@ -11,6 +11,8 @@ __all__ = [
     "NewExperience",
     "Operation",
     "OperationKind",
+    "Provenance",
+    "RemoteExperience",
     "SearchHit",
     "WriteKind",
     "WriteResult",

@@ -25,7 +25,7 @@ from dso.core.experience import Experience
 from dso.embed.base import Vectors
 from dso.errors import LibraryError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: provenance has its own table (one experience, many supporters)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,11 +53,33 @@ CREATE TABLE IF NOT EXISTS history (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS history_by_experience ON history (experience_id);
+CREATE TABLE IF NOT EXISTS provenance (
+    experience_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    record_cid TEXT NOT NULL,
+    batch_id TEXT,
+    round INTEGER,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (experience_id, record_cid)
+);
+CREATE INDEX IF NOT EXISTS provenance_by_record ON provenance (record_cid);
 """
 
 # The order of Experience's fields: rows are read and written in it.
 _FIELDS = tuple(f.name for f in dataclasses.fields(Experience))
 _COLUMNS = ", ".join(_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+    """One shared record that supports an experience: which node sent it, in which batch and round."""
+
+    experience_id: str
+    node: str
+    record_cid: str
+    batch_id: str | None
+    round: int | None
+    received_at: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,12 +118,15 @@ class Storage:
             with self.transaction():
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self.db.execute(statement)
-                version = int(self.meta("schema_version") or SCHEMA_VERSION)
-                if version != SCHEMA_VERSION:
-                    raise LibraryError(f"{path} has schema version {version}; this dso reads {SCHEMA_VERSION}")
-                self.db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
+                stored = self.meta("schema_version")
+                if stored == "1":  # version 1 kept one content id per experience: it becomes a provenance row
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO provenance (experience_id, node, record_cid, received_at) "
+                        "SELECT id, origin_node, content_id, updated_at FROM experiences WHERE content_id IS NOT NULL"
+                    )
+                elif stored not in (None, str(SCHEMA_VERSION)):
+                    raise LibraryError(f"{path} has schema version {stored!r:.20}; this dso reads {SCHEMA_VERSION}")
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
         except sqlite3.DatabaseError as exc:
             raise LibraryError(f"{path} is not a usable experience library: {exc}") from None
 
@@ -193,6 +218,30 @@ class Storage:
             "UPDATE experiences SET usage_count = usage_count + ? WHERE id = ?",
             [(count, experience_id) for experience_id, count in counts.items() if count > 0],
         )
+
+    # -- provenance ----------------------------------------------------------------------------
+
+    def add_provenance(self, row: Provenance) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO provenance (experience_id, node, record_cid, batch_id, round, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            dataclasses.astuple(row),
+        )
+
+    def provenance(self, experience_id: str) -> list[Provenance]:
+        rows = self.db.execute(
+            "SELECT experience_id, node, record_cid, batch_id, round, received_at FROM provenance "
+            "WHERE experience_id = ? ORDER BY received_at, record_cid",
+            (experience_id,),
+        ).fetchall()
+        return [Provenance(*row) for row in rows]
+
+    def move_provenance(self, source: str, target: str) -> None:
+        """An experience folded into another hands over its supporters."""
+        self.db.execute("UPDATE OR IGNORE provenance SET experience_id = ? WHERE experience_id = ?", (target, source))
+
+    def knows_record(self, record_cid: str) -> bool:
+        return self.db.execute("SELECT 1 FROM provenance WHERE record_cid = ?", (record_cid,)).fetchone() is not None
 
     # -- history -------------------------------------------------------------------------------
 

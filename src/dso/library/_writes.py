@@ -41,6 +41,20 @@ class Operation:
 
 
 @dataclasses.dataclass(frozen=True)
+class RemoteExperience:
+    """An experience another node shared, with where it came from."""
+
+    text: str
+    confidence: float
+    domain: str
+    epoch: int
+    node: str  # the origin node's address
+    record_cid: str
+    batch_id: str | None = None
+    round: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class WriteResult:
     op: WriteKind  # "MERGE": the text was a paraphrase of `experience`, which absorbed it
     experience: Experience

@@ -19,14 +19,22 @@ from pathlib import Path
 import numpy as np
 
 from dso.config import LibraryConfig
-from dso.core.experience import MAX_TEXT_BYTES, Experience, check_fields, check_label, normalise_text, word_count
+from dso.core.experience import (
+    MAX_TEXT_BYTES,
+    Experience,
+    check_fields,
+    check_label,
+    normalise_text,
+    top_k,
+    word_count,
+)
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
 from dso.files import same_file, write_new_file, write_text_atomic
 from dso.library._exchange import NewExperience, export_document, grpo_mapping, parse_import, render_for_prompt
-from dso.library._storage import HistoryEntry, Storage
+from dso.library._storage import HistoryEntry, Provenance, Storage
 from dso.library._vectors import VectorCache
-from dso.library._writes import Operation, WriteResult, insert_deduplicated
+from dso.library._writes import Operation, RemoteExperience, WriteResult, insert_deduplicated
 
 _USER_META = "user:"  # keys callers store with `apply(meta=...)`; the library's own keys never clash
 
@@ -60,7 +68,7 @@ class ExperienceLibrary:
         self.dedup_threshold = dedup_threshold
         self.word_cap = word_cap
         self._embedder = embedder
-        self._storage = Storage(self.path, on_rollback=lambda: self._vectors.invalidate(), create=create)
+        self._storage = Storage(self.path, on_rollback=self._forget_vectors, create=create)
         self._vectors = VectorCache(
             self._storage, self.index_path, index_min_size=index_min_size, index_candidates=index_candidates
         )
@@ -88,6 +96,12 @@ class ExperienceLibrary:
             word_cap=settings.word_cap,
             create=create,
         )
+
+    def _forget_vectors(self) -> None:
+        """After a rollback the cached vectors may be ahead of the file (also while opening: none yet)."""
+        vectors: VectorCache | None = getattr(self, "_vectors", None)
+        if vectors is not None:
+            vectors.invalidate()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -289,6 +303,69 @@ class ExperienceLibrary:
         self._vectors.invalidate()
         return results
 
+    def merge_remote(self, items: Sequence[RemoteExperience]) -> tuple[list[WriteResult], list[tuple[str, str]]]:
+        """Merge experiences shared by other nodes, in one transaction; returns (results, skipped with reasons).
+
+        A remote item never rewrites or inflates a stored experience: a paraphrase only adds a provenance
+        row (the stored text, confidence and epoch stay), a new text is added with its origin and record CID,
+        and a record CID already known is skipped, so a batch merged twice changes nothing. An item the
+        library refuses (over its word cap, bad fields) is skipped with its reason; the rest still merge.
+        """
+        embedder = self._require_embedder()
+        accepted: list[tuple[RemoteExperience, str]] = []
+        skipped: list[tuple[str, str]] = []
+        for item in items:
+            try:
+                text = self._clean_text(item.text)
+                check_fields(item.confidence, item.domain, item.epoch)
+                check_label(item.node, "origin node")
+                check_label(item.record_cid, "record CID")
+            except LibraryError as exc:
+                skipped.append((item.record_cid, str(exc)))
+                continue
+            accepted.append((item, text))
+        vectors = embedder.embed([text for _, text in accepted]) if accepted else None
+        results: list[WriteResult] = []
+        now = time.time()
+        with self._storage.transaction():
+            for index, (item, text) in enumerate(accepted):
+                if self._storage.knows_record(item.record_cid):
+                    skipped.append((item.record_cid, "record already merged"))
+                    continue
+                assert vectors is not None
+                ids, matrix = self._vectors.load(embedder.identity, embedder.dim)
+                nearest = top_k(matrix, vectors[index], 1)
+                if nearest and nearest[0][1] >= self.dedup_threshold:
+                    existing = self.get(ids[nearest[0][0]])
+                    self._storage.record(existing.id, "SUPPORT", existing.text, existing.text, origin_node=item.node)
+                    results.append(WriteResult("MERGE", existing, nearest[0][1]))
+                    target = existing.id
+                else:
+                    fresh = NewExperience(text, item.confidence, item.domain, item.epoch, item.node, item.record_cid)
+                    result = self._insert([fresh], [text], vectors[index : index + 1])[0]
+                    results.append(result)
+                    target = result.experience.id
+                self._storage.add_provenance(
+                    Provenance(target, item.node, item.record_cid, item.batch_id, item.round, now)
+                )
+        self._vectors.invalidate()
+        return results, skipped
+
+    def _insert_locked_one(self, item: NewExperience, text: str, vector: Vectors) -> WriteResult:
+        return insert_deduplicated(
+            self._storage,
+            self._vectors,
+            self._require_embedder(),
+            self.dedup_threshold,
+            [item],
+            [text],
+            vector[None, :],
+        )[0]
+
+    def provenance(self, experience_id: str) -> list[Provenance]:
+        """Every shared record that supports an experience (one experience can have many supporters)."""
+        return self._storage.provenance(experience_id)
+
     def update(
         self,
         experience_id: str,
@@ -346,6 +423,7 @@ class ExperienceLibrary:
             self._storage.put(merged, self._storage.embedding(target.id) if vector is None else vector)
             for other in others:
                 self._storage.remove(other.id)
+                self._storage.move_provenance(other.id, target.id)
                 self._storage.record(other.id, "DELETE", other.text, None, merged_into=target.id)
             self._storage.record(target.id, "MERGE", target.text, merged.text, merged=[o.id for o in others])
             self._vectors.invalidate()
