@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dso.consensus.aggregate import BatchState, Submission, Validation
-from dso.core.experience import MAX_TEXT_BYTES
+from dso.core.experience import MAX_TEXT_BYTES, check_label
 from dso.core.untrusted import is_int, is_number, load_json
 from dso.errors import DataError
 
@@ -26,9 +26,8 @@ class SubmissionError(DataError):
 
 def _label(row: dict[str, Any], key: str, where: str, limit: int = 128, default: str | None = None) -> str:
     value = row.get(key, default)
-    if not isinstance(value, str) or not value.strip() or len(value) > limit or not value.isprintable():
-        raise SubmissionError(f"{where}: {key!r} must be a printable string of 1 to {limit} characters")
-    return value
+    check_label(value, f"{where}: {key!r}", limit, SubmissionError)
+    return str(value)
 
 
 def _count(row: dict[str, Any], key: str, where: str) -> int:

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dso.errors import LibraryError
+from dso.core.untrusted import is_int
+from dso.errors import DSOError, LibraryError
 
 _SPACE = re.compile(r"\s+")
 
@@ -53,10 +54,10 @@ def word_count(text: str) -> int:
 MAX_TEXT_BYTES = 1_024  # an experience is one sentence; words are capped by the library, bytes here
 
 
-def check_label(value: object, name: str, limit: int = 128) -> None:
-    """A short printable label (domain, origin node, content id): what a terminal shows must be what it is."""
+def check_label(value: object, name: str, limit: int = 128, error: type[DSOError] = LibraryError) -> None:
+    """A short printable label (domain, node, content id): what a terminal shows must be what it is."""
     if not isinstance(value, str) or not value.strip() or len(value) > limit or normalise_text(value) != value:
-        raise LibraryError(
+        raise error(
             f"{name} must be a printable string of 1 to {limit} characters without control characters, "
             f"got {value!r:.80}"
         )
@@ -69,7 +70,7 @@ def check_fields(confidence: float, domain: str, epoch: int) -> None:
     if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
         raise LibraryError(f"confidence must lie in [0, 1], got {confidence!r}")
     check_label(domain, "domain", 64)
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+    if not is_int(epoch) or epoch < 0:
         raise LibraryError(f"epoch must be a non-negative integer, got {epoch!r}")
 
 
