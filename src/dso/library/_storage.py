@@ -126,7 +126,8 @@ class Storage:
                     )
                 elif stored not in (None, str(SCHEMA_VERSION)):
                     raise LibraryError(f"{path} has schema version {stored!r:.20}; this dso reads {SCHEMA_VERSION}")
-                self.set_meta("schema_version", str(SCHEMA_VERSION))
+                if stored != str(SCHEMA_VERSION):  # opening to read must not write
+                    self.set_meta("schema_version", str(SCHEMA_VERSION))
         except sqlite3.DatabaseError as exc:
             raise LibraryError(f"{path} is not a usable experience library: {exc}") from None
 
