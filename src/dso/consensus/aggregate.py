@@ -183,8 +183,8 @@ def aggregate(
             return 1.0
         return known.value if known and known.rounds > 0 else settings.new_node_reputation
 
-    established = [n for n in active if bootstrap or reputations.get(n, Reputation(0.0, 0)).rounds > 0]
-    total = sum(weight(n) for n in established) or 1.0
+    established = {n for n in active if bootstrap or reputations.get(n, Reputation(0.0, 0)).rounds > 0}
+    total = sum(weight(n) for n in sorted(established)) or 1.0
     evidence_by_text = _evidence(validations, reputations, bootstrap)
     validator_weight = {n: weight(n) for n in {v for per in evidence_by_text.values() for v in per}}
     decisions: list[Decision] = []
@@ -204,7 +204,7 @@ def aggregate(
         evidence = _group_evidence(group, evidence_by_text, validator_weight, settings.evidence_z)
         canonical = group[0]
         broken = tuple(failed[canonical])
-        accepted, reason = _decide(broken, supporters, rows, support, evidence, settings, len(established))
+        accepted, reason = _decide(broken, supporters, support, evidence, settings, len(established))
         decisions.append(
             Decision(
                 accepted,
@@ -296,7 +296,6 @@ def _group_evidence(
 def _decide(
     broken: tuple[str, ...],
     supporters: Sequence[str],
-    rows: Sequence[tuple[str, Submission]],
     support: float,
     evidence: Mapping[str, Any],
     settings: ConsensusConfig,
