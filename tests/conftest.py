@@ -49,12 +49,13 @@ def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield service.url
 
 
-# Fixtures that load an LLM or start an npm service: a test using one is `slow` (left out of `make test-fast`).
+# Fixtures that load an LLM or start an npm service: a test using one is `slow` (left out of `make test-fast`),
+# and so is every registry test on a chain (anvil, or the embedded py-evm: seconds per test, growing with the chain).
 SLOW_FIXTURES = {"small_llm", "smollm2_path", "ipfs_api", "anvil_url"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if fixtures & SLOW_FIXTURES or "[anvil" in item.name:
+        if fixtures & SLOW_FIXTURES or "[anvil" in item.name or "[embedded" in item.name:
             item.add_marker(pytest.mark.slow)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from dso.config import ConsensusConfig
 from dso.consensus import Reputation, Submission, Validation, aggregate, unique_texts
 from dso.consensus.submissions import parse_lines
-from dso.embed import Embedder, make_embedder
+from dso.embed import Embedder
 from dso.errors import DataError
 
 FRACTIONS = "When adding fractions, find a common denominator first."
@@ -21,7 +21,14 @@ FRACTIONS_2 = "When adding fractions, first find a common denominator."
 UNITS = "When units differ, convert everything to one unit first."
 POISON = "When adding fractions, add the numerators and the denominators separately."
 SETTINGS = ConsensusConfig()
-EMBEDDER = make_embedder()
+EMBEDDER: Embedder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _session_embedder(embedder: Embedder) -> None:
+    """The session's embedder (loaded once for the whole run), for `run` below."""
+    global EMBEDDER
+    EMBEDDER = embedder
 
 
 def run(submissions: list[Submission], settings: ConsensusConfig = SETTINGS, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -126,10 +133,6 @@ def test_bad_lines_name_the_line(line: bytes, fragment: str) -> None:
     good = b'{"node": "a", "text": "When x, y.", "confidence": 0.5}'
     with pytest.raises(DataError, match=f"line 2: .*{fragment}|line 2.*{fragment}"):
         parse_lines([good, line])
-
-
-def test_embedder_fixture_matches(embedder: Embedder) -> None:
-    assert embedder.identity == EMBEDDER.identity
 
 
 def test_guard_rules_setting_names_real_rules() -> None:
