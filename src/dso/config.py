@@ -59,6 +59,7 @@ class ChainConfig:
     addresses: Path = Path("runs/addresses.json")  # deployed registry per chain id
     voting_window: int = 100  # blocks
     quorum_bps: int = 1_000  # 10% of members, at least one
+    registry: str = ""  # the ExperienceRegistry address; "" = the one in `addresses` for this chain
 
 
 @dataclasses.dataclass
@@ -90,7 +91,7 @@ class ConsensusConfig:
     """How submissions from many nodes become one global library (dso.consensus)."""
 
     similarity_threshold: float = 0.9  # cosine at which two texts are one experience (the library's merge threshold)
-    support_threshold: float = 0.45  # share of established nodes' reputation that must support an experience
+    acceptance_threshold: float = 0.45  # share of established nodes' reputation that must support an experience
     max_per_node: int = 50  # submissions counted per node and round; the rest are dropped
     max_words: int = 64  # the record format's cap
     max_bytes: int = 1024
@@ -100,6 +101,19 @@ class ConsensusConfig:
     min_validations: int = 3  # validators needed before their evidence can veto an experience
     evidence_z: float = 1.645  # veto when the harm share's lower bound (this many standard errors) exceeds one half
     guard_rules: str = "all"  # comma-separated rule names of dso.consensus.guards, or "all" / "none"
+
+
+@dataclasses.dataclass
+class NetworkConfig:
+    """A node's part in the network (dso.node): when it syncs, how it votes, where its state lives."""
+
+    enable_dso: bool = False  # share through the registry and the content store (`dso train --dso` sets it)
+    sync_frequency: int = 2  # learning batches between two syncs
+    byzantine_robust: bool = True  # merge what the consensus accepts; False: every record of an accepted batch
+    voting_threshold: float = 1.0  # share of a batch's records that must pass this member's checks for a yes
+    store: str = ""  # "" = the embedded block store in node_dir; or an IPFS HTTP API URL
+    node_dir: Path = Path("dso-node")  # the node's state (outbox, cursors), blocks and learning run
+    max_publish: int = 50  # experiences per published batch (consensus.max_per_node counts no more)
 
 
 @dataclasses.dataclass
@@ -124,13 +138,14 @@ class DSOConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     prompts: PromptConfig = dataclasses.field(default_factory=PromptConfig)
     consensus: ConsensusConfig = dataclasses.field(default_factory=ConsensusConfig)
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
 
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
 
 
-_SECTIONS = ("llm", "embedder", "library", "chain", "train", "prompts", "consensus")
+_SECTIONS = ("llm", "embedder", "library", "chain", "train", "prompts", "consensus", "network")
 VERIFIERS = ("default", "math", "words", "llm-judge")
 CHOICES = {
     "llm.backend": ("llamacpp", "openai"),
@@ -166,7 +181,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.eval_temperature": (0.0, 2.0),
     **{f"prompts.{field.name}": (1, 99) for field in dataclasses.fields(PromptConfig)},
     "consensus.similarity_threshold": (0.5, 1.0),
-    "consensus.support_threshold": (0.0, 1.0),
+    "consensus.acceptance_threshold": (0.0, 1.0),
     "consensus.max_per_node": (1, 100_000),
     "consensus.max_words": (1, 64),
     "consensus.max_bytes": (16, 1024),
@@ -175,6 +190,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "consensus.reputation_decay": (0.0, 1.0),
     "consensus.min_validations": (1, 100_000),
     "consensus.evidence_z": (0.0, 10.0),
+    "network.sync_frequency": (1, 1_000_000),
+    "network.voting_threshold": (0.0, 1.0),
+    "network.max_publish": (1, 10_000),
 }
 
 

@@ -20,6 +20,7 @@ instead of showing a traceback. Catch `DSOError` for all of them, or a branch fo
     │   └── CARError         CAR archives
     ├── AggregationError     robust aggregation refused its input (too few vectors, NaN or infinity)
     ├── StoreError           a content store lacks a block or cannot be reached
+    ├── NodeError            a node's state is unusable or one of its sync steps cannot go on
     ├── ChainError           a chain node is unreachable or a transaction failed
     │   └── ContractRevert   the registry refused a call with one of its custom errors
     └── ServiceError         a local development service could not be found or started
@@ -92,6 +93,10 @@ class AggregationError(DSOError):
 
 class StoreError(DSOError):
     """A block is missing, corrupt, or the store cannot be reached."""
+
+
+class NodeError(DSOError):
+    """A node's state file is unusable, or a sync step cannot go on (its configuration, its registry)."""
 
 
 class ChainError(DSOError):

@@ -148,6 +148,20 @@ def decode_revert(exc: BaseException) -> ChainError:
 # -- sending -----------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class TransactionCount:
+    """What one account's transactions cost: how many, their signed bytes on the wire, gas used."""
+
+    transactions: int = 0
+    bytes: int = 0
+    gas: int = 0
+
+    def add(self, raw_bytes: int, gas: int) -> None:
+        self.transactions += 1
+        self.bytes += raw_bytes
+        self.gas += gas
+
+
 class Transactor:
     """Signs and sends transactions for one local account, tracking its nonce."""
 
@@ -156,6 +170,7 @@ class Transactor:
         self._timeout = receipt_timeout_s
         self._nonce: int = int(w3.eth.get_transaction_count(account.address, "pending"))
         self._chain_id = w3.eth.chain_id
+        self.sent = TransactionCount()
 
     def _send(self, tx: dict[str, Any], estimate: Any) -> TxReceipt:
         try:
@@ -178,6 +193,7 @@ class Transactor:
                 raise ChainError(f"the chain node refused the transaction: {str(exc)[:200]!r}") from None
         self._nonce += 1
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self._timeout, poll_latency=0.02)
+        self.sent.add(len(signed.raw_transaction), int(receipt["gasUsed"]))
         if receipt["status"] != 1:
             raise ChainError(f"transaction {tx_hash.hex()} reverted")
         return receipt
@@ -220,6 +236,15 @@ class RegistryClient:
         if self._tx is None:
             raise ChainError("this client has no account; writes need a node key")
         return self._tx.call(fn)
+
+    @property
+    def can_write(self) -> bool:
+        return self._tx is not None
+
+    @property
+    def sent(self) -> TransactionCount:
+        """This client's transactions so far (all zero without an account)."""
+        return TransactionCount() if self._tx is None else self._tx.sent
 
     def _view(self, fn: ContractFunction) -> Any:
         try:
@@ -282,6 +307,16 @@ class RegistryClient:
     def batch(self, batch_id: bytes) -> BatchInfo:
         return _batch_info(batch_id, self._view(self.contract.functions.getBatch(batch_id)))
 
+    def has_batch(self, batch_id: bytes) -> bool:
+        """Whether the registry holds this batch (in any state)."""
+        try:
+            self.batch(batch_id)
+        except ContractRevert as exc:
+            if exc.name == "UnknownBatch":
+                return False
+            raise
+        return True
+
     def batch_count(self) -> int:
         return int(self._view(self.contract.functions.batchCount()))
 
@@ -298,6 +333,25 @@ class RegistryClient:
         for offset in range(0, self.batch_count(), page):
             found += self.batches(offset, page)
         return [b for b in found if state is None or b.state == state]
+
+    def submission(self, batch_id: bytes, from_block: int = 0) -> tuple[dict[str, Any], int]:
+        """The arguments of the `submitBatch` call that registered `batch_id` (signature included), read
+        from its transaction, and the size of that call's input: how a fetcher re-checks a batch's
+        signature without trusting the contract's word for it."""
+        logs = self.contract.events.BatchSubmitted().get_logs(
+            argument_filters={"batchId": batch_id}, from_block=from_block
+        )
+        if len(logs) != 1:
+            raise ChainError(f"batch 0x{batch_id.hex()} has {len(logs)} BatchSubmitted events, expected 1")
+        tx = self.w3.eth.get_transaction(logs[0]["transactionHash"])
+        data = bytes(tx["input"])
+        try:
+            fn, args = self.contract.decode_function_input(data)
+        except ValueError:
+            raise ChainError(f"batch 0x{batch_id.hex()} was submitted through another contract") from None
+        if fn.fn_name != "submitBatch":
+            raise ChainError(f"batch 0x{batch_id.hex()} was not registered by a direct submitBatch call")
+        return dict(args), len(data)
 
     def verify_inclusion(self, merkle_root: bytes, cid: str, proof: Sequence[bytes]) -> bool:
         fn = self.contract.functions.verifyInclusion(merkle_root, parse_cid(cid), list(proof))

@@ -131,7 +131,7 @@ def aggregate(
 ) -> Result:
     """Decide every submitted experience; `vectors` maps each of `unique_texts(submissions)` to its unit vector."""
     reputations = dict(reputations or {})
-    rules = _rules(settings.guard_rules)
+    rules = guard_rules(settings.guard_rules)
 
     def guard(text: str) -> list[str]:
         return check_text(text, max_words=settings.max_words, max_bytes=settings.max_bytes, rules=rules)
@@ -239,7 +239,8 @@ def aggregate(
     )
 
 
-def _rules(spec: str) -> tuple[str, ...]:
+def guard_rules(spec: str) -> tuple[str, ...]:
+    """The rule names a `consensus.guard_rules` setting selects."""
     if spec.strip() == "all":
         return RULE_NAMES
     if spec.strip() in ("", "none"):
@@ -305,9 +306,9 @@ def _decide(
         return False, f"guard: breaks {', '.join(broken)}"
     if not supporters:
         return False, "registry: every batch carrying it was rejected"
-    if support < settings.support_threshold:
+    if support < settings.acceptance_threshold:
         return False, (
-            f"support {support:.3f} < {settings.support_threshold:g} "
+            f"support {support:.3f} < {settings.acceptance_threshold:g} "
             f"({len(supporters)} supporting nodes of {established} established)"
         )
     if evidence["validators"] >= settings.min_validations and evidence["harm_lower_bound"] > 0.5:
@@ -317,4 +318,4 @@ def _decide(
         )
     share = evidence["harm_share"]
     rest = f", {share:.0%} of {evidence['validators']} validators saw harm" if evidence["validators"] else ""
-    return True, f"support {support:.3f} >= {settings.support_threshold:g} ({len(supporters)} nodes){rest}"
+    return True, f"support {support:.3f} >= {settings.acceptance_threshold:g} ({len(supporters)} nodes){rest}"

@@ -135,6 +135,11 @@ class ExperienceLibrary:
     def embedder_id(self) -> str | None:
         return self._storage.meta("embedder_id")
 
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder the library was opened with (LibraryError without one)."""
+        return self._require_embedder()
+
     def _require_embedder(self) -> Embedder:
         if self._embedder is None:
             raise LibraryError("this operation needs an embedder; open the library with one")
@@ -361,6 +366,10 @@ class ExperienceLibrary:
             [text],
             vector[None, :],
         )[0]
+
+    def knows_record(self, record_cid: str) -> bool:
+        """Whether a shared record was already merged (its CID is in some experience's provenance)."""
+        return self._storage.knows_record(record_cid)
 
     def provenance(self, experience_id: str) -> list[Provenance]:
         """Every shared record that supports an experience (one experience can have many supporters)."""

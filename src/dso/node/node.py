@@ -1,0 +1,474 @@
+"""A DSO node: publishes what it learned, votes on what others published, pulls and merges what was accepted.
+
+One `sync` does, in order:
+
+1. **outbox**: finish sending any built round (store the blocks, submit the batch unless the registry
+   already holds it);
+2. **publish**: the local experiences not yet published become one signed batch (`share.build_*`),
+   written to the outbox first, then sent;
+3. **scan**: new registry batches are read from a cursor (never from 0), pending ones refreshed;
+4. **vote** (members only): each pending batch of another node is fetched and verified, its texts run
+   through the consensus guards, and one `voteMany` casts every vote of the sync;
+5. **finalize** batches whose voting window closed;
+6. **pull**: accepted batches past the cursor are fetched and verified; one failed check refuses the whole
+   batch, with its reason kept;
+7. **merge**: the global library is recomputed from every verified accepted record (robust consensus by
+   default) and what it accepts is merged into the local library with provenance; merging is idempotent.
+
+Bytes sent and received (records, manifests, transactions, signatures read back) are kept per sync.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+
+from dso.chain.client import BatchInfo, BatchState, RegistryClient
+from dso.config import DSOConfig
+from dso.consensus.aggregate import guard_rules
+from dso.consensus.guards import check_text
+from dso.consensus.semantic_guard import SemanticGuard
+from dso.core.records import BatchManifest, ExperienceRecord, decode_batch
+from dso.core.signing import sign_batch
+from dso.embed.base import Vectors
+from dso.errors import ChainError, ContractRevert, DataError, NodeError, StoreError
+from dso.library import ExperienceLibrary, RemoteExperience
+from dso.node import share
+from dso.node.state import NodeState
+from dso.store.base import ContentStore
+
+PAGE = 100
+Log = Callable[[str], None]
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def hex_id(batch_id: bytes) -> str:
+    return "0x" + batch_id.hex()
+
+
+@dataclasses.dataclass
+class _Traffic:
+    rows: list[tuple[str, str, int]] = dataclasses.field(default_factory=list)
+
+    def add(self, kind: str, direction: str, n: int) -> None:
+        self.rows.append((kind, direction, n))
+
+
+class Node:
+    """One node of the network over one library, one key, one registry and one content store."""
+
+    def __init__(
+        self,
+        config: DSOConfig,
+        library: ExperienceLibrary,
+        account: LocalAccount,
+        registry: RegistryClient,
+        store: ContentStore,
+        state: NodeState,
+        *,
+        log: Log | None = None,
+    ) -> None:
+        if not registry.can_write:
+            raise NodeError("a node's registry client needs the node's account")
+        self.config = config
+        self.library = library
+        self.account = account
+        self.address = str(account.address)
+        self.registry = registry
+        self.store = store
+        self.state = state
+        self._log = log or (lambda line: None)
+        self._vectors: dict[str, Vectors] = {}
+        self._semantic_guard: SemanticGuard | None = None
+        self._traffic = _Traffic()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @property
+    def model(self) -> str:
+        return self.config.train.extractor_model or self.config.llm.model
+
+    def _embed(self, texts: list[str]) -> Vectors:
+        embedder = self.library.embedder
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            for text, vector in zip(missing, embedder.embed(missing), strict=True):
+                self._vectors[text] = vector
+        return np.stack([self._vectors[t] for t in texts]) if texts else np.zeros((0, embedder.dim), np.float32)
+
+    def _guard(self) -> SemanticGuard:
+        if self._semantic_guard is None:
+            self._semantic_guard = SemanticGuard.shipped(self.library.embedder)
+        return self._semantic_guard
+
+    def _put(self, data: bytes, kind: str) -> None:
+        self.store.put(data)
+        self._traffic.add(kind, "sent", len(data))
+
+    def _get(self, cid: str, kind: str, count: bool = True) -> bytes:
+        data = self.store.get(cid)
+        if count:
+            self._traffic.add(kind, "received", len(data))
+        return data
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def flush_outbox(self) -> list[dict[str, Any]]:
+        """Send every built round still in the outbox; a round the registry already holds is marked done."""
+        sent = []
+        for row in self.state.unfinished_outbox():
+            round_ = int(row["round"])
+            manifest = decode_batch(row["manifest"])
+            if row["state"] == "built":
+                for _, data in self.state.outbox_records(round_):
+                    self._put(data, "records")
+                self._put(row["manifest"], "manifests")
+                self.state.set_outbox_state(round_, "stored")
+            batch_id = self.registry.batch_id(manifest, row["manifest_cid"])
+            if not self.registry.has_batch(batch_id):
+                try:
+                    self.registry.submit_batch(manifest, row["manifest_cid"], row["signature"])
+                except ContractRevert as exc:
+                    if exc.name == "RoundAlreadyUsed":
+                        raise NodeError(
+                            f"round {round_} of {self.address} is taken on the registry by another batch: "
+                            "this node's state file is not the one it published with"
+                        ) from None
+                    if exc.name != "DuplicateBatch":
+                        raise
+            self.state.set_outbox_state(round_, "done", hex_id(batch_id))
+            sent.append({"round": round_, "batch_id": hex_id(batch_id), "records": len(manifest.records)})
+            self._log(f"published round {round_}: {len(manifest.records)} experiences, batch {hex_id(batch_id)[:12]}")
+        return sent
+
+    def publish(self) -> dict[str, Any] | None:
+        """Build the next round from local experiences not yet published (None if there are none), then send it."""
+        published = self.state.published_keys()
+        fresh = [
+            e
+            for e in sorted(self.library.all(), key=lambda e: (e.created_at, e.id))
+            if e.origin_node == "local" and text_key(e.text) not in published
+        ][: self.config.network.max_publish]
+        built = None
+        if fresh:
+            embedder_id = self.library.embedder_id or ""
+            vectors = self._embed([e.text for e in fresh])
+            records = share.build_records(
+                fresh, vectors, node=self.address, model=self.model, embedder=embedder_id, timestamp=int(time.time())
+            )
+            round_ = self.state.next_round()
+            domain = self.registry.domain
+
+            def signer(manifest: BatchManifest, cid: str) -> bytes:
+                return sign_batch(self.account.key, domain, manifest, cid)
+
+            batch = share.build_batch(records, node=self.address, round_=round_, signer=signer, domain=domain)
+            self.state.add_outgoing(round_, batch, [(text_key(e.text), e.id) for e in fresh])
+            built = {"round": round_, "records": len(records), "manifest_cid": batch.manifest_cid}
+        self.flush_outbox()
+        return built
+
+    # -- reading the registry ------------------------------------------------------------------
+
+    def scan(self) -> int:
+        """Note batches registered since the last scan and refresh the pending ones; returns how many are new."""
+        cursor = self.state.cursor("scan")
+        new = 0
+        while True:
+            page = self.registry.batches(cursor, PAGE)
+            if not page:
+                break
+            with self.state.transaction():
+                for info in page:
+                    self.state.note_batch(hex_id(info.id), info.node, info.round, info.state.name.lower())
+                cursor += len(page)
+                self.state.set_cursor("scan", cursor)
+            new += len(page)
+            if len(page) < PAGE:
+                break
+        for batch_id in self.state.batches_in("pending"):
+            info = self.registry.batch(bytes.fromhex(batch_id[2:]))
+            if info.state != BatchState.PENDING:
+                with self.state.transaction():
+                    self.state.note_batch(batch_id, info.node, info.round, info.state.name.lower())
+        return new
+
+    def fetch_verified(self, info: BatchInfo) -> list[tuple[str, ExperienceRecord]]:
+        """Fetch a registry batch and run every check on it; a failed check raises DataError, StoreError or
+        ChainError with the reason."""
+        own = info.node == self.address
+        manifest = share.check_manifest(info, self._get(info.batch_cid, "manifests", not own))
+        submitted, size = self.registry.submission(info.id)
+        if not own:
+            self._traffic.add("signatures", "received", size)
+        share.check_submission(info, manifest, submitted, self.registry.domain)
+        blocks = {cid: self._get(cid, "records", not own) for cid in manifest.records}
+        records = share.check_records(info, manifest, blocks)
+        vectors = self._embed([record.text for _, record in records])
+        share.check_codes(records, vectors, self.library.embedder_id or "")
+        return records
+
+    # -- voting --------------------------------------------------------------------------------
+
+    def is_member(self) -> bool:
+        return bool(self.registry.contract.functions.isMember(self.account.address).call())
+
+    def judge(self, info: BatchInfo) -> tuple[bool, str]:
+        """This member's vote on one batch and why: every check passes and enough texts pass the guards."""
+        try:
+            records = self.fetch_verified(info)
+        except (DataError, StoreError, ChainError) as exc:
+            return False, f"verification failed: {exc}"
+        settings = self.config.consensus
+        rules = guard_rules(settings.guard_rules)
+        texts = [record.text for _, record in records]
+        flagged: list[bool] = [bool(f) for f in self._guard().flags(self._embed(texts))] if texts else []
+        failed = []
+        for text, semantic in zip(texts, flagged, strict=True):
+            broken = check_text(text, max_words=settings.max_words, max_bytes=settings.max_bytes, rules=rules)
+            if semantic:
+                broken.append("semantic-attack")
+            if broken:
+                failed.append(", ".join(broken))
+        passing = 1 - len(failed) / len(texts)
+        if passing + 1e-9 < self.config.network.voting_threshold:
+            return False, f"{len(failed)} of {len(texts)} texts break the guards ({failed[0]})"
+        return True, f"verified; {len(texts) - len(failed)} of {len(texts)} texts pass the guards"
+
+    def vote(self) -> list[dict[str, Any]]:
+        """Judge every pending batch of other nodes this member has not voted on; one voteMany casts them all."""
+        if not self.is_member():
+            return []
+        decided = []
+        for batch_id in self.state.unvoted_pending():
+            raw = bytes.fromhex(batch_id[2:])
+            info = self.registry.batch(raw)
+            if info.node == self.address or info.state != BatchState.PENDING:
+                continue
+            if self.registry.contract.functions.hasVoted(raw, self.account.address).call():
+                decided.append((batch_id, True, "voted before this state was written"))
+                continue
+            approve, reason = self.judge(info)
+            decided.append((batch_id, approve, reason))
+            self._log(f"vote {'yes' if approve else 'no'} on {batch_id[:12]} from {info.node[:10]}: {reason}")
+        fresh = [(b, a) for b, a, r in decided if not r.startswith("voted before")]
+        if fresh:
+            self.registry.vote_many([bytes.fromhex(b[2:]) for b, _ in fresh], [a for _, a in fresh])
+        self.state.record_votes(decided)
+        return [{"batch_id": b, "approve": a, "reason": r} for b, a, r in decided]
+
+    def finalize_expired(self) -> int:
+        """Close batches whose voting window ended (anyone may); a batch someone else closed is skipped."""
+        block = self.registry.w3.eth.block_number
+        closed = 0
+        for batch_id in self.state.batches_in("pending"):
+            raw = bytes.fromhex(batch_id[2:])
+            info = self.registry.batch(raw)
+            if info.state == BatchState.PENDING and block > info.deadline:
+                try:
+                    self.registry.finalize(raw)
+                    closed += 1
+                except ContractRevert as exc:
+                    if exc.name != "AlreadyDecided":
+                        raise
+                info = self.registry.batch(raw)
+                with self.state.transaction():
+                    self.state.note_batch(batch_id, info.node, info.round, info.state.name.lower())
+        return closed
+
+    # -- pulling and merging -------------------------------------------------------------------
+
+    def pull(self) -> dict[str, Any]:
+        """Fetch and verify accepted batches past the cursor; a batch failing any check is refused whole."""
+        cursor = self.state.cursor("accepted")
+        verified, refused = [], []
+        while True:
+            page = self.registry.global_experiences(cursor, PAGE)
+            for info in page:
+                batch_id = hex_id(info.id)
+                with self.state.transaction():
+                    self.state.note_batch(batch_id, info.node, info.round, "accepted")
+                try:
+                    records = self.fetch_verified(info)
+                except (DataError, StoreError, ChainError) as exc:
+                    reason = str(exc)
+                    self.state.refuse(batch_id, reason, cursor + 1)
+                    refused.append({"batch_id": batch_id, "node": info.node, "reason": reason})
+                    self._log(f"refused batch {batch_id[:12]} from {info.node[:10]}: {reason[:200]}")
+                else:
+                    shared = [
+                        share.SharedRecord(cid, batch_id, r.node, info.round, r.text, r.confidence, r.domain, r.epoch)
+                        for cid, r in records
+                    ]
+                    self.state.accept_verified(batch_id, shared, cursor + 1)
+                    verified.append(batch_id)
+                cursor += 1
+            if len(page) < PAGE:
+                break
+        return {"verified": verified, "refused": refused}
+
+    def global_library(self) -> tuple[list[share.GlobalExperience], list[Any]]:
+        """The global library as this node computes it from every verified accepted record."""
+        records = self.state.verified_records()
+        texts = share.texts_to_embed(records)
+        vectors = dict(zip(texts, self._embed(texts), strict=True)) if texts else {}
+        guard = self._guard() if self.config.network.byzantine_robust and records else None
+        return share.global_library(
+            records,
+            vectors,
+            self.config.consensus,
+            robust=self.config.network.byzantine_robust,
+            semantic_guard=guard,
+        )
+
+    def merge(self) -> dict[str, Any]:
+        """Merge what the global library accepts into the local library; records already merged are skipped."""
+        pending = self.state.unmerged_verified()
+        accepted, _ = self.global_library()
+        items = [
+            RemoteExperience(g.text, r.confidence, g.domain, r.epoch, r.node, r.cid, r.batch_id, r.round)
+            for g in accepted
+            for r in g.records
+            if r.node != self.address and not self.library.knows_record(r.cid)
+        ]
+        results, skipped = self.library.merge_remote(items) if items else ([], [])
+        self.state.mark_merged(pending)
+        for cid, reason in skipped:
+            if reason != "record already merged":
+                self._log(f"record {cid[:16]} not merged: {reason[:200]}")
+        return {
+            "added": sum(r.op == "ADD" for r in results),
+            "supported": sum(r.op == "MERGE" for r in results),
+            "skipped": len(skipped),
+            "global_size": len(accepted),
+        }
+
+    # -- one sync ------------------------------------------------------------------------------
+
+    def sync(self) -> dict[str, Any]:
+        """One full sync (see the module docstring); returns what it did, bytes included."""
+        seq = self.state.start_sync()
+        self._traffic = _Traffic()
+        before = dataclasses.replace(self.registry.sent)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def timed(name: str, step: Callable[[], Any]) -> Any:
+            t0 = time.perf_counter()
+            out = step()
+            timings[name] = round(time.perf_counter() - t0, 3)
+            return out
+
+        published = timed("publish", self.publish)
+        timed("scan", self.scan)
+        votes = timed("vote", self.vote)
+        closed = timed("finalize", self.finalize_expired)
+        pulled = timed("pull", self.pull)
+        merged = timed("merge", self.merge)
+        after = self.registry.sent
+        self._traffic.add("transactions", "sent", after.bytes - before.bytes)
+        self.state.add_traffic(seq, self._traffic.rows)
+        summary = {
+            "sync": seq,
+            "published": published,
+            "votes": votes,
+            "finalized": closed,
+            "pulled": pulled,
+            "merged": merged,
+            "transactions": after.transactions - before.transactions,
+            "gas": after.gas - before.gas,
+            "bytes": self.state.traffic(seq),
+            "seconds": round(time.perf_counter() - started, 3),
+            "phases": timings,
+        }
+        self.state.finish_sync(seq, summary)
+        return summary
+
+    def status(self) -> dict[str, Any]:
+        accepted, _ = self.global_library()
+        texts = sorted(g.text for g in accepted)
+        return {
+            "node": self.address,
+            "registry": self.registry.address,
+            "chain_id": self.registry.w3.eth.chain_id,
+            "member": self.is_member(),
+            "round": self.state.next_round() - 1,
+            "library_size": len(self.library),
+            "outbox": self.state.outbox_counts(),
+            "own_batches": self.state.own_batches(),
+            "syncs": self.state.sync_count(),
+            "last_sync": self.state.last_sync(),
+            "bytes": self.state.traffic(),
+            "refused_batches": self.state.refused(),
+            "global_library": {"size": len(texts), "digest": hashlib.sha256("\n".join(texts).encode()).hexdigest()},
+        }
+
+    def close(self) -> None:
+        self.state.close()
+
+
+def node_paths(config: DSOConfig) -> dict[str, Path]:
+    root = config.network.node_dir
+    return {"state": root / "node.db", "blocks": root / "blocks", "run": root / "run"}
+
+
+def open_node(
+    config: DSOConfig, password: str, *, library: ExperienceLibrary | None = None, log: Log | None = None
+) -> Node:
+    """A node from its configuration: keystore, chain (embedded or JSON-RPC), registry, store, library, state.
+
+    On the embedded chain, which lives only in this process, a registry with this node as its only member
+    is deployed when none is named. The state file remembers its node and registry, and refuses others."""
+    from dso.chain.client import DEV_CHAIN_IDS, AddressBook, connect, deploy_registry, dev_fund
+    from dso.embed import make_embedder
+    from dso.keys import load_account
+    from dso.store import LocalBlockStore
+
+    paths = node_paths(config)
+    account = load_account(config.chain.keystore, password)
+    w3 = connect(config.chain.rpc or None)
+    if w3.eth.chain_id in DEV_CHAIN_IDS:
+        dev_fund(w3, account.address)
+    address = config.chain.registry or AddressBook(config.chain.addresses).get(w3.eth.chain_id)
+    if address:
+        registry = RegistryClient(w3, address, account)
+    elif not config.chain.rpc:
+        registry = deploy_registry(w3, account, [account.address], voting_window=config.chain.voting_window)
+    else:
+        raise NodeError(
+            f"no registry named for chain {w3.eth.chain_id}: set chain.registry, or deploy one with dso chain deploy"
+        )
+    store: ContentStore
+    if config.network.store:
+        from dso.store.ipfs import IPFSStore
+
+        store = IPFSStore(config.network.store)
+    else:
+        store = LocalBlockStore(paths["blocks"])
+    state = NodeState(paths["state"])
+    bound = {"node": str(account.address), "registry": f"{w3.eth.chain_id}:{registry.address}"}
+    mismatch = None
+    with state.transaction():
+        for key, value in bound.items():
+            stored = state.meta(key)
+            if stored is None:
+                state.set_meta(key, value)
+            elif stored != value:
+                mismatch = f"{paths['state']} belongs to {key} {stored}, not {value}; use another network.node_dir"
+                break
+    if mismatch:
+        state.close()
+        raise NodeError(mismatch)
+    if library is None:
+        library = ExperienceLibrary.from_config(config.library, make_embedder(config.embedder))
+    return Node(config, library, account, registry, store, state, log=log)

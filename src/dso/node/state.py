@@ -1,0 +1,320 @@
+"""A node's durable state in one SQLite file: the outbox, what it published, cursors, batches seen, traffic.
+
+Every step of a sync that must not happen twice writes its outcome here in the same transaction as the
+cursor that moves past it, so a node killed at any instant restarts where it stopped:
+
+- publish: the records, manifest and signature of a round are built and stored in the outbox, together
+  with the experiences they publish, in one transaction; sending them (store, then registry) is retried
+  from the outbox until the registry holds the batch, which is checked before every submission;
+- pull: a verified batch's records and the accepted-batch cursor move together; merging into the library
+  is idempotent (the library skips record CIDs it already holds), so a crash between the two repeats
+  only harmless work;
+- vote: votes are recorded after the one `voteMany` that casts them; resending it is harmless (the
+  registry skips what a member already voted on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from dso.errors import NodeError
+from dso.node.share import OutgoingBatch, SharedRecord
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS published (
+    text_key TEXT PRIMARY KEY,          -- sha256 of the published text
+    experience_id TEXT NOT NULL,
+    round INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    round INTEGER PRIMARY KEY,
+    manifest BLOB NOT NULL,
+    manifest_cid TEXT NOT NULL,
+    signature BLOB NOT NULL,
+    batch_id TEXT,                      -- 0x-hex, known once the registry answered
+    state TEXT NOT NULL,                -- built | stored | done
+    created_at REAL NOT NULL,
+    done_at REAL
+);
+CREATE TABLE IF NOT EXISTS outbox_records (
+    round INTEGER NOT NULL,
+    cid TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (round, cid)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,          -- 0x-hex
+    node TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    chain_state TEXT NOT NULL,          -- pending | accepted | rejected, as last read
+    verdict TEXT,                       -- verified | refused, once fetched and checked
+    reason TEXT,
+    vote INTEGER,                       -- 1 approve, 0 reject, NULL not voted
+    vote_reason TEXT,
+    merged INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS records (
+    batch_id TEXT NOT NULL,
+    cid TEXT NOT NULL,
+    node TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    domain TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    PRIMARY KEY (batch_id, cid)
+);
+CREATE TABLE IF NOT EXISTS traffic (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sync INTEGER NOT NULL,
+    kind TEXT NOT NULL,                 -- records | manifests | transactions | signatures
+    direction TEXT NOT NULL,            -- sent | received
+    bytes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS syncs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    summary TEXT
+);
+"""
+
+
+class NodeState:
+    """The node's SQLite file (WAL); one instance per process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.exists() and not path.is_file():
+            raise NodeError(f"node state {path} is not a regular file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self.db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 60000")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            with self.transaction():
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self.db.execute(statement)
+                stored = self.meta("schema_version")
+                if stored not in (None, str(SCHEMA_VERSION)):
+                    raise NodeError(f"{path} has node schema {stored!r:.20}; this dso reads {SCHEMA_VERSION}")
+                if stored is None:
+                    self.set_meta("schema_version", str(SCHEMA_VERSION))
+        except sqlite3.DatabaseError as exc:
+            raise NodeError(f"{path} is not a usable node state file: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def cursor(self, name: str) -> int:
+        return int(self.meta(f"cursor:{name}") or 0)
+
+    def set_cursor(self, name: str, value: int) -> None:
+        self.set_meta(f"cursor:{name}", str(value))
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def published_keys(self) -> set[str]:
+        return {str(row[0]) for row in self.db.execute("SELECT text_key FROM published")}
+
+    def next_round(self) -> int:
+        row = self.db.execute("SELECT MAX(round) FROM outbox").fetchone()
+        return 1 if row[0] is None else int(row[0]) + 1
+
+    def add_outgoing(self, round_: int, batch: OutgoingBatch, published: Sequence[tuple[str, str]]) -> None:
+        """A built round and the experiences it publishes ((text key, experience id)), in one transaction."""
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO outbox (round, manifest, manifest_cid, signature, state, created_at) "
+                "VALUES (?, ?, ?, ?, 'built', ?)",
+                (round_, batch.manifest_bytes, batch.manifest_cid, batch.signature, time.time()),
+            )
+            self.db.executemany(
+                "INSERT INTO outbox_records (round, cid, data) VALUES (?, ?, ?)",
+                [(round_, cid, data) for cid, data in batch.records],
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO published (text_key, experience_id, round) VALUES (?, ?, ?)",
+                [(key, experience_id, round_) for key, experience_id in published],
+            )
+
+    def unfinished_outbox(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT round, manifest, manifest_cid, signature, state FROM outbox WHERE state != 'done' ORDER BY round"
+        ).fetchall()
+        return [
+            {"round": r[0], "manifest": bytes(r[1]), "manifest_cid": r[2], "signature": bytes(r[3]), "state": r[4]}
+            for r in rows
+        ]
+
+    def outbox_records(self, round_: int) -> list[tuple[str, bytes]]:
+        rows = self.db.execute("SELECT cid, data FROM outbox_records WHERE round = ? ORDER BY cid", (round_,))
+        return [(str(cid), bytes(data)) for cid, data in rows]
+
+    def set_outbox_state(self, round_: int, state: str, batch_id: str | None = None) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE outbox SET state = ?, batch_id = COALESCE(?, batch_id), done_at = ? WHERE round = ?",
+                (state, batch_id, time.time() if state == "done" else None, round_),
+            )
+
+    def outbox_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        return {str(state): int(count) for state, count in rows}
+
+    def own_batches(self) -> list[str]:
+        rows = self.db.execute("SELECT batch_id FROM outbox WHERE batch_id IS NOT NULL ORDER BY round")
+        return [str(r[0]) for r in rows]
+
+    # -- batches seen on the registry ----------------------------------------------------------
+
+    def note_batch(self, batch_id: str, node: str, round_: int, chain_state: str) -> None:
+        self.db.execute(
+            "INSERT INTO batches (batch_id, node, round, chain_state) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (batch_id) DO UPDATE SET chain_state = excluded.chain_state",
+            (batch_id, node, round_, chain_state),
+        )
+
+    def batch_row(self, batch_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT batch_id, node, round, chain_state, verdict, reason, vote, vote_reason, merged "
+            "FROM batches WHERE batch_id = ?",
+            (batch_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("batch_id", "node", "round", "chain_state", "verdict", "reason", "vote", "vote_reason", "merged")
+        return dict(zip(keys, row, strict=True))
+
+    def batches_in(self, chain_state: str) -> list[str]:
+        rows = self.db.execute("SELECT batch_id FROM batches WHERE chain_state = ? ORDER BY rowid", (chain_state,))
+        return [str(r[0]) for r in rows]
+
+    def unvoted_pending(self) -> list[str]:
+        rows = self.db.execute(
+            "SELECT batch_id FROM batches WHERE chain_state = 'pending' AND vote IS NULL ORDER BY rowid"
+        )
+        return [str(r[0]) for r in rows]
+
+    def record_votes(self, votes: Sequence[tuple[str, bool, str]]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE batches SET vote = ?, vote_reason = ? WHERE batch_id = ?",
+                [(int(approve), reason, batch_id) for batch_id, approve, reason in votes],
+            )
+
+    def accept_verified(self, batch_id: str, records: Sequence[SharedRecord], cursor: int) -> None:
+        """A verified accepted batch's records and the accepted-batch cursor past it, together."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE batches SET verdict = 'verified', reason = NULL, chain_state = 'accepted' WHERE batch_id = ?",
+                (batch_id,),
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO records (batch_id, cid, node, round, text, confidence, domain, epoch) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.batch_id, r.cid, r.node, r.round, r.text, r.confidence, r.domain, r.epoch) for r in records],
+            )
+            self.set_cursor("accepted", cursor)
+
+    def refuse(self, batch_id: str, reason: str, cursor: int | None = None) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE batches SET verdict = 'refused', reason = ? WHERE batch_id = ?", (reason, batch_id))
+            if cursor is not None:
+                self.set_cursor("accepted", cursor)
+
+    def verified_records(self) -> list[SharedRecord]:
+        rows = self.db.execute(
+            "SELECT r.cid, r.batch_id, r.node, r.round, r.text, r.confidence, r.domain, r.epoch FROM records r "
+            "JOIN batches b ON b.batch_id = r.batch_id WHERE b.verdict = 'verified' AND b.chain_state = 'accepted'"
+        ).fetchall()
+        return [SharedRecord(*row) for row in rows]
+
+    def unmerged_verified(self) -> list[str]:
+        rows = self.db.execute(
+            "SELECT batch_id FROM batches WHERE verdict = 'verified' AND chain_state = 'accepted' AND merged = 0"
+        )
+        return [str(r[0]) for r in rows]
+
+    def mark_merged(self, batch_ids: Sequence[str]) -> None:
+        with self.transaction():
+            self.db.executemany("UPDATE batches SET merged = 1 WHERE batch_id = ?", [(b,) for b in batch_ids])
+
+    def refused(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT batch_id, node, round, reason FROM batches WHERE verdict = 'refused' ORDER BY rowid"
+        ).fetchall()
+        return [{"batch_id": r[0], "node": r[1], "round": r[2], "reason": r[3]} for r in rows]
+
+    # -- traffic and syncs ---------------------------------------------------------------------
+
+    def add_traffic(self, sync: int, rows: Sequence[tuple[str, str, int]]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO traffic (sync, kind, direction, bytes) VALUES (?, ?, ?, ?)",
+                [(sync, kind, direction, n) for kind, direction, n in rows if n],
+            )
+
+    def traffic(self, sync: int | None = None) -> dict[str, dict[str, int]]:
+        """Bytes per direction and kind, over every sync or one."""
+        where, args = ("WHERE sync = ?", (sync,)) if sync is not None else ("", ())
+        rows = self.db.execute(
+            f"SELECT direction, kind, SUM(bytes) FROM traffic {where} GROUP BY direction, kind", args
+        ).fetchall()
+        out: dict[str, dict[str, int]] = {"sent": {}, "received": {}}
+        for direction, kind, total in rows:
+            out[str(direction)][str(kind)] = int(total)
+        return out
+
+    def start_sync(self) -> int:
+        with self.transaction():
+            cursor = self.db.execute("INSERT INTO syncs (started_at) VALUES (?)", (time.time(),))
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+    def finish_sync(self, seq: int, summary: dict[str, Any]) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE syncs SET finished_at = ?, summary = ? WHERE seq = ?",
+                (time.time(), json.dumps(summary, sort_keys=True), seq),
+            )
+
+    def last_sync(self) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT seq, started_at, finished_at, summary FROM syncs WHERE finished_at IS NOT NULL "
+            "ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return {"seq": row[0], "started_at": row[1], "finished_at": row[2], **json.loads(row[3] or "{}")}
+
+    def sync_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM syncs WHERE finished_at IS NOT NULL").fetchone()[0])

@@ -1,0 +1,198 @@
+"""The node end to end on the embedded EVM and a shared block store: publish, vote, pull, merge, refuse, recover.
+
+Real parts throughout: the MiniLM embedder, the registry contract on py-evm, EIP-712 signatures, the block
+store that re-hashes every read. Nodes live in one process here; `test_node_processes.py` runs them as
+separate `dso node run` processes against anvil and an IPFS daemon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from dso.chain.client import BatchState, RegistryClient, deploy_registry, dev_fund, embedded_web3
+from dso.config import DSOConfig, NetworkConfig
+from dso.core.cid import cid_of
+from dso.core.records import ExperienceRecord, encode_record
+from dso.core.signing import sign_batch
+from dso.embed import Embedder
+from dso.errors import NodeError
+from dso.library import ExperienceLibrary
+from dso.node import share
+from dso.node.node import Node
+from dso.node.state import NodeState
+from dso.store import LocalBlockStore
+
+pytestmark = pytest.mark.slow  # a registry on the embedded EVM: seconds per test
+
+LESSONS = [
+    "When a question counts legs, multiply each animal's count by its legs before adding.",
+    "When two units differ, convert both to the smaller unit before comparing.",
+]
+
+
+@dataclasses.dataclass
+class Network:
+    registry: str
+    store: LocalBlockStore
+    tmp: Path
+    embedder: Embedder
+    accounts: list[LocalAccount]
+
+    def node(self, index: int, **network: object) -> Node:
+        account = self.accounts[index]
+        config = DSOConfig()
+        config.network = dataclasses.replace(NetworkConfig(), **network)  # type: ignore[arg-type]
+        library = ExperienceLibrary(self.tmp / f"node{index}" / "library.db", self.embedder)
+        state = NodeState(self.tmp / f"node{index}" / "node.db")
+        registry = RegistryClient(embedded_web3(), self.registry, account)
+        return Node(config, library, account, registry, self.store, state)
+
+
+def make_network(tmp_path: Path, embedder: Embedder, members: int = 3, others: int = 1) -> Network:
+    w3 = embedded_web3()
+    accounts = [Account.create() for _ in range(members + others)]
+    for account in accounts:
+        dev_fund(w3, account.address)
+    client = deploy_registry(w3, accounts[0], [a.address for a in accounts[:members]])
+    return Network(client.address, LocalBlockStore(tmp_path / "blocks"), tmp_path, embedder, accounts)
+
+
+def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path: Path, embedder: Embedder) -> None:
+    net = make_network(tmp_path, embedder)
+    a, b, c, d = (net.node(i) for i in range(4))  # d is not a member: it only pulls
+    for text in LESSONS:
+        a.library.add(text, domain="leg_counting")
+    first = a.sync()
+    assert first["published"]["records"] == 2 and first["bytes"]["sent"]["records"] > 0
+    assert first["bytes"]["sent"]["transactions"] > 0
+    assert a.sync()["published"] is None  # nothing new to publish; no second batch
+    b.sync()
+    c.sync()  # the second yes of three members: accepted
+    batch_id = a.state.own_batches()[0]
+    assert a.registry.batch(bytes.fromhex(batch_id[2:])).state == BatchState.ACCEPTED
+    for node in (b, d):
+        summary = node.sync()
+        assert summary["merged"]["added"] == 2, summary
+        assert summary["bytes"]["received"]["records"] > 0
+        texts = {e.text for e in node.library.all()}
+        assert set(LESSONS) <= texts
+        merged = next(e for e in node.library.all() if e.text == LESSONS[0])
+        assert merged.origin_node == a.address
+        (row,) = node.library.provenance(merged.id)
+        assert (row.node, row.batch_id, row.round) == (a.address, batch_id, 1)
+        assert row.record_cid in a.store.get(
+            a.registry.batch(bytes.fromhex(batch_id[2:])).batch_cid
+        ).decode()  # the record CID is one the manifest lists
+    size = len(d.library)
+    again = d.sync()  # merging is idempotent
+    assert again["merged"]["added"] == 0 and len(d.library) == size
+    a.sync()  # a has not read the registry since its batch was accepted
+    statuses = [n.status() for n in (a, b, c, d)]
+    assert len({s["global_library"]["digest"] for s in statuses}) == 1
+    assert statuses[0]["global_library"]["size"] == 2
+    assert len(a.library) == 2  # a's own experiences were not merged back into it
+
+
+def test_a_tampered_record_makes_a_node_refuse_the_whole_batch(tmp_path: Path, embedder: Embedder) -> None:
+    net = make_network(tmp_path, embedder)
+    a, b, c, d = (net.node(i) for i in range(4))
+    for text in LESSONS:
+        a.library.add(text)
+    a.sync()
+    b.sync()
+    c.sync()  # voted yes on the intact batch: accepted
+    batch = a.registry.batch(bytes.fromhex(a.state.own_batches()[0][2:]))
+    assert batch.state == BatchState.ACCEPTED
+    # the store now serves other bytes under one record's name
+    manifest = share.check_manifest(batch, net.store.get(batch.batch_cid))
+    victim = net.store.root / manifest.records[0][-2:] / manifest.records[0]
+    victim.write_bytes(victim.read_bytes().replace(b"When", b"Then"))
+    summary = d.sync()
+    (refused,) = summary["pulled"]["refused"]
+    assert "corrupt" in refused["reason"] and refused["batch_id"] == "0x" + batch.id.hex()
+    assert len(d.library) == 0  # not one record of the batch was merged, the intact one included
+    assert d.status()["refused_batches"][0]["reason"] == refused["reason"]
+
+
+def test_members_vote_no_on_a_record_signed_into_another_nodes_batch(tmp_path: Path, embedder: Embedder) -> None:
+    net = make_network(tmp_path, embedder)
+    a, b = net.node(0), net.node(1)
+    forger, victim = net.accounts[2], net.accounts[3]
+    record = ExperienceRecord(LESSONS[0], 0.9, "general", 0, "x", "y", victim.address, 1_700_000_000)
+    data = encode_record(record)
+    net.store.put(data)
+    domain = a.registry.domain
+    batch = share.build_batch(
+        [(cid_of(data), data)],
+        node=forger.address,
+        round_=1,
+        signer=lambda manifest, cid: sign_batch(forger.key, domain, manifest, cid),
+        domain=domain,
+    )
+    net.store.put(batch.manifest_bytes)
+    relay = RegistryClient(embedded_web3(), net.registry, forger)
+    batch_id, _ = relay.submit_batch(batch.manifest, batch.manifest_cid, batch.signature)
+    a.sync()
+    b.sync()
+    row = b.state.batch_row("0x" + batch_id.hex())
+    assert row is not None and row["vote"] == 0 and "names node" in row["vote_reason"]
+    assert a.registry.batch(batch_id).state == BatchState.REJECTED  # two of three members said no
+
+
+def test_a_node_killed_around_submission_submits_each_batch_once(tmp_path: Path, embedder: Embedder) -> None:
+    net = make_network(tmp_path, embedder)
+    a = net.node(0)
+    a.library.add(LESSONS[0])
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # what a kill leaves behind: the step started, nothing after it ran
+
+    a.registry.submit_batch = crash  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        a.sync()
+    assert a.state.unfinished_outbox()[0]["state"] == "stored"
+    count = a.registry.batch_count()
+    restarted = net.node(0)  # the same state file and library, a new process's objects
+    restarted.sync()
+    assert restarted.registry.batch_count() == count + 1
+    # killed after the registry took the batch but before the outbox said so
+    restarted.library.add(LESSONS[1])
+    original = restarted.state.set_outbox_state
+
+    def crash_when_done(round_: int, state: str, batch_id: str | None = None) -> None:
+        if state == "done":
+            raise KeyboardInterrupt
+        original(round_, state, batch_id)
+
+    restarted.state.set_outbox_state = crash_when_done  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        restarted.sync()
+    again = net.node(0)
+    summary = again.sync()
+    assert again.registry.batch_count() == count + 2  # the second round, once
+    assert again.state.outbox_counts() == {"done": 2}
+    assert summary["published"] is None  # nothing was published twice
+    assert sorted(again.state.own_batches()) == sorted({b for b in again.state.own_batches()})
+
+
+def test_a_state_file_refuses_another_node(tmp_path: Path, embedder: Embedder) -> None:
+    from dso.keys import new_keystore
+    from dso.node.node import open_node
+
+    config = DSOConfig()
+    config.network.node_dir = tmp_path / "node"
+    config.library.path = tmp_path / "node" / "library.db"
+    config.chain.addresses = tmp_path / "addresses.json"
+    config.chain.keystore = tmp_path / "one.json"
+    new_keystore(config.chain.keystore, "pw", kdf="pbkdf2", iterations=2)
+    node = open_node(config, "pw")
+    node.close()
+    config.chain.keystore = tmp_path / "two.json"
+    new_keystore(config.chain.keystore, "pw", kdf="pbkdf2", iterations=2)
+    with pytest.raises(NodeError, match="belongs to"):
+        open_node(config, "pw")
