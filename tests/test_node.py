@@ -85,9 +85,9 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
         assert merged.origin_node == a.address
         (row,) = node.library.provenance(merged.id)
         assert (row.node, row.batch_id, row.round) == (a.address, batch_id, 1)
-        assert row.record_cid in a.store.get(
-            a.registry.batch(bytes.fromhex(batch_id[2:])).batch_cid
-        ).decode()  # the record CID is one the manifest lists
+        assert (
+            row.record_cid in a.store.get(a.registry.batch(bytes.fromhex(batch_id[2:])).batch_cid).decode()
+        )  # the record CID is one the manifest lists
     size = len(d.library)
     again = d.sync()  # merging is idempotent
     assert again["merged"]["added"] == 0 and len(d.library) == size

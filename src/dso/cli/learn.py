@@ -19,8 +19,11 @@ from rich.progress import (
 from rich.table import Table
 
 from dso.cli.common import console, err_console, get_config, print_json, shown
+from dso.config import DSOConfig
+from dso.errors import DSOError
 from dso.learn.extract import Rollout
-from dso.learn.run import Hooks, run_evaluation, run_training
+from dso.learn.run import Hooks, open_run_library, run_evaluation, run_training
+from dso.learn.trainer import check_run_dir
 
 
 class _Bars:
@@ -134,6 +137,9 @@ def train_command(
     gate: bool | None = typer.Option(
         None, "--gate/--no-gate", help="Keep a lesson only if it solves more of its own batch."
     ),
+    dso: bool = typer.Option(
+        False, "--dso", help="Share through the network while learning (network.enable_dso; a node from dso node init)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Learn experiences from rollouts (Training-Free GRPO); no weight changes."""
@@ -154,10 +160,13 @@ def train_command(
         samples=samples,
         gate=gate,
     )
-    config = get_config(ctx, **overrides)
+    config = get_config(ctx, **overrides, **({"network.enable_dso": True} if dso else {}))
     with _progress(as_json) as progress:
         bars = _Bars(progress)
-        summary = run_training(config, run_dir, resume=resume, hooks=bars.hooks())
+        if config.network.enable_dso:
+            summary = _train_with_network(config, run_dir, resume, bars)
+        else:
+            summary = run_training(config, run_dir, resume=resume, hooks=bars.hooks())
         report = run_evaluation(config, run_dir, hooks=bars.hooks()) if evaluate else None
     if as_json:
         print_json({"train": summary, "eval": report})
@@ -176,6 +185,21 @@ def train_command(
         console.print(f"  \\[G{index}] {shown(text)}")
     if report:
         print_eval(report)
+
+
+def _train_with_network(config: DSOConfig, run_dir: Path, resume: bool, bars: _Bars) -> dict[str, Any]:
+    """`dso train --dso`: the run's library is the node's; a sync every network.sync_frequency batches."""
+    from dso.cli.records import _password
+    from dso.node import DSOTrainer, open_node
+
+    check_run_dir(run_dir, config, resume)
+    if not config.chain.keystore.is_file():
+        raise DSOError(f"--dso needs a node key at {config.chain.keystore}; set a node up with: dso node init")
+    node = open_node(config, _password(confirm=False), library=open_run_library(config, run_dir), log=bars.hooks().log)
+    try:
+        return DSOTrainer(config, node, run_dir, hooks=bars.hooks()).run()
+    finally:
+        node.close()
 
 
 def eval_command(

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from dso import __version__
-from dso.cli import aggregate, bench, chain, learn, library, models, records
+from dso.cli import aggregate, bench, chain, learn, library, models, node, records
 from dso.cli.common import AppState, console, get_config, print_json, printable, shown
 from dso.errors import DSOError
 
@@ -23,6 +23,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
 app.add_typer(records.keys_app, name="keys")
 app.add_typer(chain.app, name="chain")
+app.add_typer(node.app, name="node")
 app.command("train")(learn.train_command)
 app.command("eval")(learn.eval_command)
 app.command("cid")(records.cid_command)

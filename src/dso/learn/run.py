@@ -56,9 +56,16 @@ def open_run_library(config: DSOConfig, run_dir: Path) -> ExperienceLibrary:
 
 
 def run_training(
-    config: DSOConfig, run_dir: Path, *, resume: bool = False, hooks: Hooks | None = None
+    config: DSOConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    hooks: Hooks | None = None,
+    library: ExperienceLibrary | None = None,
 ) -> dict[str, Any]:
+    """Learn on the training split into the run's library (or `library`, left open: a node's)."""
     hooks = hooks or Hooks()
+    owned = library is None
     settings = config.train
     train_set, _ = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
     prompts = PromptSet(config.prompts)  # every template loaded: a bad version leaves no run behind either
@@ -67,7 +74,8 @@ def run_training(
     extractor_llm = solver
     if settings.extractor_model and settings.extractor_model != config.llm.model:
         extractor_llm = _llm(config, settings.extractor_model)
-    library = open_run_library(config, run_dir)
+    if library is None:
+        library = open_run_library(config, run_dir)
     extractor = Extractor(
         extractor_llm,
         library,
@@ -98,7 +106,8 @@ def run_training(
         "extraction": dataclasses.asdict(extractor.stats),
         "experiences": [e.text for e in library.all()],
     }
-    library.close()
+    if owned:
+        library.close()
     return summary
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 from dso.config import DSOConfig, TrainConfig
 from dso.errors import DSOError
+from dso.faults import fault_point
 from dso.files import write_text_atomic
 from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout
@@ -53,12 +52,6 @@ def config_json(config: DSOConfig) -> dict[str, Any]:
     recorded.pop("eval_samples")
     recorded.pop("eval_temperature")
     return {**recorded, "model": config.llm.model, "prompts": dataclasses.asdict(config.prompts)}
-
-
-def _fault_point(name: str) -> None:
-    """Crash tests: DSO_FAULT=<name> kills the process here as `kill -9` would, with no cleanup."""
-    if os.environ.get("DSO_FAULT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _cursor(library: ExperienceLibrary) -> tuple[int, int]:
@@ -134,10 +127,10 @@ def train(
                     prompt_version=solver_prompt,
                 )
                 rollouts = solve(batch, solver, verifier, settings, library, on_done=on_rollouts)
-                _fault_point(f"before-rollouts-saved:{epoch}:{batch_index}")
+                fault_point(f"before-rollouts-saved:{epoch}:{batch_index}")
                 lines = [json.dumps(r.to_json()) for group in rollouts.values() for r in group]
                 write_text_atomic(path, "\n".join(lines) + "\n")
-                _fault_point(f"after-rollouts:{epoch}:{batch_index}")
+                fault_point(f"after-rollouts:{epoch}:{batch_index}")
             groups = [(by_id[problem_id], group) for problem_id, group in rollouts.items()]
             operations = extractor.propose(groups, epoch, parallel=parallel)
             final = extractor.consolidate(operations)

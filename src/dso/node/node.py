@@ -39,6 +39,7 @@ from dso.core.records import BatchManifest, ExperienceRecord, decode_batch
 from dso.core.signing import sign_batch
 from dso.embed.base import Vectors
 from dso.errors import ChainError, ContractRevert, DataError, NodeError, StoreError
+from dso.faults import fault_point
 from dso.library import ExperienceLibrary, RemoteExperience
 from dso.node import share
 from dso.node.state import NodeState
@@ -146,6 +147,7 @@ class Node:
                         ) from None
                     if exc.name != "DuplicateBatch":
                         raise
+                fault_point("sync:submitted")
             self.state.set_outbox_state(round_, "done", hex_id(batch_id))
             sent.append({"round": round_, "batch_id": hex_id(batch_id), "records": len(manifest.records)})
             self._log(f"published round {round_}: {len(manifest.records)} experiences, batch {hex_id(batch_id)[:12]}")
@@ -174,6 +176,7 @@ class Node:
 
             batch = share.build_batch(records, node=self.address, round_=round_, signer=signer, domain=domain)
             self.state.add_outgoing(round_, batch, [(text_key(e.text), e.id) for e in fresh])
+            fault_point("sync:built")
             built = {"round": round_, "records": len(records), "manifest_cid": batch.manifest_cid}
         self.flush_outbox()
         return built
@@ -264,6 +267,7 @@ class Node:
         fresh = [(b, a) for b, a, r in decided if not r.startswith("voted before")]
         if fresh:
             self.registry.vote_many([bytes.fromhex(b[2:]) for b, _ in fresh], [a for _, a in fresh])
+            fault_point("sync:voted")
         self.state.record_votes(decided)
         return [{"batch_id": b, "approve": a, "reason": r} for b, a, r in decided]
 
@@ -342,6 +346,7 @@ class Node:
             if r.node != self.address and not self.library.knows_record(r.cid)
         ]
         results, skipped = self.library.merge_remote(items) if items else ([], [])
+        fault_point("sync:merged")
         self.state.mark_merged(pending)
         for cid, reason in skipped:
             if reason != "record already merged":
@@ -418,6 +423,8 @@ class Node:
 
 
 def node_paths(config: DSOConfig) -> dict[str, Path]:
+    """Where a node keeps its state, its blocks (embedded store) and its learning run, whose library.db is
+    the node's library."""
     root = config.network.node_dir
     return {"state": root / "node.db", "blocks": root / "blocks", "run": root / "run"}
 
@@ -456,7 +463,8 @@ def open_node(
     else:
         store = LocalBlockStore(paths["blocks"])
     state = NodeState(paths["state"])
-    bound = {"node": str(account.address), "registry": f"{w3.eth.chain_id}:{registry.address}"}
+    genesis = bytes(w3.eth.get_block(0)["hash"]).hex()[:16]  # the embedded EVM is a new chain in every process
+    bound = {"node": str(account.address), "registry": f"chain {w3.eth.chain_id} ({genesis}) {registry.address}"}
     mismatch = None
     with state.transaction():
         for key, value in bound.items():
@@ -464,11 +472,15 @@ def open_node(
             if stored is None:
                 state.set_meta(key, value)
             elif stored != value:
-                mismatch = f"{paths['state']} belongs to {key} {stored}, not {value}; use another network.node_dir"
+                mismatch = f"{paths['state']} belongs to {key} {stored}, not {value}"
+                if not config.chain.rpc:
+                    mismatch += " (the embedded chain ends with its process: a lasting node needs chain.rpc)"
                 break
     if mismatch:
         state.close()
         raise NodeError(mismatch)
     if library is None:
-        library = ExperienceLibrary.from_config(config.library, make_embedder(config.embedder))
+        library = ExperienceLibrary.from_config(
+            config.library, make_embedder(config.embedder), paths["run"] / "library.db"
+        )
     return Node(config, library, account, registry, store, state, log=log)
