@@ -104,7 +104,7 @@ def _wait(service: RunningService, probe: httpx.Request, timeout_s: float) -> Ru
     raise ServiceError(f"{service.name} did not answer on {service.url} within {timeout_s:.0f} s; see {service.log}")
 
 
-def start_ipfs(workdir: Path, *, timeout_s: float = 60.0) -> RunningService:
+def start_ipfs(workdir: Path, *, port: int | None = None, timeout_s: float = 60.0) -> RunningService:
     """A js-ipfs daemon with the kubo RPC API on a free loopback port, offline (no bootstrap, no MDNS)."""
     workdir.mkdir(parents=True, exist_ok=True)
     binary = service_binary("jsipfs")
@@ -117,7 +117,7 @@ def start_ipfs(workdir: Path, *, timeout_s: float = 60.0) -> RunningService:
         if init.returncode != 0:
             raise ServiceError(f"jsipfs init failed: {init.stderr.decode(errors='replace')[-300:]}")
     config = json.loads((repo / "config").read_text())
-    api_port = free_port()
+    api_port = port or free_port()
     config["Addresses"].update(
         API=f"/ip4/127.0.0.1/tcp/{api_port}",
         Gateway=f"/ip4/127.0.0.1/tcp/{free_port()}",

@@ -19,6 +19,7 @@ from dso.keys import load_account
 app = typer.Typer(help="The on-chain ExperienceRegistry.", no_args_is_help=True)
 members_app = typer.Typer(help="DAO membership, changed only by a 2/3 member vote.", no_args_is_help=True)
 app.add_typer(members_app, name="members")
+ipfs_app = typer.Typer(help="A local IPFS daemon for the content store.", no_args_is_help=True)
 
 RpcOpt = typer.Option(None, "--rpc", help="JSON-RPC URL (default chain.rpc; empty = embedded EVM).")
 KeystoreOpt = typer.Option(None, "--keystore", "-k", help="Node keystore (default chain.keystore).")
@@ -67,6 +68,23 @@ def up(
         console.print(f"anvil listening on {node.url} (chain id 31337); Ctrl-C stops it")
         try:
             while node.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+@ipfs_app.command("up")
+def ipfs_up(
+    port: int = typer.Option(5001, help="API port on 127.0.0.1."),
+    workdir: Path = typer.Option(Path("runs/ipfs"), help="The daemon's repository and log (kept across restarts)."),
+) -> None:
+    """Run a js-ipfs daemon (kubo RPC API) on 127.0.0.1, offline, until interrupted."""
+    from dso.services import start_ipfs
+
+    with start_ipfs(workdir, port=port) as daemon:
+        console.print(f"IPFS API on {daemon.url}; Ctrl-C stops it")
+        try:
+            while daemon.process.poll() is None:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass

@@ -34,8 +34,8 @@ def _log(line: str) -> None:
     err_console.print(shown(line, 1000))
 
 
-def _open(ctx: typer.Context, path: Path | None, quiet: bool = False) -> Node:
-    config = _config(ctx, path)
+def _open(ctx: typer.Context, path: Path | None, quiet: bool = False, config: DSOConfig | None = None) -> Node:
+    config = config or _config(ctx, path)
     if not config.chain.keystore.is_file():
         raise DSOError(f"no node key at {config.chain.keystore}; set one up with: dso node init")
     return open_node(config, _password(confirm=False), log=None if quiet else _log)
@@ -79,6 +79,7 @@ def init(
             "addresses": str(directory / "addresses.json"),
         },
         "network": {"enable_dso": True, "store": ipfs, "node_dir": str(directory)},
+        "library": {"path": str(directory / "run" / "library.db")},
     }
     if dataset:
         sections["train"] = {"dataset": dataset}
@@ -101,8 +102,10 @@ def run(
     """Learn with a sync every network.sync_frequency batches, then keep syncing every --interval seconds."""
     from dso.cli.learn import _Bars, _progress
 
-    node = _open(ctx, config_file)
-    config = node.config
+    config = _config(ctx, config_file)
+    if learn and config.library.path.resolve() != (node_paths(config)["run"] / "library.db").resolve():
+        raise DSOError(f"library.path must be {node_paths(config)['run'] / 'library.db'} for a learning node")
+    node = _open(ctx, config_file, config=config)
     summary: dict[str, Any] = {"node": node.address, "syncs": []}
     with _progress(as_json) as progress:
         if learn and config.train.train_size > 0:

@@ -423,8 +423,8 @@ class Node:
 
 
 def node_paths(config: DSOConfig) -> dict[str, Path]:
-    """Where a node keeps its state, its blocks (embedded store) and its learning run, whose library.db is
-    the node's library."""
+    """Where a node keeps its state, its blocks (embedded store) and its learning run (`dso node init` points
+    library.path at the run's library.db, so the learning loop and the node share one library)."""
     root = config.network.node_dir
     return {"state": root / "node.db", "blocks": root / "blocks", "run": root / "run"}
 
@@ -480,7 +480,5 @@ def open_node(
         state.close()
         raise NodeError(mismatch)
     if library is None:
-        library = ExperienceLibrary.from_config(
-            config.library, make_embedder(config.embedder), paths["run"] / "library.db"
-        )
+        library = ExperienceLibrary.from_config(config.library, make_embedder(config.embedder))
     return Node(config, library, account, registry, store, state, log=log)
