@@ -67,6 +67,7 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
     a, b, c, d = (net.node(i) for i in range(4))  # d is not a member: it only pulls
     for text in LESSONS:
         a.library.add(text, domain="leg_counting")
+    a.library.apply([], evidence={a.library.all()[0].id: (4, 1, 2)})  # what a's training would have counted
     first = a.sync()
     assert first["published"]["records"] == 2 and first["bytes"]["sent"]["records"] > 0
     assert first["bytes"]["sent"]["transactions"] > 0
@@ -95,6 +96,9 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
     statuses = [n.status() for n in (a, b, c, d)]
     assert len({s["global_library"]["digest"] for s in statuses}) == 1
     assert statuses[0]["global_library"]["size"] == 2
+    accepted, _ = d.global_library()
+    claimed = {g.text: g.to_json()["claimed_evidence"] for g in accepted}
+    assert claimed[LESSONS[0]] == {"helped": 4, "hurt": 1, "neutral": 2}  # carried in a's record, as claimed
     assert len(a.library) == 2  # a's own experiences were not merged back into it
 
 

@@ -7,6 +7,7 @@ import random
 import unicodedata
 
 import pytest
+import rfc8785
 from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,24 @@ from dso.errors import CARError, CIDError, MerkleError, RecordError, SignatureEr
 KEY = Account.from_key(b"\x11" * 32)
 OTHER = Account.from_key(b"\x22" * 32)
 DOMAIN = RegistryDomain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
+
+
+def test_a_version_2_record_carries_evidence_and_a_version_1_record_still_decodes() -> None:
+    with_evidence = make_record(evidence=(3, 1, 2))
+    data = encode_record(with_evidence)
+    assert json.loads(data)["v"] == 2 and json.loads(data)["evidence"] == {"helped": 3, "hurt": 1, "neutral": 2}
+    assert decode_record(data) == with_evidence
+    old = encode_record(make_record())
+    assert json.loads(old)["v"] == 1 and decode_record(old) == make_record()
+    for bad in (
+        {"helped": -1, "hurt": 0, "neutral": 0},
+        {"helped": 1, "hurt": 0},
+        {"helped": 1.5, "hurt": 0, "neutral": 0},
+    ):
+        document = json.loads(data)
+        document["evidence"] = bad
+        with pytest.raises(RecordError, match="evidence"):
+            decode_record(rfc8785.dumps(document))
 
 
 def make_record(i: int = 0, **changes: object) -> ExperienceRecord:
@@ -142,7 +161,8 @@ def _canonical(document: dict[str, object]) -> bytes:
     [
         (lambda d: d.update(extra=1), r"unknown \['extra'\]"),
         (lambda d: d.pop("domain"), r"missing \['domain'\]"),
-        (lambda d: d.update(v=2), "unsupported record version"),
+        (lambda d: d.update(v=3), "unsupported record version"),
+        (lambda d: d.update(v=2), r"missing \['evidence'\]"),  # a version 2 record carries evidence
         (lambda d: d.update(code="!!!"), "not valid base64"),
         (lambda d: d.update(confidence=2), "confidence must lie"),
         (lambda d: d.update(epoch=True), "epoch"),

@@ -21,9 +21,9 @@ import pytest
 from dso.config import load_config
 from dso.embed import Embedder
 from dso.learn.datasets import Problem
-from dso.learn.extract import Extractor
+from dso.learn.extract import Extractor, Rollout
 from dso.learn.rewards import DefaultVerifier
-from dso.learn.trainer import read_rollouts, train
+from dso.learn.trainer import group_evidence, read_rollouts, train
 from dso.library import ExperienceLibrary
 from dso.llm.testing import ScriptedLLM, ScriptedRequest, serve_openai
 
@@ -120,7 +120,18 @@ def test_usage_is_counted_once_when_a_batch_is_sampled_again(tmp_path: Path, end
     assert prompts, "no experience was ever in a prompt: the check below would prove nothing"
     with sqlite3.connect(run_dir / "library.db") as db:
         usage = dict(db.execute("SELECT id, usage_count FROM experiences").fetchall())
+        evidence = dict(db.execute("SELECT id, helped + hurt + neutral FROM experiences").fetchall())
     assert {i: n for i, n in usage.items() if n} == dict(prompts)
+    assert evidence == usage  # every prompt that held a lesson is one piece of evidence for it, counted once
+
+
+def test_evidence_compares_each_group_with_its_batch() -> None:
+    def group(problem: str, rewards: list[float], used: tuple[str, ...]) -> list[Rollout]:
+        return [Rollout(problem, i, "", r, 0, 0, "stop", used) for i, r in enumerate(rewards)]
+
+    groups = [group("p1", [1, 1], ("a", "b")), group("p2", [0, 0], ("b",)), group("p3", [1, 0], ("c", "c"))]
+    assert group_evidence(groups) == {"a": (1, 0, 0), "b": (1, 1, 0), "c": (0, 0, 1)}  # batch mean 0.5
+    assert group_evidence([]) == {}
 
 
 @pytest.mark.slow

@@ -30,6 +30,11 @@ class Experience:
     origin_node: str = "local"
     content_id: str | None = None  # the record's CID once it has been shared
     embedder_id: str = ""
+    # evidence from this node's own training: groups whose prompt held it that did better / worse / the same
+    # as their batch's mean reward
+    helped: int = 0
+    hurt: int = 0
+    neutral: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

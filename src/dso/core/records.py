@@ -4,7 +4,8 @@ Canonical bytes are RFC 8785 JSON (JCS): sorted keys, no insignificant white spa
 format. JSON rather than DAG-CBOR because a record is read by people (reviewers, the web page) and by
 Solidity-free tooling in any language, and JCS makes it byte-deterministic. Decoding is strict: the
 bytes must be *exactly* the canonical encoding of a valid record, so one record has one byte form and
-one CID. Unknown fields are rejected; a later version adds fields under a new ``v``.
+one CID. Unknown fields are rejected; a later version adds fields under a new ``v`` (version 2 added the origin node's
+evidence counts; version 1 records, without them, still decode).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dso.core.merkle import merkle_root
 from dso.core.untrusted import b64decode_canonical, is_int, load_json
 from dso.errors import CIDError, CodecError, RecordError
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2 adds the origin node's evidence counts; version 1 records still decode
 _LOWER_HEX_32 = re.compile(r"0x[0-9a-f]{64}")
 MAX_RECORD_BYTES = 16_384
 MAX_WORDS = 64  # the protocol's hard cap; a library may enforce a lower one
@@ -45,7 +46,10 @@ _RECORD_FIELDS = {
     "node",
     "timestamp",
 }
+_RECORD_FIELDS_V2 = _RECORD_FIELDS | {"evidence"}
+_EVIDENCE_KEYS = ("helped", "hurt", "neutral")
 _BATCH_FIELDS = {"v", "type", "node", "round", "records", "merkle_root"}
+BATCH_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +63,13 @@ class ExperienceRecord:
     node: str  # EIP-55 address of the origin node
     timestamp: int  # unix seconds
     code: bytes | None = None  # a codec wire record of the embedding
+    # the origin node's own counts (helped, hurt, neutral): a claim like confidence, shown, never decisive;
+    # None writes a version 1 record
+    evidence: tuple[int, int, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "v": RECORD_VERSION,
+        document: dict[str, Any] = {
+            "v": 1 if self.evidence is None else RECORD_VERSION,
             "type": "dso.experience",
             "text": self.text,
             "code": None if self.code is None else base64.b64encode(self.code).decode("ascii"),
@@ -74,6 +81,9 @@ class ExperienceRecord:
             "node": self.node,
             "timestamp": self.timestamp,
         }
+        if self.evidence is not None:
+            document["evidence"] = dict(zip(_EVIDENCE_KEYS, self.evidence, strict=True))
+        return document
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +106,7 @@ class BatchManifest:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "v": RECORD_VERSION,
+            "v": BATCH_VERSION,
             "type": "dso.batch",
             "node": self.node,
             "round": self.round,
@@ -129,6 +139,14 @@ def _check_record(record: ExperienceRecord) -> None:
         raise RecordError(f"record timestamp must be unix seconds, got {record.timestamp!r}")
     if not isinstance(record.node, str) or not is_checksum_address(record.node):
         raise RecordError(f"record node must be an EIP-55 checksummed address, got {record.node!r:.60}")
+    if record.evidence is not None:
+        evidence = record.evidence
+        if (
+            not isinstance(evidence, tuple)
+            or len(evidence) != 3
+            or not all(is_int(n) and 0 <= n < 2**32 for n in evidence)
+        ):
+            raise RecordError("record evidence must be three counts (helped, hurt, neutral) in [0, 2^32)")
     if record.code is not None:
         try:
             codec.from_record(record.code)
@@ -169,12 +187,20 @@ def _load_canonical(data: bytes, limit: int, what: str) -> Mapping[str, Any]:
 def decode_record(data: bytes) -> ExperienceRecord:
     """Parse canonical record bytes; anything malformed raises RecordError."""
     document = _load_canonical(data, MAX_RECORD_BYTES, "record")
-    if set(document) != _RECORD_FIELDS:
-        unknown = sorted(set(document) - _RECORD_FIELDS)
-        missing = sorted(_RECORD_FIELDS - set(document))
-        raise RecordError(f"record fields differ from version 1: unknown {unknown}, missing {missing}")
-    if not is_int(document["v"]) or document["v"] != RECORD_VERSION or document["type"] != "dso.experience":
-        raise RecordError(f"unsupported record version/type {document['v']!r:.20}/{document['type']!r:.40}")
+    version = document.get("v")
+    if not is_int(version) or version not in (1, 2) or document.get("type") != "dso.experience":
+        raise RecordError(f"unsupported record version/type {version!r:.20}/{document.get('type')!r:.40}")
+    fields = _RECORD_FIELDS if version == 1 else _RECORD_FIELDS_V2
+    if set(document) != fields:
+        unknown = sorted(set(document) - fields)
+        missing = sorted(fields - set(document))
+        raise RecordError(f"record fields differ from version {version}: unknown {unknown}, missing {missing}")
+    evidence = None
+    if version == 2:
+        counts = document["evidence"]
+        if not isinstance(counts, dict) or set(counts) != set(_EVIDENCE_KEYS):
+            raise RecordError("record evidence must be an object with helped, hurt and neutral")
+        evidence = tuple(counts[key] for key in _EVIDENCE_KEYS)
     code = document["code"]
     if code is not None:
         code = b64decode_canonical(code, RecordError, "record code")
@@ -189,6 +215,7 @@ def decode_record(data: bytes) -> ExperienceRecord:
         node=document["node"],
         timestamp=document["timestamp"],
         code=code,
+        evidence=evidence,  # type-checked by _check_record below
     )
     _check_record(record)
     return record
@@ -221,7 +248,7 @@ def decode_batch(data: bytes) -> BatchManifest:
     document = _load_canonical(data, 64 + MAX_BATCH_RECORDS * 64 + 512, "batch")
     if set(document) != _BATCH_FIELDS:
         raise RecordError(f"batch fields differ from version 1: {sorted(document)}")
-    if not is_int(document["v"]) or document["v"] != RECORD_VERSION or document["type"] != "dso.batch":
+    if not is_int(document["v"]) or document["v"] != BATCH_VERSION or document["type"] != "dso.batch":
         raise RecordError(f"unsupported batch version/type {document['v']!r:.20}/{document['type']!r:.40}")
     root = document["merkle_root"]
     if not isinstance(root, str) or not _LOWER_HEX_32.fullmatch(root):

@@ -54,6 +54,25 @@ def config_json(config: DSOConfig) -> dict[str, Any]:
     return {**recorded, "model": config.llm.model, "prompts": dataclasses.asdict(config.prompts)}
 
 
+def group_evidence(groups: list[list[Rollout]]) -> dict[str, tuple[int, int, int]]:
+    """(helped, hurt, neutral) per experience: each group whose prompt held it counts once, as better than,
+    worse than or equal to the batch's mean reward. Weak evidence one group at a time; summed over many
+    batches it separates lessons that travel with success from those that travel with failure."""
+    rewards = [r.reward for group in groups for r in group]
+    if not rewards:
+        return {}
+    mean = sum(rewards) / len(rewards)
+    counts: dict[str, list[int]] = {}
+    for group in groups:
+        if not group:
+            continue
+        own = sum(r.reward for r in group) / len(group)
+        slot = 0 if own > mean + 1e-9 else 1 if own < mean - 1e-9 else 2
+        for experience_id in dict.fromkeys(group[0].experiences):
+            counts.setdefault(experience_id, [0, 0, 0])[slot] += 1
+    return {key: (c[0], c[1], c[2]) for key, c in counts.items()}
+
+
 def _cursor(library: ExperienceLibrary) -> tuple[int, int]:
     value = library.get_meta(CURSOR_KEY)
     if value is None:
@@ -147,8 +166,13 @@ def train(
                 report = gated.to_json()
             # One prompt per question: its first attempt names the experiences that were in it.
             used = [experience for group in rollouts.values() if group for experience in group[0].experiences]
-            library.apply(final, meta={CURSOR_KEY: f"{epoch}:{batch_index}"}, usage=used)
             rewards = [r.reward for group in rollouts.values() for r in group]
+            library.apply(
+                final,
+                meta={CURSOR_KEY: f"{epoch}:{batch_index}"},
+                usage=used,
+                evidence=group_evidence(list(rollouts.values())),
+            )
             entry = BatchMetrics(
                 epoch,
                 batch_index,

@@ -25,7 +25,8 @@ from dso.core.experience import Experience
 from dso.embed.base import Vectors
 from dso.errors import LibraryError
 
-SCHEMA_VERSION = 2  # 2: provenance has its own table (one experience, many supporters)
+SCHEMA_VERSION = 3  # 2: provenance has its own table (one experience, many supporters); 3: evidence counts
+_EVIDENCE_COLUMNS = ("helped", "hurt", "neutral")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,7 +42,10 @@ CREATE TABLE IF NOT EXISTS experiences (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     origin_node TEXT NOT NULL,
-    content_id TEXT
+    content_id TEXT,
+    helped INTEGER NOT NULL DEFAULT 0,
+    hurt INTEGER NOT NULL DEFAULT 0,
+    neutral INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -124,6 +128,11 @@ class Storage:
                         "INSERT OR IGNORE INTO provenance (experience_id, node, record_cid, received_at) "
                         "SELECT id, origin_node, content_id, updated_at FROM experiences WHERE content_id IS NOT NULL"
                     )
+                if stored in ("1", "2"):  # version 3 counts evidence per experience
+                    present = {row[1] for row in self.db.execute("PRAGMA table_info(experiences)")}
+                    for column in _EVIDENCE_COLUMNS:
+                        if column not in present:
+                            self.db.execute(f"ALTER TABLE experiences ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
                 elif stored not in (None, str(SCHEMA_VERSION)):
                     raise LibraryError(f"{path} has schema version {stored!r:.20}; this dso reads {SCHEMA_VERSION}")
                 if stored != str(SCHEMA_VERSION):  # opening to read must not write
@@ -218,6 +227,12 @@ class Storage:
         self.db.executemany(
             "UPDATE experiences SET usage_count = usage_count + ? WHERE id = ?",
             [(count, experience_id) for experience_id, count in counts.items() if count > 0],
+        )
+
+    def add_evidence(self, counts: Mapping[str, tuple[int, int, int]]) -> None:
+        self.db.executemany(
+            "UPDATE experiences SET helped = helped + ?, hurt = hurt + ?, neutral = neutral + ? WHERE id = ?",
+            [(*triple, experience_id) for experience_id, triple in counts.items()],
         )
 
     # -- provenance ----------------------------------------------------------------------------

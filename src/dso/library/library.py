@@ -256,12 +256,13 @@ class ExperienceLibrary:
         *,
         meta: Mapping[str, str] | None = None,
         usage: Sequence[str] = (),
+        evidence: Mapping[str, tuple[int, int, int]] | None = None,
     ) -> list[WriteResult]:
-        """Apply ADD / UPDATE / DELETE operations, `meta` entries and usage counts in one transaction.
+        """Apply ADD / UPDATE / DELETE operations, `meta` entries, usage and evidence counts in one transaction.
 
-        The trainer stores its cursor in `meta` and the ids its prompts used in `usage` with the batch's
-        operations, so a crash can never leave a batch half-applied, applied without its cursor (which
-        would repeat it on resume) or counted twice.
+        The trainer stores its cursor in `meta`, the ids its prompts used in `usage` and what they did in
+        `evidence` ((helped, hurt, neutral) per id) with the batch's operations, so a crash can never leave a
+        batch half-applied, applied without its cursor (which would repeat it on resume) or counted twice.
         """
         embedder = self._require_embedder()
         for operation in operations:
@@ -278,6 +279,7 @@ class ExperienceLibrary:
         results: list[WriteResult] = []
         with self._storage.transaction():
             self._storage.add_usage(Counter(usage))  # before deletes: a deleted lesson's count goes with it
+            self._storage.add_evidence(evidence or {})
             for operation in operations:
                 current = self._storage.find(operation.target or "") if operation.op == "DELETE" else None
                 if current is not None:

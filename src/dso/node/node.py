@@ -311,7 +311,17 @@ class Node:
                     self._log(f"refused batch {batch_id[:12]} from {info.node[:10]}: {reason[:200]}")
                 else:
                     shared = [
-                        share.SharedRecord(cid, batch_id, r.node, info.round, r.text, r.confidence, r.domain, r.epoch)
+                        share.SharedRecord(
+                            cid,
+                            batch_id,
+                            r.node,
+                            info.round,
+                            r.text,
+                            r.confidence,
+                            r.domain,
+                            r.epoch,
+                            *(r.evidence or (0, 0, 0)),
+                        )
                         for cid, r in records
                     ]
                     self.state.accept_verified(batch_id, shared, cursor + 1)

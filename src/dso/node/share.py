@@ -65,6 +65,7 @@ def build_records(
             node=node,
             timestamp=timestamp,
             code=code,
+            evidence=(experience.helped, experience.hurt, experience.neutral),
         )
         data = encode_record(record)
         out.append((cid_of(data), data))
@@ -170,6 +171,9 @@ class SharedRecord:
     confidence: float
     domain: str
     epoch: int
+    helped: int = 0  # the origin node's own evidence counts, as its record claims them
+    hurt: int = 0
+    neutral: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +190,11 @@ class GlobalExperience:
             "text": self.text,
             "domain": self.domain,
             "supporters": sorted({r.node for r in self.records}),
+            "claimed_evidence": {
+                "helped": sum(r.helped for r in self.records),
+                "hurt": sum(r.hurt for r in self.records),
+                "neutral": sum(r.neutral for r in self.records),
+            },
             "records": sorted(r.cid for r in self.records),
             "reason": self.decision.reason if self.decision else "in a batch the registry accepted",
         }

@@ -16,6 +16,7 @@ cursor that moves past it, so a node killed at any instant restarts where it sto
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -71,6 +72,9 @@ CREATE TABLE IF NOT EXISTS records (
     confidence REAL NOT NULL,
     domain TEXT NOT NULL,
     epoch INTEGER NOT NULL,
+    helped INTEGER NOT NULL DEFAULT 0,
+    hurt INTEGER NOT NULL DEFAULT 0,
+    neutral INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (batch_id, cid)
 );
 CREATE TABLE IF NOT EXISTS traffic (
@@ -239,9 +243,9 @@ class NodeState:
                 (batch_id,),
             )
             self.db.executemany(
-                "INSERT OR IGNORE INTO records (batch_id, cid, node, round, text, confidence, domain, epoch) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.batch_id, r.cid, r.node, r.round, r.text, r.confidence, r.domain, r.epoch) for r in records],
+                "INSERT OR IGNORE INTO records (cid, batch_id, node, round, text, confidence, domain, epoch, "
+                "helped, hurt, neutral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [dataclasses.astuple(r) for r in records],  # the columns in SharedRecord's field order
             )
             self.set_cursor("accepted", cursor)
 
@@ -253,7 +257,8 @@ class NodeState:
 
     def verified_records(self) -> list[SharedRecord]:
         rows = self.db.execute(
-            "SELECT r.cid, r.batch_id, r.node, r.round, r.text, r.confidence, r.domain, r.epoch FROM records r "
+            "SELECT r.cid, r.batch_id, r.node, r.round, r.text, r.confidence, r.domain, r.epoch, r.helped, "
+            "r.hurt, r.neutral FROM records r "
             "JOIN batches b ON b.batch_id = r.batch_id WHERE b.verdict = 'verified' AND b.chain_state = 'accepted'"
         ).fetchall()
         return [SharedRecord(*row) for row in rows]
