@@ -6,10 +6,11 @@ One `sync` does, in order:
    already holds it);
 2. **publish**: the local experiences not yet published become one signed batch (`share.build_*`),
    written to the outbox first, then sent;
-3. **scan**: new registry batches are read from a cursor (never from 0), pending ones refreshed;
+3. **scan** (members only): new registry batches are read from a cursor (never from 0), pending ones
+   refreshed;
 4. **vote** (members only): each pending batch of another node is fetched and verified, its texts run
    through the consensus guards, and one `voteMany` casts every vote of the sync;
-5. **finalize** batches whose voting window closed;
+5. **finalize** (members) batches whose voting window closed;
 6. **pull**: accepted batches past the cursor are fetched and verified; one failed check refuses the whole
    batch, with its reason kept;
 7. **merge**: the global library is recomputed from every verified accepted record (robust consensus by
@@ -58,6 +59,22 @@ def hex_id(batch_id: bytes) -> str:
 
 
 @dataclasses.dataclass
+class SharedWork:
+    """Results that depend only on public data, shared by nodes that run in one process (`dso simulate`).
+
+    A batch's verification depends only on its bytes and the registry, the global library only on the
+    verified records: every node would compute the same, so nodes in one process compute each once. What a
+    node would have fetched is still counted in its own traffic."""
+
+    verified: dict[str, tuple[list[tuple[str, ExperienceRecord]], list[tuple[str, int]]]] = dataclasses.field(
+        default_factory=dict
+    )
+    global_libraries: dict[str, tuple[list[share.GlobalExperience], list[Any]]] = dataclasses.field(
+        default_factory=dict
+    )
+
+
+@dataclasses.dataclass
 class _Traffic:
     rows: list[tuple[str, str, int]] = dataclasses.field(default_factory=list)
 
@@ -78,6 +95,7 @@ class Node:
         state: NodeState,
         *,
         log: Log | None = None,
+        shared: SharedWork | None = None,
     ) -> None:
         if not registry.can_write:
             raise NodeError("a node's registry client needs the node's account")
@@ -92,6 +110,8 @@ class Node:
         self._vectors: dict[str, Vectors] = {}
         self._semantic_guard: SemanticGuard | None = None
         self._traffic = _Traffic()
+        self._shared = shared
+        self._member: bool | None = None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -210,21 +230,36 @@ class Node:
         """Fetch a registry batch and run every check on it; a failed check raises DataError, StoreError or
         ChainError with the reason."""
         own = info.node == self.address
-        manifest = share.check_manifest(info, self._get(info.batch_cid, "manifests", not own))
+        key = f"{hex_id(info.id)}:{info.batch_cid}"
+        if self._shared is not None and key in self._shared.verified:
+            records, fetched = self._shared.verified[key]
+            if not own:
+                for kind, size in fetched:
+                    self._traffic.add(kind, "received", size)
+            return records
+        fetched = []
+        manifest_bytes = self.store.get(info.batch_cid)
+        fetched.append(("manifests", len(manifest_bytes)))
+        manifest = share.check_manifest(info, manifest_bytes)
         submitted, size = self.registry.submission(info.id)
-        if not own:
-            self._traffic.add("signatures", "received", size)
+        fetched.append(("signatures", size))
         share.check_submission(info, manifest, submitted, self.registry.domain)
-        blocks = {cid: self._get(cid, "records", not own) for cid in manifest.records}
+        blocks = {cid: self.store.get(cid) for cid in manifest.records}
+        fetched += [("records", len(data)) for data in blocks.values()]
         records = share.check_records(info, manifest, blocks)
         vectors = self._embed([record.text for _, record in records])
         share.check_codes(records, vectors, self.library.embedder_id or "")
+        if not own:
+            for kind, n in fetched:
+                self._traffic.add(kind, "received", n)
+        if self._shared is not None:
+            self._shared.verified[key] = (records, fetched)
         return records
 
     # -- voting --------------------------------------------------------------------------------
 
     def is_member(self) -> bool:
-        return bool(self.registry.contract.functions.isMember(self.account.address).call())
+        return self.registry.is_member(self.address)
 
     def judge(self, info: BatchInfo) -> tuple[bool, str]:
         """This member's vote on one batch and why: every check passes and enough texts pass the guards."""
@@ -250,15 +285,13 @@ class Node:
 
     def vote(self) -> list[dict[str, Any]]:
         """Judge every pending batch of other nodes this member has not voted on; one voteMany casts them all."""
-        if not self.is_member():
-            return []
         decided = []
         for batch_id in self.state.unvoted_pending():
             raw = bytes.fromhex(batch_id[2:])
             info = self.registry.batch(raw)
             if info.node == self.address or info.state != BatchState.PENDING:
                 continue
-            if self.registry.contract.functions.hasVoted(raw, self.account.address).call():
+            if self.registry.has_voted(raw, self.address):
                 decided.append((batch_id, True, "voted before this state was written"))
                 continue
             approve, reason = self.judge(info)
@@ -334,27 +367,47 @@ class Node:
     def global_library(self) -> tuple[list[share.GlobalExperience], list[Any]]:
         """The global library as this node computes it from every verified accepted record."""
         records = self.state.verified_records()
+        digest = hashlib.sha256("\n".join(sorted(f"{r.batch_id}:{r.cid}" for r in records)).encode()).hexdigest()
+        if self._shared is not None and digest in self._shared.global_libraries:
+            return self._shared.global_libraries[digest]
         texts = share.texts_to_embed(records)
         vectors = dict(zip(texts, self._embed(texts), strict=True)) if texts else {}
         guard = self._guard() if self.config.network.byzantine_robust and records else None
-        return share.global_library(
+        result = share.global_library(
             records,
             vectors,
             self.config.consensus,
             robust=self.config.network.byzantine_robust,
             semantic_guard=guard,
         )
+        if self._shared is not None:
+            self._shared.global_libraries[digest] = result
+        return result
 
     def merge(self) -> dict[str, Any]:
         """Merge what the global library accepts into the local library; records already merged are skipped."""
         pending = self.state.unmerged_verified()
         accepted, _ = self.global_library()
-        items = [
-            RemoteExperience(g.text, r.confidence, g.domain, r.epoch, r.node, r.cid, r.batch_id, r.round)
-            for g in accepted
-            for r in g.records
-            if r.node != self.address and not self.library.knows_record(r.cid)
-        ]
+        items = []
+        for g in accepted:
+            # a lesson this node published itself is already local; otherwise the earliest supporting record
+            # brings it in (its provenance); the full list of supporters stays in the node's state
+            if any(r.node == self.address for r in g.records):
+                continue
+            first = min(g.records, key=lambda r: (r.round, r.batch_id, r.cid))
+            if not self.library.knows_record(first.cid):
+                items.append(
+                    RemoteExperience(
+                        g.text,
+                        first.confidence,
+                        g.domain,
+                        first.epoch,
+                        first.node,
+                        first.cid,
+                        first.batch_id,
+                        first.round,
+                    )
+                )
         results, skipped = self.library.merge_remote(items) if items else ([], [])
         fault_point("sync:merged")
         self.state.mark_merged(pending)
@@ -385,9 +438,11 @@ class Node:
             return out
 
         published = timed("publish", self.publish)
-        timed("scan", self.scan)
-        votes = timed("vote", self.vote)
-        closed = timed("finalize", self.finalize_expired)
+        votes, closed = [], 0
+        if self.is_member():  # only members vote, and only they need to follow pending batches
+            timed("scan", self.scan)
+            votes = timed("vote", self.vote)
+            closed = timed("finalize", self.finalize_expired)
         pulled = timed("pull", self.pull)
         merged = timed("merge", self.merge)
         after = self.registry.sent
