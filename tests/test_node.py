@@ -18,6 +18,7 @@ from dso.chain.client import BatchState, RegistryClient, deploy_registry, dev_fu
 from dso.config import DSOConfig, NetworkConfig
 from dso.core.cid import cid_of
 from dso.core.records import ExperienceRecord, encode_record
+from dso.core.signing import batch_id as batch_id_of
 from dso.core.signing import sign_batch
 from dso.embed import Embedder
 from dso.errors import NodeError
@@ -75,7 +76,10 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
     b.sync()
     c.sync()  # the second yes of three members: accepted
     batch_id = a.state.own_batches()[0]
-    assert a.registry.batch(bytes.fromhex(batch_id[2:])).state == BatchState.ACCEPTED
+    info = a.registry.batch(bytes.fromhex(batch_id[2:]))
+    assert info.state == BatchState.ACCEPTED
+    manifest = share.check_manifest(info, net.store.get(info.batch_cid))
+    assert a.registry.batch_id(manifest, info.batch_cid) == batch_id_of(manifest, info.batch_cid) == info.id
     for node in (b, d):
         summary = node.sync()
         assert summary["merged"]["added"] == 2, summary

@@ -74,7 +74,7 @@ def _junk(rng: random.Random) -> str:
     return "When " + " ".join("".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(10)) + "."
 
 
-def _attack_texts(attack: str, node: str, rng: random.Random, round_: int) -> list[tuple[str, str, float]]:
+def attack_texts(attack: str, node: str, rng: random.Random, round_: int) -> list[tuple[str, str, float]]:
     """(node id, text, confidence) the Byzantine node `node` adds this round."""
     if attack == "junk":
         return [(node, _junk(rng), rng.random()) for _ in range(5)]
@@ -127,7 +127,7 @@ def simulate(
             low = attack == "inflation" and node in bad
             rows += [(node, text, 0.0 if low else rng.uniform(0.5, 0.9)) for text in pool if rng.random() < share]
             if node in bad:
-                rows += _attack_texts(attack, node, rng, round_)
+                rows += attack_texts(attack, node, rng, round_)
         honest_texts = {text for node, text, _ in rows if node in network.honest}
         # the committee votes on each node's batch
         states: dict[str, str] = {}

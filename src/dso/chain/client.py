@@ -72,7 +72,8 @@ class BatchInfo:
 def _one_pass_gas_estimate(state: Any, transaction: Any) -> int:
     """py-evm's own estimate runs a transaction about 14 times (a binary search over the gas limit): three
     quarters of the embedded chain's time per transaction. One run at the block's gas limit gives the gas its
-    message uses, plus the transaction's intrinsic gas; `Transactor` adds its margin (20% + 10,000), which covers the 1/64 a call must keep back."""
+    message uses, plus the transaction's intrinsic gas; `Transactor` adds its margin (20% + 10,000), which
+    covers the 1/64 a call must keep back."""
     from eth.vm.spoof import SpoofTransaction
 
     snapshot = state.snapshot()
@@ -256,6 +257,10 @@ class RegistryClient:
             raise ChainError("this client has no account; writes need a node key")
         return self._tx.call(fn)
 
+    @functools.cached_property
+    def voting_window(self) -> int:
+        return int(self._view(self.contract.functions.votingWindow()))
+
     @property
     def can_write(self) -> bool:
         return self._tx is not None
@@ -364,12 +369,15 @@ class RegistryClient:
             found += self.batches(offset, page)
         return [b for b in found if state is None or b.state == state]
 
-    def submission(self, batch_id: bytes, from_block: int = 0) -> tuple[dict[str, Any], int]:
+    def submission(self, batch_id: bytes) -> tuple[dict[str, Any], int]:
         """The arguments of the `submitBatch` call that registered `batch_id` (signature included), read
         from its transaction, and the size of that call's input: how a fetcher re-checks a batch's
         signature without trusting the contract's word for it."""
+        # the batch's deadline is its submission block plus the voting window: read that one block's logs
+        # (a node scanning every block is slow, and the embedded chain's log search scans them all)
+        block = self.batch(batch_id).deadline - self.voting_window
         logs = self.contract.events.BatchSubmitted().get_logs(
-            argument_filters={"batchId": batch_id}, from_block=from_block
+            argument_filters={"batchId": batch_id}, from_block=block, to_block=block
         )
         if len(logs) != 1:
             raise ChainError(f"batch 0x{batch_id.hex()} has {len(logs)} BatchSubmitted events, expected 1")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from dso import __version__
-from dso.cli import aggregate, bench, chain, learn, library, models, node, records
+from dso.cli import aggregate, bench, chain, learn, library, models, node, records, simulate
 from dso.cli.common import AppState, console, get_config, print_json, printable, shown
 from dso.errors import DSOError
 
@@ -29,6 +29,7 @@ app.command("train")(learn.train_command)
 app.command("eval")(learn.eval_command)
 app.command("cid")(records.cid_command)
 app.command("aggregate")(aggregate.aggregate_command)
+app.command("simulate")(simulate.simulate_command)
 
 
 def _version(value: bool) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_keys.exceptions import BadSignature
 from eth_utils.address import is_checksum_address, to_checksum_address
+from eth_utils.crypto import keccak
 
 from dso.core.records import BatchManifest
 from dso.errors import SignatureError
@@ -67,6 +69,17 @@ def batch_typed_data(domain: RegistryDomain, manifest: BatchManifest, batch_cid:
             "round": manifest.round,
         },
     }
+
+
+def batch_id(manifest: BatchManifest, batch_cid: str) -> bytes:
+    """The registry's id of a batch: its EIP-712 struct hash (the contract's `batchId`), computed locally."""
+    type_hash = keccak(text="Batch(address node,bytes32 merkleRoot,string batchCid,uint64 round)")
+    return keccak(
+        abi_encode(
+            ["bytes32", "address", "bytes32", "bytes32", "uint64"],
+            [type_hash, manifest.node, manifest.merkle_root, keccak(text=batch_cid), manifest.round],
+        )
+    )
 
 
 def sign_batch(private_key: bytes, domain: RegistryDomain, manifest: BatchManifest, batch_cid: str) -> bytes:

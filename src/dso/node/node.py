@@ -37,6 +37,7 @@ from dso.consensus.aggregate import guard_rules
 from dso.consensus.guards import check_text
 from dso.consensus.semantic_guard import SemanticGuard
 from dso.core.records import BatchManifest, ExperienceRecord, decode_batch
+from dso.core.signing import batch_id as local_batch_id
 from dso.core.signing import sign_batch
 from dso.embed.base import Vectors
 from dso.errors import ChainError, ContractRevert, DataError, NodeError, StoreError
@@ -111,7 +112,7 @@ class Node:
         self._semantic_guard: SemanticGuard | None = None
         self._traffic = _Traffic()
         self._shared = shared
-        self._member: bool | None = None
+        self._seen: dict[str, BatchInfo] = {}  # the registry's batches as the last scan read them
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class Node:
                     self._put(data, "records")
                 self._put(row["manifest"], "manifests")
                 self.state.set_outbox_state(round_, "stored")
-            batch_id = self.registry.batch_id(manifest, row["manifest_cid"])
+            batch_id = local_batch_id(manifest, row["manifest_cid"])
             if not self.registry.has_batch(batch_id):
                 try:
                     self.registry.submit_batch(manifest, row["manifest_cid"], row["signature"])
@@ -204,27 +205,23 @@ class Node:
     # -- reading the registry ------------------------------------------------------------------
 
     def scan(self) -> int:
-        """Note batches registered since the last scan and refresh the pending ones; returns how many are new."""
+        """Read the registry's batches from the lowest one that may still be pending (a cursor, never from 0),
+        note every one, and move the cursor past those decided; returns how many are pending."""
         cursor = self.state.cursor("scan")
-        new = 0
+        offset, lowest_pending = cursor, None
         while True:
-            page = self.registry.batches(cursor, PAGE)
-            if not page:
-                break
+            page = self.registry.batches(offset, PAGE)
             with self.state.transaction():
-                for info in page:
+                for index, info in enumerate(page, offset):
                     self.state.note_batch(hex_id(info.id), info.node, info.round, info.state.name.lower())
-                cursor += len(page)
-                self.state.set_cursor("scan", cursor)
-            new += len(page)
+                    self._seen[hex_id(info.id)] = info
+                    if info.state == BatchState.PENDING and lowest_pending is None:
+                        lowest_pending = index
+                offset += len(page)
+                self.state.set_cursor("scan", offset if lowest_pending is None else lowest_pending)
             if len(page) < PAGE:
                 break
-        for batch_id in self.state.batches_in("pending"):
-            info = self.registry.batch(bytes.fromhex(batch_id[2:]))
-            if info.state != BatchState.PENDING:
-                with self.state.transaction():
-                    self.state.note_batch(batch_id, info.node, info.round, info.state.name.lower())
-        return new
+        return sum(1 for info in self._seen.values() if info.state == BatchState.PENDING)
 
     def fetch_verified(self, info: BatchInfo) -> list[tuple[str, ExperienceRecord]]:
         """Fetch a registry batch and run every check on it; a failed check raises DataError, StoreError or
@@ -287,19 +284,15 @@ class Node:
         """Judge every pending batch of other nodes this member has not voted on; one voteMany casts them all."""
         decided = []
         for batch_id in self.state.unvoted_pending():
-            raw = bytes.fromhex(batch_id[2:])
-            info = self.registry.batch(raw)
+            info = self._seen.get(batch_id) or self.registry.batch(bytes.fromhex(batch_id[2:]))
             if info.node == self.address or info.state != BatchState.PENDING:
                 continue
-            if self.registry.has_voted(raw, self.address):
-                decided.append((batch_id, True, "voted before this state was written"))
-                continue
+            # a vote cast before a crash, not yet in the state, is skipped by the registry's lenient voteMany
             approve, reason = self.judge(info)
             decided.append((batch_id, approve, reason))
             self._log(f"vote {'yes' if approve else 'no'} on {batch_id[:12]} from {info.node[:10]}: {reason}")
-        fresh = [(b, a) for b, a, r in decided if not r.startswith("voted before")]
-        if fresh:
-            self.registry.vote_many([bytes.fromhex(b[2:]) for b, _ in fresh], [a for _, a in fresh])
+        if decided:
+            self.registry.vote_many([bytes.fromhex(b[2:]) for b, _, _ in decided], [a for _, a, _ in decided])
             fault_point("sync:voted")
         self.state.record_votes(decided)
         return [{"batch_id": b, "approve": a, "reason": r} for b, a, r in decided]
@@ -308,19 +301,19 @@ class Node:
         """Close batches whose voting window ended (anyone may); a batch someone else closed is skipped."""
         block = self.registry.w3.eth.block_number
         closed = 0
-        for batch_id in self.state.batches_in("pending"):
-            raw = bytes.fromhex(batch_id[2:])
-            info = self.registry.batch(raw)
-            if info.state == BatchState.PENDING and block > info.deadline:
-                try:
-                    self.registry.finalize(raw)
-                    closed += 1
-                except ContractRevert as exc:
-                    if exc.name != "AlreadyDecided":
-                        raise
-                info = self.registry.batch(raw)
-                with self.state.transaction():
-                    self.state.note_batch(batch_id, info.node, info.round, info.state.name.lower())
+        for batch_id, info in list(self._seen.items()):
+            if info.state != BatchState.PENDING or block <= info.deadline:
+                continue
+            try:
+                self.registry.finalize(info.id)
+                closed += 1
+            except ContractRevert as exc:
+                if exc.name != "AlreadyDecided":
+                    raise
+            info = self.registry.batch(info.id)
+            self._seen[batch_id] = info
+            with self.state.transaction():
+                self.state.note_batch(batch_id, info.node, info.round, info.state.name.lower())
         return closed
 
     # -- pulling and merging -------------------------------------------------------------------
@@ -464,9 +457,13 @@ class Node:
         self.state.finish_sync(seq, summary)
         return summary
 
+    def global_digest(self) -> str:
+        """sha256 of the global library's sorted texts: equal on nodes that agree."""
+        accepted, _ = self.global_library()
+        return hashlib.sha256("\n".join(sorted(g.text for g in accepted)).encode()).hexdigest()
+
     def status(self) -> dict[str, Any]:
         accepted, _ = self.global_library()
-        texts = sorted(g.text for g in accepted)
         return {
             "node": self.address,
             "registry": self.registry.address,
@@ -480,7 +477,7 @@ class Node:
             "last_sync": self.state.last_sync(),
             "bytes": self.state.traffic(),
             "refused_batches": self.state.refused(),
-            "global_library": {"size": len(texts), "digest": hashlib.sha256("\n".join(texts).encode()).hexdigest()},
+            "global_library": {"size": len(accepted), "digest": self.global_digest()},
         }
 
     def close(self) -> None:

@@ -1,0 +1,70 @@
+"""`dso simulate`: many nodes on one machine, running the real node code against one chain and one store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from dso.cli.common import console, err_console, get_config, print_json, shown
+from dso.files import write_text_atomic
+from dso.simulate import ATTACKS, SimulationSettings, simulate
+
+
+def simulate_command(
+    ctx: typer.Context,
+    nodes: int = typer.Option(20, help="Nodes in the network."),
+    byzantine: float = typer.Option(0.0, help="Share of Byzantine nodes, in [0, 0.5)."),
+    attack: str = typer.Option("wrong", help=f"What the Byzantine nodes do: {', '.join(ATTACKS)}."),
+    rounds: int = typer.Option(3),
+    committee: int = typer.Option(9, help="Registry members (voters), drawn at random among the nodes."),
+    draws: int = typer.Option(3, help="Lessons each node learns per round from the replay pool."),
+    mode: str = typer.Option("replay", help="replay (a recorded pool of learned experiences)."),
+    chain: str = typer.Option("embedded", help="'embedded' or a JSON-RPC URL (anvil: dso chain up)."),
+    store: str = typer.Option("embedded", help="'embedded' or an IPFS HTTP API URL (dso ipfs up)."),
+    seed: int = typer.Option(0),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Also write the report (JSON) here."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run N nodes through R rounds of learn, publish, vote, pull and merge; per-round figures out."""
+    settings = SimulationSettings(
+        nodes=nodes,
+        byzantine=byzantine,
+        attack=attack,
+        rounds=rounds,
+        committee=min(committee, nodes),
+        draws=draws,
+        chain="" if chain == "embedded" else chain,
+        store="" if store == "embedded" else store,
+        seed=seed,
+        mode=mode,
+    )
+    settings.check()
+    config = get_config(ctx)
+
+    def progress(line: str) -> None:
+        err_console.print(shown(line, 1000))
+
+    report = simulate(settings, config, progress=progress)
+    if output is not None:
+        write_text_atomic(output, json.dumps(report, indent=1) + "\n")
+    if as_json:
+        print_json(report)
+        return
+    console.print(
+        f"{report['mode']} mode, {nodes} nodes ({byzantine:.0%} Byzantine, attack {attack}), committee "
+        f"{report['committee']['members']} ({report['committee']['byzantine_members']} Byzantine), {report['chain']}, "
+        f"{report['store']}"
+    )
+    for row in report["rounds"]:
+        b = row["batches"]
+        bytes_ = row["bytes_per_honest_node"]
+        console.print(
+            f"round {row['round']}: {row['experiences_submitted']} submitted; batches {b['accepted']} accepted, "
+            f"{b['rejected']} rejected, {b['pending']} pending; global library {row['global_library']['accepted']} "
+            f"({row['poisoned_accepted']} poisoned); per honest node {bytes_['sent_median']} B sent, "
+            f"{bytes_['received_median']} B received (median); {row['transactions']} transactions, {row['gas']} gas; "
+            f"phases {row['phase_seconds']}"
+        )
+    console.print(f"{report['seconds']} s in all; poisoned accepted: {report['poisoned_accepted']}")
