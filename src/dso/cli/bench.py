@@ -218,6 +218,19 @@ def byzantine(
 
 
 @app.command()
+def communication(
+    simulation: Path = typer.Option(..., "--simulation", help="A dso simulate report (--output FILE)."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """DSO's measured bytes per node and round beside FedAvg's (full fp16 weights, rank-8 LoRA)."""
+    from dso.bench.communication import run_communication_bench
+
+    result = run_communication_bench(simulation)
+    _finish(result, output, as_json, {"communication": result["models"]})
+
+
+@app.command()
 def consensus(ctx: typer.Context, output: Path | None = OutputOpt, as_json: bool = JsonOpt) -> None:
     """Seconds to aggregate 1,000 nodes x 50 submissions (embedding the distinct texts timed apart)."""
     from dso.bench.byzantine import run_scale_bench

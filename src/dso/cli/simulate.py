@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from dso.cli.common import console, err_console, get_config, print_json, shown
 from dso.files import write_text_atomic
 from dso.simulate import ATTACKS, SimulationSettings, simulate
+
+
+def draw_plots(report: dict[str, Any], folder: Path) -> list[Path]:
+    from dso.bench.communication import BYTES_PER_PARAMETER, MODELS
+    from dso.plots import batches_per_round, bytes_per_round
+
+    settings = report["settings"]
+    title = f"{settings['nodes']} nodes, {settings['byzantine']:.0%} Byzantine ({settings['attack']})"
+    lora = {f"FedAvg, rank-8 LoRA of {m.name}": 2 * m.lora_parameters() * BYTES_PER_PARAMETER for m in MODELS[:1]}
+    return [
+        batches_per_round(report["rounds"], folder / "batches.png", title),
+        bytes_per_round(report["rounds"], folder / "bytes.png", title, lora),
+    ]
 
 
 def simulate_command(
@@ -25,6 +39,7 @@ def simulate_command(
     store: str = typer.Option("embedded", help="'embedded' or an IPFS HTTP API URL (dso ipfs up)."),
     seed: int = typer.Option(0),
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the report (JSON) here."),
+    plots: Path | None = typer.Option(None, help="Write PNG figures (batches, bytes per round) into this folder."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run N nodes through R rounds of learn, publish, vote, pull and merge; per-round figures out."""
@@ -49,6 +64,8 @@ def simulate_command(
     report = simulate(settings, config, progress=progress)
     if output is not None:
         write_text_atomic(output, json.dumps(report, indent=1) + "\n")
+    if plots is not None:
+        report["plots"] = [str(p) for p in draw_plots(report, plots)]
     if as_json:
         print_json(report)
         return

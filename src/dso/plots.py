@@ -1,0 +1,54 @@
+"""PNG figures of a network run, one function per figure (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures go to files
+
+import matplotlib.pyplot as plt
+
+
+def _save(figure: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def batches_per_round(rounds: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+    """Batches accepted and rejected by the registry, and the global library's size, per round."""
+    numbers = [r["round"] for r in rounds]
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    width = 0.35
+    axis.bar([n - width / 2 for n in numbers], [r["batches"]["accepted"] for r in rounds], width, label="accepted")
+    axis.bar([n + width / 2 for n in numbers], [r["batches"]["rejected"] for r in rounds], width, label="rejected")
+    axis.plot(numbers, [r["global_library"]["accepted"] for r in rounds], "k.-", label="global library (experiences)")
+    axis.plot(numbers, [r["poisoned_accepted"] for r in rounds], "rx--", label="poisoned accepted")
+    axis.set(xlabel="round", ylabel="count", title=title, xticks=numbers)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def bytes_per_round(
+    rounds: Sequence[dict[str, Any]], path: Path, title: str, references: Mapping[str, float] | None = None
+) -> Path:
+    """Bytes the median honest node sent and received per round, beside reference lines (log scale)."""
+    numbers = [r["round"] for r in rounds]
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    sent = [max(1, r["bytes_per_honest_node"]["sent_median"]) for r in rounds]
+    received = [max(1, r["bytes_per_honest_node"]["received_median"]) for r in rounds]
+    axis.plot(numbers, sent, "o-", label="DSO: sent (median node)")
+    axis.plot(numbers, received, "s-", label="DSO: received (median node)")
+    for name, value in (references or {}).items():
+        axis.axhline(value, linestyle=":", color="grey")
+        axis.text(numbers[0], value * 1.3, name, fontsize=7, color="grey")
+    axis.set_yscale("log")
+    axis.set(xlabel="round", ylabel="bytes per node", title=title, xticks=numbers)
+    axis.legend(fontsize=8, loc="center right")
+    return _save(figure, path)
