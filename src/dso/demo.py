@@ -1,30 +1,64 @@
-"""The main job on embedded defaults: a short real learning run, then before/after accuracy.
+"""The main job on embedded defaults: a small live DSO network on one machine.
 
-A frozen qwen2.5-1.5b answers family-relationship questions (reasoning-gym, generated offline); the
-Training-Free GRPO loop turns its scored attempts into experiences; the held-out questions are then
-answered without and with the learned library, same prompt and token budget.
+A few honest nodes each learn on their own part of a task with the embedded model (Training-Free GRPO),
+one Byzantine node sends prompt injections and junk and votes for itself; every node publishes signed
+batches to the embedded registry and block store, the members vote, and every node pulls, verifies and
+merges what the network accepted. Node 0's accuracy on held-out questions is then measured three ways,
+same prompt and budget: with no experiences, with only what it learned alone, and with what it learned
+plus the global library.
+
+The network is small (the default four nodes), so one node's support is enough for a lesson to enter the
+global library (`consensus.acceptance_threshold` 0.25 here): the attack shown is one the content guards
+catch. Coordinated wrong advice needs the support threshold of a larger network; `dso simulate` measures
+that.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import random
 import shutil
 from pathlib import Path
 from typing import Any
 
+from dso.bench.byzantine import INJECTIONS
+from dso.bench.communication import BYTES_PER_PARAMETER, QWEN25_1_5B
+from dso.chain.client import RegistryClient, deploy_registry, dev_fund, embedded_web3
 from dso.config import DSOConfig
-from dso.errors import DSOError
-from dso.learn.run import Hooks, run_evaluation, run_training
+from dso.embed import make_embedder
+from dso.errors import DSOError, LibraryError
+from dso.learn.datasets import train_heldout_split
+from dso.learn.evaluate import evaluate, paired_comparison
+from dso.learn.extract import Extractor
+from dso.learn.prompts import PromptSet
+from dso.learn.run import Hooks, make_verifier
+from dso.learn.solve import SolveSettings
+from dso.learn.trainer import train
+from dso.library import ExperienceLibrary
+from dso.llm import make_llm
+from dso.node.node import Node, SharedWork
+from dso.node.state import NodeState
+from dso.simulate import ByzantineNode, CachingEmbedder, node_account
+from dso.store import LocalBlockStore
 
 MARKER = ".dso-demo-run"  # written into every run directory the demo makes; only such a directory is replaced
 
 DEMO_TRAIN = {
-    "train.dataset": "family_relationships",
-    "train.train_size": 10,
-    "train.heldout_size": 30,
-    "train.batch_size": 5,
+    "train.dataset": "leg_counting:min_animals=1,max_animals=2,max_instances=4",
     "train.group_size": 4,
-    "train.max_tokens": 64,
+    "train.max_tokens": 192,
+    "consensus.acceptance_threshold": 0.25,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    honest: int = 3  # learning nodes; one Byzantine node joins them
+    rounds: int = 2
+    questions: int = 2  # per honest node and round
+    heldout: int = 20
 
 
 def fresh_run_dir(run_dir: Path) -> None:
@@ -41,8 +75,183 @@ def fresh_run_dir(run_dir: Path) -> None:
     (run_dir / MARKER).write_text("made by dso demo; replaced by the next dso demo with this --run-dir\n")
 
 
-def run_demo(config: DSOConfig, run_dir: Path, hooks: Hooks | None = None) -> dict[str, Any]:
+def _alone(library: ExperienceLibrary, path: Path) -> ExperienceLibrary:
+    """A copy of a node's library holding only what it learned itself."""
+    copy = library.copy_to(path)
+    for experience in copy.all():
+        if experience.origin_node != "local":
+            copy.delete(experience.id)
+    return copy
+
+
+def run_demo(
+    config: DSOConfig, run_dir: Path, hooks: Hooks | None = None, settings: DemoSettings = DemoSettings()
+) -> dict[str, Any]:
+    hooks = hooks or Hooks()
+    say = hooks.log or (lambda line: None)
     fresh_run_dir(run_dir)
-    summary = run_training(config, run_dir, hooks=hooks)
-    report = run_evaluation(config, run_dir, hooks=hooks)
-    return {"train": summary, "eval": report}
+    prompts = PromptSet(config.prompts)
+    train_settings = dataclasses.replace(config.train, batch_size=settings.questions, epochs=1)
+    total = settings.honest * settings.rounds * settings.questions
+    train_set, heldout = train_heldout_split(config.train.dataset, total, settings.heldout, config.train.seed)
+    solver = make_llm(config)
+    verifier = make_verifier(config.train.verifier, solver)
+    embedder = CachingEmbedder(make_embedder(config.embedder))
+
+    w3 = embedded_web3()
+    accounts = [node_account(config.train.seed, 1000 + i) for i in range(settings.honest + 1)]
+    for account in accounts:
+        dev_fund(w3, account.address)
+    registry = deploy_registry(w3, accounts[0], [a.address for a in accounts], voting_window=config.chain.voting_window)
+    store = LocalBlockStore(run_dir / "blocks")
+    shared = SharedWork()
+    ByzantineNode.allies = {accounts[-1].address}
+    nodes: list[Node] = []
+    for index, account in enumerate(accounts):
+        folder = run_dir / f"node{index}"
+        (folder / "run" / "rollouts").mkdir(parents=True)
+        library = ExperienceLibrary.from_config(config.library, embedder, folder / "library.db")
+        kind = ByzantineNode if index == settings.honest else Node
+        client = RegistryClient(w3, registry.address, account)
+        nodes.append(kind(config, library, account, client, store, NodeState(folder / "node.db"), shared=shared))
+    attacker = nodes[-1]
+    say(f"network: {settings.honest} learning nodes and 1 Byzantine node, all registry members, {registry.address}")
+
+    rng = random.Random(config.train.seed)
+    slices = [train_set[i :: settings.honest] for i in range(settings.honest)]
+    extractors = [
+        Extractor(
+            solver,
+            node.library,
+            max_items=config.train.max_new_per_group,
+            learn_from_failures=config.train.learn_from_failures,
+            contrast_batch=config.train.contrast_batch,
+            prompts=prompts,
+            log=hooks.log,
+        )
+        for node in nodes[: settings.honest]
+    ]
+    greedy = SolveSettings(
+        max_tokens=config.train.max_tokens,
+        top_k=config.train.top_k,
+        seed=config.train.seed + 1,
+        parallel=config.llm.parallel,
+        prompt_version=prompts.versions.solver,
+    )
+
+    def accuracy(arm: str, library: ExperienceLibrary | None) -> tuple[Any, Any]:
+        if hooks.on_stage:
+            hooks.on_stage(f"held-out: {arm}", len(heldout))
+        return evaluate(heldout, solver, verifier, greedy, library, arm=arm, on_done=hooks.on_rollouts)
+
+    baseline, baseline_answers = accuracy("no experiences", None)
+    rounds: list[dict[str, Any]] = []
+    attack_texts: set[str] = set()
+    for round_ in range(1, settings.rounds + 1):
+        for index, extractor in enumerate(extractors):
+            if hooks.on_stage:
+                hooks.on_stage(f"round {round_}: node {index} learns", settings.questions)
+            train(
+                train_settings,
+                run_dir / f"node{index}" / "run",
+                slices[index],
+                solver,
+                extractor,
+                verifier,
+                parallel=config.llm.parallel,
+                on_rollouts=hooks.on_rollouts,
+                max_batches=1,
+            )
+        for text in [*rng.sample(INJECTIONS, 2), "When " + " ".join(rng.choice("xyzqv") * 5 for _ in range(8)) + "."]:
+            attack_texts.add(text)
+            with contextlib.suppress(LibraryError):  # a text the library refuses is one the attacker loses
+                attacker.library.add(text, confidence=1.0)
+        say(f"round {round_}: every node publishes, the members vote, every node pulls and merges")
+        summaries: dict[str, list[dict[str, Any]]] = {node.address: [] for node in nodes}
+        for _ in ("publish", "vote", "pull"):
+            for node in nodes:
+                summaries[node.address].append(node.sync())
+        rounds.append(_round_summary(round_, nodes, summaries, settings.honest, attack_texts))
+        alone_library = _alone(nodes[0].library, run_dir / "node0" / f"alone-round{round_}.db")
+        alone, alone_answers = accuracy(f"round {round_}: node 0 alone", alone_library)
+        network, network_answers = accuracy(f"round {round_}: node 0 with the global library", nodes[0].library)
+        rounds[-1]["accuracy"] = {"alone": alone.accuracy, "network": network.accuracy}
+        rounds[-1]["paired"] = paired_comparison(alone_answers, network_answers).to_json()
+        rounds[-1]["libraries"] = {"alone": len(alone_library), "network": len(nodes[0].library)}
+        alone_library.close()
+        say(
+            f"round {round_}: node 0 alone {alone.accuracy:.3f}, with the global library {network.accuracy:.3f} "
+            f"on {len(heldout)} held-out questions"
+        )
+
+    accepted, rejected = nodes[0].global_library()
+    refused_votes = [
+        {"node": row["node"], "reason": row["vote_reason"]}
+        for row in (nodes[0].state.batch_row(b) for b in nodes[0].state.batches_in("rejected"))
+        if row is not None
+    ]
+    lora = 2 * QWEN25_1_5B.lora_parameters() * BYTES_PER_PARAMETER
+    full = 2 * QWEN25_1_5B.parameters() * BYTES_PER_PARAMETER
+    result = {
+        "model": config.llm.model,
+        "dataset": config.train.dataset,
+        "settings": dataclasses.asdict(settings),
+        "heldout": len(heldout),
+        "baseline_accuracy": baseline.accuracy,
+        "rounds": rounds,
+        "global_library": [g.to_json() for g in accepted],
+        "rejected_experiences": [
+            {"text": d.text, "reason": d.reason, "from_attacker": d.text in attack_texts} for d in rejected
+        ],
+        "rejected_batches": refused_votes,
+        "attacker": attacker.address,
+        "attacker_items_accepted": sum(1 for g in accepted if g.text in attack_texts),
+        "fedavg_bytes_per_node_round": {"full": full, "lora8": lora, "model": QWEN25_1_5B.name},
+        "baseline_answers": len(baseline_answers),
+    }
+    (run_dir / "demo.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    result["plots"] = [str(p) for p in _plots(result, run_dir)]
+    for node in nodes:
+        node.library.close()
+        node.close()
+    solver_close = getattr(solver, "close", None)
+    if solver_close:
+        solver_close()
+    return result
+
+
+def _round_summary(
+    round_: int, nodes: list[Node], summaries: dict[str, list[dict[str, Any]]], honest: int, attack: set[str]
+) -> dict[str, Any]:
+    rows = [b for b in nodes[0].registry.all_batches() if b.round == round_]
+    sent = [sum(sum(s["bytes"]["sent"].values()) for s in summaries[n.address]) for n in nodes[:honest]]
+    received = [sum(sum(s["bytes"]["received"].values()) for s in summaries[n.address]) for n in nodes[:honest]]
+    accepted, rejected = nodes[0].global_library()
+    return {
+        "round": round_,
+        "batches": {
+            "submitted": len(rows),
+            "accepted": sum(b.state.name == "ACCEPTED" for b in rows),
+            "rejected": sum(b.state.name == "REJECTED" for b in rows),
+            "pending": sum(b.state.name == "PENDING" for b in rows),
+        },
+        "global_library": {"accepted": len(accepted), "rejected": len(rejected)},
+        "poisoned_accepted": sum(1 for g in accepted if g.text in attack),
+        "bytes_per_honest_node": {
+            "sent_median": sorted(sent)[len(sent) // 2],
+            "received_median": sorted(received)[len(received) // 2],
+        },
+    }
+
+
+def _plots(result: dict[str, Any], run_dir: Path) -> list[Path]:
+    from dso.plots import accuracy_per_round, batches_per_round, bytes_per_round
+
+    rounds = result["rounds"]
+    title = f"{result['settings']['honest']} learning nodes + 1 Byzantine, {result['model']}"
+    lora = {f"FedAvg, rank-8 LoRA of {QWEN25_1_5B.name}": result["fedavg_bytes_per_node_round"]["lora8"]}
+    return [
+        accuracy_per_round(result["baseline_accuracy"], result["rounds"], run_dir / "accuracy.png", title),
+        bytes_per_round(rounds, run_dir / "bytes.png", title, lora),
+        batches_per_round(rounds, run_dir / "batches.png", title),
+    ]

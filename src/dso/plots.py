@@ -52,3 +52,15 @@ def bytes_per_round(
     axis.set(xlabel="round", ylabel="bytes per node", title=title, xticks=numbers)
     axis.legend(fontsize=8, loc="center right")
     return _save(figure, path)
+
+
+def accuracy_per_round(baseline: float, rounds: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+    """Held-out accuracy of one node: without experiences, with its own, with its own plus the global library."""
+    numbers = [0, *(r["round"] for r in rounds)]
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot(numbers, [baseline, *(r["accuracy"]["alone"] for r in rounds)], "o-", label="alone (its own lessons)")
+    axis.plot(numbers, [baseline, *(r["accuracy"]["network"] for r in rounds)], "s-", label="with the global library")
+    axis.axhline(baseline, linestyle=":", color="grey", label="no experiences")
+    axis.set(xlabel="round", ylabel="held-out accuracy", title=title, xticks=numbers, ylim=(0, 1))
+    axis.legend(fontsize=8)
+    return _save(figure, path)

@@ -165,7 +165,8 @@ class _Member:
     honest: bool
 
 
-def _account(seed: int, index: int) -> LocalAccount:
+def node_account(seed: int, index: int) -> LocalAccount:
+    """A node key derived from the seed: the same network each run, never a key to use elsewhere."""
     key = keccak(text=f"dso-simulate:{seed}:{index}")
     account: LocalAccount = Account.from_key(key)
     return account
@@ -190,8 +191,8 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
     started = time.perf_counter()
     timings: dict[str, float] = {}
     w3 = connect(settings.chain or None)
-    accounts = [_account(settings.seed, i) for i in range(settings.nodes)]
-    operator = _account(settings.seed, -1)
+    accounts = [node_account(settings.seed, i) for i in range(settings.nodes)]
+    operator = node_account(settings.seed, -1)
     for account in [operator, *accounts]:
         dev_fund(w3, account.address)
     bad_ids = set(rng.sample(range(settings.nodes), round(settings.byzantine * settings.nodes)))

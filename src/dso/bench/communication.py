@@ -59,6 +59,7 @@ class Architecture:
         return self.layers * sum(rank * (a + b) for a, b in self.projections())
 
 
+QWEN25_1_5B = Architecture("Qwen2.5-1.5B", 1536, 28, 12, 2, 128, 8960, 151_936, True, False, "1.54B")
 MODELS = (
     Architecture("Qwen3-4B", 2560, 36, 32, 8, 128, 9728, 151_936, True, True, "4.0B"),
     Architecture("Qwen3-32B", 5120, 64, 64, 8, 128, 25_600, 151_936, False, True, "32.8B"),

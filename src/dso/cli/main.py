@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -51,38 +52,69 @@ def root(
 def demo(
     ctx: typer.Context,
     model: str | None = typer.Option(None, help="Solver model (default qwen2.5-1.5b)."),
-    train_size: int | None = typer.Option(None, help="Training questions (default 10)."),
-    heldout_size: int | None = typer.Option(None, help="Held-out questions (default 30)."),
+    nodes: int = typer.Option(3, min=1, max=8, help="Learning nodes (one Byzantine node joins them)."),
+    rounds: int = typer.Option(2, min=1, max=10),
+    questions: int = typer.Option(2, min=1, max=50, help="Training questions per node and round."),
+    heldout_size: int = typer.Option(20, min=1, max=1000, help="Held-out questions for each accuracy figure."),
     run_dir: Path = typer.Option(
         Path("runs/demo"), help="Where the demo run goes (replaced each time; only a directory the demo made)."
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """A short real learning run on the embedded model, then held-out accuracy before and after."""
-    from dso.cli.learn import _Bars, _progress, print_eval
-    from dso.demo import DEMO_TRAIN, run_demo
+    """A small live network: nodes learn, share through the embedded registry and store, and one attacks."""
+    from dso.cli.learn import _Bars, _progress
+    from dso.demo import DEMO_TRAIN, DemoSettings, run_demo
 
-    overrides = {
-        **DEMO_TRAIN,
-        "llm.model": model,
-        "train.train_size": train_size or 10,
-        "train.heldout_size": heldout_size or 30,
-    }
-    config = get_config(ctx, **overrides)
+    config = get_config(ctx, **{**DEMO_TRAIN, "llm.model": model})
+    settings = DemoSettings(honest=nodes, rounds=rounds, questions=questions, heldout=heldout_size)
     with _progress(as_json) as progress:
-        result = run_demo(config, run_dir, _Bars(progress).hooks())
+        result = run_demo(config, run_dir, _Bars(progress).hooks(), settings)
     if as_json:
         print_json(result)
         return
-    console.print(f"learned {result['train']['library_size']} experiences in {run_dir}:")
-    for index, text in enumerate(result["train"]["experiences"]):
-        console.print(f"  \\[G{index}] {shown(text)}")
-    print_eval(result["eval"])
-    gain = result["eval"].get("gain", 0.0)
+    print_demo(result, run_dir)
+
+
+def print_demo(result: dict[str, Any], run_dir: Path) -> None:
     console.print(
-        f"held-out accuracy: {result['eval']['arms']['baseline']['accuracy']:.3f} without experiences, "
-        f"{result['eval']['arms']['library']['accuracy']:.3f} with them ({gain:+.3f})"
+        f"\n[bold]DSO network[/bold]: {result['settings']['honest']} nodes learning {shown(result['dataset'])} with "
+        f"{shown(result['model'])}, 1 Byzantine node, {result['settings']['rounds']} rounds"
     )
+    for row in result["rounds"]:
+        b, n = row["batches"], row["bytes_per_honest_node"]
+        console.print(
+            f"round {row['round']}: batches {b['accepted']} accepted / {b['rejected']} rejected; global library "
+            f"{row['global_library']['accepted']} experiences; a node sent {n['sent_median']:,} B and received "
+            f"{n['received_median']:,} B"
+        )
+    last = result["rounds"][-1]
+    alone, network = last["accuracy"]["alone"], last["accuracy"]["network"]
+    paired = last["paired"]
+    console.print(
+        f"held-out accuracy of node 0 ({result['heldout']} questions): {result['baseline_accuracy']:.3f} without "
+        f"experiences, {alone:.3f} with its own {last['libraries']['alone']}, {network:.3f} with the global library "
+        f"({last['libraries']['network']}); {paired['fixed']} fixed / {paired['broken']} broken by the network "
+        f"(sign test p = {paired['p_value']:.2g})"
+    )
+    if network <= alone:
+        console.print("[yellow]on this run the shared library did not help node 0: the difference is not a gain")
+    console.print("rejected, and why:")
+    for row in result["rejected_experiences"][:6]:
+        who = "attacker" if row["from_attacker"] else "honest"
+        console.print(f"  [{who}] {shown(row['text'], 90)} -- {shown(row['reason'], 100)}")
+    for row in result["rejected_batches"][:4]:
+        console.print(f"  [batch of {row['node'][:10]}] voted down: {shown(row['reason'], 120)}")
+    console.print(f"attacker's experiences accepted: {result['attacker_items_accepted']}")
+    fed = result["fedavg_bytes_per_node_round"]
+    most = max(
+        r["bytes_per_honest_node"]["sent_median"] + r["bytes_per_honest_node"]["received_median"]
+        for r in result["rounds"]
+    )
+    console.print(
+        f"bytes per node and round: DSO {most:,} B; FedAvg of {fed['model']} {fed['lora8']:,} B (rank-8 LoRA, "
+        f"{fed['lora8'] / max(1, most):,.0f}x) or {fed['full']:,} B (full fp16, {fed['full'] / max(1, most):,.0f}x)"
+    )
+    console.print(f"plots and details in {run_dir}: {', '.join(Path(p).name for p in result['plots'])}, demo.json")
 
 
 def main() -> None:

@@ -117,7 +117,10 @@ def train(
     parallel: int = 4,
     on_rollouts: Callable[[Problem, list[Rollout]], None] | None = None,
     on_batch: Callable[[BatchMetrics], None] | None = None,
+    max_batches: int | None = None,
 ) -> list[BatchMetrics]:
+    """Learn batch by batch from the library's cursor; with `max_batches`, stop after that many (a later call
+    goes on from the cursor: how a network node learns a round at a time)."""
     library = extractor.library
     solver_prompt = extractor.prompts.versions.solver
     done = _cursor(library)
@@ -129,6 +132,8 @@ def train(
         for batch_index, start in enumerate(range(0, len(order), config.batch_size)):
             if (epoch, batch_index) <= done:
                 continue
+            if max_batches is not None and len(metrics) >= max_batches:
+                return metrics
             started = time.perf_counter()
             batch = order[start : start + config.batch_size]
             path = run_dir / "rollouts" / f"e{epoch}-b{batch_index}.jsonl"

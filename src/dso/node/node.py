@@ -281,12 +281,13 @@ class Node:
         return True, f"verified; {len(texts) - len(failed)} of {len(texts)} texts pass the guards"
 
     def vote(self) -> list[dict[str, Any]]:
-        """Judge every pending batch of other nodes this member has not voted on; one voteMany casts them all."""
+        """Judge every pending batch this member has not voted on; one voteMany per 200 casts them all."""
         decided = []
         for batch_id in self.state.unvoted_pending():
             info = self._seen.get(batch_id) or self.registry.batch(bytes.fromhex(batch_id[2:]))
-            if info.node == self.address or info.state != BatchState.PENDING:
+            if info.state != BatchState.PENDING:
                 continue
+            # its own batch too: a member checks what it published like any other batch and counts once;
             # a vote cast before a crash, not yet in the state, is skipped by the registry's lenient voteMany
             approve, reason = self.judge(info)
             decided.append((batch_id, approve, reason))
