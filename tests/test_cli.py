@@ -76,7 +76,7 @@ def test_user_errors_never_show_tracebacks(tmp_path: Path) -> None:
     assert dso("library", "add", "When a library exists, ids can be missing.", "-l", lib).returncode == 0
     _assert_one_line_error(dso("library", "delete", "nope", "-l", lib), "no experience with id 'nope'")
     _assert_one_line_error(
-        dso("demo", "--model", "gpt-9", "--train-size", "1", "--heldout-size", "1", "--run-dir", str(tmp_path / "d")),
+        dso("demo", "--model", "gpt-9", "--questions", "1", "--heldout-size", "1", "--run-dir", str(tmp_path / "d")),
         "unknown model",
     )
     _assert_one_line_error(dso("models", "pull", "gpt-9"), "unknown model 'gpt-9'")
@@ -93,16 +93,24 @@ def test_models_list_json() -> None:
     assert names["smollm2-135m"]["installed"] is True
 
 
-def test_demo_runs_a_learning_run_end_to_end(tmp_path: Path) -> None:
+def test_demo_runs_a_small_network_end_to_end(tmp_path: Path) -> None:
     run_dir = tmp_path / "demo"
     result = dso_json(
-        "demo", "--model", "smollm2-135m", "--train-size", "1", "--heldout-size", "1", "--run-dir", str(run_dir)
+        "demo", "--model", "smollm2-135m", "--nodes", "2", "--rounds", "1", "--questions", "1",
+        "--heldout-size", "2", "--run-dir", str(run_dir),
+    )  # fmt: skip
+    (round_,) = result["rounds"]
+    assert round_["batches"]["submitted"] >= 2  # at least one learning node's batch and the attacker's
+    assert round_["bytes_per_honest_node"]["sent_median"] > 0 and round_["bytes_per_honest_node"]["received_median"] > 0
+    assert result["attacker_items_accepted"] == 0  # injections and junk: the guards and the votes stop them
+    attacker = [row for row in result["rejected_batches"] if row["node"] in result["attackers"]]
+    assert attacker and "guards" in attacker[0]["reason"]
+    assert set(round_["accuracy"]) == {"alone", "network"} and result["heldout"] == 2
+    for name in ("accuracy.png", "bytes.png", "batches.png", "demo.json"):
+        assert (run_dir / name).stat().st_size > 1_000
+    assert result["fedavg_bytes_per_node_round"]["lora8"] > 1_000 * max(
+        1, round_["bytes_per_honest_node"]["sent_median"]
     )
-    arms = result["eval"]["arms"]
-    assert set(arms) == {"baseline", "library"} and all(a["questions"] == 1 for a in arms.values())
-    assert arms["library"]["library_size"] == result["train"]["library_size"] == len(result["train"]["experiences"])
-    assert (run_dir / "library.db").is_file() and (run_dir / "eval.json").is_file()
-    assert len(result["train"]["batches"]) == 1
 
 
 def test_demo_never_replaces_a_directory_it_did_not_make(tmp_path: Path) -> None:

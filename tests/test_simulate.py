@@ -68,3 +68,14 @@ def test_settings_out_of_range_are_refused() -> None:
     ):
         with pytest.raises(ConfigError):
             bad.check()
+
+
+def test_a_network_on_anvil_and_an_ipfs_daemon(tmp_path: Path, anvil_url: str, ipfs_api: str) -> None:
+    settings = SimulationSettings(
+        nodes=4, byzantine=0.25, attack="injection", rounds=1, committee=4, chain=anvil_url, store=ipfs_api
+    )
+    report = simulate(settings, load_config(), workdir=tmp_path)
+    assert report["chain"] == "JSON-RPC" and report["store"] == "IPFS HTTP API"
+    (round_,) = report["rounds"]
+    assert round_["batches"]["accepted"] == 3 and round_["batches"]["rejected"] == 1  # the injector's batch
+    assert report["poisoned_accepted"] == 0 and round_["honest_nodes_agreeing"] == "True"

@@ -48,17 +48,20 @@ MARKER = ".dso-demo-run"  # written into every run directory the demo makes; onl
 DEMO_TRAIN = {
     "train.dataset": "leg_counting:min_animals=1,max_animals=2,max_instances=4",
     "train.group_size": 4,
-    "train.max_tokens": 192,
+    "train.max_tokens": 160,
+    "train.contrast_batch": False,
     "consensus.acceptance_threshold": 0.25,
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoSettings:
-    honest: int = 3  # learning nodes; one Byzantine node joins them
+    honest: int = 3  # learning nodes
+    attackers: int = 1  # Byzantine nodes: prompt injections and junk, votes for their own side
     rounds: int = 2
     questions: int = 2  # per honest node and round
     heldout: int = 20
+    every_round: bool = False  # held-out accuracy after every round, or only after the last (each costs 2 arms)
 
 
 def fresh_run_dir(run_dir: Path) -> None:
@@ -99,23 +102,26 @@ def run_demo(
     embedder = CachingEmbedder(make_embedder(config.embedder))
 
     w3 = embedded_web3()
-    accounts = [node_account(config.train.seed, 1000 + i) for i in range(settings.honest + 1)]
+    accounts = [node_account(config.train.seed, 1000 + i) for i in range(settings.honest + settings.attackers)]
     for account in accounts:
         dev_fund(w3, account.address)
     registry = deploy_registry(w3, accounts[0], [a.address for a in accounts], voting_window=config.chain.voting_window)
     store = LocalBlockStore(run_dir / "blocks")
     shared = SharedWork()
-    ByzantineNode.allies = {accounts[-1].address}
+    ByzantineNode.allies = {a.address for a in accounts[settings.honest :]}
     nodes: list[Node] = []
     for index, account in enumerate(accounts):
         folder = run_dir / f"node{index}"
         (folder / "run" / "rollouts").mkdir(parents=True)
         library = ExperienceLibrary.from_config(config.library, embedder, folder / "library.db")
-        kind = ByzantineNode if index == settings.honest else Node
+        kind = ByzantineNode if index >= settings.honest else Node
         client = RegistryClient(w3, registry.address, account)
         nodes.append(kind(config, library, account, client, store, NodeState(folder / "node.db"), shared=shared))
-    attacker = nodes[-1]
-    say(f"network: {settings.honest} learning nodes and 1 Byzantine node, all registry members, {registry.address}")
+    attackers = nodes[settings.honest :]
+    say(
+        f"network: {settings.honest} learning nodes and {settings.attackers} Byzantine, all registry members, "
+        f"{registry.address}"
+    )
 
     rng = random.Random(config.train.seed)
     slices = [train_set[i :: settings.honest] for i in range(settings.honest)]
@@ -162,16 +168,22 @@ def run_demo(
                 on_rollouts=hooks.on_rollouts,
                 max_batches=1,
             )
-        for text in [*rng.sample(INJECTIONS, 2), "When " + " ".join(rng.choice("xyzqv") * 5 for _ in range(8)) + "."]:
-            attack_texts.add(text)
-            with contextlib.suppress(LibraryError):  # a text the library refuses is one the attacker loses
-                attacker.library.add(text, confidence=1.0)
+        for attacker in attackers:
+            for text in [
+                *rng.sample(INJECTIONS, 2),
+                "When " + " ".join(rng.choice("xyzqv") * 5 for _ in range(8)) + ".",
+            ]:
+                attack_texts.add(text)
+                with contextlib.suppress(LibraryError):  # a text the library refuses is one the attacker loses
+                    attacker.library.add(text, confidence=1.0)
         say(f"round {round_}: every node publishes, the members vote, every node pulls and merges")
         summaries: dict[str, list[dict[str, Any]]] = {node.address: [] for node in nodes}
         for _ in ("publish", "vote", "pull"):
             for node in nodes:
                 summaries[node.address].append(node.sync())
         rounds.append(_round_summary(round_, nodes, summaries, settings.honest, attack_texts))
+        if not settings.every_round and round_ < settings.rounds:
+            continue
         alone_library = _alone(nodes[0].library, run_dir / "node0" / f"alone-round{round_}.db")
         alone, alone_answers = accuracy(f"round {round_}: node 0 alone", alone_library)
         network, network_answers = accuracy(f"round {round_}: node 0 with the global library", nodes[0].library)
@@ -193,6 +205,7 @@ def run_demo(
     lora = 2 * QWEN25_1_5B.lora_parameters() * BYTES_PER_PARAMETER
     full = 2 * QWEN25_1_5B.parameters() * BYTES_PER_PARAMETER
     result = {
+        "mode": "live",
         "model": config.llm.model,
         "dataset": config.train.dataset,
         "settings": dataclasses.asdict(settings),
@@ -204,7 +217,7 @@ def run_demo(
             {"text": d.text, "reason": d.reason, "from_attacker": d.text in attack_texts} for d in rejected
         ],
         "rejected_batches": refused_votes,
-        "attacker": attacker.address,
+        "attackers": [a.address for a in attackers],
         "attacker_items_accepted": sum(1 for g in accepted if g.text in attack_texts),
         "fedavg_bytes_per_node_round": {"full": full, "lora8": lora, "model": QWEN25_1_5B.name},
         "baseline_answers": len(baseline_answers),
@@ -248,7 +261,8 @@ def _plots(result: dict[str, Any], run_dir: Path) -> list[Path]:
     from dso.plots import accuracy_per_round, batches_per_round, bytes_per_round
 
     rounds = result["rounds"]
-    title = f"{result['settings']['honest']} learning nodes + 1 Byzantine, {result['model']}"
+    settings = result["settings"]
+    title = f"{settings['honest']} learning nodes + {settings['attackers']} Byzantine, {result['model']}"
     lora = {f"FedAvg, rank-8 LoRA of {QWEN25_1_5B.name}": result["fedavg_bytes_per_node_round"]["lora8"]}
     return [
         accuracy_per_round(result["baseline_accuracy"], result["rounds"], run_dir / "accuracy.png", title),

@@ -56,10 +56,11 @@ def bytes_per_round(
 
 def accuracy_per_round(baseline: float, rounds: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     """Held-out accuracy of one node: without experiences, with its own, with its own plus the global library."""
-    numbers = [0, *(r["round"] for r in rounds)]
+    measured = [r for r in rounds if "accuracy" in r]  # rounds after which the held-out set was answered
+    numbers = [0, *(r["round"] for r in measured)]
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.plot(numbers, [baseline, *(r["accuracy"]["alone"] for r in rounds)], "o-", label="alone (its own lessons)")
-    axis.plot(numbers, [baseline, *(r["accuracy"]["network"] for r in rounds)], "s-", label="with the global library")
+    axis.plot(numbers, [baseline, *(r["accuracy"]["alone"] for r in measured)], "o-", label="alone (its own lessons)")
+    axis.plot(numbers, [baseline, *(r["accuracy"]["network"] for r in measured)], "s-", label="with the global library")
     axis.axhline(baseline, linestyle=":", color="grey", label="no experiences")
     axis.set(xlabel="round", ylabel="held-out accuracy", title=title, xticks=numbers, ylim=(0, 1))
     axis.legend(fontsize=8)

@@ -180,10 +180,34 @@ def simulate(
     say = progress or (lambda line: None)
     scratch = Path(tempfile.mkdtemp(prefix="dso-sim-")) if workdir is None else workdir
     try:
+        if settings.mode == "live":
+            return _live(settings, config, scratch, say)
         return _simulate(settings, config, scratch, say)
     finally:
         if workdir is None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _live(settings: SimulationSettings, config: DSOConfig, scratch: Path, say: Progress) -> dict[str, Any]:
+    """Live mode: the nodes learn with the embedded model, each on its own slice of `train.dataset` (the
+    network of the main job, `dso.demo`, with these settings); per round, node 0's held-out accuracy alone
+    and with the global library."""
+    from dso.demo import DemoSettings, run_demo
+    from dso.learn.run import Hooks
+
+    attackers = round(settings.byzantine * settings.nodes)
+    demo = DemoSettings(
+        honest=settings.nodes - attackers,
+        attackers=attackers,
+        rounds=settings.rounds,
+        questions=settings.draws,
+        heldout=config.train.heldout_size,
+    )
+    started = time.perf_counter()
+    report = run_demo(config, scratch / "live", Hooks(log=say), demo)
+    report.update(settings=dataclasses.asdict(settings), machine=machine(), seconds=time.perf_counter() - started)
+    report["poisoned_accepted"] = report["attacker_items_accepted"]
+    return report
 
 
 def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, say: Progress) -> dict[str, Any]:

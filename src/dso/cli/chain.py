@@ -15,6 +15,7 @@ from dso.cli.records import _password
 from dso.config import DSOConfig
 from dso.errors import DSOError
 from dso.keys import load_account
+from dso.services import RunningService
 
 app = typer.Typer(help="The on-chain ExperienceRegistry.", no_args_is_help=True)
 members_app = typer.Typer(help="DAO membership, changed only by a 2/3 member vote.", no_args_is_help=True)
@@ -55,6 +56,16 @@ def _member(ctx: typer.Context, rpc: str | None, keystore: Path | None) -> Regis
     return _registry(config, _account(config))
 
 
+def _serve(service: RunningService, line: str) -> None:
+    """Keep a started local service running until it exits or Ctrl-C."""
+    console.print(line)
+    try:
+        while service.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
 @app.command()
 def up(
     port: int = typer.Option(8545, help="Port on 127.0.0.1."),
@@ -65,12 +76,7 @@ def up(
     from dso.services import start_anvil
 
     with start_anvil(workdir, port=port, state=state) as node:
-        console.print(f"anvil listening on {node.url} (chain id 31337); Ctrl-C stops it")
-        try:
-            while node.process.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        _serve(node, f"anvil listening on {node.url} (chain id 31337); Ctrl-C stops it")
 
 
 @ipfs_app.command("up")
@@ -82,12 +88,7 @@ def ipfs_up(
     from dso.services import start_ipfs
 
     with start_ipfs(workdir, port=port) as daemon:
-        console.print(f"IPFS API on {daemon.url}; Ctrl-C stops it")
-        try:
-            while daemon.process.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        _serve(daemon, f"IPFS API on {daemon.url}; Ctrl-C stops it")
 
 
 @app.command()

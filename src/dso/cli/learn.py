@@ -35,6 +35,8 @@ class _Bars:
 
     def stage(self, name: str, total: int) -> None:
         self.task = self.progress.add_task(name, total=total, rate="")
+        if self.progress.disable:  # no terminal to draw bars on: one line per stage (stderr; --json stays clean)
+            err_console.print(f"{shown(name)} ({total} items)")
         self.tokens, self.started = 0, time.perf_counter()
 
     def rollouts(self, _problem: Any, rollouts: list[Rollout]) -> None:

@@ -78,7 +78,7 @@ def demo(
 def print_demo(result: dict[str, Any], run_dir: Path) -> None:
     console.print(
         f"\n[bold]DSO network[/bold]: {result['settings']['honest']} nodes learning {shown(result['dataset'])} with "
-        f"{shown(result['model'])}, 1 Byzantine node, {result['settings']['rounds']} rounds"
+        f"{shown(result['model'])}, {result['settings']['attackers']} Byzantine, {result['settings']['rounds']} rounds"
     )
     for row in result["rounds"]:
         b, n = row["batches"], row["bytes_per_honest_node"]

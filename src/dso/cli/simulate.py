@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,15 @@ def simulate_command(
     rounds: int = typer.Option(3),
     committee: int = typer.Option(9, help="Registry members (voters), drawn at random among the nodes."),
     draws: int = typer.Option(3, help="Lessons each node learns per round from the replay pool."),
-    mode: str = typer.Option("replay", help="replay (a recorded pool of learned experiences)."),
+    mode: str = typer.Option(
+        "replay", help="replay (a recorded pool of learned experiences) or live (nodes learn with the model)."
+    ),
     chain: str = typer.Option("embedded", help="'embedded' or a JSON-RPC URL (anvil: dso chain up)."),
     store: str = typer.Option("embedded", help="'embedded' or an IPFS HTTP API URL (dso ipfs up)."),
     seed: int = typer.Option(0),
+    run_dir: Path | None = typer.Option(
+        None, help="Where the nodes keep their state (default: a temporary folder; live mode: runs/simulate-live)."
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the report (JSON) here."),
     plots: Path | None = typer.Option(None, help="Write PNG figures (batches, bytes per round) into this folder."),
     as_json: bool = typer.Option(False, "--json"),
@@ -61,13 +68,23 @@ def simulate_command(
     def progress(line: str) -> None:
         err_console.print(shown(line, 1000))
 
-    report = simulate(settings, config, progress=progress)
+    if run_dir is None and mode == "live":
+        run_dir = Path("runs/simulate-live")
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    report = simulate(settings, config, workdir=run_dir, progress=progress)
+    report["command"] = "dso " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if output is not None:
         write_text_atomic(output, json.dumps(report, indent=1) + "\n")
-    if plots is not None:
+    if plots is not None and report["mode"] == "replay":  # live mode draws its own into its run folder
         report["plots"] = [str(p) for p in draw_plots(report, plots)]
     if as_json:
         print_json(report)
+        return
+    if report["mode"] == "live":
+        from dso.cli.main import print_demo
+
+        print_demo(report, Path(report["plots"][0]).parent)
         return
     console.print(
         f"{report['mode']} mode, {nodes} nodes ({byzantine:.0%} Byzantine, attack {attack}), committee "

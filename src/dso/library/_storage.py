@@ -15,7 +15,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import numpy as np
 from dso.core.experience import Experience
 from dso.embed.base import Vectors
 from dso.errors import LibraryError
+from dso.sqlite import connect, transaction
 
 SCHEMA_VERSION = 3  # 2: provenance has its own table (one experience, many supporters); 3: evidence counts
 _EVIDENCE_COLUMNS = ("helped", "hurt", "neutral")
@@ -114,11 +115,7 @@ class Storage:
             raise LibraryError(f"no experience library at {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA busy_timeout = 60000")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db = connect(path)
             with self.transaction():
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self.db.execute(statement)
@@ -143,18 +140,9 @@ class Storage:
     def close(self) -> None:
         self.db.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
         """One write transaction holding SQLite's write lock; rolled back whole on any error."""
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                self._on_rollback()
-                raise
-            self.db.execute("COMMIT")
+        return transaction(self.db, self.lock, self._on_rollback)
 
     def backup_to(self, path: Path) -> None:
         with self.lock:

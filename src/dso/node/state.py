@@ -21,12 +21,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dso.errors import NodeError
 from dso.node.share import OutgoingBatch, SharedRecord
+from dso.sqlite import connect, transaction
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -103,9 +104,7 @@ class NodeState:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:
-            self.db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA busy_timeout = 60000")
-            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db = connect(path)
             with self.transaction():
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self.db.execute(statement)
@@ -120,16 +119,8 @@ class NodeState:
     def close(self) -> None:
         self.db.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return transaction(self.db, self._lock)
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

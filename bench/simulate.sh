@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The network at scale, reports into bench/results (each with its date, machine and settings inside):
+#   1,000 nodes on the embedded chain and block store, 30% Byzantine (coordinated wrong advice);
+#   100 nodes on anvil and a js-ipfs daemon started here on loopback (needs `make services`);
+#   the FedAvg comparison from the 1,000-node report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dso=.venv/bin/dso
+$dso simulate --nodes 1000 --byzantine 0.3 --attack wrong --rounds 3 \
+     --output bench/results/simulate-1000-embedded.json --plots docs/figures/simulate-1000
+work=$(mktemp -d)
+$dso chain up --port 8547 --workdir "$work/chain" > /dev/null & chain=$!
+$dso ipfs up --port 5003 --workdir "$work/ipfs" > /dev/null & ipfs=$!
+trap 'kill $chain $ipfs 2>/dev/null; rm -rf "$work"' EXIT
+until curl -sf -X POST http://127.0.0.1:5003/api/v0/id > /dev/null; do sleep 1; done
+until curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}' \
+      http://127.0.0.1:8547 > /dev/null; do sleep 1; done
+$dso simulate --nodes 100 --byzantine 0.3 --attack wrong --rounds 3 --chain http://127.0.0.1:8547 \
+     --store http://127.0.0.1:5003 --output bench/results/simulate-100-anvil-ipfs.json
+$dso bench communication --simulation bench/results/simulate-1000-embedded.json \
+     --output bench/results/communication.json
