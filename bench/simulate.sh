@@ -2,10 +2,15 @@
 # The network at scale, reports into bench/results (each with its date, machine and settings inside):
 #   1,000 nodes on the embedded chain and block store, 30% Byzantine (coordinated wrong advice);
 #   100 nodes on anvil and a js-ipfs daemon started here on loopback (needs `make services`);
+#   every attack at 30% Byzantine on 20 nodes with a 7-member committee;
 #   the FedAvg comparison from the 1,000-node report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dso=.venv/bin/dso
+for attack in none junk wrong paraphrase inflation injection retrieval-hijack vote-collusion; do
+  $dso simulate --nodes 20 --byzantine 0.3 --attack $attack --rounds 2 --committee 7 \
+       --output bench/results/simulate-attack-$attack.json > /dev/null
+done
 $dso simulate --nodes 1000 --byzantine 0.3 --attack wrong --rounds 3 \
      --output bench/results/simulate-1000-embedded.json --plots docs/figures/simulate-1000
 work=$(mktemp -d)

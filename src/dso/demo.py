@@ -47,8 +47,9 @@ MARKER = ".dso-demo-run"  # written into every run directory the demo makes; onl
 
 DEMO_TRAIN = {
     "train.dataset": "leg_counting:min_animals=1,max_animals=2,max_instances=4",
-    "train.group_size": 4,
-    "train.max_tokens": 160,
+    "train.group_size": 3,
+    "train.max_tokens": 128,
+    "train.max_new_per_group": 1,
     "train.contrast_batch": False,
     "consensus.acceptance_threshold": 0.25,
 }
@@ -56,12 +57,13 @@ DEMO_TRAIN = {
 
 @dataclasses.dataclass(frozen=True)
 class DemoSettings:
-    honest: int = 3  # learning nodes
+    honest: int = 2  # learning nodes
     attackers: int = 1  # Byzantine nodes: prompt injections and junk, votes for their own side
     rounds: int = 2
     questions: int = 2  # per honest node and round
-    heldout: int = 20
+    heldout: int = 12
     every_round: bool = False  # held-out accuracy after every round, or only after the last (each costs 2 arms)
+    baseline: bool = False  # also answer the held-out questions with no experiences at all
 
 
 def fresh_run_dir(run_dir: Path) -> None:
@@ -150,7 +152,7 @@ def run_demo(
             hooks.on_stage(f"held-out: {arm}", len(heldout))
         return evaluate(heldout, solver, verifier, greedy, library, arm=arm, on_done=hooks.on_rollouts)
 
-    baseline, baseline_answers = accuracy("no experiences", None)
+    baseline = accuracy("no experiences", None)[0].accuracy if settings.baseline else None
     rounds: list[dict[str, Any]] = []
     attack_texts: set[str] = set()
     for round_ in range(1, settings.rounds + 1):
@@ -210,7 +212,7 @@ def run_demo(
         "dataset": config.train.dataset,
         "settings": dataclasses.asdict(settings),
         "heldout": len(heldout),
-        "baseline_accuracy": baseline.accuracy,
+        "baseline_accuracy": baseline,
         "rounds": rounds,
         "global_library": [g.to_json() for g in accepted],
         "rejected_experiences": [
@@ -220,7 +222,6 @@ def run_demo(
         "attackers": [a.address for a in attackers],
         "attacker_items_accepted": sum(1 for g in accepted if g.text in attack_texts),
         "fedavg_bytes_per_node_round": {"full": full, "lora8": lora, "model": QWEN25_1_5B.name},
-        "baseline_answers": len(baseline_answers),
     }
     (run_dir / "demo.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     result["plots"] = [str(p) for p in _plots(result, run_dir)]

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: figures go to files
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 
 def _save(figure: Any, path: Path) -> Path:
@@ -31,6 +32,7 @@ def batches_per_round(rounds: Sequence[dict[str, Any]], path: Path, title: str) 
     axis.plot(numbers, [r["global_library"]["accepted"] for r in rounds], "k.-", label="global library (experiences)")
     axis.plot(numbers, [r["poisoned_accepted"] for r in rounds], "rx--", label="poisoned accepted")
     axis.set(xlabel="round", ylabel="count", title=title, xticks=numbers)
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axis.legend(fontsize=8)
     return _save(figure, path)
 
@@ -47,21 +49,25 @@ def bytes_per_round(
     axis.plot(numbers, received, "s-", label="DSO: received (median node)")
     for name, value in (references or {}).items():
         axis.axhline(value, linestyle=":", color="grey")
-        axis.text(numbers[0], value * 1.3, name, fontsize=7, color="grey")
+        axis.text(numbers[0], value / 2.5, name, fontsize=7, color="grey")
     axis.set_yscale("log")
     axis.set(xlabel="round", ylabel="bytes per node", title=title, xticks=numbers)
     axis.legend(fontsize=8, loc="center right")
     return _save(figure, path)
 
 
-def accuracy_per_round(baseline: float, rounds: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
-    """Held-out accuracy of one node: without experiences, with its own, with its own plus the global library."""
+def accuracy_per_round(baseline: float | None, rounds: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+    """Held-out accuracy of one node per measured round: with its own lessons, with the global library too."""
     measured = [r for r in rounds if "accuracy" in r]  # rounds after which the held-out set was answered
-    numbers = [0, *(r["round"] for r in measured)]
+    numbers = [r["round"] for r in measured]
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.plot(numbers, [baseline, *(r["accuracy"]["alone"] for r in measured)], "o-", label="alone (its own lessons)")
-    axis.plot(numbers, [baseline, *(r["accuracy"]["network"] for r in measured)], "s-", label="with the global library")
-    axis.axhline(baseline, linestyle=":", color="grey", label="no experiences")
+    width = 0.35
+    axis.bar([n - width / 2 for n in numbers], [r["accuracy"]["alone"] for r in measured], width, label="alone")
+    axis.bar(
+        [n + width / 2 for n in numbers], [r["accuracy"]["network"] for r in measured], width, label="with the network"
+    )
+    if baseline is not None:
+        axis.axhline(baseline, linestyle=":", color="grey", label="no experiences")
     axis.set(xlabel="round", ylabel="held-out accuracy", title=title, xticks=numbers, ylim=(0, 1))
     axis.legend(fontsize=8)
     return _save(figure, path)

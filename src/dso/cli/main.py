@@ -52,10 +52,10 @@ def root(
 def demo(
     ctx: typer.Context,
     model: str | None = typer.Option(None, help="Solver model (default qwen2.5-1.5b)."),
-    nodes: int = typer.Option(3, min=1, max=8, help="Learning nodes (one Byzantine node joins them)."),
+    nodes: int = typer.Option(2, min=1, max=8, help="Learning nodes (one Byzantine node joins them)."),
     rounds: int = typer.Option(2, min=1, max=10),
     questions: int = typer.Option(2, min=1, max=50, help="Training questions per node and round."),
-    heldout_size: int = typer.Option(20, min=1, max=1000, help="Held-out questions for each accuracy figure."),
+    heldout_size: int = typer.Option(16, min=1, max=1000, help="Held-out questions for each accuracy figure."),
     run_dir: Path = typer.Option(
         Path("runs/demo"), help="Where the demo run goes (replaced each time; only a directory the demo made)."
     ),
@@ -90,20 +90,24 @@ def print_demo(result: dict[str, Any], run_dir: Path) -> None:
     last = result["rounds"][-1]
     alone, network = last["accuracy"]["alone"], last["accuracy"]["network"]
     paired = last["paired"]
+    baseline = result["baseline_accuracy"]
+    without = "" if baseline is None else f"{baseline:.3f} without experiences, "
     console.print(
-        f"held-out accuracy of node 0 ({result['heldout']} questions): {result['baseline_accuracy']:.3f} without "
-        f"experiences, {alone:.3f} with its own {last['libraries']['alone']}, {network:.3f} with the global library "
+        f"held-out accuracy of node 0 ({result['heldout']} questions): {without}{alone:.3f} with its own "
+        f"{last['libraries']['alone']} experiences, {network:.3f} with the global library "
         f"({last['libraries']['network']}); {paired['fixed']} fixed / {paired['broken']} broken by the network "
         f"(sign test p = {paired['p_value']:.2g})"
     )
     if network <= alone:
-        console.print("[yellow]on this run the shared library did not help node 0: the difference is not a gain")
+        console.print("[yellow]on this run the shared library did not help node 0")
+    elif paired["p_value"] >= 0.05:
+        console.print(f"[yellow]on {result['heldout']} questions this difference is within noise (p >= 0.05)")
     console.print("rejected, and why:")
     for row in result["rejected_experiences"][:6]:
         who = "attacker" if row["from_attacker"] else "honest"
-        console.print(f"  [{who}] {shown(row['text'], 90)} -- {shown(row['reason'], 100)}")
+        console.print(f"  \\[{who}] {shown(row['text'], 90)} -- {shown(row['reason'], 100)}")
     for row in result["rejected_batches"][:4]:
-        console.print(f"  [batch of {row['node'][:10]}] voted down: {shown(row['reason'], 120)}")
+        console.print(f"  \\[batch of {row['node'][:10]}] voted down: {shown(row['reason'], 120)}")
     console.print(f"attacker's experiences accepted: {result['attacker_items_accepted']}")
     fed = result["fedavg_bytes_per_node_round"]
     most = max(
