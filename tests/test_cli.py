@@ -100,7 +100,7 @@ def test_demo_runs_a_small_network_end_to_end(tmp_path: Path) -> None:
         "--heldout-size", "2", "--run-dir", str(run_dir),
     )  # fmt: skip
     (round_,) = result["rounds"]
-    assert round_["batches"]["submitted"] >= 2  # at least one learning node's batch and the attacker's
+    assert round_["batches"]["rejected"] >= 1  # the attacker's batch (the tiny model may learn nothing to publish)
     assert round_["bytes_per_honest_node"]["sent_median"] > 0 and round_["bytes_per_honest_node"]["received_median"] > 0
     assert result["attacker_items_accepted"] == 0  # injections and junk: the guards and the votes stop them
     attacker = [row for row in result["rejected_batches"] if row["node"] in result["attackers"]]

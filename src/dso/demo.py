@@ -20,6 +20,7 @@ import dataclasses
 import json
 import random
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ class DemoSettings:
     attackers: int = 1  # Byzantine nodes: prompt injections and junk, votes for their own side
     rounds: int = 2
     questions: int = 2  # per honest node and round
-    heldout: int = 12
+    heldout: int = 16
     every_round: bool = False  # held-out accuracy after every round, or only after the last (each costs 2 arms)
     baseline: bool = False  # also answer the held-out questions with no experiences at all
 
@@ -156,20 +157,26 @@ def run_demo(
     rounds: list[dict[str, Any]] = []
     attack_texts: set[str] = set()
     for round_ in range(1, settings.rounds + 1):
-        for index, extractor in enumerate(extractors):
-            if hooks.on_stage:
-                hooks.on_stage(f"round {round_}: node {index} learns", settings.questions)
+        if hooks.on_stage:
+            hooks.on_stage(f"round {round_}: {settings.honest} nodes learn", settings.honest * settings.questions)
+
+        def learn(index: int) -> None:
             train(
                 train_settings,
                 run_dir / f"node{index}" / "run",
                 slices[index],
                 solver,
-                extractor,
+                extractors[index],
                 verifier,
-                parallel=config.llm.parallel,
+                parallel=max(1, config.llm.parallel // settings.honest),
                 on_rollouts=hooks.on_rollouts,
                 max_batches=1,
             )
+
+        # the nodes learn at the same time: one node's extraction calls fill the model's slots while another's
+        # attempts are sampled (each node has its own library and extractor; the model serves them all)
+        with ThreadPoolExecutor(max_workers=settings.honest) as pool:
+            list(pool.map(learn, range(settings.honest)))
         for attacker in attackers:
             for text in [
                 *rng.sample(INJECTIONS, 2),

@@ -139,8 +139,13 @@ class SharedReads(RegistryClient):
         return list(self._cached(("batches", offset, limit), lambda: super(SharedReads, self).batches(offset, limit)))
 
     def global_experiences(self, offset: int = 0, limit: int = 100) -> list[BatchInfo]:
+        # the accepted list only grows and an accepted batch never changes: a full page is final
+        key = ("global", offset, limit)
+        entry = self.cache.get(key)
+        if entry is not None and len(entry[1]) == limit:
+            return list(entry[1])
         read = lambda: super(SharedReads, self).global_experiences(offset, limit)  # noqa: E731
-        return list(self._cached(("global", offset, limit), read))
+        return list(self._cached(key, read))
 
     def batch(self, batch_id: bytes) -> BatchInfo:
         return self._cached(("batch", batch_id), lambda: super(SharedReads, self).batch(batch_id))  # type: ignore[no-any-return]
