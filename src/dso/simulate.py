@@ -226,9 +226,11 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
         dev_fund(w3, account.address)
     bad_ids = set(rng.sample(range(settings.nodes), round(settings.byzantine * settings.nodes)))
     members = sorted(rng.sample(range(settings.nodes), settings.committee))
-    deployed = deploy_registry(
-        w3, operator, [accounts[i].address for i in members], voting_window=config.chain.voting_window
-    )
+    # the voting window counts blocks, and a dev chain mines one per transaction: a round of N nodes takes
+    # about 2N + committee blocks, so a window of chain.voting_window blocks would close on the first batches
+    # of a large network before the committee reaches them (they would be rejected for want of votes)
+    window = max(config.chain.voting_window, 4 * settings.nodes + 10 * settings.committee)
+    deployed = deploy_registry(w3, operator, [accounts[i].address for i in members], voting_window=window)
     timings["setup_chain"] = time.perf_counter() - started
     say(
         f"registry {deployed.address}: {settings.committee} members, {len(bad_ids)} Byzantine nodes of {settings.nodes}"
@@ -308,6 +310,7 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
             "capture_probability": round(committee_capture(settings.nodes, len(bad_ids), settings.committee), 6),
         },
         "pool": len(pool),
+        "voting_window_blocks": window,
         "setup_seconds": {k: round(v, 2) for k, v in timings.items()},
         "rounds": rounds,
         "poisoned_accepted": max(r["poisoned_accepted"] for r in rounds),
