@@ -79,3 +79,12 @@ def test_a_network_on_anvil_and_an_ipfs_daemon(tmp_path: Path, anvil_url: str, i
     (round_,) = report["rounds"]
     assert round_["batches"]["accepted"] == 3 and round_["batches"]["rejected"] == 1  # the injector's batch
     assert report["poisoned_accepted"] == 0 and round_["honest_nodes_agreeing"] == "True"
+
+
+def test_the_voting_window_covers_a_round_of_the_whole_network(tmp_path: Path) -> None:
+    # a dev chain mines a block per transaction: a 5-block window would close on the first batches of 30 nodes
+    # before the committee votes, and they would be rejected for want of votes
+    config = load_config(overrides={"chain.voting_window": 5})
+    report = simulate(SimulationSettings(nodes=30, attack="none", rounds=1, committee=3), config, workdir=tmp_path)
+    assert report["rounds"][0]["batches"] == {"submitted": 30, "accepted": 30, "rejected": 0, "pending": 0}
+    assert report["voting_window_blocks"] >= 4 * 30
