@@ -118,14 +118,19 @@ def connect(rpc: str | None = None, *, timeout_s: float = 30.0) -> Web3:
     return w3
 
 
-def dev_fund(w3: Web3, address: str, wei: int = 10**20) -> None:
-    """Give `address` ether from the dev chain's first unlocked account (dev chains only)."""
+def dev_fund(w3: Web3, address: str, wei: int = 10**19) -> None:
+    """Give `address` 10 ether (thousands of batches' gas) from the dev chain's richest unlocked account
+    (dev chains only: anvil's accounts hold 10,000 ether each, so a thousand nodes need several of them)."""
     if w3.eth.chain_id not in DEV_CHAIN_IDS:
         raise ChainError("dev_fund only works on a local development chain")
     if w3.eth.get_balance(address) >= wei // 2:  # type: ignore[arg-type]
         return
-    tx = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": address, "value": wei})  # type: ignore[typeddict-item]
-    w3.eth.wait_for_transaction_receipt(tx)
+    try:
+        source = max(w3.eth.accounts[:10], key=w3.eth.get_balance)
+        tx = w3.eth.send_transaction({"from": source, "to": address, "value": wei})  # type: ignore[typeddict-item]
+        w3.eth.wait_for_transaction_receipt(tx)
+    except Exception as exc:  # each backend raises its own types
+        raise ChainError(f"cannot fund {address} on the dev chain: {str(exc)[:200]}") from None
 
 
 # -- reverts -----------------------------------------------------------------------------------
