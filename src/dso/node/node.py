@@ -458,9 +458,10 @@ class Node:
         self.state.finish_sync(seq, summary)
         return summary
 
-    def global_digest(self) -> str:
+    def global_digest(self, accepted: list[share.GlobalExperience] | None = None) -> str:
         """sha256 of the global library's sorted texts: equal on nodes that agree."""
-        accepted, _ = self.global_library()
+        if accepted is None:
+            accepted, _ = self.global_library()
         return hashlib.sha256("\n".join(sorted(g.text for g in accepted)).encode()).hexdigest()
 
     def status(self) -> dict[str, Any]:
@@ -478,7 +479,7 @@ class Node:
             "last_sync": self.state.last_sync(),
             "bytes": self.state.traffic(),
             "refused_batches": self.state.refused(),
-            "global_library": {"size": len(accepted), "digest": self.global_digest()},
+            "global_library": {"size": len(accepted), "digest": self.global_digest(accepted)},
         }
 
     def close(self) -> None:
