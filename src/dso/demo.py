@@ -205,7 +205,8 @@ def run_demo(
             f"on {len(heldout)} held-out questions"
         )
 
-    accepted, rejected = nodes[0].global_library()
+    computed = nodes[0].global_library()
+    accepted, rejected = computed.accepted, computed.rejected
     refused_votes = [
         {"node": row["node"], "reason": row["vote_reason"]}
         for row in (nodes[0].state.batch_row(b) for b in nodes[0].state.batches_in("rejected"))
@@ -247,7 +248,8 @@ def _round_summary(
     rows = [b for b in nodes[0].registry.all_batches() if b.round == round_]
     sent = [sum(sum(s["bytes"]["sent"].values()) for s in summaries[n.address]) for n in nodes[:honest]]
     received = [sum(sum(s["bytes"]["received"].values()) for s in summaries[n.address]) for n in nodes[:honest]]
-    accepted, rejected = nodes[0].global_library()
+    computed = nodes[0].global_library()
+    accepted, rejected = computed.accepted, computed.rejected
     return {
         "round": round_,
         "batches": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import matplotlib
 
@@ -13,11 +13,14 @@ matplotlib.use("Agg")  # no display: figures go to files
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+Target = TypeVar("Target", Path, IO[bytes])  # a file path, or an open binary stream (a web response)
 
-def _save(figure: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+def _save(figure: Any, path: Target) -> Target:
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, format="png")
     plt.close(figure)
     return path
 
@@ -69,5 +72,35 @@ def accuracy_per_round(baseline: float | None, rounds: Sequence[dict[str, Any]],
     if baseline is not None:
         axis.axhline(baseline, linestyle=":", color="grey", label="no experiences")
     axis.set(xlabel="round", ylabel="held-out accuracy", title=title, xticks=numbers, ylim=(0, 1))
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def node_training_accuracy(metrics: Sequence[dict[str, Any]], path: Target, title: str) -> Target:
+    """A node's share of correct training attempts per learning batch, with its library's size."""
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    steps = list(range(1, len(metrics) + 1))
+    axis.plot(steps, [m["mean_reward"] for m in metrics], "o-", label="correct attempts (training)")
+    axis.set(xlabel="learning batch", ylabel="share correct", title=title, ylim=(0, 1))
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    sizes = axis.twinx()
+    sizes.plot(steps, [m["library_size"] for m in metrics], "k.--", label="library size")
+    sizes.set_ylabel("experiences")
+    sizes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    lines = axis.get_legend_handles_labels()
+    more = sizes.get_legend_handles_labels()
+    axis.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="lower right")
+    return _save(figure, path)
+
+
+def node_bytes_per_sync(traffic: Sequence[tuple[int, int, int]], path: Target, title: str) -> Target:
+    """Bytes a node sent and received in each of its syncs (log scale)."""
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    syncs = [t[0] for t in traffic]
+    axis.plot(syncs, [max(1, t[1]) for t in traffic], "o-", label="sent")
+    axis.plot(syncs, [max(1, t[2]) for t in traffic], "s-", label="received")
+    axis.set_yscale("log")
+    axis.set(xlabel="sync", ylabel="bytes", title=title)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.legend(fontsize=8)
     return _save(figure, path)

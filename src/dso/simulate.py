@@ -330,7 +330,8 @@ def _round_figures(
     states = [b.state.name.lower() for b in batches]
     honest = [m.node for m in nodes if m.honest]
     observer = honest[0] if honest else nodes[0].node
-    accepted, rejected = observer.global_library()
+    computed = observer.global_library()
+    accepted, rejected = computed.accepted, computed.rejected
     # poisoned: accepted with no wording any honest node learned (an attack text, or its paraphrase)
     poisoned = [g.text for g in accepted if not ({g.text, *(g.decision.wordings if g.decision else ())} & honest_texts)]
     digests = {m.node.global_digest() for m in nodes if m.honest}

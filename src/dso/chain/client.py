@@ -307,6 +307,10 @@ class RegistryClient:
     def has_voted(self, batch_id: bytes, account: str) -> bool:
         return bool(self._view(self.contract.functions.hasVoted(batch_id, checksum_address(account))))
 
+    def quorum(self, eligible: int) -> int:
+        """Votes a batch needs at the end of its window (the registry's quorum of its eligible members)."""
+        return int(self._view(self.contract.functions.quorum(eligible)))
+
     def finalize(self, batch_id: bytes) -> TxReceipt:
         return self._send(self.contract.functions.finalize(batch_id))
 

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from dso import __version__
-from dso.cli import aggregate, bench, chain, learn, library, models, node, records, simulate
+from dso.cli import aggregate, bench, chain, learn, library, models, node, records, serve, simulate
 from dso.cli.common import AppState, console, get_config, print_json, printable, shown
 from dso.errors import DSOError
 
@@ -31,6 +31,7 @@ app.command("eval")(learn.eval_command)
 app.command("cid")(records.cid_command)
 app.command("aggregate")(aggregate.aggregate_command)
 app.command("simulate")(simulate.simulate_command)
+app.command("serve")(serve.serve_command)
 
 
 def _version(value: bool) -> None:

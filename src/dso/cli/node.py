@@ -177,7 +177,7 @@ def status(ctx: typer.Context, config_file: Path | None = ConfigOpt, as_json: bo
 def global_library(ctx: typer.Context, config_file: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """The global library as this node computes it from the accepted batches, with supporters and reasons."""
     node = _open(ctx, config_file, quiet=True)
-    accepted, _ = node.global_library()
+    accepted = node.global_library().accepted
     rows = sorted((g.to_json() for g in accepted), key=lambda row: row["text"])
     if as_json:
         print_json(rows)

@@ -50,6 +50,36 @@ from dso.store.base import ContentStore
 PAGE = 100
 Log = Callable[[str], None]
 
+# The checks a receiver runs on a stranger's batch, in order (`Node.review` reports each one).
+CHECKS = {
+    "manifest": "manifest re-hashed to its CID; its node, round and Merkle root equal the registry's",
+    "signature": "the registering transaction's signature recovers to the batch's node for this registry",
+    "records": "every record re-hashed to its CID, names the node, and has a Merkle proof under the on-chain root",
+    "codes": "every record's 1-bit embedding code matches its own text",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    label: str
+    outcome: str  # passed | failed | not run
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchReview:
+    """What a reviewer needs to judge one batch: each check's outcome, the records, the guards' findings."""
+
+    info: BatchInfo
+    checks: tuple[Check, ...]
+    records: tuple[tuple[str, ExperienceRecord], ...]  # empty unless every check passed
+    findings: tuple[tuple[str, ...], ...]  # per record: the guard rules its text breaks
+
+    @property
+    def verified(self) -> bool:
+        return all(check.outcome == "passed" for check in self.checks)
+
 
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -70,9 +100,7 @@ class SharedWork:
     verified: dict[str, tuple[list[tuple[str, ExperienceRecord]], list[tuple[str, int]]]] = dataclasses.field(
         default_factory=dict
     )
-    global_libraries: dict[str, tuple[list[share.GlobalExperience], list[Any]]] = dataclasses.field(
-        default_factory=dict
-    )
+    global_libraries: dict[str, share.GlobalLibrary] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -90,7 +118,7 @@ class Node:
         self,
         config: DSOConfig,
         library: ExperienceLibrary,
-        account: LocalAccount,
+        account: LocalAccount | str,
         registry: RegistryClient,
         store: ContentStore,
         state: NodeState,
@@ -98,12 +126,18 @@ class Node:
         log: Log | None = None,
         shared: SharedWork | None = None,
     ) -> None:
-        if not registry.can_write:
-            raise NodeError("a node's registry client needs the node's account")
+        """`account` is the node's key, or only its address for a read-only node (a reviewer page that asks
+        for the key's password when a vote is cast): such a node verifies, pulls and merges, but never signs."""
+        if isinstance(account, str):
+            self.account: LocalAccount | None = None
+            self.address = account
+        else:
+            if not registry.can_write:
+                raise NodeError("a node's registry client needs the node's account")
+            self.account = account
+            self.address = str(account.address)
         self.config = config
         self.library = library
-        self.account = account
-        self.address = str(account.address)
         self.registry = registry
         self.store = store
         self.state = state
@@ -120,7 +154,8 @@ class Node:
     def model(self) -> str:
         return self.config.train.extractor_model or self.config.llm.model
 
-    def _embed(self, texts: list[str]) -> Vectors:
+    def embed(self, texts: list[str]) -> Vectors:
+        """Unit vectors of `texts` by the library's embedder, each text embedded once per node."""
         embedder = self.library.embedder
         missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
         if missing:
@@ -137,11 +172,10 @@ class Node:
         self.store.put(data)
         self._traffic.add(kind, "sent", len(data))
 
-    def _get(self, cid: str, kind: str, count: bool = True) -> bytes:
-        data = self.store.get(cid)
-        if count:
-            self._traffic.add(kind, "received", len(data))
-        return data
+    def _key(self) -> LocalAccount:
+        if self.account is None:
+            raise NodeError(f"node {self.address} is open read-only: publishing and voting need its key")
+        return self.account
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -177,6 +211,7 @@ class Node:
     def publish(self) -> dict[str, Any] | None:
         """Build the next round from local experiences not yet published (None if there are none), then send it."""
         published = self.state.published_keys()
+        key = self._key()
         fresh = [
             e
             for e in sorted(self.library.all(), key=lambda e: (e.created_at, e.id))
@@ -185,7 +220,7 @@ class Node:
         built = None
         if fresh:
             embedder_id = self.library.embedder_id or ""
-            vectors = self._embed([e.text for e in fresh])
+            vectors = self.embed([e.text for e in fresh])
             records = share.build_records(
                 fresh, vectors, node=self.address, model=self.model, embedder=embedder_id, timestamp=int(time.time())
             )
@@ -193,7 +228,7 @@ class Node:
             domain = self.registry.domain
 
             def signer(manifest: BatchManifest, cid: str) -> bytes:
-                return sign_batch(self.account.key, domain, manifest, cid)
+                return sign_batch(key.key, domain, manifest, cid)
 
             batch = share.build_batch(records, node=self.address, round_=round_, signer=signer, domain=domain)
             self.state.add_outgoing(round_, batch, [(text_key(e.text), e.id) for e in fresh])
@@ -223,6 +258,31 @@ class Node:
                 break
         return sum(1 for info in self._seen.values() if info.state == BatchState.PENDING)
 
+    def _verify(
+        self, info: BatchInfo, fetched: list[tuple[str, int]], passed: list[str]
+    ) -> list[tuple[str, ExperienceRecord]]:
+        """Every check of `CHECKS` in order; each one passed is appended to `passed`, the first failure raises."""
+        manifest_bytes = self.store.get(info.batch_cid)
+        fetched.append(("manifests", len(manifest_bytes)))
+        manifest = share.check_manifest(info, manifest_bytes)
+        passed.append("manifest")
+        submitted, size = self.registry.submission(info.id)
+        fetched.append(("signatures", size))
+        share.check_submission(info, manifest, submitted, self.registry.domain)
+        passed.append("signature")
+        blocks = {cid: self.store.get(cid) for cid in manifest.records}
+        fetched += [("records", len(data)) for data in blocks.values()]
+        records = share.check_records(info, manifest, blocks)
+        passed.append("records")
+        vectors = self.embed([record.text for _, record in records])
+        share.check_codes(records, vectors, self.library.embedder_id or "")
+        passed.append("codes")
+        return records
+
+    def pending(self) -> list[BatchInfo]:
+        """The registry's pending batches as the last `scan` read them, oldest first."""
+        return [info for info in self._seen.values() if info.state == BatchState.PENDING]
+
     def fetch_verified(self, info: BatchInfo) -> list[tuple[str, ExperienceRecord]]:
         """Fetch a registry batch and run every check on it; a failed check raises DataError, StoreError or
         ChainError with the reason."""
@@ -235,17 +295,7 @@ class Node:
                     self._traffic.add(kind, "received", size)
             return records
         fetched = []
-        manifest_bytes = self.store.get(info.batch_cid)
-        fetched.append(("manifests", len(manifest_bytes)))
-        manifest = share.check_manifest(info, manifest_bytes)
-        submitted, size = self.registry.submission(info.id)
-        fetched.append(("signatures", size))
-        share.check_submission(info, manifest, submitted, self.registry.domain)
-        blocks = {cid: self.store.get(cid) for cid in manifest.records}
-        fetched += [("records", len(data)) for data in blocks.values()]
-        records = share.check_records(info, manifest, blocks)
-        vectors = self._embed([record.text for _, record in records])
-        share.check_codes(records, vectors, self.library.embedder_id or "")
+        records = self._verify(info, fetched, [])
         if not own:
             for kind, n in fetched:
                 self._traffic.add(kind, "received", n)
@@ -253,10 +303,44 @@ class Node:
             self._shared.verified[key] = (records, fetched)
         return records
 
+    def review(self, info: BatchInfo) -> BatchReview:
+        """Every check on one batch, each with its outcome, and the records when all pass (a reviewer's view)."""
+        passed: list[str] = []
+        failure = None
+        records: list[tuple[str, ExperienceRecord]] = []
+        try:
+            records = self._verify(info, [], passed)
+        except (DataError, StoreError, ChainError) as exc:
+            failure = str(exc)
+        checks = []
+        for name, label in CHECKS.items():
+            if name in passed:
+                checks.append(Check(name, label, "passed", ""))
+            elif failure is not None:
+                checks.append(Check(name, label, "failed", failure))
+                failure = None
+            else:
+                checks.append(Check(name, label, "not run", "an earlier check failed"))
+        findings = self.guard_findings([record.text for _, record in records])
+        return BatchReview(info, tuple(checks), tuple(records), tuple(tuple(f) for f in findings))
+
     # -- voting --------------------------------------------------------------------------------
 
     def is_member(self) -> bool:
         return self.registry.is_member(self.address)
+
+    def guard_findings(self, texts: list[str]) -> list[list[str]]:
+        """The consensus guards' findings per text (keyword rules, size caps, the semantic guard); [] = clean."""
+        settings = self.config.consensus
+        rules = guard_rules(settings.guard_rules)
+        flagged: list[bool] = [bool(f) for f in self._guard().flags(self.embed(texts))] if texts else []
+        findings = []
+        for text, semantic in zip(texts, flagged, strict=True):
+            broken = check_text(text, max_words=settings.max_words, max_bytes=settings.max_bytes, rules=rules)
+            if semantic:
+                broken.append("semantic-attack")
+            findings.append(broken)
+        return findings
 
     def judge(self, info: BatchInfo) -> tuple[bool, str]:
         """This member's vote on one batch and why: every check passes and enough texts pass the guards."""
@@ -264,17 +348,8 @@ class Node:
             records = self.fetch_verified(info)
         except (DataError, StoreError, ChainError) as exc:
             return False, f"verification failed: {exc}"
-        settings = self.config.consensus
-        rules = guard_rules(settings.guard_rules)
         texts = [record.text for _, record in records]
-        flagged: list[bool] = [bool(f) for f in self._guard().flags(self._embed(texts))] if texts else []
-        failed = []
-        for text, semantic in zip(texts, flagged, strict=True):
-            broken = check_text(text, max_words=settings.max_words, max_bytes=settings.max_bytes, rules=rules)
-            if semantic:
-                broken.append("semantic-attack")
-            if broken:
-                failed.append(", ".join(broken))
+        failed = [", ".join(broken) for broken in self.guard_findings(texts) if broken]
         passing = 1 - len(failed) / len(texts)
         if passing + 1e-9 < self.config.network.voting_threshold:
             return False, f"{len(failed)} of {len(texts)} texts break the guards ({failed[0]})"
@@ -292,11 +367,19 @@ class Node:
             approve, reason = self.judge(info)
             decided.append((batch_id, approve, reason))
             self._log(f"vote {'yes' if approve else 'no'} on {batch_id[:12]} from {info.node[:10]}: {reason}")
+        self.cast_votes(decided)
+        return [{"batch_id": b, "approve": a, "reason": r} for b, a, r in decided]
+
+    def cast_votes(self, decided: list[tuple[str, bool, str]], registry: RegistryClient | None = None) -> None:
+        """Cast (batch id, approve, reason) votes in voteMany chunks and keep them in the state; `registry`
+        is a client holding the key for a read-only node (the key is unlocked only for this call)."""
+        if registry is None:
+            self._key()
+            registry = self.registry
         if decided:
-            self.registry.vote_many([bytes.fromhex(b[2:]) for b, _, _ in decided], [a for _, a, _ in decided])
+            registry.vote_many([bytes.fromhex(b[2:]) for b, _, _ in decided], [a for _, a, _ in decided])
             fault_point("sync:voted")
         self.state.record_votes(decided)
-        return [{"batch_id": b, "approve": a, "reason": r} for b, a, r in decided]
 
     def finalize_expired(self) -> int:
         """Close batches whose voting window ended (anyone may); a batch someone else closed is skipped."""
@@ -358,14 +441,14 @@ class Node:
                 break
         return {"verified": verified, "refused": refused}
 
-    def global_library(self) -> tuple[list[share.GlobalExperience], list[Any]]:
+    def global_library(self) -> share.GlobalLibrary:
         """The global library as this node computes it from every verified accepted record."""
         records = self.state.verified_records()
         digest = hashlib.sha256("\n".join(sorted(f"{r.batch_id}:{r.cid}" for r in records)).encode()).hexdigest()
         if self._shared is not None and digest in self._shared.global_libraries:
             return self._shared.global_libraries[digest]
         texts = share.texts_to_embed(records)
-        vectors = dict(zip(texts, self._embed(texts), strict=True)) if texts else {}
+        vectors = dict(zip(texts, self.embed(texts), strict=True)) if texts else {}
         guard = self._guard() if self.config.network.byzantine_robust and records else None
         result = share.global_library(
             records,
@@ -381,7 +464,7 @@ class Node:
     def merge(self) -> dict[str, Any]:
         """Merge what the global library accepts into the local library; records already merged are skipped."""
         pending = self.state.unmerged_verified()
-        accepted, _ = self.global_library()
+        accepted = self.global_library().accepted
         items = []
         for g in accepted:
             # a lesson this node published itself is already local; otherwise the earliest supporting record
@@ -461,11 +544,11 @@ class Node:
     def global_digest(self, accepted: list[share.GlobalExperience] | None = None) -> str:
         """sha256 of the global library's sorted texts: equal on nodes that agree."""
         if accepted is None:
-            accepted, _ = self.global_library()
+            accepted = self.global_library().accepted
         return hashlib.sha256("\n".join(sorted(g.text for g in accepted)).encode()).hexdigest()
 
     def status(self) -> dict[str, Any]:
-        accepted, _ = self.global_library()
+        accepted = self.global_library().accepted
         return {
             "node": self.address,
             "registry": self.registry.address,
@@ -494,27 +577,29 @@ def node_paths(config: DSOConfig) -> dict[str, Path]:
 
 
 def open_node(
-    config: DSOConfig, password: str, *, library: ExperienceLibrary | None = None, log: Log | None = None
+    config: DSOConfig, password: str | None, *, library: ExperienceLibrary | None = None, log: Log | None = None
 ) -> Node:
     """A node from its configuration: keystore, chain (embedded or JSON-RPC), registry, store, library, state.
 
     On the embedded chain, which lives only in this process, a registry with this node as its only member
-    is deployed when none is named. The state file remembers its node and registry, and refuses others."""
+    is deployed when none is named. The state file remembers its node and registry, and refuses others.
+    With `password` None the node opens read-only (its address read from the keystore, nothing signed)."""
     from dso.chain.client import DEV_CHAIN_IDS, AddressBook, connect, deploy_registry, dev_fund
     from dso.embed import make_embedder
-    from dso.keys import load_account
+    from dso.keys import keystore_address, load_account
     from dso.store import LocalBlockStore
 
     paths = node_paths(config)
-    account = load_account(config.chain.keystore, password)
+    account = load_account(config.chain.keystore, password) if password is not None else None
+    address = str(account.address) if account else keystore_address(config.chain.keystore)
     w3 = connect(config.chain.rpc or None)
-    if w3.eth.chain_id in DEV_CHAIN_IDS:
-        dev_fund(w3, account.address)
-    address = config.chain.registry or AddressBook(config.chain.addresses).get(w3.eth.chain_id)
-    if address:
-        registry = RegistryClient(w3, address, account)
-    elif not config.chain.rpc:
-        registry = deploy_registry(w3, account, [account.address], voting_window=config.chain.voting_window)
+    if account is not None and w3.eth.chain_id in DEV_CHAIN_IDS:
+        dev_fund(w3, address)
+    registry_address = config.chain.registry or AddressBook(config.chain.addresses).get(w3.eth.chain_id)
+    if registry_address:
+        registry = RegistryClient(w3, registry_address, account)
+    elif not config.chain.rpc and account is not None:
+        registry = deploy_registry(w3, account, [address], voting_window=config.chain.voting_window)
     else:
         raise NodeError(
             f"no registry named for chain {w3.eth.chain_id}: set chain.registry, or deploy one with dso chain deploy"
@@ -528,7 +613,7 @@ def open_node(
         store = LocalBlockStore(paths["blocks"])
     state = NodeState(paths["state"])
     genesis = bytes(w3.eth.get_block(0)["hash"]).hex()[:16]  # the embedded EVM is a new chain in every process
-    bound = {"node": str(account.address), "registry": f"chain {w3.eth.chain_id} ({genesis}) {registry.address}"}
+    bound = {"node": address, "registry": f"chain {w3.eth.chain_id} ({genesis}) {registry.address}"}
     mismatch = None
     with state.transaction():
         for key, value in bound.items():
@@ -545,4 +630,4 @@ def open_node(
         raise NodeError(mismatch)
     if library is None:
         library = ExperienceLibrary.from_config(config.library, make_embedder(config.embedder))
-    return Node(config, library, account, registry, store, state, log=log)
+    return Node(config, library, account or address, registry, store, state, log=log)

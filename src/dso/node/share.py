@@ -200,6 +200,15 @@ class GlobalExperience:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class GlobalLibrary:
+    """The global library: accepted experiences, rejected decisions, each node's reputation after the last round."""
+
+    accepted: list[GlobalExperience]
+    rejected: list[Decision]
+    reputations: dict[str, Reputation]
+
+
 def global_library(
     records: Sequence[SharedRecord],
     vectors: Mapping[str, Vectors],
@@ -207,8 +216,8 @@ def global_library(
     *,
     robust: bool,
     semantic_guard: SemanticGuard | None = None,
-) -> tuple[list[GlobalExperience], list[Decision]]:
-    """The global library every node computes from the same accepted batches: (accepted, rejected decisions).
+) -> GlobalLibrary:
+    """The global library every node computes from the same accepted batches.
 
     Robust: the consensus (`dso.consensus.aggregate`) runs round by round in round order, reputations
     carried from one round to the next, over the records of accepted batches. Otherwise every record of an
@@ -220,7 +229,8 @@ def global_library(
         by_text: dict[str, list[SharedRecord]] = {}
         for record in ordered:
             by_text.setdefault(record.text, []).append(record)
-        return [GlobalExperience(t, rows[0].domain, tuple(rows), None) for t, rows in by_text.items()], []
+        merged = [GlobalExperience(t, rows[0].domain, tuple(rows), None) for t, rows in by_text.items()]
+        return GlobalLibrary(merged, [], {})
     reputations: dict[str, Reputation] = {}
     accepted: list[GlobalExperience] = []
     rejected: list[Decision] = []
@@ -234,7 +244,7 @@ def global_library(
             backing = tuple(r for r in rows if r.node in supporters and r.text in wordings)
             accepted.append(GlobalExperience(decision.text, decision.domain, backing, decision))
         rejected += result.rejected
-    return accepted, rejected
+    return GlobalLibrary(accepted, rejected, reputations)
 
 
 def texts_to_embed(records: Sequence[SharedRecord]) -> list[str]:

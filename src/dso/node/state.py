@@ -290,6 +290,14 @@ class NodeState:
             out[str(direction)][str(kind)] = int(total)
         return out
 
+    def traffic_per_sync(self) -> list[tuple[int, int, int]]:
+        """(sync, bytes sent, bytes received) for every sync that moved bytes, in order."""
+        rows = self.db.execute(
+            "SELECT sync, SUM(CASE WHEN direction = 'sent' THEN bytes ELSE 0 END), "
+            "SUM(CASE WHEN direction = 'received' THEN bytes ELSE 0 END) FROM traffic GROUP BY sync ORDER BY sync"
+        ).fetchall()
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
     def start_sync(self) -> int:
         with self.transaction():
             cursor = self.db.execute("INSERT INTO syncs (started_at) VALUES (?)", (time.time(),))
