@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dso.errors import DSOError
-from dso.learn.datasets import load_problems, train_heldout_split
+from dso.learn.datasets import load_problems, train_heldout_split, validation_split
 
 
 @pytest.mark.parametrize("source", ["basic_arithmetic", pytest.param("champ", marks=pytest.mark.slow)])
@@ -91,3 +91,15 @@ def test_letter_counting_reference_adds_up_to_the_answer() -> None:
     for problem in load_problems("letter_counting", 20, seed=3):
         assert problem.reference and problem.reference.endswith(f"Total: {problem.answer}.")
         assert sum(int(n) for n in re.findall(r"\((\d+)\)", problem.reference)) == int(problem.answer)
+
+
+def test_validation_questions_are_apart_from_train_and_heldout_and_change_neither() -> None:
+    train, heldout = train_heldout_split("aiw", 20, 30, seed=5)
+    validation = validation_split("aiw", 20, 30, 25, seed=5)
+    assert len(validation) == 25
+    questions = {p.question for p in validation}
+    assert not questions & {p.question for p in train + heldout}
+    assert validation == validation_split("aiw", 20, 30, 25, seed=5)  # deterministic by seed
+    assert validation_split("aiw", 20, 30, 10, seed=5) == validation[:10]
+    assert train_heldout_split("aiw", 20, 30, seed=5) == (train, heldout)
+    assert validation_split("aiw", 20, 30, 0, seed=5) == []

@@ -23,6 +23,7 @@ from dso.embed import Embedder
 from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.rewards import DefaultVerifier
+from dso.learn.run import run_training
 from dso.learn.trainer import group_evidence, read_rollouts, train
 from dso.library import ExperienceLibrary
 from dso.llm.testing import ScriptedLLM, ScriptedRequest, serve_openai
@@ -58,9 +59,11 @@ def dataset(tmp_path: Path) -> Path:
 
 
 def train_cli(
-    endpoint: str, dataset: Path, run_dir: Path, *extra: str, fault: str | None = None
+    endpoint: str, dataset: Path, run_dir: Path, *extra: str, fault: str | None = None, prune: bool = True
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DSO_LLM_BACKEND": "openai", "DSO_LLM_BASE_URL": endpoint, "DSO_LLM_RETRIES": "0"}
+    if not prune:  # keep every lesson, so usage can be compared with the prompts that held it
+        env |= {"DSO_TRAIN_PRUNE_P": "0", "DSO_TRAIN_PRUNE_MIN_USES": "0"}
     if fault:
         env["DSO_FAULT"] = fault
     flags = ["--model", "scripted", "--dataset", str(dataset), "--train-size", "6", "--heldout-size", "2"]
@@ -109,9 +112,9 @@ def test_usage_is_counted_once_when_a_batch_is_sampled_again(tmp_path: Path, end
     """Killed after batch 1 was sampled but before its rollouts were saved: the resumed run samples it again,
     and every experience's usage still equals the prompts it was in."""
     run_dir = tmp_path / "run"
-    killed = train_cli(endpoint, dataset, run_dir, fault="before-rollouts-saved:0:1")
+    killed = train_cli(endpoint, dataset, run_dir, fault="before-rollouts-saved:0:1", prune=False)
     assert killed.returncode == -9 and not (run_dir / "rollouts" / "e0-b1.jsonl").exists()
-    resumed = train_cli(endpoint, dataset, run_dir, "--resume")
+    resumed = train_cli(endpoint, dataset, run_dir, "--resume", prune=False)
     assert resumed.returncode == 0, resumed.stderr
     prompts: Counter[str] = Counter()
     for path in (run_dir / "rollouts").glob("*.jsonl"):
@@ -146,29 +149,40 @@ HELPFUL = "When a brother's sisters are asked for, count the woman herself as we
 USELESS = "When reading a problem, read it carefully."
 
 
-def aiw_script(request: ScriptedRequest) -> str | list[str]:
-    """Solver right exactly when the helpful rule is in its prompt; extractor proposes both lessons."""
+LUCKY = "When Alice has exactly 2 sisters, her brother has 3 sisters."
+
+
+def aiw_script(request: ScriptedRequest, lessons: tuple[str, ...] = (USELESS, HELPFUL)) -> str | list[str]:
+    """Solver right exactly when the helpful rule is in its prompt (or the lucky one on its one question);
+    extractor proposes `lessons`."""
     schema = json.dumps(request.json_schema or {})
     if '"lessons"' in schema:
-        return json.dumps({"lessons": [USELESS, HELPFUL]})
+        return json.dumps({"lessons": list(lessons)})
     if '"operations"' in schema:
         candidates = re.findall(r"^- (When .*)$", request.prompt, re.MULTILINE)
         return json.dumps({"operations": [{"op": "ADD", "id": "", "text": c} for c in candidates]})
     sisters = int(re.findall(r"has (\d+) sisters", request.prompt)[-1])
-    return "ANSWER: " + str(sisters + 1 if "count the woman herself" in request.prompt else sisters)
+    right = "count the woman herself" in request.prompt or (sisters == 2 and "exactly 2 sisters" in request.prompt)
+    return "ANSWER: " + str(sisters + 1 if right else sisters)
 
 
-def test_gated_run_keeps_only_lessons_that_passed_the_gate(tmp_path: Path, embedder: Embedder) -> None:
-    config = load_config(environ={}, overrides={"train.gate_lessons": True, "train.batch_size": 2})
-    problems = [
+def aiw_problems(numbers: range, prefix: str = "aiw") -> list[Problem]:
+    return [
         Problem(
-            f"aiw-{n}",
+            f"{prefix}-{n}",
             f"Alice has {n} sisters and 1 brother. How many sisters does her brother have?",
             str(n + 1),
             "aiw",
         )
-        for n in range(2, 6)
+        for n in numbers
     ]
+
+
+def test_gated_run_keeps_only_lessons_that_passed_the_gate(tmp_path: Path, embedder: Embedder) -> None:
+    config = load_config(
+        environ={}, overrides={"train.gate_lessons": True, "train.batch_size": 2, "train.min_similarity": -1.0}
+    )
+    problems = aiw_problems(range(2, 6))
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     (tmp_path / "rollouts").mkdir()
     llm = ScriptedLLM(aiw_script)
@@ -182,3 +196,89 @@ def test_gated_run_keeps_only_lessons_that_passed_the_gate(tmp_path: Path, embed
             assert trial["kept"] == (trial["score"] > row.gate["baseline"])
     assert {t["text"] for t in trials if t["kept"]} == {HELPFUL}
     assert USELESS in {t["text"] for t in trials} and [e.text for e in library.all()] == [HELPFUL]
+
+
+def test_the_validation_gate_needs_a_sign_test_not_one_lucky_question(tmp_path: Path, embedder: Embedder) -> None:
+    """On validation questions a lesson that fixes one question (p = 0.5) is dropped, one that fixes all kept."""
+    config = load_config(
+        environ={}, overrides={"train.gate_lessons": True, "train.batch_size": 2, "train.min_similarity": -1.0}
+    )
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    (tmp_path / "rollouts").mkdir()
+    llm = ScriptedLLM(lambda request: aiw_script(request, (LUCKY, HELPFUL)))
+    extractor = Extractor(llm, library, contrast_batch=False)
+    validation = aiw_problems(range(2, 9), "validation")  # 7 questions: all fixed gives p = 0.008
+    rows = train(
+        config.train, tmp_path, aiw_problems(range(10, 12)), llm, extractor, DefaultVerifier(), validation=validation
+    )
+    (row,) = rows
+    assert row.gate is not None and row.gate["source"] == "validation" and row.gate["questions"] == 7
+    trials = {t["text"]: t for t in row.gate["trials"]}
+    assert (trials[LUCKY]["fixed"], trials[LUCKY]["broken"], trials[LUCKY]["kept"]) == (1, 0, False)
+    assert (
+        trials[HELPFUL]["fixed"] == 7 and trials[HELPFUL]["p_value"] < config.train.gate_p and trials[HELPFUL]["kept"]
+    )
+    assert [e.text for e in library.all()] == [HELPFUL]
+
+
+def test_solver_and_extractor_can_sit_on_different_endpoints(tmp_path: Path, dataset: Path) -> None:
+    """A small solver on one OpenAI-compatible endpoint, the reflector on another (a large API or GPU model)."""
+    asked: dict[str, list[ScriptedRequest]] = {"solver": [], "extractor": []}
+
+    def side(name: str) -> ScriptedLLM:
+        def answer(request: ScriptedRequest) -> str | list[str]:
+            asked[name].append(request)
+            return scripted(request)
+
+        return ScriptedLLM(answer)
+
+    with serve_openai(side("solver")) as solver_url, serve_openai(side("extractor")) as extractor_url:
+        overrides = {
+            "llm.backend": "openai",
+            "llm.base_url": solver_url,
+            "llm.model": "small-solver",
+            "llm.retries": 0,
+            "train.extractor_base_url": extractor_url,
+            "train.extractor_model": "large-reflector",
+            "train.dataset": str(dataset),
+            "train.train_size": 4,
+            "train.heldout_size": 2,
+            "train.batch_size": 2,
+            "train.group_size": 2,
+            "train.max_tokens": 32,
+        }
+        summary = run_training(load_config(environ={}, overrides=overrides), tmp_path / "run")
+    assert asked["solver"] and asked["extractor"]
+    assert all(r.json_schema is None and "What is" in r.prompt for r in asked["solver"])  # only answering
+    assert any('"lessons"' in json.dumps(r.json_schema) for r in asked["extractor"])  # only reflecting
+    assert not any(r.json_schema is None and r.n > 1 for r in asked["extractor"])
+    assert LESSON in summary["experiences"]
+
+
+def test_a_lesson_that_keeps_hurting_is_deleted_by_rule_in_its_batch(tmp_path: Path, embedder: Embedder) -> None:
+    """Evidence, not the extractor, removes it: the deletion lands in the batch's transaction with its reason."""
+    harmful = "When adding numbers, always add one more to be safe."
+    config = load_config(environ={}, overrides={"train.batch_size": 2, "train.min_similarity": -1.0})
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    library.add(harmful)
+    (experience,) = library.all()
+    library.apply([], evidence={experience.id: (0, 5, 0)})  # hurt in five earlier groups, never helped
+    (tmp_path / "rollouts").mkdir()
+
+    def script(request: ScriptedRequest) -> str | list[str]:
+        if request.json_schema:
+            return scripted(request) if '"operations"' not in json.dumps(request.json_schema) else '{"operations": []}'
+        asked = re.search(r"What is (\d+) \+ (\d+)", request.prompt)
+        assert asked
+        right = int(asked[1]) % 2 == 0  # even questions solved, odd ones failed: one group above the mean
+        total = int(asked[1]) + int(asked[2])
+        return [f"ANSWER: {total if right else total + 1}" for _ in range(request.n)]
+
+    problems = [Problem(f"q{i}", f"What is {i} + 2?", str(i + 2), "sums") for i in (2, 3)]
+    llm = ScriptedLLM(script)
+    rows = train(
+        config.train, tmp_path, problems, llm, Extractor(llm, library, contrast_batch=False), DefaultVerifier()
+    )
+    assert len(rows) == 1 and len(library) == 0  # (1 helped, 6 hurt): sign test p = 0.06 <= 0.1
+    deleted = [h for h in library.history(experience.id) if h.op == "DELETE"]
+    assert len(deleted) == 1 and "pruned on evidence: hurt 6 times, helped 1" in deleted[0].detail["reason"]

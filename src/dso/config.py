@@ -76,12 +76,20 @@ class TrainConfig:
     rollout_temperature: float = 0.7
     max_tokens: int = 512  # the same budget for every arm
     top_k: int = 5  # experiences injected per question
+    min_similarity: float = 0.45  # inject none below this cosine to the question (bench/results/relevance.json)
+    evidence_weight: float = 0.1  # retrieval ranks by similarity + this x net evidence of helped over hurt
     max_new_per_group: int = 2  # lessons proposed per group
     learn_from_failures: bool = True  # all-failed groups learn from the answer (and reference solution)
     contrast_batch: bool = True  # one more call per batch: wrong answers across its problems beside the right ones
-    gate_lessons: bool = False  # keep a lesson only if it solves more of its own batch (greedy, one pass each)
+    gate_lessons: bool = False  # keep a lesson only if it solves more validation questions (greedy, one pass each)
+    validation_size: int = 20  # questions apart from train and held-out, for the gate (0: the batch's own)
+    gate_p: float = 0.1  # the gate keeps a lesson when fixed > broken with a one-sided sign test p at most this
+    prune_p: float = 0.1  # delete a lesson that hurt more than helped at this sign-test level (0: never)
+    prune_min_uses: int = 4  # at an epoch's end, delete a lesson used this often that never helped on net (0: never)
     verifier: str = "default"  # "default" (math or words per problem), "math", "words", or "llm-judge"
     extractor_model: str = ""  # "" = llm.model, the solver
+    extractor_base_url: str = ""  # "" = the solver's backend; else an OpenAI-compatible endpoint for extraction
+    extractor_api_key_env: str = ""  # the variable holding that endpoint's key ("" = llm.api_key_env)
     eval_samples: int = 1  # k in Mean@k
     eval_temperature: float = 0.0
 
@@ -176,6 +184,12 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.rollout_temperature": (0.0, 2.0),
     "train.max_tokens": (1, 32_768),
     "train.top_k": (0, 50),
+    "train.min_similarity": (-1.0, 1.0),
+    "train.evidence_weight": (0.0, 10.0),
+    "train.validation_size": (0, 100_000),
+    "train.gate_p": (0.0, 1.0),
+    "train.prune_p": (0.0, 1.0),
+    "train.prune_min_uses": (0, 1_000_000),
     "train.max_new_per_group": (1, 10),
     "train.eval_samples": (1, 64),
     "train.eval_temperature": (0.0, 2.0),

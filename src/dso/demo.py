@@ -140,9 +140,8 @@ def run_demo(
         )
         for node in nodes[: settings.honest]
     ]
-    greedy = SolveSettings(
-        max_tokens=config.train.max_tokens,
-        top_k=config.train.top_k,
+    greedy = SolveSettings.from_train(
+        config.train,
         seed=config.train.seed + 1,
         parallel=config.llm.parallel,
         prompt_version=prompts.versions.solver,

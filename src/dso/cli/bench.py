@@ -54,6 +54,37 @@ def foundation(
     )
 
 
+@app.command()
+def relevance(
+    ctx: typer.Context,
+    questions: int = typer.Option(50, min=5, max=1000, help="Questions drawn per task."),
+    seed: int = typer.Option(9173, min=0, help="Seed of the drawn questions (none a learning run used)."),
+    eval_result: Path | None = typer.Option(
+        None, "--eval", help="A learning result (bench/results/learning-*.json): evaluate its library with the LLM."
+    ),
+    threshold: float = typer.Option(0.45, min=-1.0, max=1.0, help="With --eval: the cut to compare."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Similarity of questions to lessons of their own task and of other tasks: the train.min_similarity figure.
+
+    With --eval, the accuracy cost of injecting experiences below --threshold, on that run's held-out questions."""
+    from dso.bench.relevance import run_relevance_bench, run_threshold_eval
+    from dso.embed import make_embedder
+
+    config = get_config(ctx)
+    if eval_result is not None:
+        result = run_threshold_eval(config, eval_result, threshold, log=None if as_json else console.print)
+        rows = [
+            {"arm": arm, **{k: r[k] for k in ("accuracy", "completion_tokens_per_question")}}
+            for arm, r in result["arms"].items()
+        ]
+        _finish(result, output, as_json, {f"{result['dataset']}: threshold {threshold:g}": rows})
+        return
+    result = run_relevance_bench(make_embedder(config.embedder), questions=questions, seed=seed)
+    _finish(result, output, as_json, {"retrieval threshold": result["thresholds"]})
+
+
 @app.command("codec")
 def codec_(
     ctx: typer.Context,

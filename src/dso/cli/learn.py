@@ -79,8 +79,11 @@ TRAIN_FLAGS = {
     "model": "llm.model",
     "verifier": "train.verifier",
     "extractor_model": "train.extractor_model",
+    "extractor_url": "train.extractor_base_url",
     "samples": "train.eval_samples",
     "gate": "train.gate_lessons",
+    "validation_size": "train.validation_size",
+    "min_similarity": "train.min_similarity",
 }
 
 
@@ -135,9 +138,16 @@ def train_command(
     model: str | None = typer.Option(None, help="Solver model (llm.model)."),
     verifier: str | None = typer.Option(None, help="default, math, words or llm-judge (train.verifier)."),
     extractor_model: str | None = typer.Option(None, help="Extractor model (default: the solver)."),
+    extractor_url: str | None = typer.Option(
+        None, help="OpenAI-compatible endpoint for the extractor (train.extractor_base_url; default: the solver's)."
+    ),
     samples: int | None = typer.Option(None, help="k for Mean@k in --eval."),
     gate: bool | None = typer.Option(
-        None, "--gate/--no-gate", help="Keep a lesson only if it solves more of its own batch."
+        None, "--gate/--no-gate", help="Keep a lesson only if it fixes more validation questions than it breaks."
+    ),
+    validation_size: int | None = typer.Option(None, help="Validation questions for the gate (train.validation_size)."),
+    min_similarity: float | None = typer.Option(
+        None, help="Inject no experience below this cosine to the question (train.min_similarity; -1: always)."
     ),
     dso: bool = typer.Option(
         False, "--dso", help="Share through the network while learning (network.enable_dso; a node from dso node init)."
@@ -159,8 +169,11 @@ def train_command(
         model=model,
         verifier=verifier,
         extractor_model=extractor_model,
+        extractor_url=extractor_url,
         samples=samples,
         gate=gate,
+        validation_size=validation_size,
+        min_similarity=min_similarity,
     )
     config = get_config(ctx, **overrides, **({"network.enable_dso": True} if dso else {}))
     with _progress(as_json) as progress:

@@ -36,6 +36,11 @@ class Experience:
     hurt: int = 0
     neutral: int = 0
 
+    @property
+    def net_help(self) -> float:
+        """(helped - hurt) / (uses + 2): in (-1, 1), shrunk toward 0 while there are few uses."""
+        return (self.helped - self.hurt) / (self.helped + self.hurt + self.neutral + 2)
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -202,17 +202,8 @@ def load_problems(source: str, count: int, seed: int = 0) -> list[Problem]:
     return _reasoning_gym(source, count, seed)
 
 
-def train_heldout_split(
-    source: str, train_size: int, heldout_size: int, seed: int = 0
-) -> tuple[list[Problem], list[Problem]]:
-    """Deterministic by seed; the two parts never share a problem (nor a question text).
-
-    The held-out part depends only on (source, seed, heldout_size), never on the train size, so runs
-    with different train sizes are evaluated on the same questions. Generated tasks give problem i from
-    (seed, i) alone: held-out is the first problems, train the next. Fixed pools (JSONL, champ) are
-    shuffled whole by seed first, since a file may be sorted by difficulty or topic.
-    """
-    wanted = train_size + heldout_size
+def _distinct_pool(source: str, wanted: int, seed: int) -> list[Problem]:
+    """At least `wanted` distinct problems in the source's fixed order for `seed` (problem i never moves)."""
     if source.endswith(".jsonl") or source == "champ":
         problems = load_problems(source, 0, seed)  # the whole pool
         random.Random(seed).shuffle(problems)
@@ -225,7 +216,33 @@ def train_heldout_split(
             unique = _distinct(load_problems(source, count, seed))
     if len(unique) < wanted:
         raise DSOError(f"{source} gave {len(unique)} distinct problems; {wanted} requested")
+    return unique
+
+
+def train_heldout_split(
+    source: str, train_size: int, heldout_size: int, seed: int = 0
+) -> tuple[list[Problem], list[Problem]]:
+    """Deterministic by seed; the two parts never share a problem (nor a question text).
+
+    The held-out part depends only on (source, seed, heldout_size), never on the train size, so runs
+    with different train sizes are evaluated on the same questions. Generated tasks give problem i from
+    (seed, i) alone: held-out is the first problems, train the next. Fixed pools (JSONL, champ) are
+    shuffled whole by seed first, since a file may be sorted by difficulty or topic.
+    """
+    wanted = train_size + heldout_size
+    unique = _distinct_pool(source, wanted, seed)
     return unique[heldout_size:wanted], unique[:heldout_size]
+
+
+def validation_split(
+    source: str, train_size: int, heldout_size: int, validation_size: int, seed: int = 0
+) -> list[Problem]:
+    """The validation questions (the gate and pruning judge lessons on them): the problems after train and
+    held-out, so they share no question with either and adding them changes neither."""
+    if validation_size <= 0:
+        return []
+    wanted = train_size + heldout_size
+    return _distinct_pool(source, wanted + validation_size, seed)[wanted : wanted + validation_size]
 
 
 def _distinct(problems: list[Problem]) -> list[Problem]:

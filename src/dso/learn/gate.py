@@ -1,12 +1,14 @@
-"""The lesson gate: a proposed lesson enters the library only if it helps on the batch it came from.
+"""The lesson gate: a proposed lesson enters the library only if it measurably helps on validation questions.
 
 A small extractor writes lessons that are generic, tied to one training problem or plainly wrong, and
-on held-out questions such lessons cost accuracy (see the README's measured results). With
-``train.gate_lessons`` every ADD and UPDATE of a batch is tried on its own before the batch is applied:
-the batch's questions are answered greedily with the library as it stands, and again with that one
-operation applied to a copy of it; the operation is kept only if it solves strictly more of them.
-DELETEs pass unchanged. Only the batch's training questions are used, never the held-out split. The
-cost is one greedy pass over the batch, plus one per candidate.
+on held-out questions such lessons cost accuracy (see docs/results.md). With ``train.gate_lessons`` every
+ADD and UPDATE of a batch is tried on its own before the batch is applied: the validation questions
+(``train.validation_size``, apart from train and held-out) are answered greedily with the library as it
+stands, and again with that one operation applied to a copy of it. Question by question, the operation
+fixes some and breaks others; it is kept only if it fixes more than it breaks and a one-sided sign test
+puts that at p <= ``train.gate_p``, so one lucky question cannot carry it. DELETEs pass unchanged. With
+no validation questions the batch's own questions are used (the older, weaker gate). The held-out split is
+never used. The cost is one greedy pass over the questions, plus one per candidate.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dso.learn.datasets import Problem
+from dso.learn.evidence import sign_test
 from dso.learn.rewards import Verifier
 from dso.learn.solve import SolveSettings, solve
 from dso.library import ExperienceLibrary, Operation
@@ -29,40 +32,51 @@ class GateTrial:
     op: str
     text: str
     target: str | None
-    score: float  # questions of the batch solved with this operation applied
+    score: float  # questions solved with this operation applied
+    fixed: int  # questions it turned from wrong to right
+    broken: int  # and from right to wrong
+    p_value: float  # one-sided sign test of fixed against broken
     kept: bool
 
 
 @dataclasses.dataclass(frozen=True)
 class GateReport:
     questions: int
-    baseline: float  # questions of the batch solved with the library as it stands
+    baseline: float  # questions solved with the library as it stands
     trials: list[GateTrial]
+    source: str = "validation"  # which questions: "validation" or "batch"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _score(
-    batch: Sequence[Problem], solver: LLM, verifier: Verifier, settings: SolveSettings, library: ExperienceLibrary
-) -> float:
-    rollouts = solve(batch, solver, verifier, settings, library)
-    return sum(r.reward for group in rollouts.values() for r in group)
+def _scores(
+    questions: Sequence[Problem],
+    solver: LLM,
+    verifier: Verifier,
+    settings: SolveSettings,
+    library: ExperienceLibrary,
+) -> dict[str, float]:
+    rollouts = solve(questions, solver, verifier, settings, library)
+    return {problem_id: sum(r.reward for r in group) / max(1, len(group)) for problem_id, group in rollouts.items()}
 
 
 def gate(
     operations: Sequence[Operation],
     library: ExperienceLibrary,
-    batch: Sequence[Problem],
+    questions: Sequence[Problem],
     solver: LLM,
     verifier: Verifier,
     settings: SolveSettings,
+    *,
+    max_p: float = 1.0,
+    source: str = "validation",
 ) -> tuple[list[Operation], GateReport]:
     """The operations worth applying, and what each candidate scored; `library` itself is only read."""
     candidates = [(i, o) for i, o in enumerate(operations) if o.op in ("ADD", "UPDATE")]
-    if not candidates:
-        return list(operations), GateReport(len(batch), 0.0, [])
-    baseline = _score(batch, solver, verifier, settings, library)
+    if not candidates or not questions:
+        return list(operations), GateReport(len(questions), 0.0, [], source)
+    baseline = _scores(questions, solver, verifier, settings, library)
     dropped: set[int] = set()
     trials: list[GateTrial] = []
     with tempfile.TemporaryDirectory(prefix="dso-gate-") as scratch:
@@ -70,11 +84,26 @@ def gate(
             trial = library.copy_to(Path(scratch) / f"trial-{index}.db")
             try:
                 trial.apply([operation])
-                score = _score(batch, solver, verifier, settings, trial)
+                scores = _scores(questions, solver, verifier, settings, trial)
             finally:
                 trial.close()
-            kept = score > baseline
+            fixed = sum(scores[q] > baseline[q] for q in baseline)
+            broken = sum(scores[q] < baseline[q] for q in baseline)
+            p_value = sign_test(fixed, broken)
+            kept = fixed > broken and p_value <= max_p
             if not kept:
                 dropped.add(index)
-            trials.append(GateTrial(operation.op, operation.text or "", operation.target, score, kept))
-    return [o for i, o in enumerate(operations) if i not in dropped], GateReport(len(batch), baseline, trials)
+            trials.append(
+                GateTrial(
+                    operation.op,
+                    operation.text or "",
+                    operation.target,
+                    sum(scores.values()),
+                    fixed,
+                    broken,
+                    round(p_value, 4),
+                    kept,
+                )
+            )
+    report = GateReport(len(questions), sum(baseline.values()), trials, source)
+    return [o for i, o in enumerate(operations) if i not in dropped], report

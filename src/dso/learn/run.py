@@ -13,7 +13,7 @@ from dso.core.untrusted import load_json
 from dso.embed import make_embedder
 from dso.errors import ConfigError, DSOError
 from dso.files import read_input
-from dso.learn.datasets import Problem, train_heldout_split
+from dso.learn.datasets import Problem, train_heldout_split, validation_split
 from dso.learn.evaluate import EvalResult, evaluate, paired_comparison
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.prompts import PromptSet
@@ -36,6 +36,31 @@ class Hooks:
 
 def _llm(config: DSOConfig, model: str) -> LLM:
     return make_llm(dataclasses.replace(config, llm=dataclasses.replace(config.llm, model=model)))
+
+
+# Retrieval settings a run recorded before they existed: it retrieved the top k whatever their similarity.
+BEFORE_SETTINGS: dict[str, Any] = {"min_similarity": -1.0, "evidence_weight": 0.0}
+
+
+def extractor_llm(config: DSOConfig, solver: LLM | None = None) -> LLM:
+    """The model that writes lessons (and judges, for `llm-judge`): the solver unless told otherwise.
+
+    `train.extractor_base_url` puts it on its own OpenAI-compatible endpoint (a large reflector on an API
+    or a GPU server beside a small local solver); `train.extractor_model` names it there, or on the solver's
+    backend when no endpoint is given."""
+    settings = config.train
+    if settings.extractor_base_url:
+        endpoint = dataclasses.replace(
+            config.llm,
+            backend="openai",
+            base_url=settings.extractor_base_url,
+            model=settings.extractor_model or config.llm.model,
+            api_key_env=settings.extractor_api_key_env or config.llm.api_key_env,
+        )
+        return make_llm(dataclasses.replace(config, llm=endpoint))
+    if settings.extractor_model and settings.extractor_model != config.llm.model:
+        return _llm(config, settings.extractor_model)
+    return solver if solver is not None else make_llm(config)
 
 
 def make_verifier(name: str, judge: LLM) -> Verifier:
@@ -68,16 +93,19 @@ def run_training(
     owned = library is None
     settings = config.train
     train_set, _ = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
+    validation: list[Problem] = []
+    if settings.gate_lessons:
+        validation = validation_split(
+            settings.dataset, settings.train_size, settings.heldout_size, settings.validation_size, settings.seed
+        )
     prompts = PromptSet(config.prompts)  # every template loaded: a bad version leaves no run behind either
     check_run_dir(run_dir, config, resume)
     solver = make_llm(config)
-    extractor_llm = solver
-    if settings.extractor_model and settings.extractor_model != config.llm.model:
-        extractor_llm = _llm(config, settings.extractor_model)
+    reflector = extractor_llm(config, solver)
     if library is None:
         library = open_run_library(config, run_dir)
     extractor = Extractor(
-        extractor_llm,
+        reflector,
         library,
         max_items=settings.max_new_per_group,
         learn_from_failures=settings.learn_from_failures,
@@ -93,10 +121,11 @@ def run_training(
         train_set,
         solver,
         extractor,
-        make_verifier(settings.verifier, extractor_llm),
+        make_verifier(settings.verifier, reflector),
         parallel=config.llm.parallel,
         on_rollouts=hooks.on_rollouts,
         on_batch=hooks.on_batch,
+        validation=validation,
     )
     summary = {
         "run_dir": str(run_dir),
@@ -122,6 +151,8 @@ def run_evaluation(
     recorded = load_json(read_input(saved, DSOError), DSOError, str(saved))
     if not isinstance(recorded, dict) or not isinstance(recorded.get("prompts"), dict):
         raise DSOError(f"{saved} is not a run configuration written by dso train")
+    for key, before in BEFORE_SETTINGS.items():  # a run recorded before a setting existed ran without it
+        recorded.setdefault(key, before)
     try:
         prompts = PromptConfig(**recorded.pop("prompts"))
         model = str(recorded.pop("model"))
@@ -131,18 +162,14 @@ def run_evaluation(
     except (TypeError, KeyError) as exc:
         raise DSOError(f"{saved} is not a run configuration this dso reads: {exc}") from None
     _, heldout = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
-    solver = _llm(config, model)
-    judge = (
-        _llm(config, settings.extractor_model)
-        if settings.verifier == "llm-judge" and settings.extractor_model
-        else solver
-    )
+    run_config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, model=model), train=settings)
+    solver = make_llm(run_config)
+    judge = extractor_llm(run_config, solver) if settings.verifier == "llm-judge" else solver
     verifier = make_verifier(settings.verifier, judge)
-    solve_settings = SolveSettings(
+    solve_settings = SolveSettings.from_train(
+        settings,
         samples=settings.eval_samples,
         temperature=settings.eval_temperature,
-        max_tokens=settings.max_tokens,
-        top_k=settings.top_k,
         seed=settings.seed + 1,
         parallel=config.llm.parallel,
         prompt_version=prompts.solver,

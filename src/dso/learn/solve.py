@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+from dso.config import TrainConfig
 from dso.learn.datasets import Problem
 from dso.learn.extract import Rollout
 from dso.learn.prompts import load_prompt
@@ -25,9 +27,23 @@ class SolveSettings:
     temperature: float = 0.0
     max_tokens: int = 512
     top_k: int = 5  # experiences injected per question
+    min_similarity: float = -1.0  # none injected below this cosine to the question
+    evidence_weight: float = 0.0  # rank by similarity + this x net evidence (Experience.net_help)
     seed: int = 0
     parallel: int = 4
     prompt_version: int = 1  # of the solver template
+
+    @classmethod
+    def from_train(cls, train: TrainConfig, **fields: Any) -> SolveSettings:
+        """The budget and retrieval of a training configuration (the same for training, the gate and every
+        evaluation arm), with the sampling given in `fields`."""
+        retrieval = {
+            "max_tokens": train.max_tokens,
+            "top_k": train.top_k,
+            "min_similarity": train.min_similarity,
+            "evidence_weight": train.evidence_weight,
+        }
+        return cls(**{**retrieval, **fields})
 
 
 def solver_messages(problem: Problem, experiences: str, prompt_version: int = 1) -> list[ChatMessage]:
@@ -50,7 +66,14 @@ def solve(
     Nothing is written: each rollout names the experiences that were in its prompt, and whoever keeps
     the rollouts counts their usage (the trainer does so in the batch's own transaction).
     """
-    used = {p.id: library.search(p.question, settings.top_k) if library else [] for p in problems}
+    used = {
+        p.id: library.search(
+            p.question, settings.top_k, min_similarity=settings.min_similarity, evidence_weight=settings.evidence_weight
+        )
+        if library
+        else []
+        for p in problems
+    }
     prompts = {
         p.id: solver_messages(p, render_for_prompt([h.experience.text for h in used[p.id]]), settings.prompt_version)
         for p in problems

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,12 @@ from dso.errors import DSOError
 from dso.faults import fault_point
 from dso.files import write_text_atomic
 from dso.learn.datasets import Problem
+from dso.learn.evidence import PruneRule, to_prune
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.gate import gate
 from dso.learn.rewards import Verifier
 from dso.learn.solve import SolveSettings, solve
-from dso.library import ExperienceLibrary
+from dso.library import ExperienceLibrary, Operation
 from dso.llm import LLM
 
 CURSOR_KEY = "train_cursor"
@@ -118,9 +119,14 @@ def train(
     on_rollouts: Callable[[Problem, list[Rollout]], None] | None = None,
     on_batch: Callable[[BatchMetrics], None] | None = None,
     max_batches: int | None = None,
+    validation: Sequence[Problem] = (),
 ) -> list[BatchMetrics]:
     """Learn batch by batch from the library's cursor; with `max_batches`, stop after that many (a later call
-    goes on from the cursor: how a network node learns a round at a time)."""
+    goes on from the cursor: how a network node learns a round at a time).
+
+    After each batch, experiences with clear harmful evidence are deleted by rule (`evidence.harmful`), in the
+    batch's own transaction; after an epoch's last batch, those used often that never helped on net too.
+    The gate judges candidates on `validation` (the batch's own questions when there are none)."""
     library = extractor.library
     solver_prompt = extractor.prompts.versions.solver
     done = _cursor(library)
@@ -141,11 +147,10 @@ def train(
             if reused:
                 rollouts = read_rollouts(path)
             else:
-                settings = SolveSettings(
+                settings = SolveSettings.from_train(
+                    config,
                     samples=config.group_size,
                     temperature=config.rollout_temperature,
-                    max_tokens=config.max_tokens,
-                    top_k=config.top_k,
                     seed=config.seed + 7919 * epoch,
                     parallel=parallel,
                     prompt_version=solver_prompt,
@@ -160,30 +165,39 @@ def train(
             final = extractor.consolidate(operations)
             report = None
             if config.gate_lessons:
-                greedy = SolveSettings(
-                    max_tokens=config.max_tokens,
-                    top_k=config.top_k,
+                greedy = SolveSettings.from_train(
+                    config,
                     seed=config.seed,
                     parallel=parallel,
                     prompt_version=solver_prompt,
                 )
-                final, gated = gate(final, library, batch, solver, verifier, greedy)
+                # on validation questions a sign test decides; a batch's 2-5 own questions only need fixed > broken
+                questions, source, max_p = (
+                    (validation, "validation", config.gate_p) if validation else (batch, "batch", 1.0)
+                )
+                final, gated = gate(final, library, questions, solver, verifier, greedy, max_p=max_p, source=source)
                 report = gated.to_json()
             # One prompt per question: its first attempt names the experiences that were in it.
             used = [experience for group in rollouts.values() if group for experience in group[0].experiences]
             rewards = [r.reward for group in rollouts.values() for r in group]
+            evidence = group_evidence(list(rollouts.values()))
+            last_of_epoch = start + config.batch_size >= len(order)
+            rule = PruneRule(config.prune_p, config.prune_min_uses)
+            pruned = to_prune(library.all(), rule, epoch_end=last_of_epoch, pending=evidence)
+            touched = {o.target for o in final if o.target}
+            deletions = [Operation("DELETE", target=i, reason=why) for i, why in pruned if i not in touched]
             library.apply(
-                final,
+                [*final, *deletions],
                 meta={CURSOR_KEY: f"{epoch}:{batch_index}"},
                 usage=used,
-                evidence=group_evidence(list(rollouts.values())),
+                evidence=evidence,
             )
             entry = BatchMetrics(
                 epoch,
                 batch_index,
                 len(batch),
                 sum(rewards) / max(1, len(rewards)),
-                len(final),
+                len(final) + len(deletions),
                 len(library),
                 time.perf_counter() - started,
                 reused,

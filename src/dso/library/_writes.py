@@ -38,6 +38,7 @@ class Operation:
     domain: str = "general"
     epoch: int = 0
     origin_node: str = "local"
+    reason: str = ""  # why, kept in the history (e.g. a deletion by an evidence rule)
 
 
 @dataclasses.dataclass(frozen=True)

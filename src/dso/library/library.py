@@ -177,17 +177,34 @@ class ExperienceLibrary:
         """A value stored with `apply(meta=...)`."""
         return self._storage.meta(_USER_META + key)
 
-    def search(self, query: str, k: int = 5) -> list[SearchHit]:
-        """The k experiences closest in meaning to `query`, best first."""
+    def search(
+        self, query: str, k: int = 5, *, min_similarity: float = -1.0, evidence_weight: float = 0.0
+    ) -> list[SearchHit]:
+        """The k experiences closest in meaning to `query`, best first; none below `min_similarity` (cosine).
+
+        With `evidence_weight`, candidates are ranked by similarity + weight x `Experience.net_help`: a
+        lesson that keeps hurting sinks below a slightly less similar one that helps."""
         embedder = self._require_embedder()
         vector = embedder.embed([query])[0]
+        pool = k if evidence_weight == 0 else max(4 * k, k + 10)
         with self._storage.lock:
-            found = self._vectors.nearest(vector, k, embedder.identity, embedder.dim)
-            return [SearchHit(self.get(item), score) for item, score in found]
+            found = self._vectors.nearest(vector, pool, embedder.identity, embedder.dim)
+            hits = [SearchHit(self.get(item), score) for item, score in found if score >= min_similarity]
+        if evidence_weight:
+            hits.sort(key=lambda h: -(h.score + evidence_weight * h.experience.net_help))
+        return hits[:k]
 
-    def retrieve(self, query: str, k: int = 5, *, count_usage: bool = False) -> list[SearchHit]:
+    def retrieve(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        count_usage: bool = False,
+        min_similarity: float = -1.0,
+        evidence_weight: float = 0.0,
+    ) -> list[SearchHit]:
         """`search`, optionally counting each returned experience as used once (its own transaction)."""
-        hits = self.search(query, k)
+        hits = self.search(query, k, min_similarity=min_similarity, evidence_weight=evidence_weight)
         if count_usage and hits:
             self.count_usage([h.experience.id for h in hits])
         return hits
@@ -284,7 +301,8 @@ class ExperienceLibrary:
                 current = self._storage.find(operation.target or "") if operation.op == "DELETE" else None
                 if current is not None:
                     self._storage.remove(current.id)
-                    self._storage.record(current.id, "DELETE", current.text, None, epoch=operation.epoch)
+                    why = {"reason": operation.reason} if operation.reason else {}
+                    self._storage.record(current.id, "DELETE", current.text, None, epoch=operation.epoch, **why)
             for operation, text, vector in zip(updates, update_texts, vectors[len(adds) :], strict=True):
                 current = self._storage.find(operation.target or "")
                 if current is None:

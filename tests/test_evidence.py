@@ -1,0 +1,95 @@
+"""Evidence decides: the sign test, the deletion rules, and retrieval that ranks by evidence and stays silent."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from dso.core.experience import Experience
+from dso.embed import Embedder
+from dso.learn.evidence import PruneRule, harmful, sign_test, to_prune, unhelpful
+from dso.library import ExperienceLibrary
+
+
+def lesson(helped: int = 0, hurt: int = 0, neutral: int = 0, id_: str = "x") -> Experience:
+    return Experience(id_, "When in doubt, check the units.", helped=helped, hurt=hurt, neutral=neutral)
+
+
+@pytest.mark.parametrize(("wins", "losses"), [(0, 0), (3, 0), (5, 2), (1, 6), (10, 10)])
+def test_sign_test_is_the_binomial_upper_tail(wins: int, losses: int) -> None:
+    n = wins + losses
+    expected = sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n if n else 1.0
+    assert sign_test(wins, losses) == pytest.approx(expected)
+    assert sign_test(4, 0) == 1 / 16
+
+
+def test_a_lesson_is_deleted_for_clear_harm_only() -> None:
+    rule = PruneRule(harm_p=0.1, min_uses=4)
+    assert harmful(lesson(hurt=4), rule) is not None  # p = 1/16
+    assert harmful(lesson(hurt=3), rule) is None  # p = 1/8: not clear yet
+    assert harmful(lesson(helped=2, hurt=5), rule) is None  # p = 0.23
+    assert harmful(lesson(helped=5, hurt=5), rule) is None
+    assert harmful(lesson(hurt=9), PruneRule(harm_p=0.0)) is None  # 0 switches the rule off
+
+
+def test_an_epoch_end_prunes_lessons_used_often_that_never_helped_on_net() -> None:
+    rule = PruneRule(harm_p=0.1, min_uses=4)
+    assert unhelpful(lesson(neutral=4), rule) is not None
+    assert unhelpful(lesson(helped=1, hurt=1, neutral=2), rule) is not None
+    assert unhelpful(lesson(helped=2, hurt=1, neutral=1), rule) is None  # a net help
+    assert unhelpful(lesson(neutral=3), rule) is None  # too few uses to tell
+    kept, gone = lesson(helped=3, id_="kept"), lesson(neutral=3, id_="gone")
+    assert to_prune([kept, gone], rule, epoch_end=False, pending={"gone": (0, 0, 1)}) == []
+    assert [i for i, _ in to_prune([kept, gone], rule, epoch_end=True, pending={"gone": (0, 0, 1)})] == ["gone"]
+    assert [i for i, _ in to_prune([gone], rule, epoch_end=False, pending={"gone": (0, 4, 0)})] == ["gone"]
+
+
+QUESTION = "Convert 3 kilometres into metres."
+UNITS = "When a question mixes units, convert everything to one unit first."
+UNITS_TOO = "When converting units, multiply by the factor between the two units."
+FRACTIONS = "When adding fractions, find a common denominator first."
+
+
+def test_retrieval_stays_silent_below_its_threshold_and_ranks_by_evidence(tmp_path: Path, embedder: Embedder) -> None:
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    for text in (UNITS, UNITS_TOO, FRACTIONS):
+        library.add(text)
+    scores = {h.experience.text: h.score for h in library.search(QUESTION, k=3)}
+    assert scores[FRACTIONS] < min(scores[UNITS], scores[UNITS_TOO])
+    cut = (scores[FRACTIONS] + min(scores[UNITS], scores[UNITS_TOO])) / 2
+    assert {h.experience.text for h in library.search(QUESTION, k=3, min_similarity=cut)} == {UNITS, UNITS_TOO}
+    assert library.search(QUESTION, k=3, min_similarity=0.99) == []  # zero experiences is a valid prompt
+    first, second = sorted((UNITS, UNITS_TOO), key=lambda t: -scores[t])
+    ids = {e.text: e.id for e in library.all()}
+    library.apply([], evidence={ids[first]: (0, 6, 0), ids[second]: (6, 0, 0)})
+    assert library.search(QUESTION, k=1)[0].experience.text == first  # similarity alone
+    assert library.search(QUESTION, k=1, evidence_weight=1.0)[0].experience.text == second
+
+
+def test_the_threshold_evaluation_compares_three_arms_on_the_same_questions(tmp_path: Path) -> None:
+    """`dso bench relevance --eval`: a lesson far from every question is injected without the cut, never with it."""
+    import json
+
+    from dso.bench.relevance import run_threshold_eval
+    from dso.config import load_config
+    from dso.llm.testing import ScriptedLLM, ScriptedRequest, serve_openai
+
+    off_topic = "When a recipe doubles, double every ingredient as well."
+
+    def solver(request: ScriptedRequest) -> str:
+        return "ANSWER: wrong" if "recipe" in request.prompt else "ANSWER: 3"  # the off-topic lesson misleads
+
+    result_file = tmp_path / "learning-aiw.json"
+    run = {"dataset": "aiw", "heldout_size": 6, "seed": 0, "max_tokens": 16, "top_k": 5}
+    result_file.write_text(json.dumps({"train": {"config": run, "experiences": [off_topic]}}))
+    with serve_openai(ScriptedLLM(solver)) as url:
+        config = load_config(environ={}, overrides={"llm.backend": "openai", "llm.base_url": url, "llm.retries": 0})
+        result = run_threshold_eval(config, result_file, 0.45)
+    assert result["experiences_per_question"] == {"baseline": 0.0, "library": 1.0, "thresholded": 0.0}
+    arms = result["arms"]
+    assert arms["thresholded"]["accuracy"] == arms["baseline"]["accuracy"]
+    assert result["paired"]["thresholded vs library"]["broken"] == 0
+    if result["harm"] > 0:
+        assert result["harm_recovered_share"] == 1.0
