@@ -378,6 +378,19 @@ def test_a_malicious_experience_text_renders_inert(served: tuple[Network, str], 
     assert dialogs == []
 
 
+def test_every_page_reads_with_javascript_off(served: tuple[Network, str], browser: object) -> None:
+    network, url = served
+    context = browser.new_context(java_script_enabled=False)  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{url}/")
+    assert page.locator(f'[data-batch="{batch_of(network, "P")}"] td.text').count() == len(HONEST)
+    page.get_by_role("link", name="Global library").click()
+    assert "0 experiences" in page.locator("main").inner_text()  # nothing accepted yet
+    page.get_by_role("link", name="Status").click()
+    assert "reachable" in page.locator(".status").inner_text()
+    context.close()
+
+
 # -- `dso serve` as a process ----------------------------------------------------------------------
 
 
