@@ -204,6 +204,15 @@ def test_a_batch_that_fails_a_check_cannot_be_approved_even_by_a_crafted_form(ne
     assert reviewer_votes
 
 
+def test_a_node_that_is_not_a_member_reviews_but_offers_no_vote(network: Network) -> None:
+    app = create_app(Reviewer(network.writer("P")), TOKEN)  # P publishes but is not a registry member
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        client.get(f"/login?token={TOKEN}")
+        page = client.get("/").text
+        assert "not a registry member" in page and 'action="/vote"' not in page and 'name="batch"' not in page
+        assert page.count('data-check="signature"') == 3  # the checks are still shown for every batch
+
+
 def test_export_and_search_of_the_global_library(network: Network) -> None:
     reviewer = network.reviewer()
     honest = batch_of(network, "P")

@@ -115,10 +115,18 @@ def create_app(
     async def pending_page(request: Request, status: int = 200, error: str = "", message: str = "") -> HTMLResponse:
         try:
             batches = await run_in_threadpool(reviewer.pending)
+            member = await run_in_threadpool(reviewer.is_member)
         except DSOError as exc:
             return page(request, "message.html", 502, title="Pending batches", error=str(exc))
         return page(
-            request, "pending.html", status, title="Pending batches", batches=batches, error=error, message=message
+            request,
+            "pending.html",
+            status,
+            title="Pending batches",
+            batches=batches,
+            member=member,
+            error=error,
+            message=message,
         )
 
     async def pending(request: Request) -> Response:

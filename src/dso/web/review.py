@@ -109,6 +109,11 @@ class Reviewer:
         self.lock = threading.RLock()
         self._reviews: dict[str, Any] = {}  # batch id:CID -> Node.review (bytes behind a CID never change)
 
+    def is_member(self) -> bool:
+        """Whether this node may vote: a registry member now."""
+        with self.lock:
+            return self.node.is_member()
+
     # -- pending batches -----------------------------------------------------------------------
 
     def _review(self, info: BatchInfo) -> Any:
