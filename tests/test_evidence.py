@@ -93,3 +93,33 @@ def test_the_threshold_evaluation_compares_three_arms_on_the_same_questions(tmp_
     assert result["paired"]["thresholded vs library"]["broken"] == 0
     if result["harm"] > 0:
         assert result["harm_recovered_share"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\xff\xfe not json",
+        b"[1, 2, 3]",
+        b'{"train": 7}',
+        b'{"train": {"config": {}, "experiences": []}}',
+        b'{"train": {"config": {"dataset": "aiw", "heldout_size": 1e12, "seed": 0, "max_tokens": 16, "top_k": 5},'
+        b' "experiences": ["When in doubt, check."]}}',
+        b'{"train": {"config": {"dataset": "aiw", "heldout_size": 5, "seed": 0, "max_tokens": 16, "top_k": 5},'
+        b' "experiences": "When in doubt, check."}}',
+        b'{"train": {"config": {"dataset": "aiw", "heldout_size": 5, "seed": 0, "max_tokens": 16, "top_k": 5},'
+        b' "experiences": []}}',
+        b"[" * 5000 + b"]" * 5000,
+    ],
+)
+def test_the_threshold_evaluation_refuses_junk_result_files_in_one_error(tmp_path: Path, content: bytes) -> None:
+    """The file is read before any model loads: junk is one DSOError, and the file is left as it was."""
+    from dso.bench.relevance import run_threshold_eval
+    from dso.config import load_config
+    from dso.errors import DSOError
+
+    path = tmp_path / "learning-junk.json"
+    path.write_bytes(content)
+    with pytest.raises(DSOError):
+        run_threshold_eval(load_config(environ={}), path, 0.45)
+    assert path.read_bytes() == content

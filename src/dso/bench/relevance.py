@@ -112,11 +112,20 @@ def run_threshold_eval(
 
     saved = load_json(read_input(learning_result, DSOError), DSOError, str(learning_result))
     try:
-        run, texts = saved["train"]["config"], [str(t) for t in saved["train"]["experiences"]]
+        run, listed = saved["train"]["config"], saved["train"]["experiences"]
+        if not isinstance(listed, list) or not all(isinstance(t, str) for t in listed):
+            raise TypeError("experiences must be a list of texts")
+        texts = list(listed)
         dataset, heldout_size, seed = str(run["dataset"]), int(run["heldout_size"]), int(run["seed"])
         max_tokens, top_k = int(run["max_tokens"]), int(run["top_k"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DSOError(f"{learning_result} is not a learning result written by bench/learning.sh: {exc}") from None
+    bounds = {"heldout_size": (heldout_size, 1, 10_000), "max_tokens": (max_tokens, 1, 32_768), "top_k": (top_k, 0, 50)}
+    for key, (value, low, high) in bounds.items():
+        if not low <= value <= high:
+            raise DSOError(f"{learning_result}: {key} {value} lies outside [{low}, {high}]")
+    if not texts or len(texts) > 10_000:
+        raise DSOError(f"{learning_result}: a library of 1 to 10,000 experiences is needed, got {len(texts)}")
     _, heldout = train_heldout_split(dataset, 0, heldout_size, seed=seed)
     solver, verifier = make_llm(config), DefaultVerifier()
     arms: dict[str, Any] = {}

@@ -147,6 +147,7 @@ class Node:
         self._traffic = _Traffic()
         self._shared = shared
         self._seen: dict[str, BatchInfo] = {}  # the registry's batches as the last scan read them
+        self._global: tuple[str, share.GlobalLibrary] | None = None  # the last global library and its records' digest
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -445,6 +446,8 @@ class Node:
         """The global library as this node computes it from every verified accepted record."""
         records = self.state.verified_records()
         digest = hashlib.sha256("\n".join(sorted(f"{r.batch_id}:{r.cid}" for r in records)).encode()).hexdigest()
+        if self._global is not None and self._global[0] == digest:
+            return self._global[1]  # the same verified records give the same library: status, merge and pages ask
         if self._shared is not None and digest in self._shared.global_libraries:
             return self._shared.global_libraries[digest]
         texts = share.texts_to_embed(records)
@@ -459,6 +462,7 @@ class Node:
         )
         if self._shared is not None:
             self._shared.global_libraries[digest] = result
+        self._global = (digest, result)
         return result
 
     def merge(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import numpy as np
 from dso.chain.client import BatchInfo, BatchState, RegistryClient
 from dso.errors import ChainError, DSOError, StoreError
 from dso.keys import load_account
-from dso.node.node import Check, Node, hex_id, node_paths
+from dso.node.node import BatchReview, Check, Node, hex_id, node_paths
 from dso.node.share import GlobalExperience, GlobalLibrary
 from dso.plots import node_bytes_per_sync, node_training_accuracy
 
@@ -107,7 +107,7 @@ class Reviewer:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.lock = threading.RLock()
-        self._reviews: dict[str, Any] = {}  # batch id:CID -> Node.review (bytes behind a CID never change)
+        self._reviews: dict[str, BatchReview] = {}  # batch id:CID -> Node.review (bytes behind a CID never change)
 
     def is_member(self) -> bool:
         """Whether this node may vote: a registry member now."""
@@ -116,7 +116,7 @@ class Reviewer:
 
     # -- pending batches -----------------------------------------------------------------------
 
-    def _review(self, info: BatchInfo) -> Any:
+    def _review(self, info: BatchInfo) -> BatchReview:
         key = f"{hex_id(info.id)}:{info.batch_cid}"
         review = self._reviews.get(key)
         if review is None:
