@@ -19,8 +19,9 @@ LEGS="leg_counting:min_animals=1,max_animals=2,max_instances=4"
 case "${1:-all}" in
   family_relationships|all) run family_relationships family_relationships --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 ;;&
   aiw|all) run aiw "aiw:task_types=['siblings','friends'],task_type_weights=[0.5,0.5]" --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 ;;&
-  legs|all)
-    run legs-gate "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate
+  legs-gate|legs|all)
+    run legs-gate "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
+  legs-nogate|legs|all)
     run legs "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --no-gate ;;&
   leg_counting|all) run leg_counting leg_counting:max_animals=4 --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 512 ;;&
   gsm_symbolic|all) run gsm_symbolic gsm_symbolic --train-size 50 --heldout-size 100 --batch-size 10 --group-size 4 --max-tokens 512 ;;
