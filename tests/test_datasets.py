@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dso.errors import DSOError
-from dso.learn.datasets import load_problems, train_heldout_split, validation_split
+from dso.learn.datasets import fresh_heldout, load_problems, train_heldout_split, validation_split
 
 
 @pytest.mark.parametrize("source", ["basic_arithmetic", pytest.param("champ", marks=pytest.mark.slow)])
@@ -103,3 +103,19 @@ def test_validation_questions_are_apart_from_train_and_heldout_and_change_neithe
     assert validation_split("aiw", 20, 30, 10, seed=5) == validation[:10]
     assert train_heldout_split("aiw", 20, 30, seed=5) == (train, heldout)
     assert validation_split("aiw", 20, 30, 0, seed=5) == []
+
+
+def test_heldout_of_another_seed_skips_every_question_the_run_saw() -> None:
+    """One or two animals of a short list repeat across seeds: a repeat is not a new question."""
+    source = "leg_counting:min_animals=1,max_animals=2,max_instances=4"
+    train, heldout = train_heldout_split(source, 30, 100, seed=0)
+    seen = {p.question for p in train + heldout + validation_split(source, 30, 100, 20, seed=0)}
+    other = fresh_heldout(source, 100, 11, seen)
+    assert len(other) == 100 and len({p.question for p in other}) == 100
+    assert not {p.question for p in other} & seen
+    unfiltered = train_heldout_split(source, 0, 100, seed=11)[1]
+    assert {p.question for p in unfiltered} & seen  # without the filter some would be repeats
+    assert fresh_heldout(source, 100, 11, seen) == other  # deterministic by seed
+    tiny = "leg_counting:min_animals=1,max_animals=1,max_instances=1"
+    with pytest.raises(DSOError, match="requested"):  # a space the run has seen whole
+        fresh_heldout(tiny, 5, 1, {p.question for p in load_problems(tiny, 400, 1)})

@@ -107,6 +107,28 @@ def test_resume_after_a_kill_mid_batch(tmp_path: Path, endpoint: str, dataset: P
     assert again.returncode == 0 and json.loads(again.stdout)["train"]["batches"] == []
 
 
+def test_evaluation_on_another_seed_uses_only_questions_the_run_never_saw(
+    tmp_path: Path, endpoint: str, dataset: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    assert train_cli(endpoint, dataset, run_dir, "--eval").returncode == 0
+    own = json.loads((run_dir / "eval.json").read_text())
+    env = {**os.environ, "DSO_LLM_BACKEND": "openai", "DSO_LLM_BASE_URL": endpoint, "DSO_LLM_RETRIES": "0"}
+    command = [sys.executable, "-m", "dso", "eval", "--run-dir", str(run_dir), "--json"]
+    other = subprocess.run([*command, "--heldout-seed", "7"], capture_output=True, text=True, env=env, timeout=300)
+    assert other.returncode == 0, other.stderr
+    report = json.loads(other.stdout)
+    assert report["heldout_seed"] == 7 and own["heldout_seed"] == 0 and report["heldout"] == 2
+    asked = [
+        json.loads(line)["problem_id"] for line in (run_dir / "eval-seed7-baseline.jsonl").read_text().splitlines()
+    ]
+    rollouts = list((run_dir / "rollouts").glob("*.jsonl"))
+    trained = {json.loads(line)["problem_id"] for f in rollouts for line in f.read_text().splitlines()}
+    evaluated = {json.loads(line)["problem_id"] for line in (run_dir / "eval-baseline.jsonl").read_text().splitlines()}
+    assert asked and not set(asked) & (trained | evaluated)
+    assert json.loads((run_dir / "eval.json").read_text()) == own  # the run's own evaluation is kept
+
+
 @pytest.mark.slow
 def test_usage_is_counted_once_when_a_batch_is_sampled_again(tmp_path: Path, endpoint: str, dataset: Path) -> None:
     """Killed after batch 1 was sampled but before its rollouts were saved: the resumed run samples it again,

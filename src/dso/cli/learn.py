@@ -92,7 +92,10 @@ def _overrides(**flags: Any) -> dict[str, Any]:
 
 
 def eval_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"{report['model']} on {report['dataset']}, {report['heldout']} held-out questions")
+    table = Table(
+        title=f"{report['model']} on {report['dataset']}, {report['heldout']} held-out questions"
+        + (f" (seed {report['heldout_seed']})" if "heldout_seed" in report else "")
+    )
     for column in ("arm", "accuracy", "95% CI", "prompt tok/q", "completion tok/q", "truncated", "Psi", "Theta"):
         table.add_column(column, justify="right")
     for arm, r in report["arms"].items():
@@ -223,12 +226,17 @@ def eval_command(
     samples: int | None = typer.Option(None, help="k for Mean@k."),
     temperature: float | None = typer.Option(None, help="Sampling temperature (default 0 for k = 1)."),
     arm: list[str] = typer.Option(["baseline", "library"], help="Arms to evaluate."),
+    heldout_seed: int | None = typer.Option(
+        None, help="Draw the held-out questions with this seed instead (none the run saw); eval-seedN.json."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Held-out accuracy without and with the run's library, with 95% CI and token cost."""
     config = get_config(ctx, **{"train.eval_samples": samples, "train.eval_temperature": temperature})
     with _progress(as_json) as progress:
-        report = run_evaluation(config, run_dir, arms=tuple(arm), hooks=_Bars(progress).hooks())
+        report = run_evaluation(
+            config, run_dir, arms=tuple(arm), heldout_seed=heldout_seed, hooks=_Bars(progress).hooks()
+        )
     if as_json:
         print_json(report)
     else:

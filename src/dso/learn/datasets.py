@@ -15,6 +15,7 @@ import enum
 import hashlib
 import random
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,27 @@ def validation_split(
         return []
     wanted = train_size + heldout_size
     return _distinct_pool(source, wanted + validation_size, seed)[wanted : wanted + validation_size]
+
+
+def fresh_heldout(source: str, size: int, seed: int, seen: Collection[str]) -> list[Problem]:
+    """`size` held-out questions drawn with another seed, none of whose texts is in `seen`.
+
+    A run tuned on one seed's questions is checked on these: generators with a small question space
+    (one or two animals of a short list) repeat texts across seeds, so a repeat of a question the run
+    trained, validated or was evaluated on is skipped rather than counted as new.
+    """
+    if size <= 0:
+        raise DSOError(f"held-out size must be positive, not {size}")
+    count = size
+    while True:
+        fresh = [p for p in _distinct_pool(source, count, seed) if p.question not in seen]
+        if len(fresh) >= size:
+            return fresh[:size]
+        if count >= 8 * size:
+            raise DSOError(
+                f"{source} with seed {seed} gave {len(fresh)} questions not seen by the run; {size} requested"
+            )
+        count *= 2
 
 
 def _distinct(problems: list[Problem]) -> list[Problem]:

@@ -13,7 +13,7 @@ from dso.core.untrusted import load_json
 from dso.embed import make_embedder
 from dso.errors import ConfigError, DSOError
 from dso.files import read_input
-from dso.learn.datasets import Problem, train_heldout_split, validation_split
+from dso.learn.datasets import Problem, fresh_heldout, train_heldout_split, validation_split
 from dso.learn.evaluate import EvalResult, evaluate, paired_comparison
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.prompts import PromptSet
@@ -141,9 +141,19 @@ def run_training(
 
 
 def run_evaluation(
-    config: DSOConfig, run_dir: Path, *, arms: tuple[str, ...] = ("baseline", "library"), hooks: Hooks | None = None
+    config: DSOConfig,
+    run_dir: Path,
+    *,
+    arms: tuple[str, ...] = ("baseline", "library"),
+    heldout_seed: int | None = None,
+    hooks: Hooks | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run's held-out split without and with its library, same prompt and budget."""
+    """Evaluate a run's held-out split without and with its library, same prompt and budget.
+
+    With `heldout_seed` the questions are drawn with that seed instead, skipping any the run trained,
+    validated or was evaluated on: a check on questions nobody tuned on. Its files are named by the seed,
+    so the run's own evaluation is kept.
+    """
     hooks = hooks or Hooks()
     saved = run_dir / "config.json"
     if not saved.is_file():
@@ -161,7 +171,21 @@ def run_evaluation(
         )
     except (TypeError, KeyError) as exc:
         raise DSOError(f"{saved} is not a run configuration this dso reads: {exc}") from None
-    _, heldout = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
+    train_set, heldout = train_heldout_split(
+        settings.dataset, settings.train_size, settings.heldout_size, settings.seed
+    )
+    suffix = ""
+    if heldout_seed is not None and heldout_seed != settings.seed:
+        validation = (
+            validation_split(
+                settings.dataset, settings.train_size, settings.heldout_size, settings.validation_size, settings.seed
+            )
+            if settings.gate_lessons
+            else []
+        )
+        seen = {p.question for p in (*train_set, *heldout, *validation)}
+        heldout = fresh_heldout(settings.dataset, settings.heldout_size, heldout_seed, seen)
+        suffix = f"-seed{heldout_seed}"
     run_config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, model=model), train=settings)
     solver = make_llm(run_config)
     judge = extractor_llm(run_config, solver) if settings.verifier == "llm-judge" else solver
@@ -192,18 +216,19 @@ def run_evaluation(
         results[arm] = result
         answers[arm] = rollouts
         lines = [json.dumps(r.to_json()) for group in rollouts.values() for r in group]
-        (run_dir / f"eval-{arm}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (run_dir / f"eval{suffix}-{arm}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = {
         "run_dir": str(run_dir),
         "model": model,
         "dataset": settings.dataset,
         "heldout": len(heldout),
+        "heldout_seed": settings.seed if heldout_seed is None else heldout_seed,
         "arms": {arm: r.to_json() for arm, r in results.items()},
         "experiences": [e.text for e in library.all()],
     }
     if "baseline" in results and "library" in results:
         report["gain"] = results["library"].accuracy - results["baseline"].accuracy
         report["paired"] = paired_comparison(answers["baseline"], answers["library"]).to_json()
-    (run_dir / "eval.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    (run_dir / f"eval{suffix}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     library.close()
     return report
