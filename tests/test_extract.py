@@ -99,6 +99,11 @@ def test_real_model_output_parses_or_is_skipped_cleanly(
     before = library.all()
     library.apply(final, meta={"train_cursor": "0:0"})
     assert extractor.stats.groups == 1 and extractor.stats.llm_calls >= 1  # short attempts need no summary call
+    costs = extractor.stats.by_kind  # where the calls and tokens went, by prompt
+    assert "summary" not in costs and costs["lessons"].calls >= 1
+    assert sum(c.calls for c in costs.values()) == extractor.stats.llm_calls
+    assert sum(c.prompt_tokens + c.completion_tokens for c in costs.values()) == extractor.stats.tokens
+    assert all(0 <= c.cached_prompt_tokens <= c.prompt_tokens and c.seconds > 0 for c in costs.values())
     if extractor.stats.skipped_unparsable:
         assert operations == []  # an unparsable group contributes nothing, and nothing crashed
     for operation in final:  # whatever the tiny model said, only well-formed operations survive

@@ -56,3 +56,21 @@ def test_junk_answers_are_one_line_errors(junk_server: str) -> None:
     with pytest.raises(StoreError) as stored:
         store.put(b"block")
     assert "\n" not in str(stored.value) and "\x1b" not in str(stored.value)  # quoted, not raw
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": "12", "completion_tokens": -3},
+        {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 10**12}},
+        {"prompt_tokens": True, "prompt_tokens_details": ["cached_tokens", 3]},
+        {"prompt_tokens": 7, "prompt_tokens_details": {"cached_tokens": -1}},
+        ["prompt_tokens"],
+    ],
+)
+def test_junk_usage_counts_nothing_it_cannot_trust(usage: object) -> None:
+    from dso.llm.base import parse_choices
+
+    texts, _, counted = parse_choices({"choices": [{"message": {"content": "x"}}], "usage": usage})
+    assert texts == ["x"]
+    assert counted.prompt >= 0 and counted.completion >= 0 and 0 <= counted.cached <= counted.prompt

@@ -28,6 +28,14 @@ def test_embedded_chat_returns_text_and_usage(small_llm: LlamaCppLLM) -> None:
     assert reply.finish_reasons[0] in ("stop", "length")
 
 
+def test_a_repeated_prompt_prefix_is_served_from_the_cache(small_llm: LlamaCppLLM) -> None:
+    messages: list[ChatMessage] = [{"role": "user", "content": "List three colours of the rainbow, comma separated."}]
+    first = small_llm.chat(messages, max_tokens=4)
+    again = small_llm.chat(messages, max_tokens=4)
+    assert first.prompt_tokens == again.prompt_tokens > 10
+    assert first.prompt_tokens - 1 <= again.cached_prompt_tokens < again.prompt_tokens  # all but the last token
+
+
 def test_embedded_greedy_is_deterministic_and_max_tokens_caps(small_llm: LlamaCppLLM) -> None:
     story: list[ChatMessage] = [{"role": "user", "content": "Write a long story about a dragon."}]
     a = small_llm.chat(story, max_tokens=12, temperature=0.0)

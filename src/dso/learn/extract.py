@@ -57,6 +57,17 @@ class Rollout:
 
 
 @dataclasses.dataclass
+class CallCost:
+    """What one kind of extraction call cost: where a batch's tokens and seconds go."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # reused from the server's prefix cache, not processed again
+    completion_tokens: int = 0
+    seconds: float = dataclasses.field(default=0.0, compare=False)  # summed over calls, side by side or not
+
+
+@dataclasses.dataclass
 class ExtractionStats:
     groups: int = 0
     skipped_homogeneous: int = 0
@@ -65,6 +76,7 @@ class ExtractionStats:
     tokens: int = 0
     proposed: int = 0
     update_calls_skipped: int = 0  # candidates with no existing experience to weigh them against: added directly
+    by_kind: dict[str, CallCost] = dataclasses.field(default_factory=dict)  # by prompt: summary, lessons, update...
 
 
 def _lessons_schema(max_items: int) -> dict[str, Any]:
@@ -165,7 +177,9 @@ class Extractor:
             for field, delta in deltas.items():
                 setattr(self.stats, field, getattr(self.stats, field) + delta)
 
-    def _chat(self, prompt: str, max_tokens: int, schema: Mapping[str, Any] | None = None, seed: int = 0) -> str:
+    def _chat(
+        self, kind: str, prompt: str, max_tokens: int, schema: Mapping[str, Any] | None = None, seed: int = 0
+    ) -> str:
         reply = self.llm.chat(
             [{"role": "user", "content": prompt}],
             temperature=self.temperature,
@@ -174,6 +188,13 @@ class Extractor:
             json_schema=schema,
         )
         self._count(llm_calls=1, tokens=reply.prompt_tokens + reply.completion_tokens)
+        with self._stats_lock:
+            cost = self.stats.by_kind.setdefault(kind, CallCost())
+            cost.calls += 1
+            cost.prompt_tokens += reply.prompt_tokens
+            cost.cached_prompt_tokens += reply.cached_prompt_tokens
+            cost.completion_tokens += reply.completion_tokens
+            cost.seconds += reply.seconds
         return reply.text
 
     def _summary(self, prompt: str, response: str) -> str:
@@ -181,14 +202,16 @@ class Extractor:
         if word_count(response) <= self.summarize_min_words:
             return response
         try:
-            return self._chat(prompt, 160)
+            return self._chat("summary", prompt, 160)
         except LLMError:
             return response[-600:]
 
-    def _json(self, prompt: str, schema: Mapping[str, Any], key: str, max_tokens: int = 512) -> list[Any] | None:
+    def _json(
+        self, kind: str, prompt: str, schema: Mapping[str, Any], key: str, max_tokens: int = 512
+    ) -> list[Any] | None:
         for attempt in range(self.retries + 1):
             try:
-                text = self._chat(prompt, max_tokens, schema, seed=attempt)
+                text = self._chat(kind, prompt, max_tokens, schema, seed=attempt)
             except LLMError as exc:
                 self._log(f"extraction call failed ({exc}); retrying")
                 continue
@@ -241,7 +264,7 @@ class Extractor:
             max_items=self.max_items,
             focus=focus,
         )
-        lessons = self._json(advantage, _lessons_schema(self.max_items), "lessons", max_tokens=400)
+        lessons = self._json("lessons", advantage, _lessons_schema(self.max_items), "lessons", max_tokens=400)
         if lessons is None:
             self._count(skipped_unparsable=1)
             self._log(f"group {problem.id}: lessons never parsed; skipped")
@@ -280,7 +303,7 @@ class Extractor:
                 f"Solver answered: {'; '.join(wrong)}\nCorrect answer: {problem.answer}"
             )
         prompt = self.prompts.get("contrast").render(cases="\n\n".join(cases), max_items=self.max_items)
-        lessons = self._json(prompt, _lessons_schema(self.max_items), "lessons", max_tokens=400)
+        lessons = self._json("contrast", prompt, _lessons_schema(self.max_items), "lessons", max_tokens=400)
         if lessons is None:
             self._count(skipped_unparsable=1)
             self._log(f"batch contrast of epoch {epoch}: lessons never parsed; skipped")
@@ -311,7 +334,9 @@ class Extractor:
     def _operations(self, existing: Mapping[str, str], listing: str, template: str) -> list[Any] | None:
         shown = "\n".join(f"{i}: {t}" for i, t in existing.items()) or "(none yet)"
         values = {"existing": shown, "candidates": listing, "operations": listing}
-        return self._json(self.prompts.get(template).render(**values), OPERATIONS_SCHEMA, "operations", max_tokens=700)
+        return self._json(
+            template, self.prompts.get(template).render(**values), OPERATIONS_SCHEMA, "operations", max_tokens=700
+        )
 
     def _to_operations(
         self, raw: Sequence[Any], existing: Mapping[str, str], confidence: float, domain: str, epoch: int

@@ -23,6 +23,7 @@ class Completion:
     completion_tokens: int  # summed over samples
     finish_reasons: list[str]  # "stop" or "length" (hit max_tokens), one per sample
     seconds: float
+    cached_prompt_tokens: int = 0  # of prompt_tokens, those the server reused from an earlier request's prefix
 
     @property
     def text(self) -> str:
@@ -76,8 +77,8 @@ class LLM(abc.ABC):
             )
             return self._complete(body)
 
-        texts, reasons, prompt_tokens, completion_tokens = collect_samples(n, ask, self.name)
-        return Completion(texts, prompt_tokens, completion_tokens, reasons, time.perf_counter() - started)
+        texts, reasons, usage = collect_samples(n, ask, self.name)
+        return Completion(texts, usage.prompt, usage.completion, reasons, time.perf_counter() - started, usage.cached)
 
     def close(self) -> None:  # noqa: B027 (a backend that holds nothing needs no close)
         """Release what the backend holds (a loaded model, connections)."""
@@ -123,31 +124,47 @@ def chat_request(
     return body
 
 
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    prompt: int
+    completion: int
+    cached: int = 0  # prompt tokens served from the server's prefix cache
+
+
 def collect_samples(
     n: int, ask: Callable[[int, int], Mapping[str, Any]], where: str
-) -> tuple[list[str], list[str], int, int]:
+) -> tuple[list[str], list[str], Usage]:
     """Gather `n` samples over as many requests as the backend needs (slot limits, servers that ignore n).
 
     `ask(missing, done)` sends one request for up to `missing` samples; `done` lets it vary the seed.
     """
     texts: list[str] = []
     reasons: list[str] = []
-    prompt_tokens = completion_tokens = 0
+    total: Usage | None = None
     while len(texts) < n:
-        more, why, p_tokens, c_tokens = parse_choices(ask(n - len(texts), len(texts)))
+        more, why, usage = parse_choices(ask(n - len(texts), len(texts)))
         if not more:
             raise LLMError(f"{where} answered with no choices")
         texts += more
         reasons += why
-        prompt_tokens = prompt_tokens or p_tokens
-        completion_tokens += c_tokens
-    return texts[:n], reasons[:n], prompt_tokens, completion_tokens
+        # The prompt is the same in every request: counted once, as the first request processed it.
+        total = usage if total is None else dataclasses.replace(total, completion=total.completion + usage.completion)
+    assert total is not None
+    return texts[:n], reasons[:n], total
 
 
-def parse_choices(reply: Mapping[str, Any]) -> tuple[list[str], list[str], int, int]:
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def parse_choices(reply: Mapping[str, Any]) -> tuple[list[str], list[str], Usage]:
     """Texts, finish reasons and token usage from an OpenAI-shaped chat completion."""
     choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index", 0))
     texts = [str((c.get("message") or {}).get("content") or "") for c in choices]
     reasons = [str(c.get("finish_reason") or "stop") for c in choices]
-    usage = reply.get("usage") or {}
-    return texts, reasons, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    usage = reply.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
+    details = usage.get("prompt_tokens_details")
+    prompt = _count(usage.get("prompt_tokens"))
+    cached = min(prompt, _count(details.get("cached_tokens"))) if isinstance(details, Mapping) else 0
+    return texts, reasons, Usage(prompt, _count(usage.get("completion_tokens")), cached)
