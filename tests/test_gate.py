@@ -66,3 +66,35 @@ def test_gate_calls_nothing_without_candidates(tmp_path: Path, embedder: Embedde
     operations = [Operation("DELETE", target=stale.experience.id)]
     kept, report = gate(operations, library, BATCH, solver, DefaultVerifier(), SolveSettings())
     assert kept == operations and report.trials == [] and solver.requests == []
+
+
+def test_a_candidate_is_dropped_as_soon_as_its_result_can_no_longer_pass(tmp_path: Path, embedder: Embedder) -> None:
+    """Greedy answers make stopping early exact: the decision is the one all questions would give."""
+    misleading = "When a woman's sisters are counted, never count the woman herself."
+    questions = [
+        Problem(
+            f"aiw-{n}",
+            f"Alice has {n} sisters and 1 brother. How many sisters does her brother have?",
+            str(n + 1),
+            "aiw",
+        )
+        for n in range(2, 10)
+    ]
+
+    def answer(request: ScriptedRequest) -> str:
+        sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
+        system = request.messages[0]["content"]
+        right = "count the woman herself as well" in system or (sisters % 2 == 0 and "never count" not in system)
+        return f"ANSWER: {sisters + 1 if right else sisters}"
+
+    solver = ScriptedLLM(answer, name="half-right")
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    operations = [Operation("ADD", misleading, domain="aiw"), Operation("ADD", HELPFUL, domain="aiw")]
+    settings = SolveSettings(parallel=2, min_similarity=-1.0)
+    kept, report = gate(operations, library, questions, solver, DefaultVerifier(), settings, max_p=0.1)
+    assert [o.text for o in kept] == [HELPFUL] and report.baseline == 4.0
+    first, second = report.trials
+    # the misleading lesson fixed none of the first two it could fix: 2 left can never reach p <= 0.1 (4 of 4 needed)
+    assert (first.asked, first.fixed, first.kept) == (2, 0, False)
+    assert (second.asked, second.fixed, second.broken, second.kept) == (8, 4, 0, True) and second.p_value == 0.0625
+    assert len(solver.requests) == 8 + 2 + 8

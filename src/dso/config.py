@@ -81,6 +81,7 @@ class TrainConfig:
     max_new_per_group: int = 2  # lessons proposed per group
     learn_from_failures: bool = True  # all-failed groups learn from the answer (and reference solution)
     contrast_batch: bool = True  # one more call per batch: wrong answers across its problems beside the right ones
+    summarize_min_words: int = 60  # attempts longer are summarized (a call each) before comparison; huge: never
     gate_lessons: bool = False  # keep a lesson only if it solves more validation questions (greedy, one pass each)
     validation_size: int = 20  # questions apart from train and held-out, for the gate (0: the batch's own)
     gate_p: float = 0.1  # the gate keeps a lesson when fixed > broken with a one-sided sign test p at most this
@@ -191,6 +192,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.prune_p": (0.0, 1.0),
     "train.prune_min_uses": (0, 1_000_000),
     "train.max_new_per_group": (1, 10),
+    "train.summarize_min_words": (0, 1_000_000),
     "train.eval_samples": (1, 64),
     "train.eval_temperature": (0.0, 2.0),
     **{f"prompts.{field.name}": (1, 99) for field in dataclasses.fields(PromptConfig)},

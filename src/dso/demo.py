@@ -129,15 +129,7 @@ def run_demo(
     rng = random.Random(config.train.seed)
     slices = [train_set[i :: settings.honest] for i in range(settings.honest)]
     extractors = [
-        Extractor(
-            solver,
-            node.library,
-            max_items=config.train.max_new_per_group,
-            learn_from_failures=config.train.learn_from_failures,
-            contrast_batch=config.train.contrast_batch,
-            prompts=prompts,
-            log=hooks.log,
-        )
+        Extractor.from_train(solver, node.library, config.train, prompts=prompts, log=hooks.log)
         for node in nodes[: settings.honest]
     ]
     greedy = SolveSettings.from_train(

@@ -182,6 +182,44 @@ def extraction(
     _finish(result, output, as_json, {f"extraction of {batch}": rows})
 
 
+@app.command("batch-cost")
+def batch_cost(
+    ctx: typer.Context,
+    task: str = typer.Argument("gsm_symbolic", help="Dataset spec whose first training batch is measured."),
+    batch_size: int = typer.Option(10, help="Questions in the batch."),
+    group_size: int = typer.Option(4, help="G: attempts per question."),
+    max_tokens: int = typer.Option(512, help="Token budget of each attempt."),
+    library: Path | None = typer.Option(None, help="Start from these lessons (a dso library export)."),
+    rounds: int = typer.Option(1, help="Rounds over the settings, order alternating."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """One learning batch's tokens and seconds, extraction before and after its cuts, side by side."""
+    from dso.bench.batch_cost import run_batch_cost_bench
+
+    result = run_batch_cost_bench(
+        get_config(ctx),
+        task,
+        batch_size=batch_size,
+        group_size=group_size,
+        max_tokens=max_tokens,
+        library_file=library,
+        rounds=rounds,
+        quiet=as_json,
+    )
+    rows = [
+        {
+            "setting": name,
+            "extraction_s": result["median_extraction_seconds"][name],
+            "batch_s": result["batch_seconds"][name],
+            "calls": cost["llm_calls"],
+            "tokens": cost["tokens"],
+        }
+        for name, cost in result["extraction"].items()
+    ]
+    _finish(result, output, as_json, {f"a batch of {batch_size} {task} questions": rows})
+
+
 @app.command()
 def guards(
     ctx: typer.Context,

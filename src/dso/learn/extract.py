@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from dso.config import TrainConfig
 from dso.core.experience import normalise_text, word_count
 from dso.errors import LLMError
 from dso.learn.datasets import Problem
@@ -169,6 +170,28 @@ class Extractor:
         self._stats_lock = threading.Lock()  # groups of a batch are extracted from worker threads
         self._log = log or (lambda message: None)
 
+    @classmethod
+    def from_train(
+        cls,
+        llm: LLM,
+        library: ExperienceLibrary,
+        train: TrainConfig,
+        *,
+        prompts: PromptSet | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> Extractor:
+        """The extractor a training configuration describes (training runs, the main job, the cost bench)."""
+        return cls(
+            llm,
+            library,
+            max_items=train.max_new_per_group,
+            learn_from_failures=train.learn_from_failures,
+            contrast_batch=train.contrast_batch,
+            summarize_min_words=train.summarize_min_words,
+            prompts=prompts,
+            log=log,
+        )
+
     def _is_lesson(self, text: str) -> bool:
         return is_lesson(text, self.library.word_cap, self.prompts.quoted_lessons)
 
@@ -198,9 +221,10 @@ class Extractor:
         return reply.text
 
     def _summary(self, prompt: str, response: str) -> str:
-        """A short attempt is its own summary; a failed summary call falls back to the attempt's tail."""
+        """A short attempt is its own summary (its last 2,500 characters, what a summary call would read too);
+        a failed summary call falls back to the attempt's tail."""
         if word_count(response) <= self.summarize_min_words:
-            return response
+            return response[-2500:]
         try:
             return self._chat("summary", prompt, 160)
         except LLMError:

@@ -8,7 +8,10 @@ stands, and again with that one operation applied to a copy of it. Question by q
 fixes some and breaks others; it is kept only if it fixes more than it breaks and a one-sided sign test
 puts that at p <= ``train.gate_p``, so one lucky question cannot carry it. DELETEs pass unchanged. With
 no validation questions the batch's own questions are used (the older, weaker gate). The held-out split is
-never used. The cost is one greedy pass over the questions, plus one per candidate.
+never used. The cost is one greedy pass over the questions, plus at most one per candidate: a candidate is
+tried first on the questions it could fix (those the library gets wrong), a few at a time, and dropped as
+soon as its result can no longer pass, whatever the questions left would show. Answers are greedy, so
+this stops early without changing any decision; most candidates fail, and most of the cost goes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ class GateTrial:
     op: str
     text: str
     target: str | None
-    score: float  # questions solved with this operation applied
+    score: float  # questions solved with this operation applied, of those it was tried on
+    asked: int  # questions it was tried on (fewer than all when its result could no longer pass)
     fixed: int  # questions it turned from wrong to right
     broken: int  # and from right to wrong
     p_value: float  # one-sided sign test of fixed against broken
@@ -61,6 +65,40 @@ def _scores(
     return {problem_id: sum(r.reward for r in group) / max(1, len(group)) for problem_id, group in rollouts.items()}
 
 
+def can_pass(fixed: int, broken: int, still_fixable: int, max_p: float) -> bool:
+    """Whether a candidate at `fixed` / `broken` could still be kept if every question left it could fix
+    were fixed (broken counts only grow, and the sign test only worsens with them)."""
+    best = fixed + still_fixable
+    return best > broken and sign_test(best, broken) <= max_p
+
+
+def _try(
+    questions: Sequence[Problem],
+    baseline: dict[str, float],
+    solver: LLM,
+    verifier: Verifier,
+    settings: SolveSettings,
+    trial: ExperienceLibrary,
+    max_p: float,
+) -> tuple[dict[str, float], int, int]:
+    """Scores of one candidate, asked in chunks of the backend's parallel slots, questions it could fix
+    first; stops when it can no longer pass. Returns the scores, fixed and broken."""
+    order = sorted(questions, key=lambda q: baseline[q.id] >= 1)  # stable: fixable first, in their order
+    chunk = max(1, settings.parallel)
+    scores: dict[str, float] = {}
+    fixed = broken = 0
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        for problem_id, score in _scores(part, solver, verifier, settings, trial).items():
+            scores[problem_id] = score
+            fixed += score > baseline[problem_id]
+            broken += score < baseline[problem_id]
+        still_fixable = sum(baseline[q.id] < 1 for q in order[start + chunk :])
+        if not can_pass(fixed, broken, still_fixable, max_p):
+            break
+    return scores, fixed, broken
+
+
 def gate(
     operations: Sequence[Operation],
     library: ExperienceLibrary,
@@ -84,11 +122,9 @@ def gate(
             trial = library.copy_to(Path(scratch) / f"trial-{index}.db")
             try:
                 trial.apply([operation])
-                scores = _scores(questions, solver, verifier, settings, trial)
+                scores, fixed, broken = _try(questions, baseline, solver, verifier, settings, trial, max_p)
             finally:
                 trial.close()
-            fixed = sum(scores[q] > baseline[q] for q in baseline)
-            broken = sum(scores[q] < baseline[q] for q in baseline)
             p_value = sign_test(fixed, broken)
             kept = fixed > broken and p_value <= max_p
             if not kept:
@@ -99,6 +135,7 @@ def gate(
                     operation.text or "",
                     operation.target,
                     sum(scores.values()),
+                    len(scores),
                     fixed,
                     broken,
                     round(p_value, 4),

@@ -104,15 +104,7 @@ def run_training(
     reflector = extractor_llm(config, solver)
     if library is None:
         library = open_run_library(config, run_dir)
-    extractor = Extractor(
-        reflector,
-        library,
-        max_items=settings.max_new_per_group,
-        learn_from_failures=settings.learn_from_failures,
-        contrast_batch=settings.contrast_batch,
-        prompts=prompts,
-        log=hooks.log,
-    )
+    extractor = Extractor.from_train(reflector, library, settings, prompts=prompts, log=hooks.log)
     if hooks.on_stage:
         hooks.on_stage("train", settings.epochs * len(train_set))
     metrics = train(
