@@ -15,14 +15,24 @@ run() {  # run NAME TASK FLAGS...
   $DSO train --run-dir "$dir" --dataset "$task" --model qwen2.5-1.5b "$@" --eval --json > "$dir.json"
   .venv/bin/python -m dso.bench.common "bench/learning.sh $name" < "$dir.json" > "bench/results/learning-$name.json"
 }
+heldout() {  # heldout NAME SEED: the run's library and none on 100 questions drawn with another seed
+  local name=$1 seed=$2
+  $DSO eval --run-dir "runs/learning-$name" --heldout-seed "$seed" --json > "runs/learning-$name-seed$seed.json"
+  .venv/bin/python -m dso.bench.common "bench/learning.sh $name-seed$seed" < "runs/learning-$name-seed$seed.json" \
+    > "bench/results/learning-$name-seed$seed.json"
+}
 LEGS="leg_counting:min_animals=1,max_animals=2,max_instances=4"
 case "${1:-all}" in
   family_relationships|all) run family_relationships family_relationships --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 ;;&
   aiw|all) run aiw "aiw:task_types=['siblings','friends'],task_type_weights=[0.5,0.5]" --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 ;;&
   legs-gate|legs|all)
     run legs-gate "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
+  legs-gate-seed101|legs-gate|legs|all) heldout legs-gate 101 ;;&
   legs-nogate|legs|all)
     run legs "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --no-gate ;;&
   leg_counting|all) run leg_counting leg_counting:max_animals=4 --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 512 ;;&
+  batch-cost|all)  # one gsm_symbolic batch of 10 from the 50-question run's lessons, before and after the cuts
+    $DSO bench batch-cost gsm_symbolic --library bench/results/learning-gsm_symbolic-50.library.json --json \
+      | .venv/bin/python -m dso.bench.common "bench/learning.sh batch-cost" > bench/results/batch-cost-gsm_symbolic.json ;;&
   gsm_symbolic|all) run gsm_symbolic gsm_symbolic --train-size 50 --heldout-size 100 --batch-size 10 --group-size 4 --max-tokens 512 ;;
 esac
