@@ -111,7 +111,10 @@ def test_evaluation_on_another_seed_uses_only_questions_the_run_never_saw(
     tmp_path: Path, endpoint: str, dataset: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    assert train_cli(endpoint, dataset, run_dir, "--eval").returncode == 0
+    trained = train_cli(endpoint, dataset, run_dir, "--eval")
+    assert trained.returncode == 0
+    batches = [line for line in trained.stderr.splitlines() if line.startswith("epoch 0 batch ")]
+    assert len(batches) == 3 and "reward" in batches[0] and "library" in batches[0]  # a line per batch, no terminal
     own = json.loads((run_dir / "eval.json").read_text())
     env = {**os.environ, "DSO_LLM_BACKEND": "openai", "DSO_LLM_BASE_URL": endpoint, "DSO_LLM_RETRIES": "0"}
     command = [sys.executable, "-m", "dso", "eval", "--run-dir", str(run_dir), "--json"]

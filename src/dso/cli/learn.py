@@ -23,7 +23,7 @@ from dso.config import DSOConfig
 from dso.errors import DSOError
 from dso.learn.extract import Rollout
 from dso.learn.run import Hooks, open_run_library, run_evaluation, run_training
-from dso.learn.trainer import check_run_dir
+from dso.learn.trainer import BatchMetrics, check_run_dir
 
 
 class _Bars:
@@ -45,11 +45,22 @@ class _Bars:
         if self.task is not None:
             self.progress.update(self.task, advance=1, rate=f"{len(rollouts)} rollouts, {rate:.1f} tok/s")
 
+    def batch(self, metrics: BatchMetrics) -> None:
+        """A line per finished batch (training runs for hours on a CPU; this says how far and how well)."""
+        gate = ""
+        if metrics.gate and metrics.gate.get("trials"):
+            trials = metrics.gate["trials"]
+            gate = f", gate kept {sum(t['kept'] for t in trials)} of {len(trials)}"
+        err_console.print(
+            f"epoch {metrics.epoch} batch {metrics.batch}: reward {metrics.mean_reward:.2f}, "
+            f"{metrics.operations} operations, library {metrics.library_size}{gate}, {metrics.seconds:.0f} s"
+        )
+
     def hooks(self) -> Hooks:
         def log(message: str) -> None:
             err_console.print(f"[yellow]{shown(message)}")
 
-        return Hooks(on_rollouts=self.rollouts, on_stage=self.stage, log=log)
+        return Hooks(on_rollouts=self.rollouts, on_stage=self.stage, on_batch=self.batch, log=log)
 
 
 def _progress(quiet: bool) -> Progress:
