@@ -268,3 +268,13 @@ def test_two_clients_of_one_key_do_not_collide_on_nonces(deploy: Deploy, w3: Web
     second = twin.submit_batch(*signed_batch(twin, round_=2))[0]  # twin's nonce was read before owner sent
     third = owner.submit_batch(*signed_batch(owner, round_=3))[0]  # owner's nonce is now stale
     assert {owner.batch(b).state for b in (first, second, third)} == {BatchState.PENDING}
+
+
+def test_a_vote_leaves_gas_for_deciding_its_batch_when_others_vote_first(deploy: Deploy, w3: Web3) -> None:
+    """Members vote at once: a vote estimated while it decides nothing may decide its batch when mined."""
+    owner, m2 = deploy()[:2]
+    ids = [owner.submit_batch(*signed_batch(owner, round_=r))[0] for r in (1, 2, 3)]
+    first = owner.vote_many(ids, [True] * 3)[0]  # decides nothing: 1 of 3
+    deciding = m2.vote_many(ids, [True] * 3)[0]  # decides all three
+    assert all(owner.batch(i).state == BatchState.ACCEPTED for i in ids)
+    assert w3.eth.get_transaction(first["transactionHash"])["gas"] >= deciding["gasUsed"]

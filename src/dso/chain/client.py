@@ -39,6 +39,10 @@ from dso.files import read_input, write_text_atomic
 
 DEV_CHAIN_IDS = {31337, 131277322940537}  # anvil / hardhat, eth-tester
 
+# A vote estimated while it would not decide its batch may decide it once other members' votes are mined
+# first (members vote at once): deciding stores the state and appends to the accepted list (~30k gas).
+DECISION_GAS = 40_000
+
 
 class BatchState(IntEnum):
     NONE = 0
@@ -196,12 +200,12 @@ class Transactor:
         self._chain_id = w3.eth.chain_id
         self.sent = TransactionCount()
 
-    def _send(self, tx: dict[str, Any], estimate: Any) -> TxReceipt:
+    def _send(self, tx: dict[str, Any], estimate: Any, headroom: int = 0) -> TxReceipt:
         try:
             gas = int(estimate())
         except Exception as exc:
             raise decode_revert(exc) from None
-        tx.update(gas=gas + gas // 5 + 10_000, chainId=self._chain_id)
+        tx.update(gas=gas + gas // 5 + 10_000 + headroom, chainId=self._chain_id)
         tx.setdefault("gasPrice", self.w3.eth.gas_price)
         for attempt in range(2):
             tx["nonce"] = self._nonce
@@ -222,20 +226,21 @@ class Transactor:
             raise ChainError(f"transaction {tx_hash.hex()} reverted")
         return receipt
 
-    def call(self, fn: ContractFunction) -> TxReceipt:
-        return self._transact(fn)
+    def call(self, fn: ContractFunction, headroom: int = 0) -> TxReceipt:
+        """Send `fn`; `headroom` is gas beyond the estimate for work other senders may add before it is mined."""
+        return self._transact(fn, headroom)
 
     def deploy(self, abi: Any, bytecode: str, *args: Any) -> TxReceipt:
         return self._transact(self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args))
 
-    def _transact(self, action: Any) -> TxReceipt:
+    def _transact(self, action: Any, headroom: int = 0) -> TxReceipt:
         """Build, estimate, sign and send a contract function or constructor call."""
         sender: TxParams = {"from": self.account.address}
         # gas and price are placeholders so that building does not estimate; _send fills both
         tx = action.build_transaction({**sender, "gas": 1, "gasPrice": Wei(0), "nonce": Nonce(self._nonce)})
         tx.pop("gas")
         tx.pop("gasPrice")
-        return self._send(dict(tx), lambda: action.estimate_gas(sender))
+        return self._send(dict(tx), lambda: action.estimate_gas(sender), headroom)
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -257,10 +262,10 @@ class RegistryClient:
     def domain(self) -> RegistryDomain:
         return RegistryDomain(self.chain_id, self.address)
 
-    def _send(self, fn: ContractFunction) -> TxReceipt:
+    def _send(self, fn: ContractFunction, headroom: int = 0) -> TxReceipt:
         if self._tx is None:
             raise ChainError("this client has no account; writes need a node key")
-        return self._tx.call(fn)
+        return self._tx.call(fn, headroom)
 
     @functools.cached_property
     def voting_window(self) -> int:
@@ -291,13 +296,16 @@ class RegistryClient:
         return self.batch_id(manifest, batch_cid), receipt
 
     def vote(self, batch_id: bytes, approve: bool) -> TxReceipt:
-        return self._send(self.contract.functions.vote(batch_id, approve))
+        return self._send(self.contract.functions.vote(batch_id, approve), DECISION_GAS)
 
     def vote_many(self, batch_ids: Sequence[bytes], approvals: Sequence[bool], chunk: int = 200) -> list[TxReceipt]:
         """One `voteMany` per `chunk` batches: a vote costs about 33k gas, so 200 stay well inside a block."""
         ids, votes = list(batch_ids), list(approvals)
         return [
-            self._send(self.contract.functions.voteMany(ids[i : i + chunk], votes[i : i + chunk]))
+            self._send(
+                self.contract.functions.voteMany(ids[i : i + chunk], votes[i : i + chunk]),
+                DECISION_GAS * len(ids[i : i + chunk]),
+            )
             for i in range(0, len(ids), chunk)
         ]
 
