@@ -210,8 +210,9 @@ class Extractor:
             seed=seed,
             json_schema=schema,
         )
-        self._count(llm_calls=1, tokens=reply.prompt_tokens + reply.completion_tokens)
         with self._stats_lock:
+            self.stats.llm_calls += 1
+            self.stats.tokens += reply.prompt_tokens + reply.completion_tokens
             cost = self.stats.by_kind.setdefault(kind, CallCost())
             cost.calls += 1
             cost.prompt_tokens += reply.prompt_tokens

@@ -80,6 +80,15 @@ def open_run_library(config: DSOConfig, run_dir: Path) -> ExperienceLibrary:
     return ExperienceLibrary.from_config(config.library, make_embedder(config.embedder), run_dir / "library.db")
 
 
+def gate_questions(settings: TrainConfig) -> list[Problem]:
+    """The validation questions a run's gate judges lessons on (none when it has no gate)."""
+    if not settings.gate_lessons:
+        return []
+    return validation_split(
+        settings.dataset, settings.train_size, settings.heldout_size, settings.validation_size, settings.seed
+    )
+
+
 def run_training(
     config: DSOConfig,
     run_dir: Path,
@@ -93,11 +102,7 @@ def run_training(
     owned = library is None
     settings = config.train
     train_set, _ = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
-    validation: list[Problem] = []
-    if settings.gate_lessons:
-        validation = validation_split(
-            settings.dataset, settings.train_size, settings.heldout_size, settings.validation_size, settings.seed
-        )
+    validation = gate_questions(settings)
     prompts = PromptSet(config.prompts)  # every template loaded: a bad version leaves no run behind either
     check_run_dir(run_dir, config, resume)
     solver = make_llm(config)
@@ -168,14 +173,7 @@ def run_evaluation(
     )
     suffix = ""
     if heldout_seed is not None and heldout_seed != settings.seed:
-        validation = (
-            validation_split(
-                settings.dataset, settings.train_size, settings.heldout_size, settings.validation_size, settings.seed
-            )
-            if settings.gate_lessons
-            else []
-        )
-        seen = {p.question for p in (*train_set, *heldout, *validation)}
+        seen = {p.question for p in (*train_set, *heldout, *gate_questions(settings))}
         heldout = fresh_heldout(settings.dataset, settings.heldout_size, heldout_seed, seen)
         suffix = f"-seed{heldout_seed}"
     run_config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, model=model), train=settings)

@@ -140,16 +140,16 @@ def collect_samples(
     """
     texts: list[str] = []
     reasons: list[str] = []
-    total: Usage | None = None
+    total = Usage(0, 0)
     while len(texts) < n:
         more, why, usage = parse_choices(ask(n - len(texts), len(texts)))
         if not more:
             raise LLMError(f"{where} answered with no choices")
         texts += more
         reasons += why
-        # The prompt is the same in every request: counted once, as the first request processed it.
-        total = usage if total is None else dataclasses.replace(total, completion=total.completion + usage.completion)
-    assert total is not None
+        # The prompt is the same in every request: counted once, from the first request that reports it.
+        prompt = total if total.prompt else usage
+        total = Usage(prompt.prompt, total.completion + usage.completion, prompt.cached)
     return texts[:n], reasons[:n], total
 
 
