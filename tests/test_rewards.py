@@ -71,6 +71,10 @@ def test_word_answers() -> None:
 def test_final_answer_and_user_callables() -> None:
     assert final_answer("a \\boxed{x^{2}} b") == "x^{2}"
     assert final_answer("1 then 2 then 3") == "3"
+    assert final_answer("the largest is 9.478654191690000e+08") == "9.478654191690000e+08"  # not "08"
+    fmt = Problem("n", "pick the largest", "947865419.1689999", "number_format")
+    assert DefaultVerifier()("The largest is 9.478654191690000e+08", fmt) == 1.0
+    assert DefaultVerifier()("The largest is 9.478654037099999e+08", fmt) == 0.0
 
 
 def test_verifier_choice_reaches_every_verifier() -> None:

@@ -23,6 +23,7 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 _ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:\uff1a]\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 _SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+")
+_LAST_NUMBER = re.compile(f"{_SCIENTIFIC.pattern}|{_NUMBER.pattern}")  # 7.5e+08 whole, not its exponent
 
 
 class Verifier(Protocol):
@@ -55,7 +56,7 @@ def final_answer(response: str) -> str:
     matches = _ANSWER_LINE.findall(response)
     if matches:
         return str(matches[-1]).strip().strip("*").strip()
-    numbers = _NUMBER.findall(response)
+    numbers = _LAST_NUMBER.findall(response)
     return numbers[-1] if numbers else ""
 
 
