@@ -30,6 +30,9 @@ case "${1:-all}" in
   legs-gate-seed101|legs-gate|legs|all) heldout legs-gate 101 ;;&
   legs-nogate|legs|all)
     run legs "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --no-gate ;;&
+  number_format|all)
+    run number_format number_format --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
+  number_format-seed101|number_format|all) heldout number_format 101 ;;&
   leg_counting|all) run leg_counting leg_counting:max_animals=4 --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 512 ;;&
   batch-cost|all)  # one gsm_symbolic batch of 10 from the 50-question run's lessons, before and after the cuts
     $DSO bench batch-cost gsm_symbolic --library bench/results/learning-gsm_symbolic-50.library.json --json \

@@ -23,7 +23,7 @@ from dso.embed import Embedder
 from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.rewards import DefaultVerifier
-from dso.learn.run import run_training
+from dso.learn.run import load_run_config, run_training
 from dso.learn.trainer import group_evidence, read_rollouts, train
 from dso.library import ExperienceLibrary
 from dso.llm.testing import ScriptedLLM, ScriptedRequest, serve_openai
@@ -307,3 +307,28 @@ def test_a_lesson_that_keeps_hurting_is_deleted_by_rule_in_its_batch(tmp_path: P
     assert len(rows) == 1 and len(library) == 0  # (1 helped, 6 hurt): sign test p = 0.06 <= 0.1
     deleted = [h for h in library.history(experience.id) if h.op == "DELETE"]
     assert len(deleted) == 1 and "pruned on evidence: hurt 6 times, helped 1" in deleted[0].detail["reason"]
+
+
+def test_a_recorded_batch_is_extracted_again_with_the_settings_its_run_recorded(
+    tmp_path: Path, endpoint: str, dataset: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    assert train_cli(endpoint, dataset, run_dir).returncode == 0
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert load_run_config(run_dir).train.summarize_min_words == saved["summarize_min_words"]
+    for key in ("summarize_min_words", "min_similarity"):  # a run recorded before these settings existed
+        del saved[key]
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    older = load_run_config(run_dir)
+    assert older.train.summarize_min_words == 0 and older.train.min_similarity == -1.0
+    assert older.train.dataset == saved["dataset"] and older.model == "scripted"
+
+    env = {**os.environ, "DSO_LLM_BACKEND": "openai", "DSO_LLM_BASE_URL": endpoint, "DSO_LLM_RETRIES": "0"}
+    command = [sys.executable, "-m", "dso", "bench", "extraction", str(run_dir), "e0-b1", "--json"]
+    bench = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert bench.returncode == 0, bench.stderr
+    result = json.loads(bench.stdout)
+    assert result["groups"] == 2 and result["model"] == "scripted"
+    assert all(calls > 0 for calls in result["llm_calls"].values())
+    missing = subprocess.run([*command[:-2], "e9-b9"], capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: ") and "e9-b9" in missing.stderr

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -86,7 +87,7 @@ def run_batch_cost_bench(
             rollout_seconds = time.perf_counter() - began
             flat = [r for group in rollouts.values() for r in group]
             if not quiet:
-                print(f"rollouts: {len(flat)} in {rollout_seconds:.0f} s", flush=True)
+                print(f"rollouts: {len(flat)} in {rollout_seconds:.0f} s", file=sys.stderr, flush=True)
             groups = [(p, rollouts[p.id]) for p in problems]
             for round_index in range(rounds):
                 order = list(settings) if round_index % 2 == 0 else list(settings)[::-1]
@@ -113,6 +114,7 @@ def run_batch_cost_bench(
                     if not quiet:
                         print(
                             f"{name}: {seconds[name][-1]:.0f} s, {stats.llm_calls} calls, {stats.tokens} tokens",
+                            file=sys.stderr,
                             flush=True,
                         )
             start.close()

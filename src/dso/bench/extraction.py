@@ -6,8 +6,8 @@ library twice per round, alternating the order, with the run's extractor model.
 
 from __future__ import annotations
 
-import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +19,8 @@ from dso.embed import make_embedder
 from dso.errors import DSOError
 from dso.learn.datasets import train_heldout_split
 from dso.learn.extract import Extractor
+from dso.learn.prompts import PromptSet
+from dso.learn.run import load_run_config
 from dso.learn.trainer import read_rollouts
 from dso.library import ExperienceLibrary
 from dso.llm import make_llm
@@ -28,13 +30,15 @@ def run_extraction_bench(
     config: DSOConfig, run_dir: Path, batch: str, rounds: int = 1, *, quiet: bool = False
 ) -> dict[str, Any]:
     rollouts_file = run_dir / "rollouts" / f"{batch}.jsonl"
-    if not (run_dir / "config.json").is_file() or not rollouts_file.is_file():
-        raise DSOError(f"{run_dir} holds no finished batch {batch!r} (expected config.json and {rollouts_file})")
-    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    train_set, _ = train_heldout_split(saved["dataset"], saved["train_size"], saved["heldout_size"], saved["seed"])
+    recorded = load_run_config(run_dir)
+    if not rollouts_file.is_file():
+        raise DSOError(f"{run_dir} holds no finished batch {batch!r} (expected {rollouts_file})")
+    settings = recorded.train
+    train_set, _ = train_heldout_split(settings.dataset, settings.train_size, settings.heldout_size, settings.seed)
     by_id = {p.id: p for p in train_set}
-    groups = [(by_id[i], g) for i, g in read_rollouts(rollouts_file).items()]
-    model = saved.get("extractor_model") or saved.get("model") or config.llm.model
+    groups = [(by_id[i], g) for i, g in read_rollouts(rollouts_file).items() if i in by_id]
+    model = settings.extractor_model or recorded.model
+    prompts = PromptSet(recorded.prompts)  # the versions the run extracted with
     config.llm.model = model
     llm, embedder = make_llm(config), make_embedder(config.embedder)
     seconds: dict[int, list[float]] = {1: [], config.llm.parallel: []}
@@ -45,20 +49,14 @@ def run_extraction_bench(
                 order = list(seconds) if round_index % 2 == 0 else list(seconds)[::-1]
                 for parallel in order:
                     library = ExperienceLibrary(Path(home) / f"{round_index}-{parallel}.db", embedder)
-                    extractor = Extractor(
-                        llm,
-                        library,
-                        max_items=saved["max_new_per_group"],
-                        learn_from_failures=saved["learn_from_failures"],
-                        contrast_batch=saved.get("contrast_batch", True),
-                    )
+                    extractor = Extractor.from_train(llm, library, settings, prompts=prompts)
                     started = time.perf_counter()
                     extractor.propose(groups, 0, parallel=parallel)
                     seconds[parallel].append(time.perf_counter() - started)
                     calls[parallel] = extractor.stats.llm_calls
                     library.close()
                     if not quiet:
-                        print(parallel, round(seconds[parallel][-1], 1), extractor.stats, flush=True)
+                        print(parallel, round(seconds[parallel][-1], 1), extractor.stats, file=sys.stderr, flush=True)
     finally:
         llm.close()
     medians = {p: statistics.median(s) for p, s in seconds.items()}

@@ -7,6 +7,7 @@ path `dso eval` takes).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *,
                 result = summarise(arm, solve(heldout, solver, verifier, settings, library), len(library or []))
                 arms[arm] = result.to_json()
                 if not quiet:
-                    print(arm, arms[arm], flush=True)
+                    print(arm, arms[arm], file=sys.stderr, flush=True)
     finally:
         solver.close()
     return {

@@ -160,7 +160,7 @@ def tips(
     """Held-out accuracy without and with hand-written tips: the headroom learning can hope for."""
     from dso.bench.tips import run_tips_probe
 
-    result = run_tips_probe(get_config(ctx), task, count, max_tokens, quiet=as_json)
+    result = run_tips_probe(get_config(ctx), task, count, max_tokens)
     rows = [{"arm": arm, "accuracy": r["accuracy"], "questions": r["questions"]} for arm, r in result["arms"].items()]
     _finish(result, output, as_json, {f"tips on {task}": rows})
 
@@ -177,7 +177,7 @@ def extraction(
     """One batch's extraction, groups one by one vs side by side on the backend's parallel slots."""
     from dso.bench.extraction import run_extraction_bench
 
-    result = run_extraction_bench(get_config(ctx), run_dir, batch, rounds, quiet=as_json)
+    result = run_extraction_bench(get_config(ctx), run_dir, batch, rounds)
     rows = [{"parallel": p, "median_s": s} for p, s in result["median_seconds"].items()]
     _finish(result, output, as_json, {f"extraction of {batch}": rows})
 
@@ -205,7 +205,6 @@ def batch_cost(
         max_tokens=max_tokens,
         library_file=library,
         rounds=rounds,
-        quiet=as_json,
     )
     rows = [
         {

@@ -39,7 +39,35 @@ def _llm(config: DSOConfig, model: str) -> LLM:
 
 
 # Retrieval settings a run recorded before they existed: it retrieved the top k whatever their similarity.
-BEFORE_SETTINGS: dict[str, Any] = {"min_similarity": -1.0, "evidence_weight": 0.0}
+# Extraction's: it summarized every attempt before comparing.
+BEFORE_SETTINGS: dict[str, Any] = {"min_similarity": -1.0, "evidence_weight": 0.0, "summarize_min_words": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRun:
+    """What a run's config.json says it ran with."""
+
+    train: TrainConfig
+    prompts: PromptConfig
+    model: str
+
+
+def load_run_config(run_dir: Path) -> RecordedRun:
+    """A run's recorded configuration; settings added after the run take the values it ran with."""
+    saved = run_dir / "config.json"
+    if not saved.is_file():
+        raise DSOError(f"{run_dir} holds no run (no config.json); train first with: dso train --run-dir {run_dir}")
+    recorded = load_json(read_input(saved, DSOError), DSOError, str(saved))
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("prompts"), dict):
+        raise DSOError(f"{saved} is not a run configuration written by dso train")
+    for key, before in BEFORE_SETTINGS.items():
+        recorded.setdefault(key, before)
+    try:
+        prompts = PromptConfig(**recorded.pop("prompts"))
+        model = str(recorded.pop("model"))
+        return RecordedRun(TrainConfig(**recorded), prompts, model)
+    except (TypeError, KeyError) as exc:
+        raise DSOError(f"{saved} is not a run configuration this dso reads: {exc}") from None
 
 
 def extractor_llm(config: DSOConfig, solver: LLM | None = None) -> LLM:
@@ -152,22 +180,11 @@ def run_evaluation(
     so the run's own evaluation is kept.
     """
     hooks = hooks or Hooks()
-    saved = run_dir / "config.json"
-    if not saved.is_file():
-        raise DSOError(f"{run_dir} holds no run (no config.json); train first with: dso train --run-dir {run_dir}")
-    recorded = load_json(read_input(saved, DSOError), DSOError, str(saved))
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("prompts"), dict):
-        raise DSOError(f"{saved} is not a run configuration written by dso train")
-    for key, before in BEFORE_SETTINGS.items():  # a run recorded before a setting existed ran without it
-        recorded.setdefault(key, before)
-    try:
-        prompts = PromptConfig(**recorded.pop("prompts"))
-        model = str(recorded.pop("model"))
-        settings = TrainConfig(
-            **{**recorded, "eval_samples": config.train.eval_samples, "eval_temperature": config.train.eval_temperature}
-        )
-    except (TypeError, KeyError) as exc:
-        raise DSOError(f"{saved} is not a run configuration this dso reads: {exc}") from None
+    recorded = load_run_config(run_dir)
+    prompts, model = recorded.prompts, recorded.model
+    settings = dataclasses.replace(
+        recorded.train, eval_samples=config.train.eval_samples, eval_temperature=config.train.eval_temperature
+    )
     train_set, heldout = train_heldout_split(
         settings.dataset, settings.train_size, settings.heldout_size, settings.seed
     )
