@@ -42,6 +42,14 @@ TIPS = {
         "When counting how often a letter appears in a text, spell each word letter by letter, count the letter "
         "in each word (upper and lower case alike), then add the counts.",
     ],
+    "calendar_arithmetic": [
+        "When finding a weekday in 2022, count days from Saturday, January 1, 2022 (months: 31, 28, 31, 30, 31, "
+        "30, 31, 31, 30, 31, 30, 31), then take the count modulo 7.",
+        "When asked whether a year is a leap year, it is one if divisible by 4, except years divisible by 100 "
+        "that are not divisible by 400.",
+        "When counting days between two dates, subtract their days of the year and add 1 if both dates count; "
+        "every 7 consecutive days hold each weekday once.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
