@@ -50,6 +50,10 @@ TIPS = {
         "When counting days between two dates, subtract their days of the year and add 1 if both dates count; "
         "every 7 consecutive days hold each weekday once.",
     ],
+    "simple_geometry": [
+        "When finding a polygon's last interior angle, the n interior angles sum to (n - 2) x 180 degrees: "
+        "subtract the given angles from that total.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
