@@ -278,3 +278,14 @@ def test_a_vote_leaves_gas_for_deciding_its_batch_when_others_vote_first(deploy:
     deciding = m2.vote_many(ids, [True] * 3)[0]  # decides all three
     assert all(owner.batch(i).state == BatchState.ACCEPTED for i in ids)
     assert w3.eth.get_transaction(first["transactionHash"])["gas"] >= deciding["gasUsed"]
+
+
+def test_anvil_keeps_recent_states_for_reads_pinned_to_a_superseded_block(anvil_url: str) -> None:
+    """Nodes that read at the block they last saw must still find its state after others' transactions."""
+    web3 = connect(anvil_url)
+    account = web3.eth.accounts[0]
+    seen = web3.eth.block_number
+    for _ in range(3):  # other nodes' transactions move the chain on
+        web3.eth.send_transaction({"from": account, "to": account, "value": 1})
+    assert web3.eth.block_number >= seen + 3
+    assert web3.eth.get_balance(account, block_identifier=seen) > 0

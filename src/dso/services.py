@@ -135,10 +135,20 @@ def start_ipfs(workdir: Path, *, port: int | None = None, timeout_s: float = 60.
 def start_anvil(
     workdir: Path, *, port: int | None = None, state: Path | None = None, timeout_s: float = 30.0
 ) -> RunningService:
-    """anvil on 127.0.0.1 (chain id 31337), pruning history so it leaves no state files behind."""
+    """anvil on 127.0.0.1 (chain id 31337): the last 256 states in memory, none on disk (no files left behind;
+    a read pinned to a block that another node's transaction just superseded still finds its state)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    command = [str(service_binary("anvil")), "--host", "127.0.0.1", "--port", str(port), "--prune-history", "--silent"]
+    command = [
+        str(service_binary("anvil")),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--prune-history",
+        "256",
+        "--silent",
+    ]
     if state is not None:
         command += ["--state", str(state)]
     process, log = _spawn("anvil", command, workdir)
