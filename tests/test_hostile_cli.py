@@ -108,6 +108,9 @@ def test_every_command_that_reads_a_file_refuses_junk_in_one_line(tmp_path: Path
         commands.append(("--config", "junk", "library", "show"))
     if kind in ("fifo", "dir", "loop", "nested"):  # any other regular file up to 256 KiB has a CID
         commands.append(("cid", "junk"))
+    (tmp_path / "junkrun").mkdir()
+    make_junk(tmp_path / "junkrun" / "config.json", kind)  # a run directory whose recorded configuration is junk
+    commands += [("eval", "--run-dir", "junkrun"), ("bench", "extraction", "junkrun")]
     make_junk(tmp_path / "junk.jsonl", kind)  # a dataset file: the first thing dso train reads
     if kind != "empty":
         commands.append(("train", "--dataset", "junk.jsonl", "--run-dir", "run"))
