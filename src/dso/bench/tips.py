@@ -55,27 +55,26 @@ TIPS = {
         "subtract the given angles from that total.",
     ],
     "time_intervals": [
-        "When asked for a duration in HH:MM:SS, subtract the start from the end field by field, borrowing 60 "
-        "seconds or minutes and 24 hours, and write every field with two digits (01:04:00).",
-        "When counting the days between two dates, take the days left in the start month, add the lengths of the "
-        "months between (Jan 31, Feb 28 or 29 in leap years, Mar 31, Apr 30, May 31, Jun 30, Jul 31, Aug 31, "
-        "Sep 30, Oct 31, Nov 30, Dec 31), then add the end date's day of the month.",
+        "When giving a duration in HH:MM:SS, subtract start from end field by field, borrowing 60 seconds, "
+        "60 minutes or 24 hours, and write each field with two digits.",
+        "When counting days between dates, add the days left in the start month, the months between (30 or "
+        "31 days; February 28, 29 in leap years) and the end day.",
     ],
     "coin_flip": [
-        "When asked the probability of exactly k heads in n fair coin flips, it is C(n, k) / 2^n; for at least "
-        "k heads, add C(n, j) for every j from k to n, then divide by 2^n (at least 0 heads is 1).",
+        "For exactly k heads in n fair coin flips the probability is C(n, k) / 2^n; for at least k heads, "
+        "sum C(n, j) for j = k..n and divide by 2^n.",
     ],
     "gcd": [
         "When finding a greatest common divisor, use Euclid's algorithm: replace (a, b) with (b, a mod b) until "
         "the remainder is 0; the last nonzero remainder is the GCD.",
     ],
     "lcm": [
-        "When finding the least common multiple of two numbers, find their GCD with Euclid's algorithm "
-        "((a, b) -> (b, a mod b) until the remainder is 0), then LCM = a x b / GCD.",
+        "When finding the LCM of two numbers, find their GCD by Euclid's algorithm ((a, b) -> (b, a mod b) "
+        "until remainder 0), then LCM = a x b / GCD.",
     ],
     "prime_factorization": [
-        "When factorizing a number, divide it by 2, 3, 5, 7, 11, 13, ... as long as each divides evenly; once the "
-        "divisor squared exceeds what is left, what is left is prime. List every factor, repeats included.",
+        "When factorizing, divide by 2, 3, 5, 7, 11, 13, ... while each divides evenly; once the divisor squared "
+        "exceeds what is left, that is prime. List every factor, repeats included.",
     ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
