@@ -15,6 +15,16 @@ run() {  # run NAME TASK FLAGS...
   $DSO train --run-dir "$dir" --dataset "$task" --model qwen2.5-1.5b "$@" --eval --json > "$dir.json"
   .venv/bin/python -m dso.bench.common "bench/learning.sh $name" < "$dir.json" > "bench/results/learning-$name.json"
 }
+train() {  # train NAME TASK FLAGS...: like run, without the seed-0 held-out evaluation (see heldout)
+  local name=$1 task=$2; shift 2
+  local dir=runs/learning-$name
+  rm -rf "$dir"
+  mkdir -p runs
+  $DSO train --run-dir "$dir" --dataset "$task" --model qwen2.5-1.5b "$@" --json > "$dir.json"
+  .venv/bin/python -m dso.bench.common "bench/learning.sh $name" < "$dir.json" > "bench/results/learning-$name.json"
+  cp "$dir/metrics.jsonl" "bench/results/learning-$name.metrics.jsonl"
+  $DSO library export --library "$dir/library.db" --force "bench/results/learning-$name.library.json" > /dev/null
+}
 heldout() {  # heldout NAME SEED: the run's library and none on 100 questions drawn with another seed
   local name=$1 seed=$2
   $DSO eval --run-dir "runs/learning-$name" --heldout-seed "$seed" --json > "runs/learning-$name-seed$seed.json"
@@ -30,6 +40,9 @@ case "${1:-all}" in
   legs-gate-seed101|legs-gate|legs|all) heldout legs-gate 101 ;;&
   legs-nogate|legs|all)
     run legs "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --no-gate ;;&
+  legs-epochs|all)  # two epochs over 10 questions: the second re-answers them with what the first kept, then prunes
+    train legs-epochs "$LEGS" --train-size 10 --epochs 2 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
+  legs-epochs-seed202|legs-epochs|all) heldout legs-epochs 202 ;;&
   number_format|all)
     run number_format number_format --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_format-seed101|number_format|all) heldout number_format 101 ;;&

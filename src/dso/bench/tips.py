@@ -76,6 +76,10 @@ TIPS = {
         "When factorizing, divide by 2, 3, 5, 7, 11, 13, ... while each divides evenly; once the divisor squared "
         "exceeds what is left, that is prime. List every factor, repeats included.",
     ],
+    "family_relationships": [
+        "When asked how two people in a family are related, first write step by step who is married to whom and "
+        "whose child each one is, then give the one relation word.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
