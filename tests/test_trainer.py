@@ -150,7 +150,11 @@ def test_usage_is_counted_once_when_a_batch_is_sampled_again(tmp_path: Path, end
         usage = dict(db.execute("SELECT id, usage_count FROM experiences").fetchall())
         evidence = dict(db.execute("SELECT id, helped + hurt + neutral FROM experiences").fetchall())
     assert {i: n for i, n in usage.items() if n} == dict(prompts)
-    assert evidence == usage  # every prompt that held a lesson is one piece of evidence for it, counted once
+    expected: Counter[str] = Counter()
+    for path in (run_dir / "rollouts").glob("*.jsonl"):
+        for key, counts in group_evidence(list(read_rollouts(path).values())).items():
+            expected[key] += sum(counts)
+    assert {i: n for i, n in evidence.items() if n} == dict(expected)  # each batch's evidence counted once
 
 
 def test_evidence_compares_each_group_with_its_batch() -> None:
@@ -160,6 +164,9 @@ def test_evidence_compares_each_group_with_its_batch() -> None:
     groups = [group("p1", [1, 1], ("a", "b")), group("p2", [0, 0], ("b",)), group("p3", [1, 0], ("c", "c"))]
     assert group_evidence(groups) == {"a": (1, 0, 0), "b": (1, 1, 0), "c": (0, 0, 1)}  # batch mean 0.5
     assert group_evidence([]) == {}
+    # in every group: no contrast, so no evidence (above or below the mean is the question, not the lesson)
+    everywhere = [group("p1", [1, 1], ("a", "z")), group("p2", [0, 0], ("z",)), group("p3", [1, 0], ("z",))]
+    assert group_evidence(everywhere) == {"a": (1, 0, 0)}
 
 
 @pytest.mark.slow
@@ -287,7 +294,7 @@ def test_a_lesson_that_keeps_hurting_is_deleted_by_rule_in_its_batch(tmp_path: P
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     library.add(harmful)
     (experience,) = library.all()
-    library.apply([], evidence={experience.id: (0, 5, 0)})  # hurt in five earlier groups, never helped
+    library.apply([], evidence={experience.id: (1, 6, 0)})  # hurt in six earlier groups, helped in one
     (tmp_path / "rollouts").mkdir()
 
     def script(request: ScriptedRequest) -> str | list[str]:
@@ -304,7 +311,8 @@ def test_a_lesson_that_keeps_hurting_is_deleted_by_rule_in_its_batch(tmp_path: P
     rows = train(
         config.train, tmp_path, problems, llm, Extractor(llm, library, contrast_batch=False), DefaultVerifier()
     )
-    assert len(rows) == 1 and len(library) == 0  # (1 helped, 6 hurt): sign test p = 0.06 <= 0.1
+    # in both groups of the batch, so the batch adds no evidence; (1 helped, 6 hurt): sign test p = 0.06 <= 0.1
+    assert len(rows) == 1 and len(library) == 0
     deleted = [h for h in library.history(experience.id) if h.op == "DELETE"]
     assert len(deleted) == 1 and "pruned on evidence: hurt 6 times, helped 1" in deleted[0].detail["reason"]
 

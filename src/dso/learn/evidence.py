@@ -1,7 +1,8 @@
 """Whether an experience earns its place, decided by counted evidence and a sign test, not by an LLM's word.
 
 Every time an experience sits in a training prompt, the group it was in did better, worse or the same as
-its batch's mean (`trainer.group_evidence`): helped / hurt / neutral counts in the library. Three uses:
+its batch's mean (`trainer.group_evidence`; a batch where every group held it says nothing about it):
+helped / hurt / neutral counts in the library. Three uses:
 
 - **retrieval** (`ExperienceLibrary.search`) ranks candidates by similarity plus `train.evidence_weight`
   times `Experience.net_help`, so a lesson that keeps hurting sinks below a slightly less similar one that

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,20 +59,25 @@ def config_json(config: DSOConfig) -> dict[str, Any]:
 def group_evidence(groups: list[list[Rollout]]) -> dict[str, tuple[int, int, int]]:
     """(helped, hurt, neutral) per experience: each group whose prompt held it counts once, as better than,
     worse than or equal to the batch's mean reward. Weak evidence one group at a time; summed over many
-    batches it separates lessons that travel with success from those that travel with failure."""
+    batches it separates lessons that travel with success from those that travel with failure.
+
+    An experience that was in every group of the batch gets nothing from it: the mean is made of its own
+    groups, so above or below it says how hard each question was, not what the lesson did. (Counting it
+    once deleted, at an epoch's end, all four lessons a validation gate had kept at 4-8 fixed / 0 broken.)"""
+    groups = [group for group in groups if group]
     rewards = [r.reward for group in groups for r in group]
     if not rewards:
         return {}
     mean = sum(rewards) / len(rewards)
     counts: dict[str, list[int]] = {}
+    present: Counter[str] = Counter()
     for group in groups:
-        if not group:
-            continue
         own = sum(r.reward for r in group) / len(group)
         slot = 0 if own > mean + 1e-9 else 1 if own < mean - 1e-9 else 2
         for experience_id in dict.fromkeys(group[0].experiences):
             counts.setdefault(experience_id, [0, 0, 0])[slot] += 1
-    return {key: (c[0], c[1], c[2]) for key, c in counts.items()}
+            present[experience_id] += 1
+    return {key: (c[0], c[1], c[2]) for key, c in counts.items() if present[key] < len(groups)}
 
 
 def _cursor(library: ExperienceLibrary) -> tuple[int, int]:
