@@ -7,15 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DSO=.venv/bin/dso
 $DSO models pull qwen2.5-1.5b
-run() {  # run NAME TASK FLAGS...
-  local name=$1 task=$2; shift 2
-  local dir=runs/learning-$name
-  rm -rf "$dir"
-  mkdir -p runs
-  $DSO train --run-dir "$dir" --dataset "$task" --model qwen2.5-1.5b "$@" --eval --json > "$dir.json"
-  .venv/bin/python -m dso.bench.common "bench/learning.sh $name" < "$dir.json" > "bench/results/learning-$name.json"
+run() {  # run NAME TASK FLAGS...: train, then evaluate both arms on the seed-0 held-out split
+  train "$@" --eval
 }
-train() {  # train NAME TASK FLAGS...: like run, without the seed-0 held-out evaluation (see heldout)
+train() {  # train NAME TASK FLAGS...: the result, the per-batch metrics and the library land in bench/results
   local name=$1 task=$2; shift 2
   local dir=runs/learning-$name
   rm -rf "$dir"

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,14 +69,12 @@ def group_evidence(groups: list[list[Rollout]]) -> dict[str, tuple[int, int, int
         return {}
     mean = sum(rewards) / len(rewards)
     counts: dict[str, list[int]] = {}
-    present: Counter[str] = Counter()
     for group in groups:
         own = sum(r.reward for r in group) / len(group)
         slot = 0 if own > mean + 1e-9 else 1 if own < mean - 1e-9 else 2
         for experience_id in dict.fromkeys(group[0].experiences):
             counts.setdefault(experience_id, [0, 0, 0])[slot] += 1
-            present[experience_id] += 1
-    return {key: (c[0], c[1], c[2]) for key, c in counts.items() if present[key] < len(groups)}
+    return {key: (c[0], c[1], c[2]) for key, c in counts.items() if sum(c) < len(groups)}
 
 
 def _cursor(library: ExperienceLibrary) -> tuple[int, int]:
