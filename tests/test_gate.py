@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
+from rich.progress import Progress
+
+from dso.cli.learn import _Bars
 from dso.embed import Embedder
 from dso.learn.datasets import Problem
-from dso.learn.gate import gate
+from dso.learn.gate import GateReport, GateTrial, gate
 from dso.learn.rewards import DefaultVerifier
 from dso.learn.solve import SolveSettings
+from dso.learn.trainer import BatchMetrics
 from dso.library import ExperienceLibrary, Operation
 from dso.llm.testing import ScriptedLLM, ScriptedRequest
 
 HELPFUL = "When a brother's sisters are asked for, count the woman herself as well."
 USELESS = "When reading a problem, read it carefully."
 
-BATCH = [
-    Problem(
-        f"aiw-{i}", f"Alice has {n} sisters and 1 brother. How many sisters does her brother have?", str(n + 1), "aiw"
-    )
-    for i, n in enumerate([2, 3, 4])
-]
+
+def sisters_questions(counts: Iterable[int]) -> list[Problem]:
+    return [
+        Problem(
+            f"aiw-{n}",
+            f"Alice has {n} sisters and 1 brother. How many sisters does her brother have?",
+            str(n + 1),
+            "aiw",
+        )
+        for n in counts
+    ]
+
+
+BATCH = sisters_questions([2, 3, 4])
 
 
 def rule_follower() -> ScriptedLLM:
@@ -50,12 +64,13 @@ def test_gate_keeps_only_lessons_that_solve_more(tmp_path: Path, embedder: Embed
     assert [o.text for o in kept] == [HELPFUL, None]  # the helpful ADD, and the DELETE passes
     assert kept[1].op == "DELETE" and kept[1].target == stale.experience.id
     assert report.questions == 3 and report.baseline == 0.0
-    assert [(t.op, t.score, t.kept) for t in report.trials] == [
-        ("ADD", 0.0, False),
-        ("ADD", 3.0, True),
-        ("UPDATE", 0.0, False),
+    assert [(t.op, t.against, t.score, t.asked, t.kept) for t in report.trials] == [
+        ("ADD", 0.0, 0.0, 3, False),
+        ("ADD", 0.0, 3.0, 3, True),
+        ("UPDATE", 3.0, 2.0, 2, False),  # on top of the kept lesson nothing is left to fix: dropped after 2
     ]
-    assert len(solver.requests) == 3 * 4  # one greedy pass without, one per candidate
+    assert report.kept_score == 3.0
+    assert len(solver.requests) == 3 * 3 + 2  # one greedy pass without, at most one per candidate
     assert [(e.id, e.text) for e in library.all()] == before  # trials ran on copies
 
 
@@ -71,15 +86,7 @@ def test_gate_calls_nothing_without_candidates(tmp_path: Path, embedder: Embedde
 def test_a_candidate_is_dropped_as_soon_as_its_result_can_no_longer_pass(tmp_path: Path, embedder: Embedder) -> None:
     """Greedy answers make stopping early exact: the decision is the one all questions would give."""
     misleading = "When a woman's sisters are counted, never count the woman herself."
-    questions = [
-        Problem(
-            f"aiw-{n}",
-            f"Alice has {n} sisters and 1 brother. How many sisters does her brother have?",
-            str(n + 1),
-            "aiw",
-        )
-        for n in range(2, 10)
-    ]
+    questions = sisters_questions(range(2, 10))
 
     def answer(request: ScriptedRequest) -> str:
         sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
@@ -98,3 +105,72 @@ def test_a_candidate_is_dropped_as_soon_as_its_result_can_no_longer_pass(tmp_pat
     assert (first.asked, first.fixed, first.kept) == (2, 0, False)
     assert (second.asked, second.fixed, second.broken, second.kept) == (8, 4, 0, True) and second.p_value == 0.0625
     assert len(solver.requests) == 8 + 2 + 8
+
+
+SHOW_WORK = "When counting sisters, write every sister's name out before answering."
+NAME_HERSELF = "When a brother's sisters are asked for, name the woman herself among them."
+ODD_RULE = "When the number of sisters is odd, count the woman herself as well."
+
+
+def test_each_candidate_is_judged_on_top_of_those_kept_before_it(tmp_path: Path, embedder: Embedder) -> None:
+    """Two lessons that each fix every question, but break them together: only the first is kept."""
+
+    def answer(request: ScriptedRequest) -> str:
+        sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
+        system = request.messages[0]["content"]
+        right = ("write every sister's name" in system) != ("name the woman herself" in system)
+        return f"ANSWER: {sisters + 1 if right else sisters}"
+
+    solver = ScriptedLLM(answer, name="one-lesson-at-a-time")
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    operations = [Operation("ADD", SHOW_WORK, domain="aiw"), Operation("ADD", NAME_HERSELF, domain="aiw")]
+    settings = SolveSettings(parallel=3, min_similarity=-1.0)
+    kept, report = gate(operations, library, BATCH, solver, DefaultVerifier(), settings)
+
+    assert [o.text for o in kept] == [SHOW_WORK]
+    first, second = report.trials
+    assert (first.against, first.score, first.fixed, first.broken, first.kept) == (0.0, 3.0, 3, 0, True)
+    # alone, the second fixes all three too; on top of the first it breaks all three
+    assert (second.against, second.score, second.fixed, second.broken, second.kept) == (3.0, 0.0, 0, 3, False)
+    assert (report.baseline, report.kept_score) == (0.0, 3.0)
+    assert len(library) == 0  # the library itself is only read
+    alone, _ = gate(operations[1:], library, BATCH, solver, DefaultVerifier(), settings)
+    assert [o.text for o in alone] == [NAME_HERSELF]
+
+
+def test_lessons_that_add_up_are_all_kept(tmp_path: Path, embedder: Embedder) -> None:
+    """The second lesson fixes what the first left wrong; it is judged against the first's answers."""
+    questions = sisters_questions(range(2, 10))
+
+    def answer(request: ScriptedRequest) -> str:
+        sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
+        system = request.messages[0]["content"]
+        odd = sisters % 2 == 1
+        right = ("name the woman herself" in system and not odd) or ("number of sisters is odd" in system and odd)
+        return f"ANSWER: {sisters + 1 if right else sisters}"
+
+    solver = ScriptedLLM(answer, name="half-rules")
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    operations = [Operation("ADD", NAME_HERSELF, domain="aiw"), Operation("ADD", ODD_RULE, domain="aiw")]
+    settings = SolveSettings(parallel=4, min_similarity=-1.0)
+    kept, report = gate(operations, library, questions, solver, DefaultVerifier(), settings, max_p=0.1)
+
+    assert [o.text for o in kept] == [NAME_HERSELF, ODD_RULE]
+    first, second = report.trials
+    assert (first.against, first.score, first.fixed, first.broken) == (0.0, 4.0, 4, 0)
+    assert (second.against, second.score, second.fixed, second.broken) == (4.0, 8.0, 4, 0)
+    assert second.asked == 8 and report.kept_score == 8.0
+    # one pass without, the first candidate on all 8, the second on all 8 (its 4 fixable first): no re-baseline
+    assert len(solver.requests) == 8 + 8 + 8
+
+
+def test_the_batch_line_says_what_the_kept_lessons_scored_together(capsys: pytest.CaptureFixture[str]) -> None:
+    trials = [
+        GateTrial("ADD", SHOW_WORK, None, 5.0, 12.0, 20, 7, 0, 0.0078, True),
+        GateTrial("ADD", NAME_HERSELF, None, 12.0, 9.0, 20, 1, 4, 0.9688, False),
+    ]
+    report = GateReport(20, 5.0, trials, "validation", 12.0)
+    bars = _Bars(Progress(disable=True))
+    bars.batch(BatchMetrics(0, 1, 5, 0.4, 1, 3, 60.0, False, report.to_json()))
+    line = capsys.readouterr().err
+    assert "epoch 0 batch 1:" in line and "gate kept 1 of 2 (validation 5 -> 12 of 20)" in line

@@ -49,11 +49,16 @@ class _Bars:
         """A line per finished batch (training runs for hours on a CPU; this says how far and how well)."""
         gate = ""
         if metrics.gate and metrics.gate.get("trials"):
-            trials = metrics.gate["trials"]
-            gate = f", gate kept {sum(t['kept'] for t in trials)} of {len(trials)}"
+            trials, report = metrics.gate["trials"], metrics.gate
+            gate = (
+                f", gate kept {sum(t['kept'] for t in trials)} of {len(trials)} "
+                f"({report['source']} {report['baseline']:g} -> {report.get('kept_score', report['baseline']):g} "
+                f"of {report['questions']})"
+            )
         err_console.print(
             f"epoch {metrics.epoch} batch {metrics.batch}: reward {metrics.mean_reward:.2f}, "
-            f"{metrics.operations} operations, library {metrics.library_size}{gate}, {metrics.seconds:.0f} s"
+            f"{metrics.operations} operations, library {metrics.library_size}{gate}, {metrics.seconds:.0f} s",
+            soft_wrap=True,  # one line per batch in a log, whatever its width
         )
 
     def hooks(self) -> Hooks:

@@ -2,16 +2,20 @@
 
 A small extractor writes lessons that are generic, tied to one training problem or plainly wrong, and
 on held-out questions such lessons cost accuracy (see docs/results.md). With ``train.gate_lessons`` every
-ADD and UPDATE of a batch is tried on its own before the batch is applied: the validation questions
+ADD and UPDATE of a batch is tried before the batch is applied: the validation questions
 (``train.validation_size``, apart from train and held-out) are answered greedily with the library as it
-stands, and again with that one operation applied to a copy of it. Question by question, the operation
-fixes some and breaks others; it is kept only if it fixes more than it breaks and a one-sided sign test
-puts that at p <= ``train.gate_p``, so one lucky question cannot carry it. DELETEs pass unchanged. With
-no validation questions the batch's own questions are used (the older, weaker gate). The held-out split is
-never used. The cost is one greedy pass over the questions, plus at most one per candidate: a candidate is
-tried first on the questions it could fix (those the library gets wrong), a few at a time, and dropped as
-soon as its result can no longer pass, whatever the questions left would show. Answers are greedy, so
-this stops early without changing any decision; most candidates fail, and most of the cost goes.
+stands, and again with one operation applied to a copy of it. Question by question, the operation fixes
+some and breaks others; it is kept only if it fixes more than it breaks and a one-sided sign test puts
+that at p <= ``train.gate_p``, so one lucky question cannot carry it. Candidates are tried one after the
+other on top of those already kept in the same batch, each against what the library with them scores:
+lessons that each help alone can fail together (several lessons that all make the solver write its work
+out do not add up), and what is kept must be a library that helps, not a set of lessons that each did.
+DELETEs pass unchanged. With no validation questions the batch's own questions are used (the older,
+weaker gate). The held-out split is never used. The cost is one greedy pass over the questions, plus at
+most one per candidate (a kept candidate's answers are the next one's baseline): a candidate is tried
+first on the questions it could fix (those the library gets wrong), a few at a time, and dropped as soon
+as its result can no longer pass, whatever the questions left would show. Answers are greedy, so this
+stops early without changing any decision; most candidates fail, and most of the cost goes.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class GateTrial:
     op: str
     text: str
     target: str | None
+    against: float  # questions solved without it: the library plus the batch's candidates kept before it
     score: float  # questions solved with this operation applied, of those it was tried on
     asked: int  # questions it was tried on (fewer than all when its result could no longer pass)
     fixed: int  # questions it turned from wrong to right
@@ -49,6 +54,7 @@ class GateReport:
     baseline: float  # questions solved with the library as it stands
     trials: list[GateTrial]
     source: str = "validation"  # which questions: "validation" or "batch"
+    kept_score: float = 0.0  # questions solved with every kept candidate applied (baseline when none is)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,37 +116,49 @@ def gate(
     max_p: float = 1.0,
     source: str = "validation",
 ) -> tuple[list[Operation], GateReport]:
-    """The operations worth applying, and what each candidate scored; `library` itself is only read."""
+    """The operations worth applying, and what each candidate scored; `library` itself is only read.
+
+    Candidates are judged in their order, each on top of those kept before it."""
     candidates = [(i, o) for i, o in enumerate(operations) if o.op in ("ADD", "UPDATE")]
     if not candidates or not questions:
         return list(operations), GateReport(len(questions), 0.0, [], source)
     baseline = _scores(questions, solver, verifier, settings, library)
+    start = sum(baseline.values())
     dropped: set[int] = set()
     trials: list[GateTrial] = []
     with tempfile.TemporaryDirectory(prefix="dso-gate-") as scratch:
-        for index, operation in candidates:
-            trial = library.copy_to(Path(scratch) / f"trial-{index}.db")
-            try:
-                trial.apply([operation])
-                scores, fixed, broken = _try(questions, baseline, solver, verifier, settings, trial, max_p)
-            finally:
-                trial.close()
-            p_value = sign_test(fixed, broken)
-            kept = fixed > broken and p_value <= max_p
-            if not kept:
-                dropped.add(index)
-            trials.append(
-                GateTrial(
-                    operation.op,
-                    operation.text or "",
-                    operation.target,
-                    sum(scores.values()),
-                    len(scores),
-                    fixed,
-                    broken,
-                    round(p_value, 4),
-                    kept,
+        accepted = library.copy_to(Path(scratch) / "accepted.db")  # the library with the candidates kept so far
+        try:
+            for index, operation in candidates:
+                trial = accepted.copy_to(Path(scratch) / f"trial-{index}.db")
+                try:
+                    trial.apply([operation])
+                    scores, fixed, broken = _try(questions, baseline, solver, verifier, settings, trial, max_p)
+                finally:
+                    trial.close()
+                p_value = sign_test(fixed, broken)
+                kept = fixed > broken and p_value <= max_p
+                trials.append(
+                    GateTrial(
+                        operation.op,
+                        operation.text or "",
+                        operation.target,
+                        sum(baseline.values()),
+                        sum(scores.values()),
+                        len(scores),
+                        fixed,
+                        broken,
+                        round(p_value, 4),
+                        kept,
+                    )
                 )
-            )
-    report = GateReport(len(questions), sum(baseline.values()), trials, source)
+                if not kept:
+                    dropped.add(index)
+                    continue
+                accepted.apply([operation])
+                # a kept candidate was asked every question (an early stop means it could no longer pass)
+                baseline = {**baseline, **scores}
+        finally:
+            accepted.close()
+    report = GateReport(len(questions), start, trials, source, sum(baseline.values()))
     return [o for i, o in enumerate(operations) if i not in dropped], report
