@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -37,14 +37,19 @@ def sisters_questions(counts: Iterable[int]) -> list[Problem]:
 BATCH = sisters_questions([2, 3, 4])
 
 
-def rule_follower() -> ScriptedLLM:
-    """A deterministic solver for a pure-logic test: right exactly when the helpful rule is in its prompt."""
+def sisters_solver(name: str, right: Callable[[int, str], bool]) -> ScriptedLLM:
+    """A deterministic solver for a pure-logic test: right(sisters, system prompt) says whether it answers right."""
 
     def answer(request: ScriptedRequest) -> str:
         sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
-        return f"ANSWER: {sisters + 1 if 'count the woman herself' in request.messages[0]['content'] else sisters}"
+        return f"ANSWER: {sisters + 1 if right(sisters, request.messages[0]['content']) else sisters}"
 
-    return ScriptedLLM(answer, name="rule-follower")
+    return ScriptedLLM(answer, name=name)
+
+
+def rule_follower() -> ScriptedLLM:
+    """Right exactly when the helpful rule is in its prompt."""
+    return sisters_solver("rule-follower", lambda _, system: "count the woman herself" in system)
 
 
 def test_gate_keeps_only_lessons_that_solve_more(tmp_path: Path, embedder: Embedder) -> None:
@@ -87,14 +92,10 @@ def test_a_candidate_is_dropped_as_soon_as_its_result_can_no_longer_pass(tmp_pat
     """Greedy answers make stopping early exact: the decision is the one all questions would give."""
     misleading = "When a woman's sisters are counted, never count the woman herself."
     questions = sisters_questions(range(2, 10))
-
-    def answer(request: ScriptedRequest) -> str:
-        sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
-        system = request.messages[0]["content"]
-        right = "count the woman herself as well" in system or (sisters % 2 == 0 and "never count" not in system)
-        return f"ANSWER: {sisters + 1 if right else sisters}"
-
-    solver = ScriptedLLM(answer, name="half-right")
+    solver = sisters_solver(
+        "half-right",
+        lambda n, system: "count the woman herself as well" in system or (n % 2 == 0 and "never count" not in system),
+    )
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     operations = [Operation("ADD", misleading, domain="aiw"), Operation("ADD", HELPFUL, domain="aiw")]
     settings = SolveSettings(parallel=2, min_similarity=-1.0)
@@ -114,14 +115,10 @@ ODD_RULE = "When the number of sisters is odd, count the woman herself as well."
 
 def test_each_candidate_is_judged_on_top_of_those_kept_before_it(tmp_path: Path, embedder: Embedder) -> None:
     """Two lessons that each fix every question, but break them together: only the first is kept."""
-
-    def answer(request: ScriptedRequest) -> str:
-        sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
-        system = request.messages[0]["content"]
-        right = ("write every sister's name" in system) != ("name the woman herself" in system)
-        return f"ANSWER: {sisters + 1 if right else sisters}"
-
-    solver = ScriptedLLM(answer, name="one-lesson-at-a-time")
+    solver = sisters_solver(
+        "one-lesson-at-a-time",
+        lambda _, system: ("write every sister's name" in system) != ("name the woman herself" in system),
+    )
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     operations = [Operation("ADD", SHOW_WORK, domain="aiw"), Operation("ADD", NAME_HERSELF, domain="aiw")]
     settings = SolveSettings(parallel=3, min_similarity=-1.0)
@@ -141,15 +138,12 @@ def test_each_candidate_is_judged_on_top_of_those_kept_before_it(tmp_path: Path,
 def test_lessons_that_add_up_are_all_kept(tmp_path: Path, embedder: Embedder) -> None:
     """The second lesson fixes what the first left wrong; it is judged against the first's answers."""
     questions = sisters_questions(range(2, 10))
-
-    def answer(request: ScriptedRequest) -> str:
-        sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
-        system = request.messages[0]["content"]
-        odd = sisters % 2 == 1
-        right = ("name the woman herself" in system and not odd) or ("number of sisters is odd" in system and odd)
-        return f"ANSWER: {sisters + 1 if right else sisters}"
-
-    solver = ScriptedLLM(answer, name="half-rules")
+    solver = sisters_solver(
+        "half-rules",
+        lambda n, system: (
+            ("name the woman herself" in system and n % 2 == 0) or ("number of sisters is odd" in system and n % 2 == 1)
+        ),
+    )
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     operations = [Operation("ADD", NAME_HERSELF, domain="aiw"), Operation("ADD", ODD_RULE, domain="aiw")]
     settings = SolveSettings(parallel=4, min_similarity=-1.0)
