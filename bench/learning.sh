@@ -22,7 +22,8 @@ train() {  # train NAME TASK FLAGS...: the result, the per-batch metrics and the
 }
 heldout() {  # heldout NAME SEED: the run's library and none on 100 questions drawn with another seed
   local name=$1 seed=$2
-  $DSO eval --run-dir "runs/learning-$name" --heldout-seed "$seed" --json > "runs/learning-$name-seed$seed.json"
+  $DSO eval --run-dir "runs/learning-$name" --heldout-seed "$seed" --heldout-size 100 --json \
+    > "runs/learning-$name-seed$seed.json"
   .venv/bin/python -m dso.bench.common "bench/learning.sh $name-seed$seed" < "runs/learning-$name-seed$seed.json" \
     > "bench/results/learning-$name-seed$seed.json"
 }

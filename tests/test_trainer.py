@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,7 +119,8 @@ def test_evaluation_on_another_seed_uses_only_questions_the_run_never_saw(
     own = json.loads((run_dir / "eval.json").read_text())
     env = {**os.environ, "DSO_LLM_BACKEND": "openai", "DSO_LLM_BASE_URL": endpoint, "DSO_LLM_RETRIES": "0"}
     command = [sys.executable, "-m", "dso", "eval", "--run-dir", str(run_dir), "--json"]
-    other = subprocess.run([*command, "--heldout-seed", "7"], capture_output=True, text=True, env=env, timeout=300)
+    quiet: dict[str, Any] = {"capture_output": True, "text": True, "env": env, "timeout": 300}
+    other = subprocess.run([*command, "--heldout-seed", "7"], **quiet)
     assert other.returncode == 0, other.stderr
     report = json.loads(other.stdout)
     assert report["heldout_seed"] == 7 and own["heldout_seed"] == 0 and report["heldout"] == 2
@@ -130,6 +132,20 @@ def test_evaluation_on_another_seed_uses_only_questions_the_run_never_saw(
     evaluated = {json.loads(line)["problem_id"] for line in (run_dir / "eval-baseline.jsonl").read_text().splitlines()}
     assert asked and not set(asked) & (trained | evaluated)
     assert json.loads((run_dir / "eval.json").read_text()) == own  # the run's own evaluation is kept
+
+    # more questions than the run's held-out size: all 4 of the 12 that the run never saw, and no more
+    larger = subprocess.run([*command, "--heldout-seed", "8", "--heldout-size", "4"], **quiet)
+    assert larger.returncode == 0, larger.stderr
+    assert json.loads(larger.stdout)["heldout"] == 4
+    for flags, message in (
+        (["--heldout-seed", "9", "--heldout-size", "5"], "gave 4 questions not seen by the run; 5 requested"),
+        (["--heldout-size", "4"], "needs a held-out seed"),  # the run's own split is fixed by its configuration
+    ):
+        refused = subprocess.run([*command, *flags], **quiet)
+        assert refused.returncode != 0 and refused.stdout == ""
+        assert refused.stderr.startswith("error: ") and message in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    assert json.loads((run_dir / "eval.json").read_text()) == own
 
 
 @pytest.mark.slow

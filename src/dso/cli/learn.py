@@ -245,13 +245,21 @@ def eval_command(
     heldout_seed: int | None = typer.Option(
         None, help="Draw the held-out questions with this seed instead (none the run saw); eval-seedN.json."
     ),
+    heldout_size: int | None = typer.Option(
+        None, help="With --heldout-seed: how many questions to draw (default: the run's held-out size)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Held-out accuracy without and with the run's library, with 95% CI and token cost."""
     config = get_config(ctx, **{"train.eval_samples": samples, "train.eval_temperature": temperature})
     with _progress(as_json) as progress:
         report = run_evaluation(
-            config, run_dir, arms=tuple(arm), heldout_seed=heldout_seed, hooks=_Bars(progress).hooks()
+            config,
+            run_dir,
+            arms=tuple(arm),
+            heldout_seed=heldout_seed,
+            heldout_size=heldout_size,
+            hooks=_Bars(progress).hooks(),
         )
     if as_json:
         print_json(report)

@@ -205,6 +205,15 @@ def load_problems(source: str, count: int, seed: int = 0) -> list[Problem]:
 
 def _distinct_pool(source: str, wanted: int, seed: int) -> list[Problem]:
     """At least `wanted` distinct problems in the source's fixed order for `seed` (problem i never moves)."""
+    unique = _pool(source, wanted, seed)
+    if len(unique) < wanted:
+        raise DSOError(f"{source} gave {len(unique)} distinct problems; {wanted} requested")
+    return unique
+
+
+def _pool(source: str, wanted: int, seed: int) -> list[Problem]:
+    """Up to `wanted` or more distinct problems in the source's fixed order for `seed`: fewer only when the
+    source has no more (a file's whole pool, or a generator repeating itself)."""
     if source.endswith(".jsonl") or source == "champ":
         problems = load_problems(source, 0, seed)  # the whole pool
         random.Random(seed).shuffle(problems)
@@ -215,8 +224,6 @@ def _distinct_pool(source: str, wanted: int, seed: int) -> list[Problem]:
         while len(unique) < wanted and count < 8 * wanted:
             count *= 2
             unique = _distinct(load_problems(source, count, seed))
-    if len(unique) < wanted:
-        raise DSOError(f"{source} gave {len(unique)} distinct problems; {wanted} requested")
     return unique
 
 
@@ -257,10 +264,11 @@ def fresh_heldout(source: str, size: int, seed: int, seen: Collection[str]) -> l
         raise DSOError(f"held-out size must be positive, not {size}")
     count = size
     while True:
-        fresh = [p for p in _distinct_pool(source, count, seed) if p.question not in seen]
+        pool = _pool(source, count, seed)
+        fresh = [p for p in pool if p.question not in seen]
         if len(fresh) >= size:
             return fresh[:size]
-        if count >= 8 * size:
+        if count >= 8 * size or len(pool) < count:  # tried enough, or the source has no more
             raise DSOError(
                 f"{source} with seed {seed} gave {len(fresh)} questions not seen by the run; {size} requested"
             )

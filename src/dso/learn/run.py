@@ -171,14 +171,18 @@ def run_evaluation(
     *,
     arms: tuple[str, ...] = ("baseline", "library"),
     heldout_seed: int | None = None,
+    heldout_size: int | None = None,
     hooks: Hooks | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's held-out split without and with its library, same prompt and budget.
 
     With `heldout_seed` the questions are drawn with that seed instead, skipping any the run trained,
     validated or was evaluated on: a check on questions nobody tuned on. Its files are named by the seed,
-    so the run's own evaluation is kept.
+    so the run's own evaluation is kept. `heldout_size` sets how many (default: the run's held-out size);
+    the run's own held-out split is fixed by its configuration.
     """
+    if heldout_size is not None and heldout_seed is None:
+        raise DSOError("a held-out size other than the run's needs a held-out seed (--heldout-seed)")
     hooks = hooks or Hooks()
     recorded = load_run_config(run_dir)
     prompts, model = recorded.prompts, recorded.model
@@ -191,7 +195,8 @@ def run_evaluation(
     suffix = ""
     if heldout_seed is not None and heldout_seed != settings.seed:
         seen = {p.question for p in (*train_set, *heldout, *gate_questions(settings))}
-        heldout = fresh_heldout(settings.dataset, settings.heldout_size, heldout_seed, seen)
+        size = settings.heldout_size if heldout_size is None else heldout_size
+        heldout = fresh_heldout(settings.dataset, size, heldout_seed, seen)
         suffix = f"-seed{heldout_seed}"
     run_config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, model=model), train=settings)
     solver = make_llm(run_config)
