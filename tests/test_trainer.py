@@ -139,7 +139,10 @@ def test_evaluation_on_another_seed_uses_only_questions_the_run_never_saw(
     assert json.loads(larger.stdout)["heldout"] == 4
     for flags, message in (
         (["--heldout-seed", "9", "--heldout-size", "5"], "gave 4 questions not seen by the run; 5 requested"),
-        (["--heldout-size", "4"], "needs a held-out seed"),  # the run's own split is fixed by its configuration
+        (["--heldout-size", "4"], "needs another held-out seed"),  # the run's own split is fixed by its config
+        (["--heldout-seed", "0", "--heldout-size", "4"], "needs another held-out seed"),  # 0 is the run's seed
+        (["--heldout-seed", "9", "--heldout-size", "1000001"], "held-out size must be 1 to 1,000,000"),
+        (["--heldout-seed", "9", "--heldout-size", "0"], "held-out size must be 1 to 1,000,000"),
     ):
         refused = subprocess.run([*command, *flags], **quiet)
         assert refused.returncode != 0 and refused.stdout == ""

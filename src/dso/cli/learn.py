@@ -49,7 +49,8 @@ class _Bars:
         """A line per finished batch (training runs for hours on a CPU; this says how far and how well)."""
         gate = ""
         if metrics.gate and metrics.gate.get("trials"):
-            trials, report = metrics.gate["trials"], metrics.gate
+            report = metrics.gate
+            trials = report["trials"]
             gate = (
                 f", gate kept {sum(t['kept'] for t in trials)} of {len(trials)} "
                 f"({report['source']} {report['baseline']:g} -> {report.get('kept_score', report['baseline']):g} "

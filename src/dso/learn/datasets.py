@@ -212,8 +212,8 @@ def _distinct_pool(source: str, wanted: int, seed: int) -> list[Problem]:
 
 
 def _pool(source: str, wanted: int, seed: int) -> list[Problem]:
-    """Up to `wanted` or more distinct problems in the source's fixed order for `seed`: fewer only when the
-    source has no more (a file's whole pool, or a generator repeating itself)."""
+    """Distinct problems in the source's fixed order for `seed`: `wanted` or more, fewer only when the source
+    has no more (a file's whole pool, or a generator that keeps repeating itself)."""
     if source.endswith(".jsonl") or source == "champ":
         problems = load_problems(source, 0, seed)  # the whole pool
         random.Random(seed).shuffle(problems)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dso.config import DSOConfig, PromptConfig, TrainConfig
+from dso.config import RANGES, DSOConfig, PromptConfig, TrainConfig
 from dso.core.untrusted import load_json
 from dso.embed import make_embedder
 from dso.errors import ConfigError, DSOError
@@ -181,10 +181,13 @@ def run_evaluation(
     so the run's own evaluation is kept. `heldout_size` sets how many (default: the run's held-out size);
     the run's own held-out split is fixed by its configuration.
     """
-    if heldout_size is not None and heldout_seed is None:
-        raise DSOError("a held-out size other than the run's needs a held-out seed (--heldout-seed)")
     hooks = hooks or Hooks()
     recorded = load_run_config(run_dir)
+    if heldout_size is not None:
+        if heldout_seed is None or heldout_seed == recorded.train.seed:
+            raise DSOError("a held-out size other than the run's needs another held-out seed (--heldout-seed)")
+        if not 1 <= heldout_size <= RANGES["train.heldout_size"][1]:
+            raise DSOError(f"held-out size must be 1 to {RANGES['train.heldout_size'][1]:,}, not {heldout_size}")
     prompts, model = recorded.prompts, recorded.model
     settings = dataclasses.replace(
         recorded.train, eval_samples=config.train.eval_samples, eval_temperature=config.train.eval_temperature
