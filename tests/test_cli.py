@@ -89,6 +89,29 @@ def test_user_errors_never_show_tracebacks(tmp_path: Path) -> None:
     _assert_one_line_error(dso("library", "show", "-l", str(tmp_path / "garbage.db")), "not a usable")
 
 
+def test_mistyped_flags_and_values_get_one_line_and_exit_2(tmp_path: Path) -> None:
+    """What the parser refuses (unknown command or flag, a value of the wrong type, a missing argument) is one
+    `error:` line naming where the help is, like every other user error; `dso` alone still prints the help."""
+    cases = [
+        (("eval", "--heldout-size", "abc"), "Invalid value for '--heldout-size'", "dso eval --help"),
+        (("eval", "--heldout-size", "\x1b[31m5"), "Invalid value for '--heldout-size'", "dso eval --help"),
+        (("nosuch",), "No such command 'nosuch'", "dso --help"),
+        (("library", "show", "--bogus"), "No such option: --bogus", "dso library show --help"),
+        (("library", "add"), "Missing argument", "dso library add --help"),
+    ]
+    for args, fragment, where in cases:
+        result = dso(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stdout == "" and "\x1b" not in result.stderr and "Usage" not in result.stderr
+        _assert_one_line_error(result, fragment)
+        assert where in result.stderr
+    for args in ((), ("library",)):
+        bare = dso(*args, cwd=tmp_path)
+        assert bare.returncode == 2 and "Usage: dso" in bare.stdout + bare.stderr and "error:" not in bare.stderr
+    assert dso("eval", "--help", cwd=tmp_path).returncode == 0
+    assert not list(tmp_path.iterdir())  # nothing was half-applied
+
+
 def test_models_list_json() -> None:
     names = {m["name"]: m for m in dso_json("models", "list")}
     assert set(names) == {"smollm2-135m", "qwen2.5-0.5b", "qwen2.5-1.5b"}

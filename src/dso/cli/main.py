@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer._click import exceptions as click_errors  # typer 0.29 (constraints.txt) ships its own click
 
 from dso import __version__
 from dso.cli import aggregate, bench, chain, learn, library, models, node, records, serve, simulate
@@ -124,10 +125,22 @@ def print_demo(result: dict[str, Any], run_dir: Path) -> None:
 
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="dso")
+    except click_errors.NoArgsIsHelpError as exc:  # `dso` or `dso library` alone: the help, as before
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:  # a mistyped flag or value: one line, like every other user error
+        where = f" (see {exc.ctx.command_path} --help)" if isinstance(exc, click_errors.UsageError) and exc.ctx else ""
+        sys.stderr.write(f"error: {printable(exc.format_message(), 1000)}{where}\n")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(1)
     except DSOError as exc:  # messages may quote a file, a reply or a record: never printed raw
         sys.stderr.write(f"error: {printable(exc, 1000)}\n")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    if isinstance(code, int):  # `typer.Exit(code)` and `--help` come back as a code outside standalone mode
+        sys.exit(code)
