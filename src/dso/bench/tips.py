@@ -80,6 +80,16 @@ TIPS = {
         "When asked how two people in a family are related, first write step by step who is married to whom and "
         "whose child each one is, then give the one relation word.",
     ],
+    "syllogism": [
+        "When judging a syllogism, two negative premises prove nothing, two premises with Some prove nothing, and "
+        "a premise with Some never proves an All or No conclusion.",
+        "When a conclusion swaps a premise's terms: No A are B gives No B are A; Some or All A are B gives Some B "
+        "are A; nothing else follows.",
+    ],
+    "spell_backward": [
+        "When spelling a word backward, first write its letters one by one separated by spaces, then write them "
+        "again from the last to the first, and join them without spaces.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
