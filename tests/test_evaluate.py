@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dso.learn.evaluate import confidence_interval, paired_comparison
+from dso.learn.evaluate import confidence_interval, paired_comparison, summarise
 from dso.learn.extract import Rollout
 
 
@@ -35,3 +35,9 @@ def test_paired_comparison_counts_changed_questions_and_tests_them() -> None:
 def test_paired_comparison_uses_mean_at_k_per_question() -> None:
     result = paired_comparison(arm([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]), arm([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
     assert (result.fixed, result.broken) == (1, 1)
+
+
+def test_marked_fraction_counts_answers_that_say_where_their_result_is() -> None:
+    responses = ["so it follows.\nANSWER: Yes", "It does follow.", "x = 4, \\boxed{4}", "I think 12"]
+    rollouts = {f"q{i}": [Rollout(f"q{i}", 0, text, 0.0, 10, 5, "stop")] for i, text in enumerate(responses)}
+    assert summarise("baseline", rollouts, 0).marked_fraction == 0.5

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from dso.bench.common import write_result
-from dso.cli.common import console, get_config, print_json
+from dso.cli.common import console, get_config, print_json, shown
 
 app = typer.Typer(help="Benchmarks (figures go to bench/results and the README).", no_args_is_help=True)
 
@@ -180,6 +180,42 @@ def extraction(
     result = run_extraction_bench(get_config(ctx), run_dir, batch, rounds)
     rows = [{"parallel": p, "median_s": s} for p, s in result["median_seconds"].items()]
     _finish(result, output, as_json, {f"extraction of {batch}": rows})
+
+
+@app.command()
+def answers(
+    run_dir: Path = typer.Argument(..., help="A run directory that `dso eval` has evaluated."),
+    heldout_seed: int | None = typer.Option(None, help="The other-seed check to read (dso eval --heldout-seed)."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Where the held-out arms differ: answers marked or not, right when marked, fixed and broken by which."""
+    from dso.bench.answers import answer_report
+
+    result = answer_report(run_dir, heldout_seed)
+    rows = [
+        {
+            "arm": arm,
+            "answers": r["answers"],
+            "accuracy": r["accuracy"],
+            "marked": r["marked"],
+            "accuracy when marked": "-" if r["accuracy_when_marked"] is None else r["accuracy_when_marked"],
+            "commonest answers": shown(", ".join(f"{text} ({count})" for text, count in r["commonest_answers"]), 200),
+        }
+        for arm, r in result["arms"].items()
+    ]
+    changed = [{"questions": kind, **counts} for kind, counts in result["changed"].items()]
+    _finish(
+        result,
+        output,
+        as_json,
+        {
+            "held-out answers": rows,
+            **(
+                {"changed": changed} if any(n for counts in result["changed"].values() for n in counts.values()) else {}
+            ),
+        },
+    )
 
 
 @app.command("batch-cost")

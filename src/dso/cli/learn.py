@@ -113,7 +113,17 @@ def eval_table(report: dict[str, Any]) -> Table:
         title=f"{report['model']} on {report['dataset']}, {report['heldout']} held-out questions"
         + (f" (seed {report['heldout_seed']})" if "heldout_seed" in report else "")
     )
-    for column in ("arm", "accuracy", "95% CI", "prompt tok/q", "completion tok/q", "truncated", "Psi", "Theta"):
+    for column in (
+        "arm",
+        "accuracy",
+        "95% CI",
+        "prompt tok/q",
+        "completion tok/q",
+        "truncated",
+        "marked",
+        "Psi",
+        "Theta",
+    ):
         table.add_column(column, justify="right")
     for arm, r in report["arms"].items():
         theta = f"{r['tokens_per_solved']:.0f}" if r["tokens_per_solved"] else "-"
@@ -124,6 +134,7 @@ def eval_table(report: dict[str, Any]) -> Table:
             f"{r['prompt_tokens_per_question']:.0f}",
             f"{r['completion_tokens_per_question']:.0f}",
             f"{r['truncated_fraction']:.0%}",
+            f"{r['marked_fraction']:.0%}" if "marked_fraction" in r else "-",
             str(r["library_size"]),
             theta,
         )

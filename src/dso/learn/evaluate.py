@@ -15,7 +15,7 @@ from typing import Any
 
 from dso.learn.datasets import Problem
 from dso.learn.extract import Rollout
-from dso.learn.rewards import Verifier
+from dso.learn.rewards import Verifier, marked_answer
 from dso.learn.solve import SolveSettings, solve
 from dso.library import ExperienceLibrary
 from dso.llm import LLM
@@ -32,6 +32,7 @@ class EvalResult:
     prompt_tokens_per_question: float
     completion_tokens_per_question: float
     truncated_fraction: float  # samples that hit max_tokens
+    marked_fraction: float  # samples that mark their answer (an "ANSWER:" line, \\boxed{}, "####"): see `marked_answer`
     library_size: int  # Psi
     tokens_per_solved: float | None  # Theta
 
@@ -71,6 +72,7 @@ def summarise(arm: str, rollouts: dict[str, list[Rollout]], library_size: int) -
         prompt_tokens_per_question=sum(r.prompt_tokens for r in flat) / max(1, len(groups)),
         completion_tokens_per_question=sum(r.completion_tokens for r in flat) / max(1, len(groups)),
         truncated_fraction=sum(r.finish_reason == "length" for r in flat) / max(1, len(flat)),
+        marked_fraction=sum(marked_answer(r.response) is not None for r in flat) / max(1, len(flat)),
         library_size=library_size,
         tokens_per_solved=spent / solved if solved else None,
     )

@@ -45,8 +45,9 @@ def _boxed(text: str) -> str | None:
     return None
 
 
-def final_answer(response: str) -> str:
-    """The answer a response commits to: \\boxed{}, '#### x', an 'Answer: x' line, else its last number."""
+def marked_answer(response: str) -> str | None:
+    """The answer a response marks as its answer: \\boxed{}, '#### x' or an 'Answer: x' line; None when it
+    marks none (then it is scored on its last number or line, and a miss is often the format, not the result)."""
     boxed = _boxed(response)
     if boxed is not None:
         return boxed.strip()
@@ -56,6 +57,14 @@ def final_answer(response: str) -> str:
     matches = _ANSWER_LINE.findall(response)
     if matches:
         return str(matches[-1]).strip().strip("*").strip()
+    return None
+
+
+def final_answer(response: str) -> str:
+    """The answer a response commits to: the one it marks (`marked_answer`), else its last number."""
+    marked = marked_answer(response)
+    if marked is not None:
+        return marked
     numbers = _LAST_NUMBER.findall(response)
     return numbers[-1] if numbers else ""
 

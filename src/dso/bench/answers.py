@@ -1,0 +1,76 @@
+"""Where two held-out arms differ, read from the answers `dso eval` saved (`dso bench answers RUN_DIR`).
+
+A library can raise accuracy by better reasoning or by answers that now mark their result where the
+verifier reads it (an "ANSWER:" line). The saved answers (``eval[-seedN]-{baseline,library}.jsonl`` in the
+run directory) separate the two without calling the model again: per arm, how many answers were marked and
+how many of the marked ones were right; per changed question, whether the baseline's answer was unmarked.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from dso.bench.common import machine
+from dso.core.experience import normalise_text
+from dso.errors import DSOError
+from dso.learn.extract import Rollout
+from dso.learn.rewards import committed_answer, marked_answer
+from dso.learn.trainer import read_rollouts
+
+ARMS = ("baseline", "library")
+
+
+def _saved(run_dir: Path, suffix: str, arm: str) -> dict[str, list[Rollout]]:
+    path = run_dir / f"eval{suffix}-{arm}.jsonl"
+    if not path.is_file():
+        raise DSOError(f"no saved answers at {path}: run `dso eval` on this run (and held-out seed) first")
+    try:
+        return read_rollouts(path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DSOError(f"{path} is not a file of saved answers ({type(exc).__name__})") from None
+
+
+def _score(group: list[Rollout]) -> float:
+    return statistics.fmean(r.reward for r in group)
+
+
+def _marked(group: list[Rollout]) -> bool:
+    return all(marked_answer(r.response) is not None for r in group)
+
+
+def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) -> dict[str, Any]:
+    """Per arm: answers marked, accuracy of the marked ones, the commonest answers; per changed question:
+    fixed or broken, and whether the baseline's answer was unmarked."""
+    suffix = "" if heldout_seed is None else f"-seed{heldout_seed}"
+    answers = {arm: _saved(run_dir, suffix, arm) for arm in ARMS}
+    arms: dict[str, Any] = {}
+    for arm, groups in answers.items():
+        flat = [r for group in groups.values() for r in group]
+        marked = [r for r in flat if marked_answer(r.response) is not None]
+        common = Counter(normalise_text(committed_answer(r.response))[:40] or "(none)" for r in flat)
+        arms[arm] = {
+            "answers": len(flat),
+            "accuracy": statistics.fmean(r.reward for r in flat) if flat else 0.0,
+            "marked": len(marked),
+            "accuracy_when_marked": statistics.fmean(r.reward for r in marked) if marked else None,
+            "commonest_answers": [[text, count] for text, count in common.most_common(top)],
+        }
+    base, lib = answers["baseline"], answers["library"]
+    common_ids = sorted(base.keys() & lib.keys())
+    changed = {kind: {"baseline unmarked": 0, "baseline marked": 0} for kind in ("fixed", "broken")}
+    for problem_id in common_ids:
+        before, after = _score(base[problem_id]), _score(lib[problem_id])
+        if before != after:
+            kind = "fixed" if after > before else "broken"
+            changed[kind]["baseline unmarked" if not _marked(base[problem_id]) else "baseline marked"] += 1
+    return {
+        "machine": machine(),
+        "run_dir": str(run_dir),
+        "heldout_seed": heldout_seed,
+        "questions": len(common_ids),
+        "arms": arms,
+        "changed": changed,
+    }

@@ -1,0 +1,74 @@
+"""`dso bench answers`: a run's saved held-out answers, split into format and result, read without a model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dso.bench.answers import answer_report
+from dso.errors import DSOError
+from dso.learn.extract import Rollout
+
+
+def save(run_dir: Path, name: str, answers: list[tuple[str, float]]) -> None:
+    rows = [Rollout(f"q{i}", 0, text, reward, 90, 40, "stop").to_json() for i, (text, reward) in enumerate(answers)]
+    (run_dir / name).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+def write_run(run_dir: Path, suffix: str = "") -> None:
+    save(
+        run_dir,
+        f"eval{suffix}-baseline.jsonl",
+        [("So it follows from both.", 0.0), ("ANSWER: No", 0.0), ("ANSWER: Yes", 1.0), ("ANSWER: [bold]No", 0.0)],
+    )
+    save(
+        run_dir,
+        f"eval{suffix}-library.jsonl",
+        [("ANSWER: Yes", 1.0), ("ANSWER: Yes", 1.0), ("ANSWER: No", 0.0), ("ANSWER: [bold]No", 0.0)],
+    )
+
+
+def test_changed_questions_are_split_by_whether_the_baseline_marked_its_answer(tmp_path: Path) -> None:
+    write_run(tmp_path)
+    report = answer_report(tmp_path)
+    base, lib = report["arms"]["baseline"], report["arms"]["library"]
+    assert (base["answers"], base["marked"], base["accuracy_when_marked"]) == (4, 3, pytest.approx(1 / 3))
+    assert (lib["marked"], lib["accuracy"]) == (4, 0.5)
+    assert ["Yes", 2] in lib["commonest_answers"]
+    assert report["changed"] == {
+        "fixed": {"baseline unmarked": 1, "baseline marked": 1},
+        "broken": {"baseline unmarked": 0, "baseline marked": 1},
+    }
+
+
+def test_other_seed_files_and_refusals(tmp_path: Path) -> None:
+    with pytest.raises(DSOError, match="no saved answers"):
+        answer_report(tmp_path)
+    write_run(tmp_path, "-seed101")
+    assert answer_report(tmp_path, 101)["questions"] == 4
+    (tmp_path / "eval-seed7-baseline.jsonl").write_text("{not json\n")
+    (tmp_path / "eval-seed7-library.jsonl").write_text("[]\n")
+    with pytest.raises(DSOError, match="not a file of saved answers"):
+        answer_report(tmp_path, 7)
+
+
+@pytest.mark.slow
+def test_the_command_prints_model_text_inert(tmp_path: Path) -> None:
+    write_run(tmp_path)
+    shown = subprocess.run(
+        [sys.executable, "-m", "dso", "bench", "answers", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "[bold]No" in shown.stdout  # the answer's markup is text, not style
+    missing = subprocess.run(
+        [sys.executable, "-m", "dso", "bench", "answers", str(tmp_path / "none")], capture_output=True, text=True
+    )
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no saved answers")
