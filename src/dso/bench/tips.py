@@ -90,6 +90,14 @@ TIPS = {
         "When spelling a word backward, first write its letters one by one separated by spaces, then write them "
         "again from the last to the first, and join them without spaces.",
     ],
+    "ransom_note": [
+        "When building a ransom note from a magazine, do not write code: find each note letter in the magazine, "
+        "using each magazine letter once; all found means True.",
+    ],
+    "isomorphic_strings": [
+        "When testing two strings for isomorphism, do not write code: pair their letters in order; False if a letter "
+        "pairs with two different letters either way, else True.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
