@@ -26,6 +26,21 @@ heldout() {  # heldout NAME SEED: the run's library and none on 100 questions dr
     > "runs/learning-$name-seed$seed.json"
   .venv/bin/python -m dso.bench.common "bench/learning.sh $name-seed$seed" < "runs/learning-$name-seed$seed.json" \
     > "bench/results/learning-$name-seed$seed.json"
+  answers "$name" --heldout-seed "$seed"
+}
+evaluate() {  # evaluate NAME: both arms on the run's own held-out split, for a run stopped before its --eval
+  local name=$1
+  $DSO eval --run-dir "runs/learning-$name" --json > "runs/learning-$name-eval.json"
+  .venv/bin/python -m dso.bench.common "bench/learning.sh $name-eval" < "runs/learning-$name-eval.json" \
+    > "bench/results/learning-$name-eval.json"
+  answers "$name"
+}
+answers() {  # answers NAME [--heldout-seed N]: the saved held-out answers split into format and result
+  local name=$1; shift
+  local suffix=${2:+-seed$2}
+  $DSO bench answers "runs/learning-$name" "$@" --json \
+    | .venv/bin/python -m dso.bench.common "bench/learning.sh $name$suffix (dso bench answers)" \
+    > "bench/results/learning-$name$suffix.answers.json"
 }
 LEGS="leg_counting:min_animals=1,max_animals=2,max_instances=4"
 case "${1:-all}" in
@@ -46,6 +61,8 @@ case "${1:-all}" in
   legs-epochs-seed202|legs-epochs|all) heldout legs-epochs 202 ;;&
   syllogism|all)  # the tips probe gave 0/20 -> 13/20: without experiences most answers end without an ANSWER line
     run syllogism syllogism --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
+  syllogism-answers|syllogism|all) answers syllogism ;;&
+  syllogism-eval) evaluate syllogism ;;&  # for a run stopped before its --eval: then syllogism-seed101
   syllogism-seed101|syllogism|all) heldout syllogism 101 ;;&
   number_format|all)
     run number_format number_format --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
