@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from dso.bench.common import machine
-from dso.core.experience import normalise_text
 from dso.errors import DSOError
-from dso.learn.extract import Rollout
-from dso.learn.rewards import committed_answer, marked_answer
+from dso.learn.evaluate import question_score
+from dso.learn.extract import Rollout, shown_answer
+from dso.learn.rewards import marked_answer
 from dso.learn.trainer import read_rollouts
 
 ARMS = ("baseline", "library")
@@ -33,10 +33,6 @@ def _saved(run_dir: Path, suffix: str, arm: str) -> dict[str, list[Rollout]]:
         raise DSOError(f"{path} is not a file of saved answers ({type(exc).__name__})") from None
 
 
-def _score(group: list[Rollout]) -> float:
-    return statistics.fmean(r.reward for r in group)
-
-
 def _marked(group: list[Rollout]) -> bool:
     return all(marked_answer(r.response) is not None for r in group)
 
@@ -50,7 +46,7 @@ def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) 
     for arm, groups in answers.items():
         flat = [r for group in groups.values() for r in group]
         marked = [r for r in flat if marked_answer(r.response) is not None]
-        common = Counter(normalise_text(committed_answer(r.response))[:40] or "(none)" for r in flat)
+        common = Counter(shown_answer(r.response, 40) for r in flat)
         arms[arm] = {
             "answers": len(flat),
             "accuracy": statistics.fmean(r.reward for r in flat) if flat else 0.0,
@@ -62,7 +58,7 @@ def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) 
     common_ids = sorted(base.keys() & lib.keys())
     changed = {kind: {"baseline unmarked": 0, "baseline marked": 0} for kind in ("fixed", "broken")}
     for problem_id in common_ids:
-        before, after = _score(base[problem_id]), _score(lib[problem_id])
+        before, after = question_score(base[problem_id]), question_score(lib[problem_id])
         if before != after:
             kind = "fixed" if after > before else "broken"
             changed[kind]["baseline unmarked" if not _marked(base[problem_id]) else "baseline marked"] += 1

@@ -204,18 +204,10 @@ def answers(
         }
         for arm, r in result["arms"].items()
     ]
-    changed = [{"questions": kind, **counts} for kind, counts in result["changed"].items()]
-    _finish(
-        result,
-        output,
-        as_json,
-        {
-            "held-out answers": rows,
-            **(
-                {"changed": changed} if any(n for counts in result["changed"].values() for n in counts.values()) else {}
-            ),
-        },
-    )
+    tables = {"held-out answers": rows}
+    if any(n for counts in result["changed"].values() for n in counts.values()):
+        tables["changed"] = [{"questions": kind, **counts} for kind, counts in result["changed"].items()]
+    _finish(result, output, as_json, tables)
 
 
 @app.command("batch-cost")

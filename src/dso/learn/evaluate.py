@@ -104,13 +104,15 @@ class PairedComparison:
         return dataclasses.asdict(self)
 
 
-def paired_comparison(baseline: dict[str, list[Rollout]], library: dict[str, list[Rollout]]) -> PairedComparison:
-    def score(group: list[Rollout]) -> float:
-        return statistics.fmean(r.reward for r in group)
+def question_score(group: list[Rollout]) -> float:
+    """One question's score in one arm: the mean reward of its samples (Mean@k)."""
+    return statistics.fmean(r.reward for r in group)
 
+
+def paired_comparison(baseline: dict[str, list[Rollout]], library: dict[str, list[Rollout]]) -> PairedComparison:
     common = baseline.keys() & library.keys()
-    fixed = sum(score(library[q]) > score(baseline[q]) for q in common)
-    broken = sum(score(library[q]) < score(baseline[q]) for q in common)
+    fixed = sum(question_score(library[q]) > question_score(baseline[q]) for q in common)
+    broken = sum(question_score(library[q]) < question_score(baseline[q]) for q in common)
     changed = fixed + broken
     tail = sum(math.comb(changed, i) for i in range(min(fixed, broken) + 1)) / 2**changed
     return PairedComparison(fixed, broken, min(1.0, 2 * tail))

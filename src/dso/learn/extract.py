@@ -129,9 +129,9 @@ _ABOUT_EXTRACTION = re.compile(
 )
 
 
-def _final(response: str) -> str:
+def shown_answer(response: str, limit: int = 80) -> str:
     """The answer a response committed to, shortened for a table of answers."""
-    return normalise_text(committed_answer(response))[:80] or "(no answer)"
+    return normalise_text(committed_answer(response))[:limit] or "(no answer)"
 
 
 def is_lesson(text: str, word_cap: int, quoted: Collection[str] = ()) -> bool:
@@ -322,7 +322,7 @@ class Extractor:
             return []
         cases = []
         for number, (problem, group) in enumerate(failed[:8], 1):
-            wrong = list(dict.fromkeys(_final(r.response) for r in group if r.reward < 1))
+            wrong = list(dict.fromkeys(shown_answer(r.response) for r in group if r.reward < 1))
             cases.append(
                 f"Problem {number}: {problem.question[-600:].strip()}\n"
                 f"Solver answered: {'; '.join(wrong)}\nCorrect answer: {problem.answer}"
