@@ -50,10 +50,22 @@ def test_other_seed_files_and_refusals(tmp_path: Path) -> None:
         answer_report(tmp_path)
     write_run(tmp_path, "-seed101")
     assert answer_report(tmp_path, 101)["questions"] == 4
-    (tmp_path / "eval-seed7-baseline.jsonl").write_text("{not json\n")
-    (tmp_path / "eval-seed7-library.jsonl").write_text("[]\n")
-    with pytest.raises(DSOError, match="not a file of saved answers"):
-        answer_report(tmp_path, 7)
+    good = (tmp_path / "eval-seed101-baseline.jsonl").read_bytes()
+    junk = [
+        b"{not json\n",
+        b"[]\n",
+        b'{"problem_id": 5}\n',
+        b"[" * 100_000 + b"\n",
+        b"\xff\xfe\x00junk\n",
+        good.replace(b'"reward": 0.0', b'"reward": "none"'),
+        good.replace(b'"response": "ANSWER: No"', b'"response": {"a": [1]}'),
+    ]
+    for i, content in enumerate(junk):
+        (tmp_path / f"eval-seed{i}-baseline.jsonl").write_bytes(content)
+        (tmp_path / f"eval-seed{i}-library.jsonl").write_bytes(good)
+        with pytest.raises(DSOError, match="not a file of saved answers"):
+            answer_report(tmp_path, i)
+        assert (tmp_path / f"eval-seed{i}-library.jsonl").read_bytes() == good  # nothing rewritten
 
 
 @pytest.mark.slow

@@ -28,9 +28,15 @@ def _saved(run_dir: Path, suffix: str, arm: str) -> dict[str, list[Rollout]]:
     if not path.is_file():
         raise DSOError(f"no saved answers at {path}: run `dso eval` on this run (and held-out seed) first")
     try:
-        return read_rollouts(path)
-    except (ValueError, KeyError, TypeError) as exc:
+        saved = read_rollouts(path)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise DSOError(f"{path} is not a file of saved answers ({type(exc).__name__})") from None
+    for group in saved.values():
+        for row in group:
+            reward_ok = isinstance(row.reward, (int, float)) and not isinstance(row.reward, bool)
+            if not (reward_ok and isinstance(row.response, str)):
+                raise DSOError(f"{path} is not a file of saved answers (a reward or a response of the wrong type)")
+    return saved
 
 
 def _marked(group: list[Rollout]) -> bool:
