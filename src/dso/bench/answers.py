@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from dso.bench.common import machine
+from dso.core.untrusted import is_number, load_json
 from dso.errors import DSOError
+from dso.files import read_input
 from dso.learn.evaluate import question_score
 from dso.learn.extract import Rollout, shown_answer
 from dso.learn.rewards import marked_answer
-from dso.learn.trainer import read_rollouts
 
 ARMS = ("baseline", "library")
 
@@ -27,15 +28,18 @@ def _saved(run_dir: Path, suffix: str, arm: str) -> dict[str, list[Rollout]]:
     path = run_dir / f"eval{suffix}-{arm}.jsonl"
     if not path.is_file():
         raise DSOError(f"no saved answers at {path}: run `dso eval` on this run (and held-out seed) first")
+    saved: dict[str, list[Rollout]] = {}
     try:
-        saved = read_rollouts(path)
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        for number, line in enumerate(read_input(path).splitlines(), 1):
+            if line.strip():
+                row = Rollout.from_json(load_json(line, DSOError, f"line {number}"))
+                if not (is_number(row.reward) and isinstance(row.response, str)):
+                    raise DSOError(f"line {number}: a reward or a response of the wrong type")
+                saved.setdefault(row.problem_id, []).append(row)
+    except DSOError as exc:
+        raise DSOError(f"{path} is not a file of saved answers ({exc})") from None
+    except (KeyError, TypeError) as exc:
         raise DSOError(f"{path} is not a file of saved answers ({type(exc).__name__})") from None
-    for group in saved.values():
-        for row in group:
-            reward_ok = isinstance(row.reward, (int, float)) and not isinstance(row.reward, bool)
-            if not (reward_ok and isinstance(row.response, str)):
-                raise DSOError(f"{path} is not a file of saved answers (a reward or a response of the wrong type)")
     return saved
 
 
