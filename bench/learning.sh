@@ -59,8 +59,8 @@ case "${1:-all}" in
   legs-epochs|all)  # two epochs over 10 questions: the second re-answers them with what the first kept, then prunes
     train legs-epochs "$LEGS" --train-size 10 --epochs 2 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   legs-epochs-seed202|legs-epochs|all) heldout legs-epochs 202 ;;&
-  syllogism|all)  # the tips probe gave 0/20 -> 13/20: without experiences most answers end without an ANSWER line
-    run syllogism syllogism --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
+  syllogism|all)  # tips probe 0/20 -> 13/20: without experiences most answers end without an ANSWER line; one batch
+    run syllogism syllogism --train-size 5 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   syllogism-answers|syllogism|all) answers syllogism ;;&
   syllogism-eval) evaluate syllogism ;;&  # for a run stopped before its --eval: then syllogism-seed101
   syllogism-seed101|syllogism|all) heldout syllogism 101 ;;&

@@ -68,6 +68,33 @@ def test_retrieval_stays_silent_below_its_threshold_and_ranks_by_evidence(tmp_pa
     assert library.search(QUESTION, k=1, evidence_weight=1.0)[0].experience.text == second
 
 
+def test_the_cut_keeps_other_tasks_out_but_never_a_lesson_of_the_questions_own_task(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A rule in general words sits far from a question made of names; its own task's label lets it in."""
+    from dso.learn.datasets import Problem
+    from dso.learn.solve import SolveSettings, solve
+    from dso.llm.testing import ScriptedLLM, ScriptedRequest
+
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    library.add(FRACTIONS, domain="units")
+    library.add(UNITS, domain="fractions")
+    far = max(h.score for h in library.search(QUESTION, k=2)) + 0.01  # above both lessons
+    assert library.search(QUESTION, k=2, min_similarity=far) == []
+    assert [h.experience.text for h in library.search(QUESTION, k=2, min_similarity=far, domain="units")] == [FRACTIONS]
+    assert library.search(QUESTION, k=2, min_similarity=far, domain="chemistry") == []
+    prompts: list[str] = []
+
+    def answer(request: ScriptedRequest) -> str:
+        prompts.append(request.prompt)
+        return "ANSWER: 3000"
+
+    problems = [Problem("u-1", QUESTION, "3000", "units"), Problem("c-1", QUESTION, "3000", "chemistry")]
+    solved = solve(problems, ScriptedLLM(answer), lambda r, p: 1.0, SolveSettings(min_similarity=far), library)
+    assert [len(solved[p.id][0].experiences) for p in problems] == [1, 0]
+    assert sum(FRACTIONS in prompt for prompt in prompts) == 1
+
+
 def test_the_threshold_evaluation_compares_three_arms_on_the_same_questions(tmp_path: Path) -> None:
     """`dso bench relevance --eval`: a lesson far from every question is injected without the cut, never with it."""
     import json

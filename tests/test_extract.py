@@ -186,3 +186,30 @@ def test_an_empty_library_needs_no_update_call(tmp_path: Path, embedder: Embedde
     library.add("When two people share a parent, they are siblings.")
     assert extractor.group_operations(PROBLEM, rollouts([1.0, 0.0]), epoch=0) == []  # the model said NONE
     assert asked.count("operations") == 1
+
+
+def test_the_extractor_is_told_which_wrong_answers_left_out_the_answer_line(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A right conclusion without its "ANSWER:" line scores 0: shown as a format miss, not a reasoning one."""
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    prose = "Yes.\nReasoning: all A are B and all B are C, so all A are C."
+    group = [
+        Rollout(PROBLEM.id, 0, prose, 0.0, 50, 20, "stop"),
+        Rollout(PROBLEM.id, 1, "ANSWER: child", 0.0, 50, 5, "stop"),
+        Rollout(PROBLEM.id, 2, "Jacob is the child of Barbara and male.\nANSWER: son", 1.0, 50, 20, "stop"),
+    ]
+    prompts: list[str] = []
+
+    def reply(request: ScriptedRequest) -> str:
+        prompts.append(request.prompt)
+        return json.dumps({"lessons": []})
+
+    extractor = Extractor(ScriptedLLM(reply), library, contrast_batch=True)
+    assert extractor.propose([(PROBLEM, group)], epoch=0) == []
+    lessons, contrast = prompts
+    assert "attempt 0 (reward 0, no final ANSWER line)" in lessons
+    assert "attempt 1 (reward 0):" in lessons and "attempt 2 (reward 1):" in lessons
+    answered = re.search(r"Solver answered: (.*)", contrast)
+    assert answered is not None
+    assert answered.group(1) == 'Reasoning: all A are B and all B are C, so all A are C. [no "ANSWER:" line]; child'

@@ -29,7 +29,7 @@ from dso.core.experience import normalise_text, word_count
 from dso.errors import LLMError
 from dso.learn.datasets import Problem
 from dso.learn.prompts import PromptSet
-from dso.learn.rewards import committed_answer
+from dso.learn.rewards import committed_answer, marked_answer
 from dso.library import ExperienceLibrary, Operation
 from dso.llm import LLM
 
@@ -132,6 +132,18 @@ _ABOUT_EXTRACTION = re.compile(
 def shown_answer(response: str, limit: int = 80) -> str:
     """The answer a response committed to, shortened for a table of answers."""
     return normalise_text(committed_answer(response))[:limit] or "(no answer)"
+
+
+def _unmarked(response: str) -> bool:
+    """The response ends without the "ANSWER:" line the solver is asked for (nor \\boxed{} or ####): it is
+    scored on its last number or line, so a right conclusion stated elsewhere still scores 0. The extractor
+    is told, or it reads a format miss as a reasoning miss and writes advice about reasoning."""
+    return marked_answer(response) is None
+
+
+def _contrast_answer(response: str) -> str:
+    shown = shown_answer(response)
+    return f'{shown} [no "ANSWER:" line]' if _unmarked(response) else shown
 
 
 def is_lesson(text: str, word_cap: int, quoted: Collection[str] = ()) -> bool:
@@ -265,7 +277,7 @@ class Extractor:
             return []
         summarize = self.prompts.get("summarize")
         summaries = [
-            f"- attempt {r.sample} (reward {r.reward:g}): "
+            f"- attempt {r.sample} (reward {r.reward:g}{', no final ANSWER line' if _unmarked(r.response) else ''}): "
             + normalise_text(
                 self._summary(
                     summarize.render(question=problem.question, reward=f"{r.reward:g}", attempt=r.response[-2500:]),
@@ -322,7 +334,7 @@ class Extractor:
             return []
         cases = []
         for number, (problem, group) in enumerate(failed[:8], 1):
-            wrong = list(dict.fromkeys(shown_answer(r.response) for r in group if r.reward < 1))
+            wrong = list(dict.fromkeys(_contrast_answer(r.response) for r in group if r.reward < 1))
             cases.append(
                 f"Problem {number}: {problem.question[-600:].strip()}\n"
                 f"Solver answered: {'; '.join(wrong)}\nCorrect answer: {problem.answer}"

@@ -68,7 +68,11 @@ def solve(
     """
     used = {
         p.id: library.search(
-            p.question, settings.top_k, min_similarity=settings.min_similarity, evidence_weight=settings.evidence_weight
+            p.question,
+            settings.top_k,
+            min_similarity=settings.min_similarity,
+            evidence_weight=settings.evidence_weight,
+            domain=p.task,
         )
         if library
         else []

@@ -178,18 +178,29 @@ class ExperienceLibrary:
         return self._storage.meta(_USER_META + key)
 
     def search(
-        self, query: str, k: int = 5, *, min_similarity: float = -1.0, evidence_weight: float = 0.0
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        min_similarity: float = -1.0,
+        evidence_weight: float = 0.0,
+        domain: str | None = None,
     ) -> list[SearchHit]:
-        """The k experiences closest in meaning to `query`, best first; none below `min_similarity` (cosine).
+        """The k experiences closest in meaning to `query`, best first; none below `min_similarity` (cosine),
+        except those of the query's own `domain` when it is given.
 
-        With `evidence_weight`, candidates are ranked by similarity + weight x `Experience.net_help`: a
-        lesson that keeps hurting sinks below a slightly less similar one that helps."""
+        The cut keeps other tasks' lessons out of a prompt; a lesson of the question's own task is on task
+        by definition, and a rule stated in general words ("When a conclusion ...") can sit far below the
+        cut from a question made of names and numbers. With `evidence_weight`, candidates are ranked by
+        similarity + weight x `Experience.net_help`: a lesson that keeps hurting sinks below a slightly
+        less similar one that helps."""
         embedder = self._require_embedder()
         vector = embedder.embed([query])[0]
         pool = k if evidence_weight == 0 else max(4 * k, k + 10)
         with self._storage.lock:
             found = self._vectors.nearest(vector, pool, embedder.identity, embedder.dim)
-            hits = [SearchHit(self.get(item), score) for item, score in found if score >= min_similarity]
+            hits = [SearchHit(self.get(item), score) for item, score in found]
+        hits = [h for h in hits if h.score >= min_similarity or (domain is not None and h.experience.domain == domain)]
         if evidence_weight:
             hits.sort(key=lambda h: -(h.score + evidence_weight * h.experience.net_help))
         return hits[:k]
@@ -202,9 +213,10 @@ class ExperienceLibrary:
         count_usage: bool = False,
         min_similarity: float = -1.0,
         evidence_weight: float = 0.0,
+        domain: str | None = None,
     ) -> list[SearchHit]:
         """`search`, optionally counting each returned experience as used once (its own transaction)."""
-        hits = self.search(query, k, min_similarity=min_similarity, evidence_weight=evidence_weight)
+        hits = self.search(query, k, min_similarity=min_similarity, evidence_weight=evidence_weight, domain=domain)
         if count_usage and hits:
             self.count_usage([h.experience.id for h in hits])
         return hits
