@@ -64,6 +64,10 @@ case "${1:-all}" in
   syllogism-answers|syllogism|all) answers syllogism ;;&
   syllogism-eval) evaluate syllogism ;;&  # for a run stopped before its --eval: then syllogism-seed101
   syllogism-seed101|syllogism|all) heldout syllogism 101 ;;&
+  family-gate|all)  # validation gate, evidence, same-task retrieval; one-word answers keep rollouts short
+    run family-gate family_relationships --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 --gate ;;&
+  family-gate-answers|family-gate|all) answers family-gate ;;&
+  family-gate-seed101|family-gate|all) heldout family-gate 101 ;;&
   number_format|all)
     run number_format number_format --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_format-seed101|number_format|all) heldout number_format 101 ;;&

@@ -188,9 +188,7 @@ def test_an_empty_library_needs_no_update_call(tmp_path: Path, embedder: Embedde
     assert asked.count("operations") == 1
 
 
-def test_the_extractor_is_told_which_wrong_answers_left_out_the_answer_line(
-    tmp_path: Path, embedder: Embedder
-) -> None:
+def test_the_extractor_is_told_which_wrong_answers_left_out_the_answer_line(tmp_path: Path, embedder: Embedder) -> None:
     """A right conclusion without its "ANSWER:" line scores 0: shown as a format miss, not a reasoning one."""
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     prose = "Yes.\nReasoning: all A are B and all B are C, so all A are C."
