@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dso.learn.evaluate import confidence_interval, paired_comparison, summarise
+from dso.learn.datasets import Problem
+from dso.learn.evaluate import ConstantAnswer, confidence_interval, constant_answer, paired_comparison, summarise
 from dso.learn.extract import Rollout
 
 
@@ -41,3 +42,13 @@ def test_marked_fraction_counts_answers_that_say_where_their_result_is() -> None
     responses = ["so it follows.\nANSWER: Yes", "It does follow.", "x = 4, \\boxed{4}", "I think 12"]
     rollouts = {f"q{i}": [Rollout(f"q{i}", 0, text, 0.0, 10, 5, "stop")] for i, text in enumerate(responses)}
     assert summarise("baseline", rollouts, 0).marked_fraction == 0.5
+
+
+def test_constant_answer_is_the_floor_of_one_reply_to_every_question() -> None:
+    answers = ["Yes", "yes", "No", "Yes ", "No"]
+    problems = [Problem(f"q{i}", "Does it follow?", a, "syllogism") for i, a in enumerate(answers)]
+    floor = constant_answer(problems)
+    assert floor is not None and floor.answer == "yes" and floor.accuracy == pytest.approx(3 / 5)
+    assert constant_answer([]) is None
+    numbers = [Problem(f"n{i}", "How many?", str(i), "gsm") for i in range(4)]
+    assert constant_answer(numbers) == ConstantAnswer("0", 0.25)

@@ -124,6 +124,8 @@ def test_evaluation_on_another_seed_uses_only_questions_the_run_never_saw(
     assert other.returncode == 0, other.stderr
     report = json.loads(other.stdout)
     assert report["heldout_seed"] == 7 and own["heldout_seed"] == 0 and report["heldout"] == 2
+    floor = report["constant_answer"]  # one reply to both questions scores 1/2 or 2/2
+    assert floor["accuracy"] in (0.5, 1.0) and isinstance(floor["answer"], str)
     asked = [
         json.loads(line)["problem_id"] for line in (run_dir / "eval-seed7-baseline.jsonl").read_text().splitlines()
     ]

@@ -149,6 +149,11 @@ def print_eval(report: dict[str, Any]) -> None:
             f"same questions, both arms: {paired['fixed']} fixed and {paired['broken']} broken by the library "
             f"(exact sign test p = {paired['p_value']:.2g})"
         )
+    floor = report.get("constant_answer")
+    if floor:
+        console.print(
+            f"the same reply to every question, {shown(floor['answer'], 40)!r}, would score {floor['accuracy']:.3f}"
+        )
 
 
 def train_command(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -116,3 +117,27 @@ def paired_comparison(baseline: dict[str, list[Rollout]], library: dict[str, lis
     changed = fixed + broken
     tail = sum(math.comb(changed, i) for i in range(min(fixed, broken) + 1)) / 2**changed
     return PairedComparison(fixed, broken, min(1.0, 2 * tail))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConstantAnswer:
+    """The floor a degenerate solver reaches: one reply, the held-out set's commonest answer, to every question.
+
+    On a task whose answers are mostly one word ("Yes" on 71 of 100 syllogism questions), a library that
+    makes the solver answer that word every time gains as much as one that teaches the task; an arm at or
+    near this floor has learned the answer format and the majority, not the task."""
+
+    answer: str
+    accuracy: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def constant_answer(problems: Sequence[Problem]) -> ConstantAnswer | None:
+    """The commonest answer and its share of `problems` (answers compared as written, case ignored)."""
+    if not problems:
+        return None
+    counts = Counter(" ".join(p.answer.lower().split()) for p in problems)
+    answer, count = counts.most_common(1)[0]
+    return ConstantAnswer(answer, count / len(problems))

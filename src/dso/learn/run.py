@@ -14,7 +14,7 @@ from dso.embed import make_embedder
 from dso.errors import ConfigError, DSOError
 from dso.files import read_input
 from dso.learn.datasets import Problem, fresh_heldout, train_heldout_split, validation_split
-from dso.learn.evaluate import EvalResult, evaluate, paired_comparison
+from dso.learn.evaluate import EvalResult, constant_answer, evaluate, paired_comparison
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.prompts import PromptSet
 from dso.learn.rewards import DefaultVerifier, LLMJudge, MathVerifier, Verifier, WordVerifier
@@ -241,6 +241,9 @@ def run_evaluation(
         "arms": {arm: r.to_json() for arm, r in results.items()},
         "experiences": [e.text for e in library.all()],
     }
+    floor = constant_answer(heldout)
+    if floor is not None:
+        report["constant_answer"] = floor.to_json()
     if "baseline" in results and "library" in results:
         report["gain"] = results["library"].accuracy - results["baseline"].accuracy
         report["paired"] = paired_comparison(answers["baseline"], answers["library"]).to_json()
