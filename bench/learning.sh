@@ -64,6 +64,7 @@ case "${1:-all}" in
   syllogism-answers|syllogism|all) answers syllogism ;;&
   syllogism-eval) evaluate syllogism ;;&  # for a run stopped before its --eval: then syllogism-seed101
   syllogism-seed101|syllogism|all) heldout syllogism 101 ;;&
+  syllogism-reread) answers syllogism; answers syllogism --heldout-seed 101 ;;  # the saved answers read again
   family-gate|all)  # validation gate, evidence, same-task retrieval; one-word answers keep rollouts short
     run family-gate family_relationships --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 --gate ;;&
   family-gate-answers|family-gate|all) answers family-gate ;;&

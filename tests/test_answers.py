@@ -38,7 +38,7 @@ def test_changed_questions_are_split_by_whether_the_baseline_marked_its_answer(t
     base, lib = report["arms"]["baseline"], report["arms"]["library"]
     assert (base["answers"], base["marked"], base["accuracy_when_marked"]) == (4, 3, pytest.approx(1 / 3))
     assert (lib["marked"], lib["accuracy"]) == (4, 0.5)
-    assert ["Yes", 2] in lib["commonest_answers"]
+    assert ["Yes", 2, 2] in lib["commonest_answers"] and ["No", 1, 0] in lib["commonest_answers"]
     assert report["changed"] == {
         "fixed": {"baseline unmarked": 1, "baseline marked": 1},
         "broken": {"baseline unmarked": 0, "baseline marked": 1},

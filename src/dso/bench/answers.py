@@ -48,8 +48,8 @@ def _marked(group: list[Rollout]) -> bool:
 
 
 def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) -> dict[str, Any]:
-    """Per arm: answers marked, accuracy of the marked ones, the commonest answers; per changed question:
-    fixed or broken, and whether the baseline's answer was unmarked."""
+    """Per arm: answers marked, accuracy of the marked ones, the commonest answers and how often each was right;
+    per changed question: fixed or broken, and whether the baseline's answer was unmarked."""
     suffix = "" if heldout_seed is None else f"-seed{heldout_seed}"
     answers = {arm: _saved(run_dir, suffix, arm) for arm in ARMS}
     arms: dict[str, Any] = {}
@@ -57,12 +57,15 @@ def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) 
         flat = [r for group in groups.values() for r in group]
         marked = [r for r in flat if marked_answer(r.response) is not None]
         common = Counter(shown_answer(r.response, 40) for r in flat)
+        right = Counter(shown_answer(r.response, 40) for r in flat if r.reward >= 1)
         arms[arm] = {
             "answers": len(flat),
             "accuracy": statistics.fmean(r.reward for r in flat) if flat else 0.0,
             "marked": len(marked),
             "accuracy_when_marked": statistics.fmean(r.reward for r in marked) if marked else None,
-            "commonest_answers": [[text, count] for text, count in common.most_common(top)],
+            # [answer, times given, times right]: an answer given to most questions and right only where the
+            # majority answer is (a constant "Yes") shows a format and a prior, not the task, was learned
+            "commonest_answers": [[text, count, right[text]] for text, count in common.most_common(top)],
         }
     base, lib = answers["baseline"], answers["library"]
     common_ids = sorted(base.keys() & lib.keys())

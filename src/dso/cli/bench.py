@@ -200,7 +200,9 @@ def answers(
             "accuracy": r["accuracy"],
             "marked": r["marked"],
             "accuracy when marked": "-" if r["accuracy_when_marked"] is None else r["accuracy_when_marked"],
-            "commonest answers": shown(", ".join(f"{text} ({count})" for text, count in r["commonest_answers"]), 200),
+            "commonest answers (given, right)": shown(
+                ", ".join(f"{text} ({count}, {right})" for text, count, right in r["commonest_answers"]), 200
+            ),
         }
         for arm, r in result["arms"].items()
     ]
