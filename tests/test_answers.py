@@ -84,3 +84,31 @@ def test_the_command_prints_model_text_inert(tmp_path: Path) -> None:
         [sys.executable, "-m", "dso", "bench", "answers", str(tmp_path / "none")], capture_output=True, text=True
     )
     assert missing.returncode == 1 and missing.stderr.startswith("error: no saved answers")
+
+
+def test_the_constant_answer_floor_comes_from_the_runs_own_questions(tmp_path: Path) -> None:
+    """With the run's config.json beside the answers, the floor is computed on exactly the questions answered."""
+    from dso.config import load_config
+    from dso.learn.run import heldout_questions
+    from dso.learn.trainer import config_json
+
+    config = load_config(
+        environ={}, overrides={"train.dataset": "syllogism", "train.train_size": 2, "train.heldout_size": 6}
+    )
+    (tmp_path / "config.json").write_text(json.dumps(config_json(config)), encoding="utf-8")
+    for seed, suffix in ((None, ""), (101, "-seed101")):
+        problems, named = heldout_questions(config.train, seed, 6)
+        assert named == suffix and len(problems) == 6
+        for arm in ("baseline", "library"):
+            save(tmp_path, f"eval{suffix}-{arm}.jsonl", [(f"ANSWER: {p.answer}", 1.0) for p in problems])
+        rows = [json.loads(line) for line in (tmp_path / f"eval{suffix}-library.jsonl").read_text().splitlines()]
+        for row, problem in zip(rows, problems, strict=True):
+            row["problem_id"] = problem.id
+        for arm in ("baseline", "library"):
+            (tmp_path / f"eval{suffix}-{arm}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        floor = answer_report(tmp_path, seed)["constant_answer"]
+        answers = [p.answer.lower() for p in problems]
+        most = max(answers.count(a) for a in answers)
+        assert answers.count(floor["answer"]) == most and floor["accuracy"] == pytest.approx(most / 6)
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
+    assert answer_report(tmp_path)["constant_answer"] is None  # answers are still read without the config

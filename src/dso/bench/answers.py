@@ -17,9 +17,10 @@ from dso.bench.common import machine
 from dso.core.untrusted import is_number, load_json
 from dso.errors import DSOError
 from dso.files import read_input
-from dso.learn.evaluate import question_score
+from dso.learn.evaluate import constant_answer, question_score
 from dso.learn.extract import Rollout, shown_answer
 from dso.learn.rewards import marked_answer
+from dso.learn.run import heldout_questions, load_run_config
 
 ARMS = ("baseline", "library")
 
@@ -82,4 +83,18 @@ def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) 
         "questions": len(common_ids),
         "arms": arms,
         "changed": changed,
+        "constant_answer": _floor(run_dir, heldout_seed, set(common_ids)),
     }
+
+
+def _floor(run_dir: Path, heldout_seed: int | None, answered: set[str]) -> dict[str, Any] | None:
+    """`dso eval`'s constant-answer floor for the questions answered, from the run's recorded split; None
+    when the run's configuration is not there or its questions are not the ones answered."""
+    try:
+        settings = load_run_config(run_dir).train
+        problems, _ = heldout_questions(settings, heldout_seed, len(answered))
+    except (DSOError, OSError, ValueError):
+        return None
+    asked = [p for p in problems if p.id in answered]
+    floor = constant_answer(asked) if len(asked) == len(answered) else None
+    return floor.to_json() if floor else None

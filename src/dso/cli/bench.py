@@ -209,6 +209,11 @@ def answers(
     tables = {"held-out answers": rows}
     if any(n for counts in result["changed"].values() for n in counts.values()):
         tables["changed"] = [{"questions": kind, **counts} for kind, counts in result["changed"].items()]
+    if result["constant_answer"]:
+        floor = result["constant_answer"]
+        tables["the same reply to every question"] = [
+            {"reply": shown(floor["answer"], 40), "accuracy": floor["accuracy"]}
+        ]
     _finish(result, output, as_json, tables)
 
 

@@ -165,6 +165,21 @@ def run_training(
     return summary
 
 
+def heldout_questions(
+    settings: TrainConfig, heldout_seed: int | None = None, heldout_size: int | None = None
+) -> tuple[list[Problem], str]:
+    """A run's held-out questions and the suffix of their files: its own split, or with `heldout_seed` the
+    first `heldout_size` questions of that seed that the run never trained, validated or was evaluated on."""
+    train_set, heldout = train_heldout_split(
+        settings.dataset, settings.train_size, settings.heldout_size, settings.seed
+    )
+    if heldout_seed is None or heldout_seed == settings.seed:
+        return heldout, ""
+    seen = {p.question for p in (*train_set, *heldout, *gate_questions(settings))}
+    size = settings.heldout_size if heldout_size is None else heldout_size
+    return fresh_heldout(settings.dataset, size, heldout_seed, seen), f"-seed{heldout_seed}"
+
+
 def run_evaluation(
     config: DSOConfig,
     run_dir: Path,
@@ -192,15 +207,7 @@ def run_evaluation(
     settings = dataclasses.replace(
         recorded.train, eval_samples=config.train.eval_samples, eval_temperature=config.train.eval_temperature
     )
-    train_set, heldout = train_heldout_split(
-        settings.dataset, settings.train_size, settings.heldout_size, settings.seed
-    )
-    suffix = ""
-    if heldout_seed is not None and heldout_seed != settings.seed:
-        seen = {p.question for p in (*train_set, *heldout, *gate_questions(settings))}
-        size = settings.heldout_size if heldout_size is None else heldout_size
-        heldout = fresh_heldout(settings.dataset, size, heldout_seed, seen)
-        suffix = f"-seed{heldout_seed}"
+    heldout, suffix = heldout_questions(settings, heldout_seed, heldout_size)
     run_config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, model=model), train=settings)
     solver = make_llm(run_config)
     judge = extractor_llm(run_config, solver) if settings.verifier == "llm-judge" else solver
