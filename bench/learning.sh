@@ -69,6 +69,10 @@ case "${1:-all}" in
     run family-gate family_relationships --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 --gate ;;&
   family-gate-answers|family-gate|all) answers family-gate ;;&
   family-gate-seed101|family-gate|all) heldout family-gate 101 ;;&
+  number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
+    run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
+  number_sorting-answers|number_sorting|all) answers number_sorting ;;&
+  number_sorting-seed101|number_sorting|all) heldout number_sorting 101 ;;&
   number_format|all)
     run number_format number_format --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_format-seed101|number_format|all) heldout number_format 101 ;;&

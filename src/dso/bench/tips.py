@@ -98,6 +98,16 @@ TIPS = {
         "When testing two strings for isomorphism, do not write code: pair their letters in order; False if a letter "
         "pairs with two different letters either way, else True.",
     ],
+    "number_sorting": [
+        "When sorting numbers, negative numbers come before positive ones in ascending order; among negatives, "
+        "the one with the larger absolute value is smaller (-81 < -49).",
+        "When asked to sort a list of numbers, keep every number exactly as given and end with the line "
+        "ANSWER: followed by the sorted list in square brackets.",
+    ],
+    "word_sequence_reversal": [
+        "When reversing a list of words, number the words 1 to n first, then write them from number n down to 1, "
+        "each word exactly as given.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
