@@ -73,6 +73,9 @@ case "${1:-all}" in
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&
   number_sorting-seed101|number_sorting|all) heldout number_sorting 101 ;;&
+  basic_arithmetic|all)  # one gated batch; a held-out check only matters if the gate kept something
+    train basic_arithmetic basic_arithmetic --train-size 5 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 384 --gate ;;&
+  basic_arithmetic-eval|all) evaluate basic_arithmetic ;;&
   number_format|all)
     run number_format number_format --train-size 20 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_format-seed101|number_format|all) heldout number_format 101 ;;&
