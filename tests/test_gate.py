@@ -168,3 +168,36 @@ def test_the_batch_line_says_what_the_kept_lessons_scored_together(capsys: pytes
     bars.batch(BatchMetrics(0, 1, 5, 0.4, 1, 3, 60.0, False, report.to_json()))
     line = capsys.readouterr().err
     assert "epoch 0 batch 1:" in line and "gate kept 1 of 2 (validation 5 -> 12 of 20)" in line
+
+
+SAY_YES = "When asked whether a conclusion follows, reply Yes."
+RULE = "When asked whether a conclusion follows, check each premise against it."
+
+
+def test_a_lesson_that_wins_only_by_giving_the_majority_answer_everywhere_is_dropped(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """8 of 10 answers are Yes: replying Yes fixes 8 and breaks the 2 No questions the solver had right, which
+    passes the sign test (p = 0.055) but breaks more than it fixes outside the majority answer."""
+    answers = ["No", "No"] + ["Yes"] * 8
+    questions = [Problem(f"s-{i}", f"Premises {i}. Does it follow?", a, "syllogism") for i, a in enumerate(answers)]
+
+    def answer(request: ScriptedRequest) -> str:
+        system, user = request.messages[0]["content"], request.messages[1]["content"]
+        number = int(user.split("Premises ")[1].split(".")[0])
+        if "reply Yes" in system:
+            return "ANSWER: Yes"
+        if "check each premise" in system or number < 2:
+            return f"ANSWER: {answers[number]}"
+        return "It depends on the premises."
+
+    solver = ScriptedLLM(answer, name="yes-sayer")
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    settings = SolveSettings(parallel=4, min_similarity=-1.0)
+    operations = [Operation("ADD", SAY_YES, domain="syllogism"), Operation("ADD", RULE, domain="syllogism")]
+    kept, report = gate(operations, library, questions, solver, DefaultVerifier(), settings, max_p=0.1)
+    yes, rule = report.trials
+    assert (yes.fixed, yes.broken, yes.p_value) == (8, 2, 0.0547)  # the sign test alone would keep it
+    assert (yes.minority_fixed, yes.minority_broken, yes.kept) == (0, 2, False)
+    assert (rule.fixed, rule.broken, rule.minority_broken, rule.kept) == (8, 0, 0, True)
+    assert [o.text for o in kept] == [RULE]

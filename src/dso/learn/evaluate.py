@@ -134,10 +134,15 @@ class ConstantAnswer:
         return dataclasses.asdict(self)
 
 
+def answer_key(answer: str) -> str:
+    """An answer as the constant-answer floor counts it: case and spacing ignored."""
+    return " ".join(answer.lower().split())
+
+
 def constant_answer(problems: Sequence[Problem]) -> ConstantAnswer | None:
     """The commonest answer and its share of `problems` (answers compared as written, case ignored)."""
     if not problems:
         return None
-    counts = Counter(" ".join(p.answer.lower().split()) for p in problems)
+    counts = Counter(answer_key(p.answer) for p in problems)
     answer, count = counts.most_common(1)[0]
     return ConstantAnswer(answer, count / len(problems))

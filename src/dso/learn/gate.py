@@ -1,21 +1,23 @@
 """The lesson gate: a proposed lesson enters the library only if it measurably helps on validation questions.
 
-A small extractor writes lessons that are generic, tied to one training problem or plainly wrong, and
-on held-out questions such lessons cost accuracy (see docs/results.md). With ``train.gate_lessons`` every
-ADD and UPDATE of a batch is tried before the batch is applied: the validation questions
-(``train.validation_size``, apart from train and held-out) are answered greedily with the library as it
-stands, and again with one operation applied to a copy of it. Question by question, the operation fixes
-some and breaks others; it is kept only if it fixes more than it breaks and a one-sided sign test puts
-that at p <= ``train.gate_p``, so one lucky question cannot carry it. Candidates are tried one after the
-other on top of those already kept in the same batch, each against what the library with them scores:
-lessons that each help alone can fail together (several lessons that all make the solver write its work
-out do not add up), and what is kept must be a library that helps, not a set of lessons that each did.
-DELETEs pass unchanged. With no validation questions the batch's own questions are used (the older,
-weaker gate). The held-out split is never used. The cost is one greedy pass over the questions, plus at
-most one per candidate (a kept candidate's answers are the next one's baseline): a candidate is tried
-first on the questions it could fix (those the library gets wrong), a few at a time, and dropped as soon
-as its result can no longer pass, whatever the questions left would show. Answers are greedy, so this
-stops early without changing any decision; most candidates fail, and most of the cost goes.
+A small extractor writes lessons that are generic, tied to one training problem or plainly wrong, and on held-
+out questions such lessons cost accuracy (see docs/results.md). With ``train.gate_lessons`` every ADD and
+UPDATE of a batch is tried before the batch is applied: the validation questions (``train.validation_size``,
+apart from train and held-out) are answered greedily with the library as it stands, and again with one
+operation applied to a copy of it. Question by question, the operation fixes some and breaks others; it is
+kept only if it fixes more than it breaks and a one-sided sign test puts that at p <= ``train.gate_p``, so one
+lucky question cannot carry it, and only if it breaks no more than it fixes among the questions whose answer
+is not the commonest one: on a task whose answer is mostly "Yes", a lesson that makes the solver reply "Yes"
+to everything passes the sign test on the majority alone. Candidates are tried one after the other on top of
+those already kept in the same batch, each against what the library with them scores: lessons that each help
+alone can fail together (several lessons that all make the solver write its work out do not add up), and what
+is kept must be a library that helps, not a set of lessons that each did. DELETEs pass unchanged. With no
+validation questions the batch's own questions are used (the older, weaker gate). The held-out split is never
+used. The cost is one greedy pass over the questions, plus at most one per candidate (a kept candidate's
+answers are the next one's baseline): a candidate is tried first on the questions it could fix (those the
+library gets wrong), a few at a time, and dropped as soon as its result can no longer pass, whatever the
+questions left would show. Answers are greedy, so this stops early without changing any decision; most
+candidates fail, and most of the cost goes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dso.learn.datasets import Problem
+from dso.learn.evaluate import answer_key, constant_answer
 from dso.learn.evidence import sign_test
 from dso.learn.rewards import Verifier
 from dso.learn.solve import SolveSettings, solve
@@ -46,6 +49,10 @@ class GateTrial:
     broken: int  # and from right to wrong
     p_value: float  # one-sided sign test of fixed against broken
     kept: bool
+    # among the questions whose answer is not the validation set's commonest one: a lesson that wins only by
+    # making the solver give the majority answer everywhere fixes majority questions and breaks these
+    minority_fixed: int = 0
+    minority_broken: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +131,8 @@ def gate(
         return list(operations), GateReport(len(questions), 0.0, [], source)
     baseline = _scores(questions, solver, verifier, settings, library)
     start = sum(baseline.values())
+    floor = constant_answer(questions)
+    majority = floor.answer if floor else ""
     dropped: set[int] = set()
     trials: list[GateTrial] = []
     with tempfile.TemporaryDirectory(prefix="dso-gate-") as scratch:
@@ -137,7 +146,10 @@ def gate(
                 finally:
                     trial.close()
                 p_value = sign_test(fixed, broken)
-                kept = fixed > broken and p_value <= max_p
+                minority = [q.id for q in questions if q.id in scores and answer_key(q.answer) != majority]
+                minority_fixed = sum(scores[q] > baseline[q] for q in minority)
+                minority_broken = sum(scores[q] < baseline[q] for q in minority)
+                kept = fixed > broken and p_value <= max_p and minority_broken <= minority_fixed
                 trials.append(
                     GateTrial(
                         operation.op,
@@ -150,6 +162,8 @@ def gate(
                         broken,
                         round(p_value, 4),
                         kept,
+                        minority_fixed,
+                        minority_broken,
                     )
                 )
                 if not kept:
