@@ -64,6 +64,9 @@ case "${1:-all}" in
   syllogism-answers|syllogism|all) answers syllogism ;;&
   syllogism-eval) evaluate syllogism ;;&  # for a run stopped before its --eval: then syllogism-seed101
   syllogism-seed101|syllogism|all) heldout syllogism 101 ;;&
+  syllogism-minority-rule)  # the same run under the gate's rule for questions whose answer is not the majority
+    run syllogism-minority-rule syllogism --train-size 5 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate
+    answers syllogism-minority-rule ;;
   syllogism-reread) answers syllogism; answers syllogism --heldout-seed 101 ;;  # the saved answers read again
   family-gate|all)  # validation gate, evidence, same-task retrieval; one-word answers keep rollouts short
     run family-gate family_relationships --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 --gate ;;&
