@@ -57,8 +57,9 @@ def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) 
     for arm, groups in answers.items():
         flat = [r for group in groups.values() for r in group]
         marked = [r for r in flat if marked_answer(r.response) is not None]
-        common = Counter(shown_answer(r.response, 40) for r in flat)
-        right = Counter(shown_answer(r.response, 40) for r in flat if r.reward >= 1)
+        shown = [(shown_answer(r.response, 40), r.reward >= 1) for r in flat]
+        common = Counter(text for text, _ in shown)
+        right = Counter(text for text, is_right in shown if is_right)
         arms[arm] = {
             "answers": len(flat),
             "accuracy": statistics.fmean(r.reward for r in flat) if flat else 0.0,
