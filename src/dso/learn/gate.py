@@ -131,8 +131,8 @@ def gate(
         return list(operations), GateReport(len(questions), 0.0, [], source)
     baseline = _scores(questions, solver, verifier, settings, library)
     start = sum(baseline.values())
-    floor = constant_answer(questions)
-    majority = floor.answer if floor else ""
+    majority = constant_answer(questions)
+    minority = {q.id for q in questions if majority is None or answer_key(q.answer) != majority.answer}
     dropped: set[int] = set()
     trials: list[GateTrial] = []
     with tempfile.TemporaryDirectory(prefix="dso-gate-") as scratch:
@@ -146,9 +146,9 @@ def gate(
                 finally:
                     trial.close()
                 p_value = sign_test(fixed, broken)
-                minority = [q.id for q in questions if q.id in scores and answer_key(q.answer) != majority]
-                minority_fixed = sum(scores[q] > baseline[q] for q in minority)
-                minority_broken = sum(scores[q] < baseline[q] for q in minority)
+                asked_minority = minority & scores.keys()
+                minority_fixed = sum(scores[q] > baseline[q] for q in asked_minority)
+                minority_broken = sum(scores[q] < baseline[q] for q in asked_minority)
                 kept = fixed > broken and p_value <= max_p and minority_broken <= minority_fixed
                 trials.append(
                     GateTrial(
