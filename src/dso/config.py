@@ -129,7 +129,7 @@ class NetworkConfig:
 class PromptConfig:
     """Which version of each prompt template (``dso/prompts/<name>.v<N>.md``) a run uses; recorded per run."""
 
-    solver: int = 1  # the solver's system prompt, with the experiences block
+    solver: int = 2  # the solver's prompt; from 2 the experiences follow the question in the user turn
     summarize: int = 1  # one long attempt -> its summary
     advantage: int = 4  # a group's better vs worse attempts -> lessons
     update: int = 1  # lessons -> ADD / UPDATE / DELETE against the closest experiences

@@ -108,6 +108,16 @@ TIPS = {
         "When reversing a list of words, number the words 1 to n first, then write them from number n down to 1, "
         "each word exactly as given.",
     ],
+    "chain_sum": [
+        "When adding and subtracting a chain of numbers, never answer at once: go left to right and write each "
+        "running total on its own line.",
+    ],
+    "color_cube_rotation": [
+        "When a cube side is turned to the top, the old top goes opposite that side's old place, the old bottom "
+        "takes that place, and the opposite side goes down.",
+        "When a cube's back or front is turned to the top, left and right keep their colors; when left or right "
+        "is, front and back keep theirs.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
@@ -122,7 +132,12 @@ def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *,
     tips = TIPS[name]
     solver, verifier = make_llm(config), DefaultVerifier()
     _, heldout = train_heldout_split(task, 0, count, seed=config.train.seed)
-    settings = SolveSettings(max_tokens=max_tokens, top_k=config.train.top_k, parallel=config.llm.parallel)
+    settings = SolveSettings(
+        max_tokens=max_tokens,
+        top_k=config.train.top_k,
+        parallel=config.llm.parallel,
+        prompt_version=config.prompts.solver,
+    )
     arms = {}
     try:
         with tempfile.TemporaryDirectory() as home, ExperienceLibrary(Path(home) / "tips.db", make_embedder()) as lib:
@@ -141,6 +156,7 @@ def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *,
         "model": config.llm.model,
         "seed": config.train.seed,
         "max_tokens": max_tokens,
+        "solver_prompt": config.prompts.solver,
         "tips": tips,
         "arms": arms,
     }

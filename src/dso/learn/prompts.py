@@ -17,6 +17,7 @@ from dso.config import PromptConfig
 from dso.errors import ConfigError, DSOError
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+_SECTION = re.compile(r"^---([a-z]+)---[ \t]*\n", re.MULTILINE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,16 @@ class Prompt:
             return self.template.substitute({k: str(v) for k, v in values.items()}).strip() + "\n"
         except KeyError as exc:
             raise DSOError(f"prompt {self.name}.v{self.version} needs a value for {exc}") from None
+
+    def sections(self) -> dict[str, Prompt]:
+        """The parts of a template that holds several texts, each after a line ``---<part>---``.
+
+        What comes before the first such line is the part "system"; a template without those lines is one
+        part, "system", itself.
+        """
+        pieces = _SECTION.split(self.template.template)
+        parts = {"system": pieces[0]} | dict(zip(pieces[1::2], pieces[2::2], strict=True))
+        return {part: Prompt(self.name, self.version, Template(text)) for part, text in parts.items()}
 
 
 @functools.cache

@@ -47,9 +47,23 @@ class SolveSettings:
 
 
 def solver_messages(problem: Problem, experiences: str, prompt_version: int = 1) -> list[ChatMessage]:
-    block = f"\nExperiences that helped on similar problems:\n{experiences}\n" if experiences else ""
-    system = load_prompt("solver", prompt_version).render(experiences=block)
-    return [{"role": "system", "content": system}, {"role": "user", "content": problem.question}]
+    """The solver's chat: a system prompt and the question, with the experiences where the template puts them.
+
+    Version 1 lists them in the system prompt. From version 2 they follow the question in the user turn,
+    under the template's own heading: a small solver heeds the end of the user turn and ignores advice
+    placed before the question (docs/design.md, "Where the experiences go").
+    """
+    parts = load_prompt("solver", prompt_version).sections()
+    if "user" not in parts:
+        block = f"\nExperiences that helped on similar problems:\n{experiences}\n" if experiences else ""
+        return [{"role": "system", "content": parts["system"].render(experiences=block)}, _user(problem.question)]
+    listed = parts["experiences"].render(experiences=experiences) if experiences else ""
+    user = parts["user"].render(question=problem.question, experiences=listed)
+    return [{"role": "system", "content": parts["system"].render()}, _user(user)]
+
+
+def _user(text: str) -> ChatMessage:
+    return {"role": "user", "content": text}
 
 
 def solve(
