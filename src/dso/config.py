@@ -134,7 +134,7 @@ class PromptConfig:
     advantage: int = 4  # a group's better vs worse attempts -> lessons
     update: int = 1  # lessons -> ADD / UPDATE / DELETE against the closest experiences
     consolidate: int = 1  # a batch's operations -> one consistent set
-    contrast: int = 2  # a batch's wrong answers beside the right ones -> lessons
+    contrast: int = 3  # a batch's wrong answers beside the right ones -> lessons
 
 
 @dataclasses.dataclass

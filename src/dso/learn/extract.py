@@ -141,9 +141,26 @@ def _unmarked(response: str) -> bool:
     return marked_answer(response) is None
 
 
+def _no_working(response: str) -> bool:
+    """The response gives its answer at once: fewer than 4 words before its last line. A small solver often
+    answers a short question without a single step; told so, the extractor can ask for the steps instead
+    of restating rules the solver knows and skipped."""
+    lines = response.strip().splitlines()
+    return len(" ".join(lines[:-1]).split()) < 4
+
+
+def _answer_marks(response: str) -> list[str]:
+    marks = ['no "ANSWER:" line'] if _unmarked(response) else []
+    return marks + (["no working shown"] if _no_working(response) else [])
+
+
+def _attempt_marks(response: str) -> str:
+    said = {'no "ANSWER:" line': "no final ANSWER line", "no working shown": "answered at once, no working"}
+    return "".join(f", {said[mark]}" for mark in _answer_marks(response))
+
+
 def _contrast_answer(response: str) -> str:
-    shown = shown_answer(response)
-    return f'{shown} [no "ANSWER:" line]' if _unmarked(response) else shown
+    return " ".join([shown_answer(response), *(f"[{mark}]" for mark in _answer_marks(response))])
 
 
 def is_lesson(text: str, word_cap: int, quoted: Collection[str] = ()) -> bool:
@@ -277,7 +294,7 @@ class Extractor:
             return []
         summarize = self.prompts.get("summarize")
         summaries = [
-            f"- attempt {r.sample} (reward {r.reward:g}{', no final ANSWER line' if _unmarked(r.response) else ''}): "
+            f"- attempt {r.sample} (reward {r.reward:g}{_attempt_marks(r.response)}): "
             + normalise_text(
                 self._summary(
                     summarize.render(question=problem.question, reward=f"{r.reward:g}", attempt=r.response[-2500:]),
