@@ -188,8 +188,11 @@ def test_an_empty_library_needs_no_update_call(tmp_path: Path, embedder: Embedde
     assert asked.count("operations") == 1
 
 
-def test_the_extractor_is_told_which_wrong_answers_left_out_the_answer_line(tmp_path: Path, embedder: Embedder) -> None:
-    """A right conclusion without its "ANSWER:" line scores 0: shown as a format miss, not a reasoning one."""
+def test_the_extractor_is_told_which_wrong_answers_left_out_the_answer_line_or_every_step(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A right conclusion without its "ANSWER:" line scores 0: shown as a format miss, not a reasoning one.
+    A bare "ANSWER: child" skipped every step: shown so, the fix is to write the steps, not to know a rule."""
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     prose = "Yes.\nReasoning: all A are B and all B are C, so all A are C."
     group = [
@@ -207,7 +210,11 @@ def test_the_extractor_is_told_which_wrong_answers_left_out_the_answer_line(tmp_
     assert extractor.propose([(PROBLEM, group)], epoch=0) == []
     lessons, contrast = prompts
     assert "attempt 0 (reward 0, no final ANSWER line)" in lessons
-    assert "attempt 1 (reward 0):" in lessons and "attempt 2 (reward 1):" in lessons
+    assert "attempt 1 (reward 0, answered at once, no working):" in lessons
+    assert "attempt 2 (reward 1):" in lessons  # one line of working before its answer line: not marked
     answered = re.search(r"Solver answered: (.*)", contrast)
     assert answered is not None
-    assert answered.group(1) == 'Reasoning: all A are B and all B are C, so all A are C. [no "ANSWER:" line]; child'
+    assert answered.group(1) == (
+        'Reasoning: all A are B and all B are C, so all A are C. [no "ANSWER:" line]; child [no working shown]'
+    )
+    assert "[no working shown] gave its final answer at once" in contrast  # the template explains the mark

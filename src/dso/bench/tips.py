@@ -112,6 +112,14 @@ TIPS = {
         "When adding and subtracting a chain of numbers, never answer at once: go left to right and write each "
         "running total on its own line.",
     ],
+    "decimal_chain_sum": [
+        "When adding and subtracting decimal numbers, never answer at once: go left to right, one running total "
+        "per line, lining up the decimal points.",
+    ],
+    "products": [
+        "When multiplying two numbers, never answer at once: split the second number by place value, multiply "
+        "by each part on its own line, then add the parts.",
+    ],
     "color_cube_rotation": [
         "When a cube side is turned to the top, the old top goes opposite that side's old place, the old bottom "
         "takes that place, and the opposite side goes down.",

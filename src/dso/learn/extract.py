@@ -142,11 +142,13 @@ def _unmarked(response: str) -> bool:
 
 
 def _no_working(response: str) -> bool:
-    """The response gives its answer at once: fewer than 4 words before its last line. A small solver often
-    answers a short question without a single step; told so, the extractor can ask for the steps instead
-    of restating rules the solver knows and skipped."""
+    """The response gives its answer at once: fewer than 4 words besides its "ANSWER:" line (or, unmarked,
+    besides its last word). A small solver often answers a short question without a single step; told so,
+    the extractor can ask for the steps instead of restating rules the solver knows and skipped."""
     lines = response.strip().splitlines()
-    return len(" ".join(lines[:-1]).split()) < 4
+    if lines and marked_answer(lines[-1]) is not None:
+        return len(" ".join(lines[:-1]).split()) < 4
+    return len(response.split()) - 1 < 4
 
 
 def _answer_marks(response: str) -> list[str]:

@@ -1,0 +1,41 @@
+"""The solver's prompt: where the experiences go, and that both arms differ by the experiences alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from dso.config import PromptConfig
+from dso.learn.datasets import Problem
+from dso.learn.prompts import load_prompt
+from dso.learn.solve import solver_messages
+
+PROBLEM = Problem(
+    "chain_sum-0", "State the final answer to the following arithmetic problem: 4 - 1 - 7 =", "-4", "chain_sum"
+)
+LESSON = "- When adding a chain of numbers, write each running total on its own line."
+
+
+def test_the_default_solver_prompt_puts_the_experiences_after_the_question() -> None:
+    version = PromptConfig().solver
+    with_lessons = solver_messages(PROBLEM, LESSON, version)
+    without = solver_messages(PROBLEM, "", version)
+    assert [m["role"] for m in with_lessons] == ["system", "user"]
+    assert with_lessons[0] == without[0]  # one system prompt for both arms, with no experiences in it
+    assert "Experiences" not in with_lessons[0]["content"]
+    user = with_lessons[1]["content"]
+    assert user.startswith(PROBLEM.question) and user.index(PROBLEM.question) < user.index(LESSON)
+    assert user.rstrip().endswith(LESSON)  # the last thing the solver reads before answering
+    assert without[1]["content"].strip() == PROBLEM.question  # no heading without experiences
+
+
+def test_version_1_keeps_the_experiences_in_the_system_prompt() -> None:
+    system, user = solver_messages(PROBLEM, LESSON, 1)
+    assert LESSON in system["content"] and user["content"] == PROBLEM.question
+    assert solver_messages(PROBLEM, "", 1)[0]["content"].count("Experiences") == 0
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_template_splits_into_its_parts(version: int) -> None:
+    parts = load_prompt("solver", version).sections()
+    assert parts["system"].render(experiences="").startswith("Solve the problem below.")
+    assert set(parts) == ({"system"} if version == 1 else {"system", "user", "experiences"})
