@@ -67,6 +67,9 @@ case "${1:-all}" in
   syllogism-minority-rule)  # the same run under the gate's rule for questions whose answer is not the majority
     run syllogism-minority-rule syllogism --train-size 5 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate
     answers syllogism-minority-rule ;;
+  syllogism-solver2)  # the same flags with the experiences after the question and the no-working mark
+    run syllogism-solver2 syllogism --train-size 5 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate
+    answers syllogism-solver2; heldout syllogism-solver2 101 ;;
   syllogism-reread) answers syllogism; answers syllogism --heldout-seed 101 ;;  # the saved answers read again
   family-gate|all)  # validation gate, evidence, same-task retrieval; one-word answers keep rollouts short
     run family-gate family_relationships --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 --gate ;;&
@@ -76,6 +79,10 @@ case "${1:-all}" in
     run chain_sum chain_sum --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   chain_sum-answers|chain_sum|all) answers chain_sum ;;&
   chain_sum-seed101|chain_sum|all) heldout chain_sum 101 ;;&
+  decimal_chain_sum|all)  # chain_sum with decimals: the same 8-token answers at once
+    run decimal_chain_sum decimal_chain_sum --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
+  decimal_chain_sum-answers|decimal_chain_sum|all) answers decimal_chain_sum ;;&
+  decimal_chain_sum-seed101|decimal_chain_sum|all) heldout decimal_chain_sum 101 ;;&
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&
