@@ -75,7 +75,7 @@ case "${1:-all}" in
     run family-gate family_relationships --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 128 --gate ;;&
   family-gate-answers|family-gate|all) answers family-gate ;;&
   family-gate-seed101|family-gate|all) heldout family-gate 101 ;;&
-  chain_sum|all)  # tips probe 0.30 -> 0.65 with the experiences after the question; without, 8-token answers
+  chain_sum|all)  # tips probe 0.30 -> 0.50 with the experiences after the question; without, 8-token answers
     run chain_sum chain_sum --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   chain_sum-answers|chain_sum|all) answers chain_sum ;;&
   chain_sum-seed101|chain_sum|all) heldout chain_sum 101 ;;&

@@ -151,18 +151,19 @@ def _no_working(response: str) -> bool:
     return len(response.split()) - 1 < 4
 
 
-def _answer_marks(response: str) -> list[str]:
-    marks = ['no "ANSWER:" line'] if _unmarked(response) else []
-    return marks + (["no working shown"] if _no_working(response) else [])
+# What a wrong answer's form says, as the contrast table marks it and as the group prompt's attempt list says it.
+_MARKS = (
+    (_unmarked, 'no "ANSWER:" line', "no final ANSWER line"),
+    (_no_working, "no working shown", "answered at once, no working"),
+)
 
 
 def _attempt_marks(response: str) -> str:
-    said = {'no "ANSWER:" line': "no final ANSWER line", "no working shown": "answered at once, no working"}
-    return "".join(f", {said[mark]}" for mark in _answer_marks(response))
+    return "".join(f", {said}" for applies, _, said in _MARKS if applies(response))
 
 
 def _contrast_answer(response: str) -> str:
-    return " ".join([shown_answer(response), *(f"[{mark}]" for mark in _answer_marks(response))])
+    return " ".join([shown_answer(response), *(f"[{mark}]" for applies, mark, _ in _MARKS if applies(response))])
 
 
 def is_lesson(text: str, word_cap: int, quoted: Collection[str] = ()) -> bool:
