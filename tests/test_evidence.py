@@ -123,6 +123,41 @@ def test_the_threshold_evaluation_compares_three_arms_on_the_same_questions(tmp_
 
 
 @pytest.mark.parametrize(
+    ("recorded", "lesson_role"), [(None, "system"), ({"solver": 1}, "system"), ({"solver": 2}, "user")]
+)
+def test_the_threshold_evaluation_uses_the_solver_prompt_the_run_recorded(
+    tmp_path: Path, recorded: dict[str, int] | None, lesson_role: str
+) -> None:
+    """A run's library is judged with the prompt it was learned under; runs without a record used v1."""
+    import json
+
+    from dso.bench.relevance import run_threshold_eval
+    from dso.config import load_config
+    from dso.llm.testing import ScriptedLLM, ScriptedRequest, serve_openai
+
+    lesson = "When counting sisters, count the girl herself."
+    roles: list[str] = []
+
+    def solver(request: ScriptedRequest) -> str:
+        roles.extend(m["role"] for m in request.messages if lesson in m["content"])
+        return "ANSWER: 3"
+
+    run: dict[str, object] = {"dataset": "aiw", "heldout_size": 3, "seed": 0, "max_tokens": 16, "top_k": 5}
+    if recorded is not None:
+        run["prompts"] = recorded
+    result_file = tmp_path / "learning-aiw.json"
+    result_file.write_text(json.dumps({"train": {"config": run, "experiences": [lesson]}}))
+    with serve_openai(ScriptedLLM(solver)) as url:
+        config = load_config(environ={}, overrides={"llm.backend": "openai", "llm.base_url": url, "llm.retries": 0})
+        result = run_threshold_eval(config, result_file, 0.99)
+    assert result["solver_prompt"] == (recorded or {"solver": 1})["solver"]
+    assert roles and set(roles) == {lesson_role}  # the library arm injected it, where that version puts it
+
+
+_AIW_RUN = b'"dataset": "aiw", "heldout_size": 5, "seed": 0, "max_tokens": 16, "top_k": 5'
+
+
+@pytest.mark.parametrize(
     "content",
     [
         b"",
@@ -137,6 +172,10 @@ def test_the_threshold_evaluation_compares_three_arms_on_the_same_questions(tmp_
         b'{"train": {"config": {"dataset": "aiw", "heldout_size": 5, "seed": 0, "max_tokens": 16, "top_k": 5},'
         b' "experiences": []}}',
         b"[" * 5000 + b"]" * 5000,
+        b'{"train": {"config": {' + _AIW_RUN + b', "prompts": 7}, "experiences": ["When in doubt, check."]}}',
+        b'{"train": {"config": {' + _AIW_RUN + b', "prompts": {"solver": "two"}}, "experiences": ["Check."]}}',
+        b'{"train": {"config": {' + _AIW_RUN + b', "prompts": {"solver": 1e300}}, "experiences": ["Check."]}}',
+        b'{"train": {"config": {' + _AIW_RUN + b', "prompts": {"solver": 57}}, "experiences": ["Check."]}}',
     ],
 )
 def test_the_threshold_evaluation_refuses_junk_result_files_in_one_error(tmp_path: Path, content: bytes) -> None:

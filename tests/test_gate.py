@@ -38,18 +38,19 @@ BATCH = sisters_questions([2, 3, 4])
 
 
 def sisters_solver(name: str, right: Callable[[int, str], bool]) -> ScriptedLLM:
-    """A deterministic solver for a pure-logic test: right(sisters, system prompt) says whether it answers right."""
+    """A deterministic solver for a pure-logic test: right(sisters, prompt) says whether it answers right, the
+    prompt being every message, wherever the solver template puts the experiences."""
 
     def answer(request: ScriptedRequest) -> str:
         sisters = int(request.messages[1]["content"].split(" has ")[1].split()[0])
-        return f"ANSWER: {sisters + 1 if right(sisters, request.messages[0]['content']) else sisters}"
+        return f"ANSWER: {sisters + 1 if right(sisters, request.prompt) else sisters}"
 
     return ScriptedLLM(answer, name=name)
 
 
 def rule_follower() -> ScriptedLLM:
     """Right exactly when the helpful rule is in its prompt."""
-    return sisters_solver("rule-follower", lambda _, system: "count the woman herself" in system)
+    return sisters_solver("rule-follower", lambda _, prompt: "count the woman herself" in prompt)
 
 
 def test_gate_keeps_only_lessons_that_solve_more(tmp_path: Path, embedder: Embedder) -> None:
@@ -94,7 +95,7 @@ def test_a_candidate_is_dropped_as_soon_as_its_result_can_no_longer_pass(tmp_pat
     questions = sisters_questions(range(2, 10))
     solver = sisters_solver(
         "half-right",
-        lambda n, system: "count the woman herself as well" in system or (n % 2 == 0 and "never count" not in system),
+        lambda n, prompt: "count the woman herself as well" in prompt or (n % 2 == 0 and "never count" not in prompt),
     )
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     operations = [Operation("ADD", misleading, domain="aiw"), Operation("ADD", HELPFUL, domain="aiw")]
@@ -117,7 +118,7 @@ def test_each_candidate_is_judged_on_top_of_those_kept_before_it(tmp_path: Path,
     """Two lessons that each fix every question, but break them together: only the first is kept."""
     solver = sisters_solver(
         "one-lesson-at-a-time",
-        lambda _, system: ("write every sister's name" in system) != ("name the woman herself" in system),
+        lambda _, prompt: ("write every sister's name" in prompt) != ("name the woman herself" in prompt),
     )
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     operations = [Operation("ADD", SHOW_WORK, domain="aiw"), Operation("ADD", NAME_HERSELF, domain="aiw")]
@@ -140,8 +141,8 @@ def test_lessons_that_add_up_are_all_kept(tmp_path: Path, embedder: Embedder) ->
     questions = sisters_questions(range(2, 10))
     solver = sisters_solver(
         "half-rules",
-        lambda n, system: (
-            ("name the woman herself" in system and n % 2 == 0) or ("number of sisters is odd" in system and n % 2 == 1)
+        lambda n, prompt: (
+            ("name the woman herself" in prompt and n % 2 == 0) or ("number of sisters is odd" in prompt and n % 2 == 1)
         ),
     )
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
@@ -183,11 +184,11 @@ def test_a_lesson_that_wins_only_by_giving_the_majority_answer_everywhere_is_dro
     questions = [Problem(f"s-{i}", f"Premises {i}. Does it follow?", a, "syllogism") for i, a in enumerate(answers)]
 
     def answer(request: ScriptedRequest) -> str:
-        system, user = request.messages[0]["content"], request.messages[1]["content"]
-        number = int(user.split("Premises ")[1].split(".")[0])
-        if "reply Yes" in system:
+        prompt = request.prompt
+        number = int(prompt.split("Premises ")[1].split(".")[0])
+        if "reply Yes" in prompt:
             return "ANSWER: Yes"
-        if "check each premise" in system or number < 2:
+        if "check each premise" in prompt or number < 2:
             return f"ANSWER: {answers[number]}"
         return "It depends on the premises."
 

@@ -103,12 +103,14 @@ def run_threshold_eval(
     """How much of a learned library's harm came from experiences injected below `threshold`.
 
     The library is the one a committed learning run ended with (`bench/results/learning-*.json`); its
-    held-out questions, seed, token budget and top k are the run's. Three arms on the same questions,
+    held-out questions, seed, token budget, top k and solver prompt are the run's (v1 for runs that
+    predate the recorded prompt versions). Three arms on the same questions,
     greedy, in one run: no experiences, the library as the run used it (top k whatever the similarity),
     and the library cut at `threshold`."""
     from dso.core.untrusted import load_json
-    from dso.errors import DSOError
+    from dso.errors import ConfigError, DSOError
     from dso.files import read_input
+    from dso.learn.prompts import load_prompt
 
     saved = load_json(read_input(learning_result, DSOError), DSOError, str(learning_result))
     try:
@@ -118,12 +120,25 @@ def run_threshold_eval(
         texts = list(listed)
         dataset, heldout_size, seed = str(run["dataset"]), int(run["heldout_size"]), int(run["seed"])
         max_tokens, top_k = int(run["max_tokens"]), int(run["top_k"])
+        prompts = run.get("prompts", {})  # runs before prompt versions were recorded used solver v1
+        if not isinstance(prompts, dict):
+            raise TypeError("prompts must be a table of template versions")
+        solver_prompt = int(prompts.get("solver", 1))
     except (KeyError, TypeError, ValueError) as exc:
         raise DSOError(f"{learning_result} is not a learning result written by bench/learning.sh: {exc}") from None
-    bounds = {"heldout_size": (heldout_size, 1, 10_000), "max_tokens": (max_tokens, 1, 32_768), "top_k": (top_k, 0, 50)}
+    bounds = {
+        "heldout_size": (heldout_size, 1, 10_000),
+        "max_tokens": (max_tokens, 1, 32_768),
+        "top_k": (top_k, 0, 50),
+        "prompts.solver": (solver_prompt, 1, 99),
+    }
     for key, (value, low, high) in bounds.items():
         if not low <= value <= high:
             raise DSOError(f"{learning_result}: {key} {value} lies outside [{low}, {high}]")
+    try:
+        load_prompt("solver", solver_prompt)
+    except ConfigError as exc:
+        raise DSOError(f"{learning_result}: {exc}") from None
     if not texts or len(texts) > 10_000:
         raise DSOError(f"{learning_result}: a library of 1 to 10,000 experiences is needed, got {len(texts)}")
     _, heldout = train_heldout_split(dataset, 0, heldout_size, seed=seed)
@@ -141,7 +156,12 @@ def run_threshold_eval(
                 ("thresholded", lib, threshold),
             ):
                 settings = SolveSettings(
-                    max_tokens=max_tokens, top_k=top_k, min_similarity=cut, seed=seed + 1, parallel=config.llm.parallel
+                    max_tokens=max_tokens,
+                    top_k=top_k,
+                    min_similarity=cut,
+                    seed=seed + 1,
+                    parallel=config.llm.parallel,
+                    prompt_version=solver_prompt,
                 )
                 if log:
                     log(f"{arm}: {len(heldout)} questions")
@@ -164,6 +184,7 @@ def run_threshold_eval(
             "seed": seed,
             "max_tokens": max_tokens,
             "top_k": top_k,
+            "solver_prompt": solver_prompt,
             "threshold": threshold,
             "experiences": texts,
             "arms": arms,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dso.config import TrainConfig
+from dso.config import PromptConfig, TrainConfig
 from dso.learn.datasets import Problem
 from dso.learn.extract import Rollout
 from dso.learn.prompts import load_prompt
@@ -31,7 +31,7 @@ class SolveSettings:
     evidence_weight: float = 0.0  # rank by similarity + this x net evidence (Experience.net_help)
     seed: int = 0
     parallel: int = 4
-    prompt_version: int = 1  # of the solver template
+    prompt_version: int = PromptConfig.solver  # of the solver template; a run passes its configured one
 
     @classmethod
     def from_train(cls, train: TrainConfig, **fields: Any) -> SolveSettings:
@@ -46,7 +46,7 @@ class SolveSettings:
         return cls(**{**retrieval, **fields})
 
 
-def solver_messages(problem: Problem, experiences: str, prompt_version: int = 1) -> list[ChatMessage]:
+def solver_messages(problem: Problem, experiences: str, prompt_version: int) -> list[ChatMessage]:
     """The solver's chat: a system prompt and the question, with the experiences where the template puts them.
 
     Version 1 lists them in the system prompt. From version 2 they follow the question in the user turn,
