@@ -126,6 +126,22 @@ TIPS = {
         "When a cube's back or front is turned to the top, left and right keep their colors; when left or right "
         "is, front and back keep theirs.",
     ],
+    "number_filtering": [
+        "When removing numbers from a list, never answer at once: for each number write whether it is below the "
+        "limit, then list the kept ones exactly as written.",
+    ],
+    "base_conversion": [
+        "When converting between bases, never answer at once: write the base-10 value digit by digit (digit times "
+        "base to its place's power), then divide by the target base repeatedly.",
+    ],
+    "simple_equations": [
+        "When solving an equation for a variable, never answer at once: move one term per line, then check the "
+        "value by putting it back into the equation.",
+    ],
+    "number_sequence": [
+        "When finding the next number of a sequence, never answer at once: write the differences (or ratios) of "
+        "neighbouring numbers on one line, find their pattern, then extend it by one.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
