@@ -285,7 +285,8 @@ def test_anvil_keeps_recent_states_for_reads_pinned_to_a_superseded_block(anvil_
     web3 = connect(anvil_url)
     account = web3.eth.accounts[0]
     seen = web3.eth.block_number
-    for _ in range(3):  # other nodes' transactions move the chain on
-        web3.eth.send_transaction({"from": account, "to": account, "value": 1})
+    for _ in range(3):  # other nodes' transactions move the chain on, one block each: each is mined before the next
+        sent = web3.eth.send_transaction({"from": account, "to": account, "value": 1})
+        web3.eth.wait_for_transaction_receipt(sent, timeout=30)
     assert web3.eth.block_number >= seen + 3
     assert web3.eth.get_balance(account, block_identifier=seen) > 0
