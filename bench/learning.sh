@@ -83,6 +83,12 @@ case "${1:-all}" in
     run decimal_chain_sum decimal_chain_sum --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   decimal_chain_sum-answers|decimal_chain_sum|all) answers decimal_chain_sum ;;&
   decimal_chain_sum-seed101|decimal_chain_sum|all) heldout decimal_chain_sum 101 ;;&
+  simple_equations|all)  # tips probe 0.55 -> 0.65 (check by putting the value back); 40 validation questions, as
+    # a baseline near half leaves a lesson room to break as many answers as it fixes on 20
+    run simple_equations simple_equations --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 \
+      --max-tokens 256 --gate --validation-size 40 ;;&
+  simple_equations-answers|simple_equations|all) answers simple_equations ;;&
+  simple_equations-seed101|simple_equations|all) heldout simple_equations 101 ;;&
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&

@@ -68,6 +68,19 @@ def test_word_answers() -> None:
     assert default("ANSWER: 29.2", legs) == 0.0 and default("ANSWER: 293", legs) == 0.0
 
 
+def test_a_response_ending_on_a_list_is_scored_on_the_whole_list() -> None:
+    """Sorting answers are lists; an unmarked list used to be scored on its last number alone."""
+    sort = Problem("s", "Sort descending: -81.7, 67.1, 61.8", "['67.1', '61.8', '-81.7']", "number_sorting")
+    verify = DefaultVerifier()
+    assert verify("Here's the sorted list in descending order:\n['67.1', '61.8', '-81.7']", sort) == 1.0
+    assert verify("Sorted:\n[67.1, 61.8, -81.7].", sort) == 1.0
+    assert verify("Sorted:\n['67.1', '-81.7', '61.8']", sort) == 0.0  # the order is the answer
+    assert verify("['67.1']\nANSWER: ['67.1', '61.8', '-81.7']", sort) == 1.0  # a marked answer wins
+    assert verify("['67.1', '61.8', '-81.7'] is the input; the smallest is -81.7", sort) == 0.0  # ends on a number
+    single = Problem("n", "Sort: 5", "['5']", "number_sorting")
+    assert verify("The list [1, 5] has 2 items, so 5", single) == 1.0  # a trailing number is still the answer
+
+
 def test_final_answer_and_user_callables() -> None:
     assert final_answer("a \\boxed{x^{2}} b") == "x^{2}"
     assert final_answer("1 then 2 then 3") == "3"

@@ -142,6 +142,14 @@ TIPS = {
         "When finding the next number of a sequence, never answer at once: write the differences (or ratios) of "
         "neighbouring numbers on one line, find their pattern, then extend it by one.",
     ],
+    "count_bits": [
+        "When counting 1 bits, never answer at once: write the number as a sum of powers of two, largest first "
+        "(128, 64, 32, ...), then count the terms.",
+    ],
+    "fraction_simplification": [
+        "When simplifying a fraction, never answer at once: find the GCD of top and bottom by Euclid's algorithm, "
+        "divide both by it, then answer a/b.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",

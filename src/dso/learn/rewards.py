@@ -24,6 +24,7 @@ _ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:\uff1a]\s*(.+)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 _SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+")
 _LAST_NUMBER = re.compile(f"{_SCIENTIFIC.pattern}|{_NUMBER.pattern}")  # 7.5e+08 whole, not its exponent
+_LIST = re.compile(r"\[[^\[\]\n]*\]")  # one bracketed list on one line: ['-2.8', '0.9']
 
 
 class Verifier(Protocol):
@@ -70,7 +71,15 @@ def final_answer(response: str) -> str:
 
 
 def committed_answer(response: str) -> str:
-    """`final_answer`, or the response's last line when it marks no answer (a bare one-word reply)."""
+    """The marked answer; else a list the response ends on (its last number inside it), not that number
+    alone; else `final_answer`, or the response's last line (a bare one-word reply)."""
+    marked = marked_answer(response)
+    if marked is not None:
+        return marked
+    lists = list(_LIST.finditer(response))
+    numbers = list(_LAST_NUMBER.finditer(response))
+    if lists and (not numbers or lists[-1].end() >= numbers[-1].end()):
+        return lists[-1].group(0)
     return final_answer(response) or (response.strip().splitlines() or [""])[-1]
 
 
