@@ -89,6 +89,10 @@ case "${1:-all}" in
       --max-tokens 256 --gate --validation-size 40 ;;&
   simple_equations-answers|simple_equations|all) answers simple_equations ;;&
   simple_equations-seed101|simple_equations|all) heldout simple_equations 101 ;;&
+  decimal_chain_sum-val40)  # the same on 40 validation questions: two candidates went 3 fixed / 0 broken on 20
+    run decimal_chain_sum-val40 decimal_chain_sum --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 \
+      --max-tokens 256 --gate --validation-size 40
+    answers decimal_chain_sum-val40; heldout decimal_chain_sum-val40 101 ;;
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&
