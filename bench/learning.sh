@@ -98,6 +98,7 @@ case "${1:-all}" in
     $DSO library export --library runs/learning-decimal_chain_sum-val40/library.db --force \
       bench/results/learning-decimal_chain_sum-val40.library.json > /dev/null
     evaluate decimal_chain_sum-val40; heldout decimal_chain_sum-val40 101 ;;
+  decimal_chain_sum-val40-seed202) heldout decimal_chain_sum-val40 202 ;;  # a third seed, drawn after the first two
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&
