@@ -17,8 +17,13 @@ train() {  # train NAME TASK FLAGS...: the result, the per-batch metrics and the
   mkdir -p runs
   $DSO train --run-dir "$dir" --dataset "$task" --model qwen2.5-1.5b "$@" --json > "$dir.json"
   .venv/bin/python -m dso.bench.common "bench/learning.sh $name" < "$dir.json" > "bench/results/learning-$name.json"
-  cp "$dir/metrics.jsonl" "bench/results/learning-$name.metrics.jsonl"
-  $DSO library export --library "$dir/library.db" --force "bench/results/learning-$name.library.json" > /dev/null
+  keep "$name"
+}
+keep() {  # keep NAME: the run's per-batch metrics and its library (exported) into bench/results
+  local name=$1
+  cp "runs/learning-$name/metrics.jsonl" "bench/results/learning-$name.metrics.jsonl"
+  $DSO library export --library "runs/learning-$name/library.db" --force "bench/results/learning-$name.library.json" \
+    > /dev/null
 }
 heldout() {  # heldout NAME SEED: the run's library and none on 100 questions drawn with another seed
   local name=$1 seed=$2
@@ -94,10 +99,7 @@ case "${1:-all}" in
       --max-tokens 256 --gate --validation-size 40
     answers decimal_chain_sum-val40; heldout decimal_chain_sum-val40 101 ;;
   decimal_chain_sum-val40-eval)  # for the run stopped after its first batch: its library, both arms, two seeds
-    cp runs/learning-decimal_chain_sum-val40/metrics.jsonl bench/results/learning-decimal_chain_sum-val40.metrics.jsonl
-    $DSO library export --library runs/learning-decimal_chain_sum-val40/library.db --force \
-      bench/results/learning-decimal_chain_sum-val40.library.json > /dev/null
-    evaluate decimal_chain_sum-val40; heldout decimal_chain_sum-val40 101 ;;
+    keep decimal_chain_sum-val40; evaluate decimal_chain_sum-val40; heldout decimal_chain_sum-val40 101 ;;
   decimal_chain_sum-val40-seed202) heldout decimal_chain_sum-val40 202 ;;  # a third seed, drawn after the first two
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&

@@ -61,26 +61,32 @@ def marked_answer(response: str) -> str | None:
     return None
 
 
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    matches = list(pattern.finditer(text))
+    return matches[-1] if matches else None
+
+
 def final_answer(response: str) -> str:
     """The answer a response commits to: the one it marks (`marked_answer`), else its last number."""
     marked = marked_answer(response)
     if marked is not None:
         return marked
-    numbers = _LAST_NUMBER.findall(response)
-    return numbers[-1] if numbers else ""
+    number = _last_match(_LAST_NUMBER, response)
+    return number.group(0) if number else ""
 
 
 def committed_answer(response: str) -> str:
     """The marked answer; else a list the response ends on (its last number inside it), not that number
-    alone; else `final_answer`, or the response's last line (a bare one-word reply)."""
+    alone; else its last number, or its last line (a bare one-word reply)."""
     marked = marked_answer(response)
     if marked is not None:
         return marked
-    lists = list(_LIST.finditer(response))
-    numbers = list(_LAST_NUMBER.finditer(response))
-    if lists and (not numbers or lists[-1].end() >= numbers[-1].end()):
-        return lists[-1].group(0)
-    return final_answer(response) or (response.strip().splitlines() or [""])[-1]
+    last_list, number = _last_match(_LIST, response), _last_match(_LAST_NUMBER, response)
+    if last_list and (number is None or last_list.end() >= number.end()):
+        return last_list.group(0)
+    if number:
+        return number.group(0)
+    return (response.strip().splitlines() or [""])[-1]
 
 
 def _clean_number(text: str) -> str:
