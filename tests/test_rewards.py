@@ -7,7 +7,7 @@ import pytest
 from dso.config import load_config
 from dso.errors import ConfigError
 from dso.learn.datasets import Problem
-from dso.learn.rewards import DefaultVerifier, LLMJudge, MathVerifier, WordVerifier, final_answer
+from dso.learn.rewards import DefaultVerifier, LLMJudge, MathVerifier, WordVerifier, committed_answer, final_answer
 from dso.learn.run import make_verifier
 from dso.llm.testing import ScriptedLLM
 
@@ -79,6 +79,11 @@ def test_a_response_ending_on_a_list_is_scored_on_the_whole_list() -> None:
     assert verify("['67.1', '61.8', '-81.7'] is the input; the smallest is -81.7", sort) == 0.0  # ends on a number
     single = Problem("n", "Sort: 5", "['5']", "number_sorting")
     assert verify("The list [1, 5] has 2 items, so 5", single) == 1.0  # a trailing number is still the answer
+    # junk a model can emit: deep or unbalanced brackets, long lines, other scripts; one string out, no error
+    for junk in ("[" * 100_000, "]" * 100_000, "[[[1]]]" * 10_000, "[\u0665, \u0666]", "[\x00\ufffd]\n" * 1_000):
+        assert isinstance(committed_answer(junk), str)
+        assert verify(junk, sort) == 0.0
+    assert committed_answer("[[[1]]]") == "[1]"  # the innermost one-line list
 
 
 def test_final_answer_and_user_callables() -> None:
