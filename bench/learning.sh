@@ -101,6 +101,11 @@ case "${1:-all}" in
   decimal_chain_sum-val40-eval)  # for the run stopped after its first batch: its library, both arms, two seeds
     keep decimal_chain_sum-val40; evaluate decimal_chain_sum-val40; heldout decimal_chain_sum-val40 101 ;;
   decimal_chain_sum-val40-seed202) heldout decimal_chain_sum-val40 202 ;;  # a third seed, drawn after the first two
+  decimal_chain_sum-val40-full)  # the val40 run through both of its batches, judged on all three seeds
+    run decimal_chain_sum-val40-full decimal_chain_sum --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 \
+      --max-tokens 256 --gate --validation-size 40
+    answers decimal_chain_sum-val40-full
+    heldout decimal_chain_sum-val40-full 101; heldout decimal_chain_sum-val40-full 202 ;;
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&
