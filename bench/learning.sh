@@ -59,10 +59,11 @@ case "${1:-all}" in
   legs-gate|legs|all)
     run legs-gate "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   legs-gate-seed101|legs-gate|legs|all) heldout legs-gate 101 ;;&
-  legs-solver2)  # one gated batch under solver.v2 and contrast.v3 on 40 validation questions, judged on three seeds
-    run legs-solver2 "$LEGS" --train-size 5 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate \
+  legs-solver2)  # one gated batch under solver.v2 and contrast.v3 on 40 validation questions, judged on two seeds
+    # that no leg_counting run was tuned on
+    train legs-solver2 "$LEGS" --train-size 5 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate \
       --validation-size 40
-    answers legs-solver2; heldout legs-solver2 101; heldout legs-solver2 202 ;;
+    heldout legs-solver2 101; heldout legs-solver2 202 ;;
   legs-nogate|legs|all)
     run legs "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --no-gate ;;&
   legs-epochs|all)  # two epochs over 10 questions: the second re-answers them with what the first kept, then prunes
