@@ -40,9 +40,10 @@ evaluate() {  # evaluate NAME: both arms on the run's own held-out split, for a 
     > "bench/results/learning-$name-eval.json"
   answers "$name"
 }
-answers() {  # answers NAME [--heldout-seed N]: the saved held-out answers split into format and result
+answers() {  # answers NAME [--heldout-seed N] [--against DIR]: the saved held-out answers split into format and result
   local name=$1; shift
-  local suffix=${2:+-seed$2}
+  local suffix="" args=("$@") i
+  for ((i = 0; i + 1 < ${#args[@]}; i++)); do [[ ${args[i]} == --heldout-seed ]] && suffix=-seed${args[i + 1]}; done
   $DSO bench answers "runs/learning-$name" "$@" --json \
     | .venv/bin/python -m dso.bench.common "bench/learning.sh $name$suffix (dso bench answers)" \
     > "bench/results/learning-$name$suffix.answers.json"
@@ -111,6 +112,10 @@ case "${1:-all}" in
       --max-tokens 256 --gate --validation-size 40
     answers decimal_chain_sum-val40-full
     heldout decimal_chain_sum-val40-full 101; heldout decimal_chain_sum-val40-full 202 ;;
+  decimal_chain_sum-repeat)  # both decimal runs asked the same held-out questions: how many answers differ
+    for seed in "" 101 202; do
+      answers decimal_chain_sum-val40-full ${seed:+--heldout-seed $seed} --against runs/learning-decimal_chain_sum-val40
+    done ;;
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&

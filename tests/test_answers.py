@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dso.bench.answers import answer_report
+from dso.bench.answers import answer_report, repeat_report
 from dso.errors import DSOError
 from dso.learn.extract import Rollout
 
@@ -66,6 +66,33 @@ def test_other_seed_files_and_refusals(tmp_path: Path) -> None:
         with pytest.raises(DSOError, match="not a file of saved answers"):
             answer_report(tmp_path, i)
         assert (tmp_path / f"eval-seed{i}-library.jsonl").read_bytes() == good  # nothing rewritten
+
+
+def test_a_second_run_of_the_same_questions_counts_the_answers_that_differ(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    write_run(first)
+    # the second run: one baseline answer reworded with the same score, one turned right, one turned wrong
+    save(
+        second,
+        "eval-baseline.jsonl",
+        [("So it follows from both, then.", 0.0), ("ANSWER: Yes", 1.0), ("ANSWER: No", 0.0), ("ANSWER: [bold]No", 0.0)],
+    )
+    report = repeat_report(first, second)
+    assert report["against"] == str(second) and list(report["arms"]) == ["baseline"]  # the only arm in both
+    assert report["arms"]["baseline"] == {"questions": 4, "responses_differ": 3, "better_here": 1, "better_there": 1}
+    assert repeat_report(first, first)["arms"]["library"] == {
+        "questions": 4,
+        "responses_differ": 0,
+        "better_here": 0,
+        "better_there": 0,
+    }
+    with pytest.raises(DSOError, match="no arm of saved answers in common"):
+        repeat_report(first, tmp_path / "none")
+    (second / "eval-baseline.jsonl").write_bytes(b"[" * 100_000 + b"\n")
+    with pytest.raises(DSOError, match="not a file of saved answers"):
+        repeat_report(first, second)
 
 
 @pytest.mark.slow

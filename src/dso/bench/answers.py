@@ -4,6 +4,9 @@ A library can raise accuracy by better reasoning or by answers that now mark the
 verifier reads it (an "ANSWER:" line). The saved answers (``eval[-seedN]-{baseline,library}.jsonl`` in the
 run directory) separate the two without calling the model again: per arm, how many answers were marked and
 how many of the marked ones were right; per changed question, whether the baseline's answer was unmarked.
+With a second run of the same questions (``--against``), how many of them were answered differently and how
+many changed score: greedy answers on parallel llama.cpp slots are not exactly repeatable, and that share of
+flips is noise inside every fixed / broken count.
 """
 
 from __future__ import annotations
@@ -86,6 +89,28 @@ def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) 
         "changed": changed,
         "constant_answer": _floor(run_dir, heldout_seed, set(common_ids)),
     }
+
+
+def repeat_report(run_dir: Path, other_dir: Path, heldout_seed: int | None = None) -> dict[str, Any]:
+    """Per arm saved in both runs: the questions both answered, how many got another response, and how many
+    another score (right only in this run, right only in the other)."""
+    suffix = "" if heldout_seed is None else f"-seed{heldout_seed}"
+    arms: dict[str, Any] = {}
+    for arm in ARMS:
+        if not all((d / f"eval{suffix}-{arm}.jsonl").is_file() for d in (run_dir, other_dir)):
+            continue
+        here, there = _saved(run_dir, suffix, arm), _saved(other_dir, suffix, arm)
+        common = sorted(here.keys() & there.keys())
+        scores = [(question_score(here[q]), question_score(there[q])) for q in common]
+        arms[arm] = {
+            "questions": len(common),
+            "responses_differ": sum([r.response for r in here[q]] != [r.response for r in there[q]] for q in common),
+            "better_here": sum(a > b for a, b in scores),
+            "better_there": sum(a < b for a, b in scores),
+        }
+    if not arms:
+        raise DSOError(f"{run_dir} and {other_dir} have no arm of saved answers in common")
+    return {"against": str(other_dir), "arms": arms}
 
 
 def _floor(run_dir: Path, heldout_seed: int | None, answered: set[str]) -> dict[str, Any] | None:

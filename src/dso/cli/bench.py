@@ -186,13 +186,18 @@ def extraction(
 def answers(
     run_dir: Path = typer.Argument(..., help="A run directory that `dso eval` has evaluated."),
     heldout_seed: int | None = typer.Option(None, help="The other-seed check to read (dso eval --heldout-seed)."),
+    against: Path | None = typer.Option(
+        None, help="Another run that answered the same questions: how many answers differ between the two."
+    ),
     output: Path | None = OutputOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Where the held-out arms differ: answers marked or not, right when marked, fixed and broken by which."""
-    from dso.bench.answers import answer_report
+    from dso.bench.answers import answer_report, repeat_report
 
     result = answer_report(run_dir, heldout_seed)
+    if against is not None:
+        result["repeat"] = repeat_report(run_dir, against, heldout_seed)
     rows = [
         {
             "arm": arm,
@@ -213,6 +218,10 @@ def answers(
         floor = result["constant_answer"]
         tables["the same reply to every question"] = [
             {"reply": shown(floor["answer"], 40), "accuracy": floor["accuracy"]}
+        ]
+    if against is not None:
+        tables["the same questions in the other run"] = [
+            {"arm": arm, **counts} for arm, counts in result["repeat"]["arms"].items()
         ]
     _finish(result, output, as_json, tables)
 
