@@ -107,6 +107,14 @@ def test_the_command_prints_model_text_inert(tmp_path: Path) -> None:
     )
     assert shown.returncode == 0, shown.stderr
     assert "[bold]No" in shown.stdout  # the answer's markup is text, not style
+    repeated = subprocess.run(
+        [sys.executable, "-m", "dso", "bench", "answers", str(tmp_path), "--against", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert repeated.returncode == 0, repeated.stderr
+    assert json.loads(repeated.stdout)["repeat"]["arms"]["baseline"]["responses_differ"] == 0
     missing = subprocess.run(
         [sys.executable, "-m", "dso", "bench", "answers", str(tmp_path / "none")], capture_output=True, text=True
     )
