@@ -90,6 +90,7 @@ case "${1:-all}" in
     run chain_sum chain_sum --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   chain_sum-answers|chain_sum|all) answers chain_sum ;;&
   chain_sum-seed101|chain_sum|all) heldout chain_sum 101 ;;&
+  chain_sum-seed202) heldout chain_sum 202 ;;  # a third seed, drawn after the first two
   decimal_chain_sum|all)  # chain_sum with decimals: the same 8-token answers at once
     run decimal_chain_sum decimal_chain_sum --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   decimal_chain_sum-answers|decimal_chain_sum|all) answers decimal_chain_sum ;;&
