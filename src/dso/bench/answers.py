@@ -28,6 +28,11 @@ from dso.learn.run import heldout_questions, load_run_config
 ARMS = ("baseline", "library")
 
 
+def _suffix(heldout_seed: int | None) -> str:
+    """How `dso eval` names the answer files of an other-seed check: ``eval-seed101-library.jsonl``."""
+    return "" if heldout_seed is None else f"-seed{heldout_seed}"
+
+
 def _saved(run_dir: Path, suffix: str, arm: str) -> dict[str, list[Rollout]]:
     path = run_dir / f"eval{suffix}-{arm}.jsonl"
     if not path.is_file():
@@ -54,7 +59,7 @@ def _marked(group: list[Rollout]) -> bool:
 def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) -> dict[str, Any]:
     """Per arm: answers marked, accuracy of the marked ones, the commonest answers and how often each was right;
     per changed question: fixed or broken, and whether the baseline's answer was unmarked."""
-    suffix = "" if heldout_seed is None else f"-seed{heldout_seed}"
+    suffix = _suffix(heldout_seed)
     answers = {arm: _saved(run_dir, suffix, arm) for arm in ARMS}
     arms: dict[str, Any] = {}
     for arm, groups in answers.items():
@@ -94,7 +99,7 @@ def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) 
 def repeat_report(run_dir: Path, other_dir: Path, heldout_seed: int | None = None) -> dict[str, Any]:
     """Per arm saved in both runs: the questions both answered, how many got another response, and how many
     another score (right only in this run, right only in the other)."""
-    suffix = "" if heldout_seed is None else f"-seed{heldout_seed}"
+    suffix = _suffix(heldout_seed)
     arms: dict[str, Any] = {}
     for arm in ARMS:
         if not all((d / f"eval{suffix}-{arm}.jsonl").is_file() for d in (run_dir, other_dir)):
