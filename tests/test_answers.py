@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from dso.bench.answers import answer_report, repeat_report
+from dso.config import load_config
 from dso.errors import DSOError
 from dso.learn.extract import Rollout
+from dso.learn.trainer import config_json
 
 
 def save(run_dir: Path, name: str, answers: list[tuple[str, float]]) -> None:
@@ -66,6 +68,16 @@ def test_other_seed_files_and_refusals(tmp_path: Path) -> None:
         with pytest.raises(DSOError, match="not a file of saved answers"):
             answer_report(tmp_path, i)
         assert (tmp_path / f"eval-seed{i}-library.jsonl").read_bytes() == good  # nothing rewritten
+
+
+def test_a_check_on_the_runs_own_seed_reads_its_own_split(tmp_path: Path) -> None:
+    """`dso eval --heldout-seed N`, N the run's own seed, answers the run's own split into eval-*.jsonl."""
+    config = load_config(environ={"DSO_TRAIN_SEED": "7"})
+    (tmp_path / "config.json").write_text(json.dumps(config_json(config)), encoding="utf-8")
+    write_run(tmp_path)
+    assert answer_report(tmp_path, 7)["questions"] == 4
+    with pytest.raises(DSOError, match="eval-seed8-baseline"):
+        answer_report(tmp_path, 8)
 
 
 def test_a_second_run_of_the_same_questions_counts_the_answers_that_differ(tmp_path: Path) -> None:

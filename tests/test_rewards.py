@@ -7,7 +7,16 @@ import pytest
 from dso.config import load_config
 from dso.errors import ConfigError
 from dso.learn.datasets import Problem
-from dso.learn.rewards import DefaultVerifier, LLMJudge, MathVerifier, WordVerifier, committed_answer, final_answer
+from dso.learn.rewards import (
+    ComplexVerifier,
+    DefaultVerifier,
+    LLMJudge,
+    MathVerifier,
+    WordVerifier,
+    committed_answer,
+    final_answer,
+    parse_complex,
+)
 from dso.learn.run import make_verifier
 from dso.llm.testing import ScriptedLLM
 
@@ -84,6 +93,42 @@ def test_a_response_ending_on_a_list_is_scored_on_the_whole_list() -> None:
         assert isinstance(committed_answer(junk), str)
         assert verify(junk, sort) == 0.0
     assert committed_answer("[[[1]]]") == "[1]"  # the innermost one-line list
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("(-6 + 2i)(10 - 9i) = -60 + 54i + 20i + 18 = -42 + 74i\nANSWER: -42 + 74i", 1.0),
+        ("ANSWER: -42.0 + 74.0i.", 1.0),
+        ("ANSWER: $-42+74i$", 1.0),
+        ("ANSWER: (-42 + 74 * i)", 1.0),
+        ("The product is -42 + 74i.", 1.0),  # no ANSWER line: the last complex number written
+        ("ANSWER: -42 - 74i", 0.0),
+        ("ANSWER: 74i - 42", 0.0),  # the imaginary part first is not read as the sum
+        ("ANSWER: -42", 0.0),
+        ("-42 + 74i, or is it? ANSWER: 74 + 42i", 0.0),  # a marked answer wins
+        ("no number", 0.0),
+    ],
+)
+def test_complex_answers(response: str, expected: float) -> None:
+    """Complex answers are compared as numbers: "-42 + 74i" is the ground truth "-42.0 + 74.0i"."""
+    product = Problem(
+        "c", "Multiply the complex numbers: (-6.0 + 2.0i) \u00d7 (10.0 - 9.0i)", "-42.0 + 74.0i", "complex_arithmetic"
+    )
+    assert DefaultVerifier()(response, product) == expected
+    assert ComplexVerifier()(response, product) == expected
+
+
+def test_complex_parsing_edges() -> None:
+    assert parse_complex("2 - i") == complex(2, -1) and parse_complex("-i") == complex(0, -1)
+    assert parse_complex("\u22124 + 2i") == complex(-4, 2)  # a typeset minus sign
+    assert parse_complex("3.00i") == complex(0, 3) and parse_complex("6.00") == complex(6, 0)
+    assert parse_complex("It takes 3 iterations") == complex(3, 0)  # "i" starting a word is no imaginary unit
+    assert parse_complex("no number here") is None
+    real = Problem("r", "Divide the complex numbers: (12.0 + 0.0i) \u00f7 (2.0 + 0.0i)", "6.00", "complex_arithmetic")
+    assert DefaultVerifier()("ANSWER: 6 + 0i", real) == 1.0 and DefaultVerifier()("ANSWER: 6", real) == 1.0
+    for junk in ("i" * 100_000, "-" * 100_000 + "1", "1." * 50_000, "\x00\ufffd" * 1_000):  # bounded, no error
+        assert ComplexVerifier()(junk, real) == 0.0
 
 
 def test_final_answer_and_user_callables() -> None:

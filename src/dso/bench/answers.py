@@ -23,14 +23,20 @@ from dso.files import read_input
 from dso.learn.evaluate import constant_answer, question_score
 from dso.learn.extract import Rollout, shown_answer
 from dso.learn.rewards import marked_answer
-from dso.learn.run import heldout_questions, load_run_config
+from dso.learn.run import heldout_questions, heldout_suffix, load_run_config
 
 ARMS = ("baseline", "library")
 
 
-def _suffix(heldout_seed: int | None) -> str:
-    """How `dso eval` names the answer files of an other-seed check: ``eval-seed101-library.jsonl``."""
-    return "" if heldout_seed is None else f"-seed{heldout_seed}"
+def _suffix(run_dir: Path, heldout_seed: int | None) -> str:
+    """The suffix `dso eval` gave the answer files of this held-out check (``eval-seed101-library.jsonl``); a
+    run's own seed names its own split. Without the run's configuration, any seed is taken as another one."""
+    if heldout_seed is None:
+        return ""
+    try:
+        return heldout_suffix(load_run_config(run_dir).train, heldout_seed)
+    except (DSOError, OSError, ValueError):
+        return f"-seed{heldout_seed}"
 
 
 def _saved(run_dir: Path, suffix: str, arm: str) -> dict[str, list[Rollout]]:
@@ -59,7 +65,7 @@ def _marked(group: list[Rollout]) -> bool:
 def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) -> dict[str, Any]:
     """Per arm: answers marked, accuracy of the marked ones, the commonest answers and how often each was right;
     per changed question: fixed or broken, and whether the baseline's answer was unmarked."""
-    suffix = _suffix(heldout_seed)
+    suffix = _suffix(run_dir, heldout_seed)
     answers = {arm: _saved(run_dir, suffix, arm) for arm in ARMS}
     arms: dict[str, Any] = {}
     for arm, groups in answers.items():
@@ -99,12 +105,12 @@ def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) 
 def repeat_report(run_dir: Path, other_dir: Path, heldout_seed: int | None = None) -> dict[str, Any]:
     """Per arm saved in both runs: the questions both answered, how many got another response, and how many
     another score (right only in this run, right only in the other)."""
-    suffix = _suffix(heldout_seed)
+    suffixes = {d: _suffix(d, heldout_seed) for d in (run_dir, other_dir)}
     arms: dict[str, Any] = {}
     for arm in ARMS:
-        if not all((d / f"eval{suffix}-{arm}.jsonl").is_file() for d in (run_dir, other_dir)):
+        if not all((d / f"eval{suffixes[d]}-{arm}.jsonl").is_file() for d in (run_dir, other_dir)):
             continue
-        here, there = _saved(run_dir, suffix, arm), _saved(other_dir, suffix, arm)
+        here, there = _saved(run_dir, suffixes[run_dir], arm), _saved(other_dir, suffixes[other_dir], arm)
         common = sorted(here.keys() & there.keys())
         scores = [(question_score(here[q]), question_score(there[q])) for q in common]
         arms[arm] = {

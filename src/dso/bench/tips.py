@@ -150,6 +150,12 @@ TIPS = {
         "When simplifying a fraction, never answer at once: find the GCD of top and bottom by Euclid's algorithm, "
         "divide both by it, then answer a/b.",
     ],
+    "complex_arithmetic": [
+        "When multiplying complex numbers, never answer at once: (a + bi)(c + di) = (ac - bd) + (ad + bc)i; write "
+        "ac, bd, ad and bc on their own lines, then combine them.",
+        "When dividing complex numbers, multiply top and bottom by the bottom's conjugate (c - di), then divide "
+        "the real and imaginary parts by c^2 + d^2.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",

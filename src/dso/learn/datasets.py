@@ -24,6 +24,7 @@ from dso.errors import DSOError
 from dso.files import read_input
 
 MATH_TASKS = {"gsm_symbolic", "basic_arithmetic", "champ", "jsonl"}
+COMPLEX_TASKS = {"complex_arithmetic"}  # answers are complex numbers: "-15.0 + 3.0i"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import re
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
-from dso.learn.datasets import MATH_TASKS, Problem
+from dso.learn.datasets import COMPLEX_TASKS, MATH_TASKS, Problem
 from dso.llm import LLM
 
 # math-verify warns once that its timeout is off; that is deliberate here (answers are cut instead).
@@ -128,6 +128,39 @@ class WordVerifier:
         return 1.0 if words(committed_answer(response)) == words(problem.answer) else 0.0
 
 
+_REAL = r"\d+(?:\.\d+)?"
+_COMPLEX = re.compile(  # a + bi, bi, or a plain real; "i" not starting a word ("3 in" is no number)
+    rf"(?<![\w.])(?:[-+]?\s*{_REAL}\s*[-+]\s*(?:{_REAL})?\s*\*?\s*i|[-+]?\s*(?:{_REAL})?\s*\*?\s*i|[-+]?\s*{_REAL})(?!\w|\.\d)"
+)
+
+
+def parse_complex(text: str) -> complex | None:
+    """The last complex number written in text ("-15 + 3i", "(2.0 - i)", "-4i", "6"), or None."""
+    text = text.replace("\u2212", "-").replace("\\,", "").replace("$", "")
+    matches = list(_COMPLEX.finditer(text[-2000:]))
+    if not matches:
+        return None
+    written = re.sub(r"[\s*]", "", matches[-1].group(0))
+    if written.endswith("i"):
+        written = re.sub(r"(^|[-+])i$", r"\g<1>1i", written)[:-1] + "j"
+    try:
+        return complex(written)
+    except ValueError:
+        return None
+
+
+class ComplexVerifier:
+    """1.0 when the committed answer is the ground truth's complex number ("-15 + 3i" for "-15.0 + 3.0i")."""
+
+    def __call__(self, response: str, problem: Problem) -> float:
+        gold = parse_complex(problem.answer)
+        marked = marked_answer(response)
+        guess = parse_complex(response if marked is None else marked)
+        if gold is None or guess is None:
+            return 0.0
+        return 1.0 if abs(guess - gold) <= 1e-6 else 0.0
+
+
 class LLMJudge:
     """For tasks without ground truth: an LLM answers whether the response solves the problem."""
 
@@ -155,11 +188,14 @@ class LLMJudge:
 
 
 class DefaultVerifier:
-    """Per problem: math comparison for math tasks and numeric answers ("ANSWER: 292 legs" is 292), else words."""
+    """Per problem: complex numbers for complex-number tasks, math comparison for math tasks and numeric answers
+    ("ANSWER: 292 legs" is 292), else words."""
 
     def __init__(self) -> None:
-        self._math, self._words = MathVerifier(), WordVerifier()
+        self._math, self._words, self._complex = MathVerifier(), WordVerifier(), ComplexVerifier()
 
     def __call__(self, response: str, problem: Problem) -> float:
+        if problem.task in COMPLEX_TASKS:
+            return self._complex(response, problem)
         numeric = _NUMBER.fullmatch(problem.answer.strip()) is not None
         return (self._math if problem.task in MATH_TASKS or numeric else self._words)(response, problem)

@@ -165,6 +165,12 @@ def run_training(
     return summary
 
 
+def heldout_suffix(settings: TrainConfig, heldout_seed: int | None) -> str:
+    """How a run names the answer files of a held-out check: "" for its own split (its own seed too), else
+    "-seed101" (``eval-seed101-library.jsonl``)."""
+    return "" if heldout_seed is None or heldout_seed == settings.seed else f"-seed{heldout_seed}"
+
+
 def heldout_questions(
     settings: TrainConfig, heldout_seed: int | None = None, heldout_size: int | None = None
 ) -> tuple[list[Problem], str]:
@@ -173,11 +179,12 @@ def heldout_questions(
     train_set, heldout = train_heldout_split(
         settings.dataset, settings.train_size, settings.heldout_size, settings.seed
     )
-    if heldout_seed is None or heldout_seed == settings.seed:
-        return heldout, ""
+    suffix = heldout_suffix(settings, heldout_seed)
+    if not suffix or heldout_seed is None:
+        return heldout, suffix
     seen = {p.question for p in (*train_set, *heldout, *gate_questions(settings))}
     size = settings.heldout_size if heldout_size is None else heldout_size
-    return fresh_heldout(settings.dataset, size, heldout_seed, seen), f"-seed{heldout_seed}"
+    return fresh_heldout(settings.dataset, size, heldout_seed, seen), suffix
 
 
 def run_evaluation(
