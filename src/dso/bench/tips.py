@@ -151,8 +151,8 @@ TIPS = {
         "divide both by it, then answer a/b.",
     ],
     "complex_arithmetic": [
-        "When multiplying complex numbers, never answer at once: (a + bi)(c + di) = (ac - bd) + (ad + bc)i; write "
-        "ac, bd, ad and bc on their own lines, then combine them.",
+        "When multiplying complex numbers, never answer at once: (a + bi)(c + di) = (ac - bd) + (ad + bc)i; "
+        "write ac, bd, ad and bc first.",
         "When dividing complex numbers, multiply top and bottom by the bottom's conjugate (c - di), then divide "
         "the real and imaginary parts by c^2 + d^2.",
     ],
