@@ -117,6 +117,11 @@ case "${1:-all}" in
     for seed in "" 101 202; do
       answers decimal_chain_sum-val40-full ${seed:+--heldout-seed $seed} --against runs/learning-decimal_chain_sum-val40
     done ;;
+  products)  # two- and three-digit factors; tips probe 0.30 -> 0.50, 10-token answers at once without experiences
+    run products "products:min_digits=2,max_digits=3" --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 \
+      --max-tokens 256 --gate --validation-size 40
+    answers products; heldout products 101; heldout products 202 ;;
+  products-seed303) heldout products 303 ;;  # a third unseen seed, drawn after the first two
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&
