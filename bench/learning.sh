@@ -120,8 +120,13 @@ case "${1:-all}" in
   products)  # two- and three-digit factors; tips probe 0.30 -> 0.50, 10-token answers at once without experiences
     run products "products:min_digits=2,max_digits=3" --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 \
       --max-tokens 256 --gate --validation-size 40
-    answers products; heldout products 101; heldout products 202 ;;
-  products-seed303) heldout products 303 ;;  # a third unseen seed, drawn after the first two
+    answers products; heldout products 101; heldout products 202 ;;  # stopped here when the gate kept nothing
+  products-val20)  # chain_sum's flags (20 validation questions): on 40, 16 candidates went 4-6 fixed / 1-2 broken
+    # and none reached the gate's p <= 0.1
+    train products-val20 "products:min_digits=2,max_digits=3" --train-size 10 --heldout-size 100 --batch-size 5 \
+      --group-size 4 --max-tokens 256 --gate
+    heldout products-val20 101; heldout products-val20 202 ;;
+  products-val20-seed303) heldout products-val20 303 ;;  # a third unseen seed, drawn after the first two
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&
