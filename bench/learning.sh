@@ -65,6 +65,7 @@ case "${1:-all}" in
     train legs-solver2 "$LEGS" --train-size 5 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate \
       --validation-size 40
     heldout legs-solver2 101; heldout legs-solver2 202 ;;
+  legs-solver2-seed303) heldout legs-solver2 303 ;;  # a third unseen seed, drawn after the first two
   legs-nogate|legs|all)
     run legs "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --no-gate ;;&
   legs-epochs|all)  # two epochs over 10 questions: the second re-answers them with what the first kept, then prunes
@@ -132,7 +133,6 @@ case "${1:-all}" in
     train products-p20 "products:min_digits=2,max_digits=3" --train-size 10 --heldout-size 100 --batch-size 5 \
       --group-size 4 --max-tokens 256 --gate --validation-size 40
     heldout products-p20 101; heldout products-p20 202 ;;
-  products-p20-seed303) heldout products-p20 303 ;;  # a third unseen seed, drawn after the first two
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&
