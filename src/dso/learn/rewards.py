@@ -129,18 +129,20 @@ class WordVerifier:
 
 
 _REAL = r"\d+(?:\.\d+)?"
-_COMPLEX = re.compile(  # a + bi, bi, or a plain real; "i" not starting a word ("3 in" is no number)
-    rf"(?<![\w.])(?:[-+]?\s*{_REAL}\s*[-+]\s*(?:{_REAL})?\s*\*?\s*i|[-+]?\s*(?:{_REAL})?\s*\*?\s*i|[-+]?\s*{_REAL})(?!\w|\.\d)"
+_COMPLEX = re.compile(  # a+bi, bi or a plain real, spaces taken out; "i" starting a word ("3 in") is no unit
+    rf"(?<![\w.])(?:[-+]?{_REAL}[-+](?:{_REAL})?\*?i|[-+]?(?:{_REAL})?\*?i|[-+]?{_REAL})(?!\w|\.\d)"
 )
 
 
 def parse_complex(text: str) -> complex | None:
     """The last complex number written in text ("-15 + 3i", "(2.0 - i)", "-4i", "6"), or None."""
-    text = text.replace("\u2212", "-").replace("\\,", "").replace("$", "")
-    matches = list(_COMPLEX.finditer(text[-2000:]))
+    text = text[-2000:].replace("\u2212", "-").replace("\\,", "").replace("$", "")
+    # "-15 + 3 * i" -> "-15+3*i" in linear time; "is -15" keeps its space, so the sign stays with the number
+    text = re.sub(r"(?<=[\d.i)]) ?([-+*]) ?", r"\1", re.sub(r"\s+", " ", text))
+    matches = list(_COMPLEX.finditer(text))
     if not matches:
         return None
-    written = re.sub(r"[\s*]", "", matches[-1].group(0))
+    written = matches[-1].group(0).replace("*", "")
     if written.endswith("i"):
         written = re.sub(r"(^|[-+])i$", r"\g<1>1i", written)[:-1] + "j"
     try:
