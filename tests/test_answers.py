@@ -78,6 +78,12 @@ def test_a_check_on_the_runs_own_seed_reads_its_own_split(tmp_path: Path) -> Non
     assert answer_report(tmp_path, 7)["questions"] == 4
     with pytest.raises(DSOError, match="eval-seed8-baseline"):
         answer_report(tmp_path, 8)
+    # a config.json that is not one: the run's seed is unknown, any seed names another split; nothing rewritten
+    for junk in (b"{not json", b"[" * 100_000, b'{"seed": "7", "prompts": {}}', b"\xff\xfe\x00", b'{"prompts": []}'):
+        (tmp_path / "config.json").write_bytes(junk)
+        with pytest.raises(DSOError, match="eval-seed7-baseline"):
+            answer_report(tmp_path, 7)
+        assert (tmp_path / "config.json").read_bytes() == junk
 
 
 def test_a_second_run_of_the_same_questions_counts_the_answers_that_differ(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ flips is noise inside every fixed / broken count.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -31,12 +32,11 @@ ARMS = ("baseline", "library")
 def _suffix(run_dir: Path, heldout_seed: int | None) -> str:
     """The suffix `dso eval` gave the answer files of this held-out check (``eval-seed101-library.jsonl``); a
     run's own seed names its own split. Without the run's configuration, any seed is taken as another one."""
-    if heldout_seed is None:
-        return ""
-    try:
-        return heldout_suffix(load_run_config(run_dir).train, heldout_seed)
-    except (DSOError, OSError, ValueError):
-        return f"-seed{heldout_seed}"
+    run_seed = None
+    if heldout_seed is not None:
+        with contextlib.suppress(DSOError, OSError, ValueError):
+            run_seed = load_run_config(run_dir).train.seed
+    return heldout_suffix(heldout_seed, run_seed)
 
 
 def _saved(run_dir: Path, suffix: str, arm: str) -> dict[str, list[Rollout]]:

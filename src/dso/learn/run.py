@@ -165,10 +165,10 @@ def run_training(
     return summary
 
 
-def heldout_suffix(settings: TrainConfig, heldout_seed: int | None) -> str:
+def heldout_suffix(heldout_seed: int | None, run_seed: int | None) -> str:
     """How a run names the answer files of a held-out check: "" for its own split (its own seed too), else
-    "-seed101" (``eval-seed101-library.jsonl``)."""
-    return "" if heldout_seed is None or heldout_seed == settings.seed else f"-seed{heldout_seed}"
+    "-seed101" (``eval-seed101-library.jsonl``); a run whose seed is not known takes any seed as another."""
+    return "" if heldout_seed is None or heldout_seed == run_seed else f"-seed{heldout_seed}"
 
 
 def heldout_questions(
@@ -179,7 +179,7 @@ def heldout_questions(
     train_set, heldout = train_heldout_split(
         settings.dataset, settings.train_size, settings.heldout_size, settings.seed
     )
-    suffix = heldout_suffix(settings, heldout_seed)
+    suffix = heldout_suffix(heldout_seed, settings.seed)
     if not suffix or heldout_seed is None:
         return heldout, suffix
     seen = {p.question for p in (*train_set, *heldout, *gate_questions(settings))}
