@@ -156,6 +156,16 @@ TIPS = {
         "When dividing complex numbers, multiply top and bottom by the bottom's conjugate (c - di), then divide "
         "the real and imaginary parts by c^2 + d^2.",
     ],
+    "sentence_reordering": [
+        "When restoring a sentence's word order, start with the capitalized word or the one with an opening quote, "
+        "and end with the word carrying the final period or question mark.",
+        "When restoring a sentence's word order, use every given word exactly once, keep its punctuation "
+        "attached, and check that the sentence reads naturally.",
+    ],
+    "knights_knaves": [
+        "When some inhabitants always tell the truth and others always lie, try each assignment in turn and keep "
+        "the one where every truth-teller's statement is true and every liar's is false.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
