@@ -99,6 +99,7 @@ def test_a_second_run_of_the_same_questions_counts_the_answers_that_differ(tmp_p
     )
     report = repeat_report(first, second)
     assert report["against"] == str(second) and list(report["arms"]) == ["baseline"]  # the only arm in both
+    assert answer_report(first, against=second)["repeat"] == report  # from the answers the report read
     assert report["arms"]["baseline"] == {"questions": 4, "responses_differ": 3, "better_here": 1, "better_there": 1}
     assert repeat_report(first, first)["arms"]["library"] == {
         "questions": 4,

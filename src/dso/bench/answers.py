@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dso.bench.common import machine
+from dso.config import TrainConfig
 from dso.core.untrusted import is_number, load_json
 from dso.errors import DSOError
 from dso.files import read_input
@@ -29,13 +30,17 @@ from dso.learn.run import heldout_questions, heldout_suffix, load_run_config
 ARMS = ("baseline", "library")
 
 
-def _suffix(run_dir: Path, heldout_seed: int | None) -> str:
+def _run_settings(run_dir: Path) -> TrainConfig | None:
+    """The run's recorded training settings, read once per report; None when they cannot be read."""
+    with contextlib.suppress(DSOError, OSError, ValueError):
+        return load_run_config(run_dir).train
+    return None
+
+
+def _suffix(settings: TrainConfig | None, heldout_seed: int | None) -> str:
     """The suffix `dso eval` gave the answer files of this held-out check (``eval-seed101-library.jsonl``); a
     run's own seed names its own split. Without the run's configuration, any seed is taken as another one."""
-    run_seed = None
-    if heldout_seed is not None:
-        with contextlib.suppress(DSOError, OSError, ValueError):
-            run_seed = load_run_config(run_dir).train.seed
+    run_seed = settings.seed if settings is not None and heldout_seed is not None else None
     return heldout_suffix(heldout_seed, run_seed)
 
 
@@ -62,10 +67,14 @@ def _marked(group: list[Rollout]) -> bool:
     return all(marked_answer(r.response) is not None for r in group)
 
 
-def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) -> dict[str, Any]:
+def answer_report(
+    run_dir: Path, heldout_seed: int | None = None, top: int = 5, against: Path | None = None
+) -> dict[str, Any]:
     """Per arm: answers marked, accuracy of the marked ones, the commonest answers and how often each was right;
-    per changed question: fixed or broken, and whether the baseline's answer was unmarked."""
-    suffix = _suffix(run_dir, heldout_seed)
+    per changed question: fixed or broken, and whether the baseline's answer was unmarked. With `against`,
+    also `repeat_report` against that run, from the answers read here."""
+    settings = _run_settings(run_dir)
+    suffix = _suffix(settings, heldout_seed)
     answers = {arm: _saved(run_dir, suffix, arm) for arm in ARMS}
     arms: dict[str, Any] = {}
     for arm, groups in answers.items():
@@ -91,26 +100,37 @@ def answer_report(run_dir: Path, heldout_seed: int | None = None, top: int = 5) 
         if before != after:
             kind = "fixed" if after > before else "broken"
             changed[kind]["baseline unmarked" if not _marked(base[problem_id]) else "baseline marked"] += 1
-    return {
+    report = {
         "machine": machine(),
         "run_dir": str(run_dir),
         "heldout_seed": heldout_seed,
         "questions": len(common_ids),
         "arms": arms,
         "changed": changed,
-        "constant_answer": _floor(run_dir, heldout_seed, set(common_ids)),
+        "constant_answer": _floor(settings, heldout_seed, set(common_ids)),
     }
+    if against is not None:
+        report["repeat"] = repeat_report(run_dir, against, heldout_seed, saved=answers)
+    return report
 
 
-def repeat_report(run_dir: Path, other_dir: Path, heldout_seed: int | None = None) -> dict[str, Any]:
+def repeat_report(
+    run_dir: Path,
+    other_dir: Path,
+    heldout_seed: int | None = None,
+    *,
+    saved: dict[str, dict[str, list[Rollout]]] | None = None,
+) -> dict[str, Any]:
     """Per arm saved in both runs: the questions both answered, how many got another response, and how many
-    another score (right only in this run, right only in the other)."""
-    suffixes = {d: _suffix(d, heldout_seed) for d in (run_dir, other_dir)}
+    another score (right only in this run, right only in the other). `saved`: this run's answers per arm,
+    when already read."""
+    suffixes = {d: _suffix(_run_settings(d), heldout_seed) for d in (run_dir, other_dir)}
     arms: dict[str, Any] = {}
     for arm in ARMS:
         if not all((d / f"eval{suffixes[d]}-{arm}.jsonl").is_file() for d in (run_dir, other_dir)):
             continue
-        here, there = _saved(run_dir, suffixes[run_dir], arm), _saved(other_dir, suffixes[other_dir], arm)
+        here = saved[arm] if saved is not None and arm in saved else _saved(run_dir, suffixes[run_dir], arm)
+        there = _saved(other_dir, suffixes[other_dir], arm)
         common = sorted(here.keys() & there.keys())
         scores = [(question_score(here[q]), question_score(there[q])) for q in common]
         arms[arm] = {
@@ -124,11 +144,12 @@ def repeat_report(run_dir: Path, other_dir: Path, heldout_seed: int | None = Non
     return {"against": str(other_dir), "arms": arms}
 
 
-def _floor(run_dir: Path, heldout_seed: int | None, answered: set[str]) -> dict[str, Any] | None:
+def _floor(settings: TrainConfig | None, heldout_seed: int | None, answered: set[str]) -> dict[str, Any] | None:
     """`dso eval`'s constant-answer floor for the questions answered, from the run's recorded split; None
     when the run's configuration is not there or its questions are not the ones answered."""
+    if settings is None:
+        return None
     try:
-        settings = load_run_config(run_dir).train
         problems, _ = heldout_questions(settings, heldout_seed, len(answered))
     except (DSOError, OSError, ValueError):
         return None

@@ -193,11 +193,9 @@ def answers(
     as_json: bool = JsonOpt,
 ) -> None:
     """Where the held-out arms differ: answers marked or not, right when marked, fixed and broken by which."""
-    from dso.bench.answers import answer_report, repeat_report
+    from dso.bench.answers import answer_report
 
-    result = answer_report(run_dir, heldout_seed)
-    if against is not None:
-        result["repeat"] = repeat_report(run_dir, against, heldout_seed)
+    result = answer_report(run_dir, heldout_seed, against=against)
     rows = [
         {
             "arm": arm,
