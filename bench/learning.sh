@@ -153,5 +153,10 @@ case "${1:-all}" in
   batch-cost|all)  # one gsm_symbolic batch of 10 from the 50-question run's lessons, before and after the cuts
     $DSO bench batch-cost gsm_symbolic --library bench/results/learning-gsm_symbolic-50.library.json --json \
       | .venv/bin/python -m dso.bench.common "bench/learning.sh batch-cost" > bench/results/batch-cost-gsm_symbolic.json ;;&
+  gsm_symbolic-gate)  # the current pipeline (validation gate, solver.v2, contrast.v3) on one batch of 5; held-out
+    # arms only when the gate kept something (an empty library asks the same prompt both ways)
+    train gsm_symbolic-gate gsm_symbolic --train-size 5 --heldout-size 100 --batch-size 5 --group-size 4 \
+      --max-tokens 512 --gate ;;
+  gsm_symbolic-gate-eval) evaluate gsm_symbolic-gate; heldout gsm_symbolic-gate 101 ;;
   gsm_symbolic|all) run gsm_symbolic gsm_symbolic --train-size 50 --heldout-size 100 --batch-size 10 --group-size 4 --max-tokens 512 ;;
 esac
