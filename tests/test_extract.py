@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dso.config import PromptConfig
 from dso.embed import Embedder
 from dso.learn.datasets import Problem
 from dso.learn.extract import Extractor, Rollout, group_confidence, is_lesson, reconcile
@@ -64,6 +65,10 @@ def test_lessons_must_be_general_when_rules() -> None:
     for echoed in quoted:  # a prompt's own examples handed back verbatim are not lessons
         assert not is_lesson(echoed.capitalize(), 32, quoted)
     assert quoted  # the templates do quote examples, so the loop above checked something
+    worked = PromptSet(PromptConfig(contrast=4)).quoted_lessons - quoted  # contrast.v4's worked example
+    example = next(text for text in worked if "celsius" in text)
+    assert is_lesson(example.capitalize(), 32)  # a well-formed lesson in itself ...
+    assert not is_lesson(example.capitalize(), 32, quoted | worked)  # ... dropped when handed back
     # Text about the extraction itself, which small extractors echo from their instructions.
     assert not is_lesson("When faced with a similar problem, compare the better attempts with the worse ones.", 32)
     assert not is_lesson("When attempting to solve a problem, read the question carefully.", 32)
