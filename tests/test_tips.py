@@ -1,4 +1,5 @@
-"""The hand-written tips of `dso bench tips`: each one must be storable in a default library, for a real task."""
+"""The hand-written tips of `dso bench tips`: each one must be storable in a default library, for a real task;
+the probe pairs its two arms question by question."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dso.bench.tips import TIPS
+from dso.bench.tips import TIPS, run_tips_probe
+from dso.config import load_config
 from dso.embed import Embedder, make_embedder
 from dso.learn.datasets import load_problems
 from dso.library import ExperienceLibrary
@@ -25,3 +27,18 @@ def test_every_tip_is_accepted_by_a_default_library(task: str, embedder: Embedde
         for tip in TIPS[task]:
             lib.add(tip)  # raises on a tip over the word or byte cap
         assert len(lib) == len(TIPS[task])
+
+
+@pytest.mark.slow
+def test_the_probe_pairs_the_arms_and_lists_each_changed_question() -> None:
+    config = load_config(environ={}, overrides={"llm.model": "smollm2-135m", "llm.parallel": 2})
+    result = run_tips_probe(config, "leg_counting:min_animals=1,max_animals=2", 4, 16, quiet=True)
+    baseline, tips = result["arms"]["baseline"], result["arms"]["tips"]
+    assert baseline["questions"] == tips["questions"] == 4 and tips["library_size"] == len(TIPS["leg_counting"])
+    paired, changed = result["paired"], result["changed"]
+    assert [row["change"] for row in changed].count("fixed") == paired["fixed"]
+    assert [row["change"] for row in changed].count("broken") == paired["broken"]
+    assert 0 < paired["p_value"] <= 1
+    # the accuracies differ by exactly the changed questions (one greedy answer per question)
+    assert round((tips["accuracy"] - baseline["accuracy"]) * 4) == paired["fixed"] - paired["broken"]
+    assert all(set(row) == {"id", "change", "correct", "baseline", "tips"} for row in changed)

@@ -16,8 +16,9 @@ from dso.bench.common import machine
 from dso.config import DSOConfig
 from dso.embed import make_embedder
 from dso.errors import ConfigError
-from dso.learn.datasets import train_heldout_split
-from dso.learn.evaluate import summarise
+from dso.learn.datasets import Problem, train_heldout_split
+from dso.learn.evaluate import paired_comparison, question_score, summarise
+from dso.learn.extract import Rollout, shown_answer
 from dso.learn.rewards import DefaultVerifier
 from dso.learn.solve import SolveSettings, solve
 from dso.library import ExperienceLibrary
@@ -186,14 +187,14 @@ def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *,
         parallel=config.llm.parallel,
         prompt_version=config.prompts.solver,
     )
-    arms = {}
+    arms, answers = {}, {}
     try:
         with tempfile.TemporaryDirectory() as home, ExperienceLibrary(Path(home) / "tips.db", make_embedder()) as lib:
             for tip in tips:
                 lib.add(tip)
             for arm, library in (("baseline", None), ("tips", lib)):
-                result = summarise(arm, solve(heldout, solver, verifier, settings, library), len(library or []))
-                arms[arm] = result.to_json()
+                answers[arm] = solve(heldout, solver, verifier, settings, library)
+                arms[arm] = summarise(arm, answers[arm], len(library or [])).to_json()
                 if not quiet:
                     print(arm, arms[arm], file=sys.stderr, flush=True)
     finally:
@@ -207,4 +208,28 @@ def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *,
         "solver_prompt": config.prompts.solver,
         "tips": tips,
         "arms": arms,
+        "paired": paired_comparison(answers["baseline"], answers["tips"]).to_json(),
+        "changed": _changed(heldout, answers["baseline"], answers["tips"]),
     }
+
+
+def _changed(
+    problems: list[Problem], baseline: dict[str, list[Rollout]], tips: dict[str, list[Rollout]]
+) -> list[dict[str, Any]]:
+    """The questions the tips fixed or broke, with both answers: which kind of question a tip helps."""
+    rows = []
+    for problem in problems:
+        if problem.id not in baseline or problem.id not in tips:
+            continue
+        before, after = question_score(baseline[problem.id]), question_score(tips[problem.id])
+        if before != after:
+            rows.append(
+                {
+                    "id": problem.id,
+                    "change": "fixed" if after > before else "broken",
+                    "correct": shown_answer(problem.answer, 40),
+                    "baseline": shown_answer(baseline[problem.id][0].response, 40),
+                    "tips": shown_answer(tips[problem.id][0].response, 40),
+                }
+            )
+    return rows

@@ -161,7 +161,12 @@ def tips(
     from dso.bench.tips import run_tips_probe
 
     result = run_tips_probe(get_config(ctx), task, count, max_tokens)
-    rows = [{"arm": arm, "accuracy": r["accuracy"], "questions": r["questions"]} for arm, r in result["arms"].items()]
+    paired = result["paired"]
+    changed = {"baseline": "", "tips": f"{paired['fixed']} / {paired['broken']} ({paired['p_value']:.2g})"}
+    rows = [
+        {"arm": arm, "accuracy": r["accuracy"], "questions": r["questions"], "fixed / broken (p)": changed[arm]}
+        for arm, r in result["arms"].items()
+    ]
     _finish(result, output, as_json, {f"tips on {task}": rows})
 
 
