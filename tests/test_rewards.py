@@ -1,6 +1,7 @@
 """Verifiers on tricky answer forms."""
 
 import threading
+from fractions import Fraction
 
 import pytest
 
@@ -12,10 +13,12 @@ from dso.learn.rewards import (
     DefaultVerifier,
     LLMJudge,
     MathVerifier,
+    PolynomialVerifier,
     WordVerifier,
     committed_answer,
     final_answer,
     parse_complex,
+    parse_polynomial,
 )
 from dso.learn.run import make_verifier
 from dso.llm.testing import ScriptedLLM
@@ -130,6 +133,63 @@ def test_complex_parsing_edges() -> None:
     # bounded and in linear time (a number, then spaces that end in no "i", once took cubic time), no error
     for junk in ("i" * 100_000, "-" * 100_000 + "1", "1." * 50_000, "\x00\ufffd" * 1_000, "1" + " " * 1_998 + "x"):
         assert ComplexVerifier()(junk, real) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("Raise each power by one.\nANSWER: -x**9 + 7*x**7 + 9*x**4/2 + C", 1.0),
+        ("ANSWER: -X^9 + 7X^7 + 4.5x^4 + c", 1.0),  # another form of the same coefficients
+        ("ANSWER: $\\frac{9}{2}x^{4} - x^{9} + 7x^{7} + C$", 1.0),
+        ("ANSWER: \\boxed{7x^7 - x^9 + (9/2)x^4}", 1.0),  # order and a missing + C do not matter
+        ("The integral is\n\u222b ... dx = -x**9 + 7*x**7 + 9*x**4/2 + C", 1.0),  # the last line, after "="
+        ("ANSWER: -x**9 + 7*x**7 + 9*x**4 + C", 0.0),  # a coefficient wrong
+        ("ANSWER: -x**9 + 7*x**7 + C", 0.0),  # a term missing
+        ("ANSWER: -x**8 + 7*x**7 + 9*x**4/2 + C", 0.0),  # an exponent wrong
+        ("ANSWER: the same as above", 0.0),
+    ],
+)
+def test_polynomial_answers(response: str, expected: float) -> None:
+    """Polynomial answers are compared term by term with exact coefficients, not word by word."""
+    integral = Problem(
+        "p",
+        "Find the indefinite integral: \u222b -9*x**8 + 49*x**6 + 18*x**3 dx",
+        "-x**9 + 7*x**7 + 9*x**4/2 + C",
+        "simple_integration",
+    )
+    assert DefaultVerifier()(response, integral) == expected
+    assert PolynomialVerifier()(response, integral) == expected
+
+
+def test_polynomial_parsing_edges() -> None:
+    product = Problem(
+        "q",
+        "Simplify this expression: 129*z*(-193*z**3 + 19*z)",
+        "-24897*z**4 + 2451*z**2",
+        "polynomial_multiplication",
+    )
+    assert DefaultVerifier()("ANSWER: 2451z^2 - 24897z^4", product) == 1.0  # the ground truth's variable
+    assert DefaultVerifier()("ANSWER: 2451x^2 - 24897x^4", product) == 0.0
+    assert parse_polynomial("(x + 1)(x - 1)") == {0: -1, 2: 1} and parse_polynomial("2(x+1)") == {0: 2, 1: 2}
+    assert parse_polynomial("x**2*(x+1)") == {2: 1, 3: 1} and parse_polynomial("13*X/4") == {1: Fraction(13, 4)}
+    assert parse_polynomial("x - x") == {} and parse_polynomial("0") == {}
+    assert parse_polynomial("-" * 399 + "x") == {1: -1}  # 399 signs in a row: deep, yet no RecursionError
+    for junk in (
+        "1/0",
+        "x**x",
+        "x/x",
+        "2**-1",
+        "x**(1/2)",
+        "__import__('os')",
+        "9" * 500,
+        "(" * 100 + "x" + ")" * 100,
+        "2**64**64",
+        "((2**64)**64)**64",
+        "((x+1)**64)**64",
+        "\x00\ufffd" * 100,
+        "",
+    ):
+        assert parse_polynomial(junk) is None, junk  # no eval, bounded depth, degree and coefficient size
 
 
 def test_final_answer_and_user_callables() -> None:

@@ -167,6 +167,10 @@ TIPS = {
         "When some inhabitants always tell the truth and others always lie, try each assignment in turn and keep "
         "the one where every truth-teller's statement is true and every liar's is false.",
     ],
+    "simple_integration": [
+        "When integrating a polynomial, never answer at once: for each term write c*x**n -> c*x**(n+1)/(n+1) on its "
+        "own line, simplify the fraction, then add + C.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",

@@ -25,6 +25,7 @@ from dso.files import read_input
 
 MATH_TASKS = {"gsm_symbolic", "basic_arithmetic", "champ", "jsonl"}
 COMPLEX_TASKS = {"complex_arithmetic"}  # answers are complex numbers: "-15.0 + 3.0i"
+POLYNOMIAL_TASKS = {"simple_integration", "polynomial_multiplication"}  # one-variable polynomials: "9*x**4/2 + C"
 
 
 @dataclasses.dataclass(frozen=True)

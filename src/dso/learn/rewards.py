@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import re
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, ClassVar, Protocol
 
-from dso.learn.datasets import COMPLEX_TASKS, MATH_TASKS, Problem
+from dso.learn.datasets import COMPLEX_TASKS, MATH_TASKS, POLYNOMIAL_TASKS, Problem
 from dso.llm import LLM
 
 # math-verify warns once that its timeout is off; that is deliberate here (answers are cut instead).
@@ -163,6 +164,161 @@ class ComplexVerifier:
         return 1.0 if abs(guess - gold) <= 1e-6 else 0.0
 
 
+Polynomial = dict[int, Fraction]  # exponent -> nonzero coefficient
+_POLY_TOKEN = re.compile(r"\d+(?:\.\d+)?|\*\*|[a-z()+\-*/]")
+_POLY_MAX_CHARS, _POLY_MAX_DEPTH, _POLY_MAX_POWER, _POLY_MAX_BITS = 400, 40, 64, 2048
+
+
+class _PolynomialParser:
+    """Recursive descent over + - * / ** and parentheses in one variable, exact (Fraction) coefficients:
+    no eval, a bounded depth, exponents and coefficient sizes capped, so hostile text costs little."""
+
+    def __init__(self, tokens: list[str], variable: str) -> None:
+        self.tokens, self.variable, self.position, self.depth = tokens, variable, 0, 0
+
+    def parse(self) -> Polynomial:
+        result = self._sum()
+        if self.position != len(self.tokens):
+            raise ValueError("trailing tokens")
+        return result
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def _take(self) -> str:
+        token = self._peek()
+        if token is None:
+            raise ValueError("unexpected end")
+        self.position += 1
+        return token
+
+    def _sum(self) -> Polynomial:
+        result = self._product()
+        while self._peek() in ("+", "-"):
+            sign = -1 if self._take() == "-" else 1
+            result = _poly_add(result, _poly_scale(self._product(), Fraction(sign)))
+        return result
+
+    def _product(self) -> Polynomial:
+        result = self._unary()
+        while self._peek() in ("*", "/"):
+            if self._take() == "*":
+                result = _poly_mul(result, self._unary())
+            else:
+                divisor = self._unary()
+                if set(divisor) != {0}:
+                    raise ValueError("division by a non-constant or by zero")
+                result = _poly_scale(result, 1 / divisor[0])
+        return result
+
+    def _unary(self) -> Polynomial:
+        if self._peek() in ("+", "-"):
+            sign = -1 if self._take() == "-" else 1
+            return _poly_scale(self._unary(), Fraction(sign))
+        base = self._atom()
+        if self._peek() == "**":
+            self._take()
+            exponent = self._unary()
+            if set(exponent) - {0} or exponent.get(0, Fraction(0)).denominator != 1:
+                raise ValueError("exponent is not a whole number")
+            power = int(exponent.get(0, Fraction(0)))
+            if not 0 <= power <= _POLY_MAX_POWER:
+                raise ValueError("exponent out of range")
+            result: Polynomial = {0: Fraction(1)}
+            for _ in range(power):
+                result = _poly_mul(result, base)
+            return result
+        return base
+
+    def _atom(self) -> Polynomial:
+        token = self._take()
+        if token == "(":
+            self.depth += 1
+            if self.depth > _POLY_MAX_DEPTH:
+                raise ValueError("nested too deep")
+            inner = self._sum()
+            if self._take() != ")":
+                raise ValueError("unbalanced parenthesis")
+            self.depth -= 1
+            return inner
+        if token == self.variable:
+            return {1: Fraction(1)}
+        if token[0].isdigit():
+            return _poly_checked({0: Fraction(token)})
+        raise ValueError(f"unexpected token {token!r}")
+
+
+def _poly_checked(poly: Polynomial) -> Polynomial:
+    clean = {e: c for e, c in poly.items() if c != 0}
+    if any(max(c.numerator.bit_length(), c.denominator.bit_length()) > _POLY_MAX_BITS for c in clean.values()):
+        raise ValueError("coefficient too large")
+    if any(e > _POLY_MAX_POWER * 4 for e in clean):
+        raise ValueError("degree too large")
+    return clean
+
+
+def _poly_add(a: Polynomial, b: Polynomial) -> Polynomial:
+    return _poly_checked({e: a.get(e, Fraction(0)) + b.get(e, Fraction(0)) for e in a.keys() | b.keys()})
+
+
+def _poly_scale(a: Polynomial, factor: Fraction) -> Polynomial:
+    return _poly_checked({e: c * factor for e, c in a.items()})
+
+
+def _poly_mul(a: Polynomial, b: Polynomial) -> Polynomial:
+    result: dict[int, Fraction] = {}
+    for ea, ca in a.items():
+        for eb, cb in b.items():
+            result[ea + eb] = result.get(ea + eb, Fraction(0)) + ca * cb
+    return _poly_checked(result)
+
+
+def parse_polynomial(text: str, variable: str = "x") -> Polynomial | None:
+    """The polynomial in one variable that text writes ("-x**9 + 9*x**4/2 + C", "4.5x^4", "\\frac{9}{2}x^{4}"),
+    as exponent -> coefficient with the integration constant dropped; None for anything else."""
+    text = text.split("=")[-1].lower().strip().rstrip(".")
+    for old, new in (("\u2212", "-"), ("^", "**"), ("\\cdot", "*"), ("\\times", "*"), ("\u00b7", "*"), ("\u00d7", "*")):
+        text = text.replace(old, new)
+    for _ in range(10):  # \frac{a}{b} -> ((a)/(b)), innermost first
+        text, found = re.subn(r"\\d?frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", text)
+        if not found:
+            break
+    text = re.sub(r"\\left|\\right|\$|\\[()\[\]]|\s", "", text).replace("{", "(").replace("}", ")")
+    text = re.sub(r"[+-]c(?![a-z(])", "", text)  # + C, the constant of integration
+    if not text or len(text) > _POLY_MAX_CHARS or re.search(rf"[^0-9.{variable}+\-*/()]", text):
+        return None
+    tokens = _POLY_TOKEN.findall(text)
+    if "".join(tokens) != text:
+        return None
+    spaced: list[str] = []  # implicit products: 7x, 2(x + 1), x(x - 1), (x + 1)(x - 1)
+    for token in tokens:
+        if (
+            spaced
+            and (spaced[-1][0].isdigit() or spaced[-1] in (variable, ")"))
+            and (token in (variable, "(") or (token[0].isdigit() and spaced[-1] != ")" and not spaced[-1][0].isdigit()))
+        ):
+            spaced.append("*")
+        spaced.append(token)
+    try:
+        return _PolynomialParser(spaced, variable).parse()
+    except (ValueError, ZeroDivisionError, RecursionError):
+        return None
+
+
+class PolynomialVerifier:
+    """1.0 when the committed answer is the ground truth's polynomial ("9*x**4/2" equals "4.5x^4"); the
+    variable is the one the ground truth uses, and "+ C" is ignored on both sides."""
+
+    def __call__(self, response: str, problem: Problem) -> float:
+        letters = set(re.findall(r"[a-z]", re.sub(r"[+-]\s*c\b", "", problem.answer.lower())))
+        variable = letters.pop() if len(letters) == 1 else "x"
+        marked = marked_answer(response)
+        lines = response.strip().splitlines()
+        written = marked if marked is not None else (lines[-1] if lines else "")
+        gold, guess = parse_polynomial(problem.answer, variable), parse_polynomial(written, variable)
+        return 1.0 if gold is not None and guess == gold else 0.0
+
+
 class LLMJudge:
     """For tasks without ground truth: an LLM answers whether the response solves the problem."""
 
@@ -190,14 +346,17 @@ class LLMJudge:
 
 
 class DefaultVerifier:
-    """Per problem: complex numbers for complex-number tasks, math comparison for math tasks and numeric answers
-    ("ANSWER: 292 legs" is 292), else words."""
+    """Per problem: complex numbers for complex-number tasks, polynomials for polynomial tasks, math comparison
+    for math tasks and numeric answers ("ANSWER: 292 legs" is 292), else words."""
 
     def __init__(self) -> None:
         self._math, self._words, self._complex = MathVerifier(), WordVerifier(), ComplexVerifier()
+        self._polynomial = PolynomialVerifier()
 
     def __call__(self, response: str, problem: Problem) -> float:
         if problem.task in COMPLEX_TASKS:
             return self._complex(response, problem)
+        if problem.task in POLYNOMIAL_TASKS:
+            return self._polynomial(response, problem)
         numeric = _NUMBER.fullmatch(problem.answer.strip()) is not None
         return (self._math if problem.task in MATH_TASKS or numeric else self._words)(response, problem)
