@@ -171,6 +171,10 @@ TIPS = {
         "When integrating a polynomial, never answer at once: for each term write c*x**n -> c*x**(n+1)/(n+1) on its "
         "own line, simplify the fraction, then add + C.",
     ],
+    "polynomial_multiplication": [
+        "When multiplying polynomials, never answer at once: multiply each term of the first by each term of the "
+        "second, one product per line (add the exponents), then add like terms.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
