@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dso.bench.tips import TIPS, run_tips_probe
+from dso.bench.tips import TIPS, _changed, run_tips_probe
 from dso.config import load_config
 from dso.embed import Embedder, make_embedder
-from dso.learn.datasets import load_problems
+from dso.learn.datasets import Problem, load_problems
+from dso.learn.extract import Rollout
 from dso.library import ExperienceLibrary
 
 
@@ -42,3 +43,23 @@ def test_the_probe_pairs_the_arms_and_lists_each_changed_question() -> None:
     # the accuracies differ by exactly the changed questions (one greedy answer per question)
     assert round((tips["accuracy"] - baseline["accuracy"]) * 4) == paired["fixed"] - paired["broken"]
     assert all(set(row) == {"id", "change", "correct", "baseline", "tips"} for row in changed)
+
+
+def test_changed_questions_show_the_ground_truth_and_both_committed_answers() -> None:
+    problems = [
+        Problem(f"q{i}", f"question {i}", answer, "polynomial_multiplication")
+        for i, answer in enumerate(["-3*y**4 - 6*y**2", "2", "5"])
+    ]
+
+    def arm(*rewards_and_texts: tuple[float, str]) -> dict[str, list[Rollout]]:
+        return {
+            p.id: [Rollout(p.id, 0, text, reward, 1, 1, "stop")]
+            for p, (reward, text) in zip(problems, rewards_and_texts, strict=True)
+        }
+
+    baseline = arm((0.0, "work\nANSWER: -3y^4"), (1.0, "ANSWER: 2"), (0.0, "ANSWER: 4"))
+    tips = arm((1.0, "ANSWER: -3y^4 - 6y^2"), (0.0, "ANSWER: 3"), (0.0, "ANSWER: 6"))
+    assert _changed(problems, baseline, tips) == [
+        {"id": "q0", "change": "fixed", "correct": "-3*y**4 - 6*y**2", "baseline": "-3y^4", "tips": "-3y^4 - 6y^2"},
+        {"id": "q1", "change": "broken", "correct": "2", "baseline": "2", "tips": "3"},
+    ]  # the ground truth whole (not its last number); q2 stayed wrong both ways

@@ -14,6 +14,7 @@ from typing import Any
 
 from dso.bench.common import machine
 from dso.config import DSOConfig
+from dso.core.experience import normalise_text
 from dso.embed import make_embedder
 from dso.errors import ConfigError
 from dso.learn.datasets import Problem, train_heldout_split
@@ -235,7 +236,7 @@ def _changed(
                 {
                     "id": problem.id,
                     "change": "fixed" if after > before else "broken",
-                    "correct": shown_answer(problem.answer, 40),
+                    "correct": normalise_text(problem.answer)[:40],
                     "baseline": shown_answer(baseline[problem.id][0].response, 40),
                     "tips": shown_answer(tips[problem.id][0].response, 40),
                 }
