@@ -176,6 +176,10 @@ TIPS = {
         "When multiplying polynomials, never answer at once: multiply each term of the first by each term of the "
         "second, one product per line (add the exponents), then add like terms.",
     ],
+    "list_functions": [
+        "When inferring a rule from input/output list examples, first try simple rules (same list, sorted, reversed, "
+        "minimum, maximum, length, add the position) and keep the one that fits every example.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
