@@ -180,6 +180,10 @@ TIPS = {
         "When inferring a rule from input/output list examples, first try simple rules (same list, sorted, reversed, "
         "minimum, maximum, length, add the position) and keep the one that fits every example.",
     ],
+    "string_insertion": [
+        "When inserting characters after patterns, never answer at once: go left to right, write each match and its "
+        "inserted letter, skip past both, then write the final string.",
+    ],
     "number_format": [
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
