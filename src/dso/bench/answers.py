@@ -22,7 +22,7 @@ from dso.config import TrainConfig
 from dso.core.untrusted import is_number, load_json
 from dso.errors import DSOError
 from dso.files import read_input
-from dso.learn.evaluate import constant_answer, question_score
+from dso.learn.evaluate import changed_questions, constant_answer, question_score
 from dso.learn.extract import Rollout, shown_answer
 from dso.learn.rewards import marked_answer
 from dso.learn.run import heldout_questions, heldout_suffix, load_run_config
@@ -95,11 +95,8 @@ def answer_report(
     base, lib = answers["baseline"], answers["library"]
     common_ids = sorted(base.keys() & lib.keys())
     changed = {kind: {"baseline unmarked": 0, "baseline marked": 0} for kind in ("fixed", "broken")}
-    for problem_id in common_ids:
-        before, after = question_score(base[problem_id]), question_score(lib[problem_id])
-        if before != after:
-            kind = "fixed" if after > before else "broken"
-            changed[kind]["baseline unmarked" if not _marked(base[problem_id]) else "baseline marked"] += 1
+    for problem_id, kind in changed_questions(base, lib).items():
+        changed[kind]["baseline unmarked" if not _marked(base[problem_id]) else "baseline marked"] += 1
     report = {
         "machine": machine(),
         "run_dir": str(run_dir),

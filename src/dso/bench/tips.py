@@ -18,7 +18,7 @@ from dso.core.experience import normalise_text
 from dso.embed import make_embedder
 from dso.errors import ConfigError
 from dso.learn.datasets import Problem, train_heldout_split
-from dso.learn.evaluate import paired_comparison, question_score, summarise
+from dso.learn.evaluate import changed_questions, paired_comparison, summarise
 from dso.learn.extract import Rollout, shown_answer
 from dso.learn.rewards import DefaultVerifier
 from dso.learn.solve import SolveSettings, solve
@@ -234,16 +234,14 @@ def _changed(
     problems: list[Problem], baseline: dict[str, list[Rollout]], tips: dict[str, list[Rollout]]
 ) -> list[dict[str, Any]]:
     """The questions the tips fixed or broke, with both answers: which kind of question a tip helps."""
+    changed = changed_questions(baseline, tips)
     rows = []
     for problem in problems:
-        if problem.id not in baseline or problem.id not in tips:
-            continue
-        before, after = question_score(baseline[problem.id]), question_score(tips[problem.id])
-        if before != after:
+        if problem.id in changed:
             rows.append(
                 {
                     "id": problem.id,
-                    "change": "fixed" if after > before else "broken",
+                    "change": changed[problem.id],
                     "correct": normalise_text(problem.answer)[:40],
                     "baseline": shown_answer(baseline[problem.id][0].response, 40),
                     "tips": shown_answer(tips[problem.id][0].response, 40),

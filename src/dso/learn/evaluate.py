@@ -110,10 +110,19 @@ def question_score(group: list[Rollout]) -> float:
     return statistics.fmean(r.reward for r in group)
 
 
+def changed_questions(baseline: dict[str, list[Rollout]], library: dict[str, list[Rollout]]) -> dict[str, str]:
+    """Each question both arms answered whose score changed: "fixed" (higher with the library) or "broken"."""
+    changed = {}
+    for problem_id in sorted(baseline.keys() & library.keys()):
+        before, after = question_score(baseline[problem_id]), question_score(library[problem_id])
+        if before != after:
+            changed[problem_id] = "fixed" if after > before else "broken"
+    return changed
+
+
 def paired_comparison(baseline: dict[str, list[Rollout]], library: dict[str, list[Rollout]]) -> PairedComparison:
-    common = baseline.keys() & library.keys()
-    fixed = sum(question_score(library[q]) > question_score(baseline[q]) for q in common)
-    broken = sum(question_score(library[q]) < question_score(baseline[q]) for q in common)
+    kinds = list(changed_questions(baseline, library).values())
+    fixed, broken = kinds.count("fixed"), kinds.count("broken")
     changed = fixed + broken
     tail = sum(math.comb(changed, i) for i in range(min(fixed, broken) + 1)) / 2**changed
     return PairedComparison(fixed, broken, min(1.0, 2 * tail))
