@@ -139,6 +139,11 @@ case "${1:-all}" in
     run products-contrast4 "products:min_digits=2,max_digits=3" --train-size 10 --heldout-size 100 --batch-size 5 \
       --group-size 4 --max-tokens 256 --gate --validation-size 40
     answers products-contrast4; heldout products-contrast4 404; heldout products-contrast4 505 ;;
+  products-reference)  # reference solutions from long multiplication by place value, the step the tips probe's
+    # 0.30 -> 0.50 tip names; judged on seed 0 and on seeds 606 and 707, drawn for this run
+    run products-reference "products:min_digits=2,max_digits=3" --train-size 10 --heldout-size 100 --batch-size 5 \
+      --group-size 4 --max-tokens 256 --gate --validation-size 40
+    answers products-reference; heldout products-reference 606; heldout products-reference 707 ;;
   number_sorting|all)  # lists scored on their last number when the ANSWER line is left out; sign order
     run number_sorting number_sorting --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate ;;&
   number_sorting-answers|number_sorting|all) answers number_sorting ;;&

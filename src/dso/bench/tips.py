@@ -52,6 +52,10 @@ TIPS = {
         "When counting days between two dates, subtract their days of the year and add 1 if both dates count; "
         "every 7 consecutive days hold each weekday once.",
     ],
+    "calendar_arithmetic:tasks=['weekday_offset']": [
+        "When counting N days forward from a weekday, take the remainder of N divided by 7, then step that many "
+        "days forward from the start day (Monday, Tuesday, ..., Sunday, Monday).",
+    ],
     "simple_geometry": [
         "When finding a polygon's last interior angle, the n interior angles sum to (n - 2) x 180 degrees: "
         "subtract the given angles from that total.",
@@ -188,14 +192,40 @@ TIPS = {
         "When comparing numbers written in different formats, rewrite each as a plain decimal first (drop thousands "
         "commas, expand e+08 as times 100,000,000), then compare digit by digit from the left.",
     ],
+    "acre": [
+        "When judging a blicket detector, an object that turns the light on alone is a blicket; every object in a "
+        "combination that stays off is not a blicket.",
+        "When judging a new blicket case, answer on if it holds a known blicket, off if every object in it is known "
+        "not to be one, else undetermined.",
+    ],
+    "binary_alternation": [
+        "When counting swaps to make a binary string alternate, count the 0s and 1s first: if they differ by more "
+        "than 1, the answer is -1.",
+        "When counting swaps to make a binary string alternate, count the positions that differ from 0101... and "
+        "from 1010... of the same length; answer half the smaller even count.",
+    ],
+    "rotate_matrix": [
+        "When rotating a matrix by a multiple of 90 degrees, first take the angle modulo 360: 0 leaves it unchanged, "
+        "180 reverses the row order and each row.",
+        "When rotating a matrix 90 degrees clockwise, new row 1 is old column 1 read bottom to "
+        "top, row 2 is column 2, and so on; 270 clockwise is 90 counterclockwise.",
+    ],
+    "count_primes": [
+        "Primes below 100: 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, "
+        "47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97.",
+    ],
+    "needle_haystack": [
+        "When asked who has a stated attitude toward a thing, find the sentence with exactly that verb and that "
+        "thing and answer with the name it starts with.",
+    ],
 }
 
 
 def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *, quiet: bool = False) -> dict[str, Any]:
     name = task.split(":")[0]
-    if name not in TIPS:
+    if task not in TIPS and name not in TIPS:
         raise ConfigError(f"no hand-written tips for {name!r} (known: {', '.join(TIPS)})")
-    tips = TIPS[name]
+    tips = TIPS.get(task) or TIPS[name]  # tips for one setting of a generator first, then for the whole task
     solver, verifier = make_llm(config), DefaultVerifier()
     _, heldout = train_heldout_split(task, 0, count, seed=config.train.seed)
     settings = SolveSettings(

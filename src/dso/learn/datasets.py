@@ -86,6 +86,18 @@ def _letter_counting_reference(metadata: dict[str, Any], answer: str) -> str:
     return f"Spelled out, with the count of '{letter}' in each word: {'; '.join(words)}. Total: {answer}."
 
 
+def _products_reference(expression: str, answer: str) -> str | None:
+    """products carries no worked solution; long multiplication by the second factor's place values gives one."""
+    match = re.fullmatch(r"\s*(\d+) \* (\d+)\s*", expression)
+    if not match or int(match[1]) * int(match[2]) != int(answer):
+        return None
+    first, second = match[1], match[2]
+    parts = [int(digit) * 10 ** (len(second) - 1 - i) for i, digit in enumerate(second) if digit != "0"]
+    lines = [f"{first} x {part} = {int(first) * part}" for part in parts]
+    total = " + ".join(str(int(first) * part) for part in parts)
+    return f"Split {second} by place value: {'; '.join(lines)}; {total} = {answer}."
+
+
 def _reference(task: str, entry: dict[str, Any]) -> str | None:
     metadata = entry.get("metadata") or {}
     answer = str(entry["answer"])
@@ -97,6 +109,8 @@ def _reference(task: str, entry: dict[str, Any]) -> str | None:
         return _word_sorting_reference(metadata, answer)
     if task == "letter_counting" and "span" in metadata:
         return _letter_counting_reference(metadata, answer)
+    if task == "products" and "expression" in metadata:
+        return _products_reference(str(metadata["expression"]), answer)
     cot = metadata.get("answer_cot")
     return str(cot) if cot else None
 
