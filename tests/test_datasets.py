@@ -87,6 +87,16 @@ def test_word_sorting_reference_shows_the_codes_that_decide_the_order() -> None:
         assert codes in (sorted(codes), sorted(codes, reverse=True))
 
 
+def test_products_reference_adds_up_the_place_value_parts() -> None:
+    for problem in load_problems("products:min_digits=2,max_digits=3", 30, seed=4):
+        assert problem.reference and problem.reference.endswith(f" = {problem.answer}.")
+        first, second = re.findall(r"\d+", problem.question)[:2]
+        parts = re.findall(rf"\b{first} x (\d+) = (\d+)", problem.reference)
+        assert sum(int(part) for part, _ in parts) == int(second)  # the place values make up the second factor
+        assert all(int(first) * int(part) == int(product) for part, product in parts)
+        assert sum(int(product) for _, product in parts) == int(problem.answer)
+
+
 def test_letter_counting_reference_adds_up_to_the_answer() -> None:
     for problem in load_problems("letter_counting", 20, seed=3):
         assert problem.reference and problem.reference.endswith(f"Total: {problem.answer}.")

@@ -73,6 +73,11 @@ def test_word_answers() -> None:
     assert WordVerifier()("Thinking...\nANSWER: Mother-in-law", problem) == 1.0
     assert WordVerifier()("ANSWER: **mother-in-law**.", problem) == 1.0
     assert WordVerifier()("ANSWER: mother", problem) == 0.0
+    weekday = Problem("d", "Which weekday?", "Friday", "calendar_arithmetic")
+    assert WordVerifier()("ANSWER: \\text{Friday}", weekday) == 1.0  # LaTeX's text wrapper is no word of the answer
+    assert WordVerifier()("So \\(\\boxed{\\textbf{Friday}}\\).", weekday) == 1.0
+    assert WordVerifier()("ANSWER: \\text{Thursday}", weekday) == 0.0
+    assert WordVerifier()("ANSWER: \\text{Friday} \\text{Monday}", weekday) == 0.0
     default = DefaultVerifier()
     assert default("ANSWER: Mother-in-law", problem) == 1.0
     legs = Problem("l", "How many legs?", "292", "leg_counting")  # not a math task, but a numeric answer

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dso.bench.tips import TIPS, _changed, run_tips_probe
+from dso.bench.tips import TIPS, _changed, run_tips_probe, tips_for
 from dso.config import load_config
 from dso.embed import Embedder, make_embedder
+from dso.errors import ConfigError
 from dso.learn.datasets import Problem, load_problems
 from dso.learn.extract import Rollout
 from dso.library import ExperienceLibrary
@@ -63,3 +64,12 @@ def test_changed_questions_show_the_ground_truth_and_both_committed_answers() ->
         {"id": "q0", "change": "fixed", "correct": "-3*y**4 - 6*y**2", "baseline": "-3y^4", "tips": "-3y^4 - 6y^2"},
         {"id": "q1", "change": "broken", "correct": "2", "baseline": "2", "tips": "3"},
     ]  # the ground truth whole (not its last number); q2 stayed wrong both ways
+
+
+def test_tips_for_one_setting_come_before_those_for_the_whole_task() -> None:
+    weekday = "calendar_arithmetic:tasks=['weekday_offset']"
+    assert tips_for(weekday) == TIPS[weekday] != TIPS["calendar_arithmetic"]
+    assert tips_for("calendar_arithmetic:tasks=['count_days']") == TIPS["calendar_arithmetic"]
+    assert tips_for("leg_counting:min_animals=1,max_animals=2") == TIPS["leg_counting"]
+    with pytest.raises(ConfigError, match="no hand-written tips for 'maze'"):
+        tips_for("maze:min_dist=2")

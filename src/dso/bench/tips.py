@@ -204,12 +204,6 @@ TIPS = {
         "When counting swaps to make a binary string alternate, count the positions that differ from 0101... and "
         "from 1010... of the same length; answer half the smaller even count.",
     ],
-    "rotate_matrix": [
-        "When rotating a matrix by a multiple of 90 degrees, first take the angle modulo 360: 0 leaves it unchanged, "
-        "180 reverses the row order and each row.",
-        "When rotating a matrix 90 degrees clockwise, new row 1 is old column 1 read bottom to "
-        "top, row 2 is column 2, and so on; 270 clockwise is 90 counterclockwise.",
-    ],
     "count_primes": [
         "Primes below 100: 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, "
         "47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97.",
@@ -221,11 +215,18 @@ TIPS = {
 }
 
 
-def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *, quiet: bool = False) -> dict[str, Any]:
+def tips_for(task: str) -> list[str]:
+    """The tips written for this setting of a generator ("calendar_arithmetic:tasks=['weekday_offset']"), else those
+    for the whole task."""
     name = task.split(":")[0]
-    if task not in TIPS and name not in TIPS:
+    tips = TIPS.get(task) or TIPS.get(name)
+    if tips is None:
         raise ConfigError(f"no hand-written tips for {name!r} (known: {', '.join(TIPS)})")
-    tips = TIPS.get(task) or TIPS[name]  # tips for one setting of a generator first, then for the whole task
+    return tips
+
+
+def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *, quiet: bool = False) -> dict[str, Any]:
+    tips = tips_for(task)
     solver, verifier = make_llm(config), DefaultVerifier()
     _, heldout = train_heldout_split(task, 0, count, seed=config.train.seed)
     settings = SolveSettings(

@@ -119,12 +119,15 @@ class MathVerifier:
         return 1.0 if verify(gold, guess, timeout_seconds=None) else 0.0
 
 
+_LATEX_TEXT = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")  # \text{Friday} is Friday
+
+
 class WordVerifier:
     """1.0 when the final answer's words equal the ground truth's, ignoring case and punctuation."""
 
     def __call__(self, response: str, problem: Problem) -> float:
         def words(text: str) -> list[str]:
-            return re.findall(r"[a-z0-9-]+", text.lower())
+            return re.findall(r"[a-z0-9-]+", _LATEX_TEXT.sub(r"\1", text).lower())
 
         return 1.0 if words(committed_answer(response)) == words(problem.answer) else 0.0
 
