@@ -125,7 +125,8 @@ def group_confidence(rewards: Sequence[float]) -> float:
 # Lessons that speak about the extraction itself ("compare the better attempts ...") rather than about
 # the task: a small extractor echoes its instructions, and such text helps no solver.
 _ABOUT_EXTRACTION = re.compile(
-    r"\b(attempts?|attempting|better ones?|worse ones?|similar problems?|solvers?)\b", re.IGNORECASE
+    r"\b(attempts?|attempting|better ones?|worse ones?|similar problems?|solvers?|reference solutions?)\b",
+    re.IGNORECASE,
 )
 
 
@@ -164,6 +165,12 @@ def _attempt_marks(response: str) -> str:
 
 def _contrast_answer(response: str) -> str:
     return " ".join([shown_answer(response), *(f"[{mark}]" for applies, mark, _ in _MARKS if applies(response))])
+
+
+def _mostly_at_once(rollouts: Sequence[Rollout]) -> bool:
+    """At least half of the wrong attempts (and at least one) gave their answer with no working."""
+    wrong = [r for r in rollouts if r.reward < 1.0]
+    return bool(wrong) and 2 * sum(_no_working(r.response) for r in wrong) >= len(wrong)
 
 
 def is_lesson(text: str, word_cap: int, quoted: Collection[str] = ()) -> bool:
@@ -313,13 +320,18 @@ class Extractor:
             focus = "The wrong attempts missed what the right ones did."
         else:
             focus = "The wrong attempts missed what the correct answer depends on."
-        advantage = self.prompts.get("advantage").render(
+        # advantage.v5 adds its part "atonce" when the wrong attempts answered without a step: what made a
+        # hand-written tip work on products and chain_sum was the order not to answer at once
+        parts = self.prompts.get("advantage").sections()
+        working = parts["atonce"].render().strip() if "atonce" in parts and _mostly_at_once(rollouts) else ""
+        advantage = parts["system"].render(
             question=problem.question,
             answer=problem.answer,
             reference=reference,
             summaries="\n".join(summaries),
             max_items=self.max_items,
             focus=focus,
+            working=working,  # a placeholder of advantage.v5 on; earlier versions have none
         )
         lessons = self._json("lessons", advantage, _lessons_schema(self.max_items), "lessons", max_tokens=400)
         if lessons is None:
