@@ -74,6 +74,38 @@ def test_lessons_must_be_general_when_rules() -> None:
     assert not is_lesson("When attempting to solve a problem, read the question carefully.", 32)
     assert not is_lesson("When the solver provides a wrong answer, understand the kind of answer expected.", 32)
     assert not is_lesson("When a solver gives a wrong answer, analyze the question and consider other approaches.", 32)
+    assert not is_lesson("When multiplying numbers, use the reference solution as a guide to ensure accuracy.", 32)
+
+
+@pytest.mark.parametrize(
+    ("version", "responses", "told"),
+    [
+        (5, ["ANSWER: child", "ANSWER: son", "ANSWER: daughter"], True),  # both wrong attempts answered at once
+        (5, ["They are related by blood.\nANSWER: child", "ANSWER: son", "ANSWER: daughter"], True),  # half of them
+        (5, ["They are related by blood.\nANSWER: child", "ANSWER: son", "Jacob is a girl.\nANSWER: a"], False),
+        (4, ["ANSWER: child", "ANSWER: son", "ANSWER: daughter"], False),  # v4 has no such part
+    ],
+)
+def test_advantage_v5_asks_for_the_steps_when_wrong_attempts_answered_at_once(
+    tmp_path: Path, embedder: Embedder, version: int, responses: list[str], told: bool
+) -> None:
+    prompts: list[str] = []
+
+    def record(request: ScriptedRequest) -> str:
+        prompts.append(request.prompt)
+        return json.dumps({"lessons": ["When asked a relation, name the child's relation to the parent."]})
+
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    extractor = Extractor(ScriptedLLM(record), library, prompts=PromptSet(PromptConfig(advantage=version)))
+    group = [
+        Rollout(PROBLEM.id, i, text, 1.0 if text.endswith("son") else 0.0, 50, 5, "stop")
+        for i, text in enumerate(responses)
+    ]
+    extractor.group_operations(PROBLEM, group, epoch=0)
+    advantage = [p for p in prompts if "Correct answer:" in p]
+    assert len(advantage) == 1
+    assert ("never answer at once" in advantage[0]) is told
+    assert "$working" not in advantage[0] and "---atonce---" not in advantage[0]
 
 
 def test_reconcile_rules() -> None:
