@@ -93,9 +93,9 @@ def _products_reference(expression: str, answer: str) -> str | None:
         return None
     first, second = match[1], match[2]
     parts = [int(digit) * 10 ** (len(second) - 1 - i) for i, digit in enumerate(second) if digit != "0"]
-    lines = [f"{first} x {part} = {int(first) * part}" for part in parts]
-    total = " + ".join(str(int(first) * part) for part in parts)
-    return f"Split {second} by place value: {'; '.join(lines)}; {total} = {answer}."
+    products = [int(first) * part for part in parts]
+    lines = [f"{first} x {part} = {product}" for part, product in zip(parts, products, strict=True)]
+    return f"Split {second} by place value: {'; '.join(lines)}; {' + '.join(map(str, products))} = {answer}."
 
 
 def _reference(task: str, entry: dict[str, Any]) -> str | None:
