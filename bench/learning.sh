@@ -118,6 +118,13 @@ case "${1:-all}" in
     for seed in "" 101 202; do
       answers decimal_chain_sum-val40-full ${seed:+--heldout-seed $seed} --against runs/learning-decimal_chain_sum-val40
     done ;;
+  decimal_chain_sum-1place)  # one decimal place; `dso bench tips` on 40 questions of seed 4242 (used by no run) gave
+    # 0.15 -> 0.45 (12 / 0) with the lesson chain_sum learned and 0.15 -> 0.20 with the hand-written running-totals
+    # tip (bench/lessons/chain-sum-probe.txt); this run learns its own, judged on seeds 0, 101 and 202
+    run decimal_chain_sum-1place "decimal_chain_sum:min_decimal_places=1,max_decimal_places=1" --train-size 10 \
+      --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate --validation-size 40
+    answers decimal_chain_sum-1place
+    heldout decimal_chain_sum-1place 101; heldout decimal_chain_sum-1place 202 ;;
   products)  # two- and three-digit factors; tips probe 0.30 -> 0.50, 10-token answers at once without experiences
     run products "products:min_digits=2,max_digits=3" --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 \
       --max-tokens 256 --gate --validation-size 40

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dso.bench.tips import TIPS, _changed, run_tips_probe, tips_for
+from dso.bench.tips import TIPS, _changed, read_lessons, run_tips_probe, tips_for
 from dso.config import load_config
 from dso.embed import Embedder, make_embedder
-from dso.errors import ConfigError
+from dso.errors import ConfigError, DSOError
 from dso.learn.datasets import Problem, load_problems
 from dso.learn.extract import Rollout
 from dso.library import ExperienceLibrary
@@ -73,3 +73,43 @@ def test_tips_for_one_setting_come_before_those_for_the_whole_task() -> None:
     assert tips_for("leg_counting:min_animals=1,max_animals=2") == TIPS["leg_counting"]
     with pytest.raises(ConfigError, match="no hand-written tips for 'maze'"):
         tips_for("maze:min_dist=2")
+
+
+def test_lessons_are_read_one_per_line_and_a_bad_file_is_one_config_error(tmp_path: Path) -> None:
+    good = tmp_path / "lessons.txt"
+    good.write_text("When adding, carry.\n\n  When counting legs, a spider has 8.  \n", encoding="utf-8")
+    assert read_lessons(good) == ["When adding, carry.", "When counting legs, a spider has 8."]
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n   \n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="holds no lessons"):
+        read_lessons(blank)
+    with pytest.raises(ConfigError, match="cannot read lessons"):
+        read_lessons(tmp_path / "missing.txt")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00When")
+    with pytest.raises(ConfigError, match="cannot read lessons"):
+        read_lessons(binary)
+
+
+@pytest.mark.slow
+def test_each_lesson_is_its_own_arm_against_one_baseline(tmp_path: Path) -> None:
+    config = load_config(environ={}, overrides={"llm.model": "smollm2-135m", "llm.parallel": 2})
+    lessons = ["When counting legs, a spider has 8 legs.", "When counting legs, a bird has 2 legs."]
+    result = run_tips_probe(
+        config, "leg_counting:min_animals=1,max_animals=2", 4, 16, lessons=lessons, each=True, quiet=True
+    )
+    assert list(result["arms"]) == ["baseline", "tip 1", "tip 2"] and result["source"] == "lessons file"
+    assert [c["tips"] for c in result["comparisons"]] == [[lessons[0]], [lessons[1]]]
+    baseline = result["arms"]["baseline"]["accuracy"]
+    for comparison in result["comparisons"]:
+        arm, paired = result["arms"][comparison["arm"]], comparison["paired"]
+        assert arm["library_size"] == 1
+        assert round((arm["accuracy"] - baseline) * 4) == paired["fixed"] - paired["broken"]
+        assert [row["change"] for row in comparison["changed"]].count("fixed") == paired["fixed"]
+    assert result["paired"] == result["comparisons"][0]["paired"]
+
+
+def test_a_lesson_over_the_library_cap_is_refused_before_any_question_is_answered(tmp_path: Path) -> None:
+    config = load_config(environ={}, overrides={"llm.model": "no-such-model"})  # loading it would fail
+    with pytest.raises(DSOError, match="cap"):
+        run_tips_probe(config, "leg_counting", 2, 16, lessons=["When " + "x" * 2000 + " do."], quiet=True)

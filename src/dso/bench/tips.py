@@ -7,6 +7,7 @@ path `dso eval` takes).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -225,9 +226,33 @@ def tips_for(task: str) -> list[str]:
     return tips
 
 
-def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *, quiet: bool = False) -> dict[str, Any]:
-    tips = tips_for(task)
-    solver, verifier = make_llm(config), DefaultVerifier()
+def read_lessons(path: Path) -> list[str]:
+    """Lessons to probe in place of the hand-written tips: one per line of a text file, blank lines skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read lessons from {path}: {exc.__class__.__name__}") from None
+    lessons = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lessons:
+        raise ConfigError(f"{path} holds no lessons (one per line)")
+    return lessons
+
+
+def run_tips_probe(
+    config: DSOConfig,
+    task: str,
+    count: int,
+    max_tokens: int,
+    *,
+    lessons: list[str] | None = None,
+    each: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Both arms on the same held-out questions. `lessons` replaces the hand-written tips (a learned library's
+    candidates, say); with `each`, every tip is its own arm against the one baseline, which tells the tip that
+    helps from the one that harms where a library of all of them would show only their sum."""
+    tips = lessons if lessons is not None else tips_for(task)
+    groups = [(f"tip {i}", [tip]) for i, tip in enumerate(tips, 1)] if each else [("tips", tips)]
     _, heldout = train_heldout_split(task, 0, count, seed=config.train.seed)
     settings = SolveSettings(
         max_tokens=max_tokens,
@@ -236,17 +261,32 @@ def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *,
         prompt_version=config.prompts.solver,
     )
     arms, answers = {}, {}
-    try:
-        with tempfile.TemporaryDirectory() as home, ExperienceLibrary(Path(home) / "tips.db", make_embedder()) as lib:
-            for tip in tips:
-                lib.add(tip)
-            for arm, library in (("baseline", None), ("tips", lib)):
+    with tempfile.TemporaryDirectory() as home, contextlib.ExitStack() as stack:
+        embedder = make_embedder()
+        libraries: dict[str, ExperienceLibrary | None] = {"baseline": None}
+        for number, (arm, group) in enumerate(groups):
+            lib = stack.enter_context(ExperienceLibrary(Path(home) / f"arm-{number}.db", embedder))
+            for tip in group:
+                lib.add(tip)  # a tip over the library's caps is refused before the model is even loaded
+            libraries[arm] = lib
+        solver, verifier = make_llm(config), DefaultVerifier()
+        try:
+            for arm, library in libraries.items():
                 answers[arm] = solve(heldout, solver, verifier, settings, library)
                 arms[arm] = summarise(arm, answers[arm], len(library or [])).to_json()
                 if not quiet:
                     print(arm, arms[arm], file=sys.stderr, flush=True)
-    finally:
-        solver.close()
+        finally:
+            solver.close()
+    comparisons = [
+        {
+            "arm": arm,
+            "tips": group,
+            "paired": paired_comparison(answers["baseline"], answers[arm]).to_json(),
+            "changed": _changed(heldout, answers["baseline"], answers[arm]),
+        }
+        for arm, group in groups
+    ]
     return {
         "machine": machine(),
         "task": task,
@@ -255,9 +295,12 @@ def run_tips_probe(config: DSOConfig, task: str, count: int, max_tokens: int, *,
         "max_tokens": max_tokens,
         "solver_prompt": config.prompts.solver,
         "tips": tips,
+        "source": "lessons file" if lessons is not None else "hand-written",
         "arms": arms,
-        "paired": paired_comparison(answers["baseline"], answers["tips"]).to_json(),
-        "changed": _changed(heldout, answers["baseline"], answers["tips"]),
+        # the first arm's comparison at the top, as files written before `each` had it
+        "paired": comparisons[0]["paired"],
+        "changed": comparisons[0]["changed"],
+        "comparisons": comparisons,
     }
 
 

@@ -154,15 +154,23 @@ def tips(
     task: str = typer.Argument(..., help="Dataset spec, e.g. leg_counting:min_animals=1,max_animals=2."),
     count: int = typer.Option(20, help="Held-out questions."),
     max_tokens: int = typer.Option(256, help="Token budget, the same for both arms."),
+    lessons: Path | None = typer.Option(
+        None, "--lessons", help="Probe these lessons (a text file, one per line) instead of the hand-written tips."
+    ),
+    each: bool = typer.Option(False, "--each", help="Each tip alone, side by side against one baseline."),
     output: Path | None = OutputOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Held-out accuracy without and with hand-written tips: the headroom learning can hope for."""
-    from dso.bench.tips import run_tips_probe
+    from dso.bench.tips import read_lessons, run_tips_probe
 
-    result = run_tips_probe(get_config(ctx), task, count, max_tokens)
-    paired = result["paired"]
-    changed = {"baseline": "", "tips": f"{paired['fixed']} / {paired['broken']} ({paired['p_value']:.2g})"}
+    config = get_config(ctx)
+    texts = read_lessons(lessons) if lessons is not None else None
+    result = run_tips_probe(config, task, count, max_tokens, lessons=texts, each=each, quiet=as_json)
+    changed = {"baseline": ""}
+    for comparison in result["comparisons"]:
+        paired = comparison["paired"]
+        changed[comparison["arm"]] = f"{paired['fixed']} / {paired['broken']} ({paired['p_value']:.2g})"
     rows = [
         {"arm": arm, "accuracy": r["accuracy"], "questions": r["questions"], "fixed / broken (p)": changed[arm]}
         for arm, r in result["arms"].items()
