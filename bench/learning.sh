@@ -125,6 +125,7 @@ case "${1:-all}" in
       --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --gate --validation-size 40
     answers decimal_chain_sum-1place
     heldout decimal_chain_sum-1place 101; heldout decimal_chain_sum-1place 202 ;;
+  decimal_chain_sum-1place-seed303) heldout decimal_chain_sum-1place 303 ;;  # a fourth seed, drawn after the three above
   products)  # two- and three-digit factors; tips probe 0.30 -> 0.50, 10-token answers at once without experiences
     run products "products:min_digits=2,max_digits=3" --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 \
       --max-tokens 256 --gate --validation-size 40
