@@ -3,6 +3,7 @@ the probe pairs its two arms question by question."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -89,6 +90,12 @@ def test_lessons_are_read_one_per_line_and_a_bad_file_is_one_config_error(tmp_pa
     binary.write_bytes(b"\xff\xfe\x00When")
     with pytest.raises(ConfigError, match="cannot read lessons"):
         read_lessons(binary)
+    with pytest.raises(ConfigError, match=r"cannot read lessons: .* is a directory"):
+        read_lessons(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # read whole, a pipe would block the probe forever
+    with pytest.raises(ConfigError, match=r"cannot read lessons: .* not a regular file"):
+        read_lessons(fifo)
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from dso.config import DSOConfig
 from dso.core.experience import normalise_text
 from dso.embed import make_embedder
 from dso.errors import ConfigError
+from dso.files import read_input
 from dso.learn.datasets import Problem, train_heldout_split
 from dso.learn.evaluate import changed_questions, paired_comparison, summarise
 from dso.learn.extract import Rollout, shown_answer
@@ -229,9 +230,11 @@ def tips_for(task: str) -> list[str]:
 def read_lessons(path: Path) -> list[str]:
     """Lessons to probe in place of the hand-written tips: one per line of a text file, blank lines skipped."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read lessons from {path}: {exc.__class__.__name__}") from None
+        text = read_input(path, ConfigError).decode("utf-8")  # a regular file of bounded size, never a pipe
+    except ConfigError as exc:
+        raise ConfigError(f"cannot read lessons: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read lessons: {path} is not UTF-8 text") from None
     lessons = [line.strip() for line in text.splitlines() if line.strip()]
     if not lessons:
         raise ConfigError(f"{path} holds no lessons (one per line)")
