@@ -43,7 +43,7 @@ def test_keys_and_chain_commands(tmp_path: Path, anvil_url: str) -> None:
     registry = RegistryClient(w3, deployed["address"], node)
     manifest = BatchManifest.build(node.address, 1, [cid_of(b"a"), cid_of(b"b")])
     batch_cid = cid_of(encode_batch(manifest))
-    batch_id, _ = registry.submit_batch(manifest, batch_cid, sign_batch(node.key, registry.domain, manifest, batch_cid))
+    batch_id = registry.submit_batch(manifest, batch_cid, sign_batch(node.key, registry.domain, manifest, batch_cid))
     pending = ok(tmp_path, "chain", "batches", "--state", "pending", "--rpc", anvil_url)
     assert [b["id"] for b in pending] == ["0x" + batch_id.hex()]
     voted = ok(tmp_path, "chain", "vote", "0x" + batch_id.hex(), "--approve", "--rpc", anvil_url, "--keystore", key)
@@ -56,7 +56,7 @@ def test_keys_and_chain_commands(tmp_path: Path, anvil_url: str) -> None:
         manifest = BatchManifest.build(node.address, round_, [cid_of(b"c%d" % round_)])
         batch_cid = cid_of(encode_batch(manifest))
         signature = sign_batch(node.key, registry.domain, manifest, batch_cid)
-        more.append("0x" + registry.submit_batch(manifest, batch_cid, signature)[0].hex())
+        more.append("0x" + registry.submit_batch(manifest, batch_cid, signature).hex())
     many = ok(
         tmp_path, "chain", "vote", *more, "0x" + batch_id.hex(), "--approve", "--rpc", anvil_url, "--keystore", key
     )

@@ -7,7 +7,7 @@ import json
 import pytest
 from eth_account import Account
 
-from dso.chain.client import BatchInfo, BatchState
+from dso.chain.registry import BatchInfo, BatchState
 from dso.core.cid import cid_of
 from dso.core.records import BatchManifest, encode_batch
 from dso.core.signing import RegistryDomain

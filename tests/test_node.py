@@ -14,7 +14,8 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from dso.chain.client import BatchState, RegistryClient, deploy_registry, dev_fund, embedded_web3
+from dso.chain.client import RegistryClient, deploy_registry, dev_fund, embedded_web3
+from dso.chain.registry import BatchState
 from dso.config import DSOConfig, NetworkConfig
 from dso.core.cid import cid_of
 from dso.core.records import ExperienceRecord, encode_record
@@ -70,9 +71,9 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
         a.library.add(text, domain="leg_counting")
     a.library.apply([], evidence={a.library.all()[0].id: (4, 1, 2)})  # what a's training would have counted
     first = a.sync()
-    assert first["published"]["records"] == 2 and first["bytes"]["sent"]["records"] > 0
-    assert first["bytes"]["sent"]["transactions"] > 0
-    assert a.sync()["published"] is None  # nothing new to publish; no second batch
+    assert first.records_published == 2 and first.bytes.sent["records"] > 0
+    assert first.bytes.sent["transactions"] > 0
+    assert a.sync().published is None  # nothing new to publish; no second batch
     b.sync()  # a voted for its own batch when it published it; b's yes is the second of three: accepted
     c.sync()
     batch_id = a.state.own_batches()[0]
@@ -81,8 +82,8 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
     manifest = share.check_manifest(info, net.store.get(info.batch_cid))
     assert a.registry.batch_id(manifest, info.batch_cid) == batch_id_of(manifest, info.batch_cid) == info.id
     summary = d.sync()  # d is not a member: its first sync pulls the accepted batch
-    assert summary["merged"]["added"] == 2, summary
-    assert summary["bytes"]["received"]["records"] > 0
+    assert summary.merged.added == 2, summary
+    assert summary.bytes.received["records"] > 0
     for node in (b, d):
         texts = {e.text for e in node.library.all()}
         assert set(LESSONS) <= texts
@@ -95,11 +96,11 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
         )  # the record CID is one the manifest lists
     size = len(d.library)
     again = d.sync()  # merging is idempotent
-    assert again["merged"]["added"] == 0 and len(d.library) == size
+    assert again.merged.added == 0 and len(d.library) == size
     a.sync()  # a has not read the registry since its batch was accepted
     statuses = [n.status() for n in (a, b, c, d)]
-    assert len({s["global_library"]["digest"] for s in statuses}) == 1
-    assert statuses[0]["global_library"]["size"] == 2
+    assert len({s.global_digest for s in statuses}) == 1
+    assert statuses[0].global_size == 2
     accepted = d.global_library().accepted
     claimed = {g.text: g.to_json()["claimed_evidence"] for g in accepted}
     assert claimed[LESSONS[0]] == {"helped": 4, "hurt": 1, "neutral": 2}  # carried in a's record, as claimed
@@ -121,10 +122,10 @@ def test_a_tampered_record_makes_a_node_refuse_the_whole_batch(tmp_path: Path, e
     victim = net.store.root / manifest.records[0][-2:] / manifest.records[0]
     victim.write_bytes(victim.read_bytes().replace(b"When", b"Then"))
     summary = d.sync()
-    (refused,) = summary["pulled"]["refused"]
-    assert "corrupt" in refused["reason"] and refused["batch_id"] == "0x" + batch.id.hex()
+    (refused,) = summary.pulled.refused
+    assert "corrupt" in refused.reason and refused.batch_id == "0x" + batch.id.hex()
     assert len(d.library) == 0  # not one record of the batch was merged, the intact one included
-    assert d.status()["refused_batches"][0]["reason"] == refused["reason"]
+    assert d.status().refused_batches[0]["reason"] == refused.reason
 
 
 def test_members_vote_no_on_a_record_signed_into_another_nodes_batch(tmp_path: Path, embedder: Embedder) -> None:
@@ -144,7 +145,7 @@ def test_members_vote_no_on_a_record_signed_into_another_nodes_batch(tmp_path: P
     )
     net.store.put(batch.manifest_bytes)
     relay = RegistryClient(embedded_web3(), net.registry, forger)
-    batch_id, _ = relay.submit_batch(batch.manifest, batch.manifest_cid, batch.signature)
+    batch_id = relay.submit_batch(batch.manifest, batch.manifest_cid, batch.signature)
     a.sync()
     b.sync()
     row = b.state.batch_row("0x" + batch_id.hex())
@@ -184,13 +185,13 @@ def test_a_node_killed_around_submission_submits_each_batch_once(tmp_path: Path,
     summary = again.sync()
     assert again.registry.batch_count() == count + 2  # the second round, once
     assert again.state.outbox_counts() == {"done": 2}
-    assert summary["published"] is None  # nothing was published twice
+    assert summary.published is None  # nothing was published twice
     assert sorted(again.state.own_batches()) == sorted({b for b in again.state.own_batches()})
 
 
 def test_a_state_file_refuses_another_node(tmp_path: Path, embedder: Embedder) -> None:
     from dso.keys import new_keystore
-    from dso.node.node import open_node
+    from dso.network import open_node
 
     config = DSOConfig()
     config.network.node_dir = tmp_path / "node"

@@ -28,7 +28,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from starlette.testclient import TestClient
 
-from dso.chain.client import BatchState, RegistryClient, deploy_registry, dev_fund, embedded_web3
+from dso.chain.client import RegistryClient, deploy_registry, dev_fund, embedded_web3
+from dso.chain.registry import BatchState
 from dso.config import ChainConfig, DSOConfig
 from dso.embed import Embedder
 from dso.keys import new_keystore

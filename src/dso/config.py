@@ -110,6 +110,7 @@ class ConsensusConfig:
     min_validations: int = 3  # validators needed before their evidence can veto an experience
     evidence_z: float = 1.645  # veto when the harm share's lower bound (this many standard errors) exceeds one half
     guard_rules: str = "all"  # comma-separated rule names of dso.consensus.guards, or "all" / "none"
+    semantic_guard: bool = True  # also the semantic guard (dso.consensus.semantic_guard), in votes and merges alike
 
 
 @dataclasses.dataclass

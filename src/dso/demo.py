@@ -24,9 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dso.bench.byzantine import INJECTIONS
-from dso.bench.communication import BYTES_PER_PARAMETER, QWEN25_1_5B
-from dso.chain.client import RegistryClient, deploy_registry, dev_fund, embedded_web3
 from dso.config import DSOConfig
 from dso.embed import make_embedder
 from dso.errors import DSOError, LibraryError
@@ -39,10 +36,10 @@ from dso.learn.solve import SolveSettings
 from dso.learn.trainer import train
 from dso.library import ExperienceLibrary
 from dso.llm import make_llm
-from dso.node.node import Node, SharedWork
-from dso.node.state import NodeState
-from dso.simulate import ByzantineNode, CachingEmbedder, node_account
-from dso.store import LocalBlockStore
+from dso.network import Network, NetworkSpec, build_network
+from dso.network.attacks import demo_attack
+from dso.network.fedavg import BYTES_PER_PARAMETER, QWEN25_1_5B
+from dso.node.reports import SyncReport
 
 MARKER = ".dso-demo-run"  # written into every run directory the demo makes; only such a directory is replaced
 
@@ -102,28 +99,27 @@ def run_demo(
     train_set, heldout = train_heldout_split(config.train.dataset, total, settings.heldout, config.train.seed)
     solver = make_llm(config)
     verifier = make_verifier(config.train.verifier, solver)
-    embedder = CachingEmbedder(make_embedder(config.embedder))
-
-    w3 = embedded_web3()
-    accounts = [node_account(config.train.seed, 1000 + i) for i in range(settings.honest + settings.attackers)]
-    for account in accounts:
-        dev_fund(w3, account.address)
-    registry = deploy_registry(w3, accounts[0], [a.address for a in accounts], voting_window=config.chain.voting_window)
-    store = LocalBlockStore(run_dir / "blocks")
-    shared = SharedWork()
-    ByzantineNode.allies = {a.address for a in accounts[settings.honest :]}
-    nodes: list[Node] = []
-    for index, account in enumerate(accounts):
-        folder = run_dir / f"node{index}"
-        (folder / "run" / "rollouts").mkdir(parents=True)
-        library = ExperienceLibrary.from_config(config.library, embedder, folder / "library.db")
-        kind = ByzantineNode if index >= settings.honest else Node
-        client = RegistryClient(w3, registry.address, account)
-        nodes.append(kind(config, library, account, client, store, NodeState(folder / "node.db"), shared=shared))
+    count = settings.honest + settings.attackers
+    spec = NetworkSpec(
+        nodes=count,
+        members=tuple(range(count)),
+        byzantine=frozenset(range(settings.honest, count)),
+        colluding=True,  # the attacker votes for its own batches and against the others
+        chain="embedded",
+        voting_window=config.chain.voting_window,
+        seed=config.train.seed,
+        key_tag="dso-simulate",
+        first_key=1000,
+        operator=None,
+    )
+    network = build_network(config, run_dir, spec, embedder=make_embedder(config.embedder))
+    nodes = network.nodes
+    for index in range(settings.honest):
+        (_run(run_dir, index) / "rollouts").mkdir(parents=True)
     attackers = nodes[settings.honest :]
     say(
         f"network: {settings.honest} learning nodes and {settings.attackers} Byzantine, all registry members, "
-        f"{registry.address}"
+        f"{network.registry.address}"
     )
 
     rng = random.Random(config.train.seed)
@@ -154,7 +150,7 @@ def run_demo(
         def learn(index: int) -> None:
             train(
                 train_settings,
-                run_dir / f"node{index}" / "run",
+                _run(run_dir, index),
                 slices[index],
                 solver,
                 extractors[index],
@@ -169,30 +165,27 @@ def run_demo(
         with ThreadPoolExecutor(max_workers=settings.honest) as pool:
             list(pool.map(learn, range(settings.honest)))
         for attacker in attackers:
-            for text in [
-                *rng.sample(INJECTIONS, 2),
-                "When " + " ".join(rng.choice("xyzqv") * 5 for _ in range(8)) + ".",
-            ]:
+            for text in demo_attack(rng):
                 attack_texts.add(text)
                 with contextlib.suppress(LibraryError):  # a text the library refuses is one the attacker loses
                     attacker.library.add(text, confidence=1.0)
         say(f"round {round_}: every node publishes, the members vote, every node pulls and merges")
-        summaries: dict[str, list[dict[str, Any]]] = {node.address: [] for node in nodes}
+        summaries: dict[str, list[SyncReport]] = {node.address: [] for node in nodes}
         for _ in ("publish", "vote", "pull"):
-            for node in nodes:
-                summaries[node.address].append(node.sync())
-        rounds.append(_round_summary(round_, nodes, summaries, settings.honest, attack_texts))
+            for node, report in zip(nodes, network.sync(range(count)), strict=True):
+                summaries[node.address].append(report)
+        rounds.append(_round_summary(round_, network, summaries, attack_texts))
         if not settings.every_round and round_ < settings.rounds:
             continue
-        alone_library = _alone(nodes[0].library, run_dir / "node0" / f"alone-round{round_}.db")
+        alone_library = _alone(nodes[0].library, run_dir / "node0000" / f"alone-round{round_}.db")
         alone, alone_answers = accuracy(f"round {round_}: node 0 alone", alone_library)
-        network, network_answers = accuracy(f"round {round_}: node 0 with the global library", nodes[0].library)
-        rounds[-1]["accuracy"] = {"alone": alone.accuracy, "network": network.accuracy}
+        merged, network_answers = accuracy(f"round {round_}: node 0 with the global library", nodes[0].library)
+        rounds[-1]["accuracy"] = {"alone": alone.accuracy, "network": merged.accuracy}
         rounds[-1]["paired"] = paired_comparison(alone_answers, network_answers).to_json()
         rounds[-1]["libraries"] = {"alone": len(alone_library), "network": len(nodes[0].library)}
         alone_library.close()
         say(
-            f"round {round_}: node 0 alone {alone.accuracy:.3f}, with the global library {network.accuracy:.3f} "
+            f"round {round_}: node 0 alone {alone.accuracy:.3f}, with the global library {merged.accuracy:.3f} "
             f"on {len(heldout)} held-out questions"
         )
 
@@ -224,38 +217,28 @@ def run_demo(
     }
     (run_dir / "demo.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     result["plots"] = [str(p) for p in _plots(result, run_dir)]
-    for node in nodes:
-        node.library.close()
-        node.close()
+    network.close()
     solver_close = getattr(solver, "close", None)
     if solver_close:
         solver_close()
     return result
 
 
+def _run(run_dir: Path, index: int) -> Path:
+    """Where node `index` keeps its learning run (beside its library and state)."""
+    return run_dir / f"node{index:04d}" / "run"
+
+
 def _round_summary(
-    round_: int, nodes: list[Node], summaries: dict[str, list[dict[str, Any]]], honest: int, attack: set[str]
+    round_: int, network: Network, summaries: dict[str, list[SyncReport]], attack: set[str]
 ) -> dict[str, Any]:
-    rows = [b for b in nodes[0].registry.all_batches() if b.round == round_]
-    sent = [sum(sum(s["bytes"]["sent"].values()) for s in summaries[n.address]) for n in nodes[:honest]]
-    received = [sum(sum(s["bytes"]["received"].values()) for s in summaries[n.address]) for n in nodes[:honest]]
-    computed = nodes[0].global_library()
-    accepted, rejected = computed.accepted, computed.rejected
-    return {
-        "round": round_,
-        "batches": {
-            "submitted": len(rows),
-            "accepted": sum(b.state.name == "ACCEPTED" for b in rows),
-            "rejected": sum(b.state.name == "REJECTED" for b in rows),
-            "pending": sum(b.state.name == "PENDING" for b in rows),
-        },
-        "global_library": {"accepted": len(accepted), "rejected": len(rejected)},
-        "poisoned_accepted": sum(1 for g in accepted if g.text in attack),
-        "bytes_per_honest_node": {
-            "sent_median": sorted(sent)[len(sent) // 2],
-            "received_median": sorted(received)[len(received) // 2],
-        },
+    figures = network.round_figures(round_, summaries, lambda g: g.text in attack)
+    keep = ("batches", "global_library", "poisoned_accepted", "bytes_per_honest_node")
+    summary = {"round": round_, **{key: figures[key] for key in keep}}
+    summary["bytes_per_honest_node"] = {
+        k: v for k, v in figures["bytes_per_honest_node"].items() if k in ("sent_median", "received_median")
     }
+    return summary
 
 
 def _plots(result: dict[str, Any], run_dir: Path) -> list[Path]:

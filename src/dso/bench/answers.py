@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dso.bench.common import machine
 from dso.config import TrainConfig
 from dso.core.untrusted import is_number, load_json
 from dso.errors import DSOError
@@ -26,6 +25,7 @@ from dso.learn.evaluate import changed_questions, constant_answer, question_scor
 from dso.learn.extract import Rollout, shown_answer
 from dso.learn.rewards import marked_answer
 from dso.learn.run import heldout_questions, heldout_suffix, load_run_config
+from dso.machine import machine
 
 ARMS = ("baseline", "library")
 

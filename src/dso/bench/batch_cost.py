@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dso.bench.common import machine
 from dso.config import DSOConfig
 from dso.embed import make_embedder
 from dso.errors import ConfigError
@@ -34,6 +33,7 @@ from dso.learn.run import make_verifier
 from dso.learn.solve import SolveSettings, solve
 from dso.library import ExperienceLibrary
 from dso.llm import make_llm
+from dso.machine import machine
 
 NEVER = 1_000_000  # summarize_min_words above any answer: no summary calls
 

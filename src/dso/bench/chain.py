@@ -19,11 +19,12 @@ from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from web3 import Web3
 
-from dso.bench.common import machine
-from dso.chain.client import BatchState, RegistryClient, connect, deploy_registry, dev_fund
+from dso.chain.client import RegistryClient, connect, deploy_registry, dev_fund
+from dso.chain.registry import BatchState
 from dso.core.cid import cid_of
 from dso.core.records import BatchManifest, encode_batch
 from dso.core.signing import sign_batch
+from dso.machine import machine
 
 MEMBERS = [Account.from_key(bytes([0x40 + i]) * 32) for i in range(3)]
 NODE = Account.from_key(b"\x7f" * 32)
@@ -47,10 +48,12 @@ def bench_backend(w3: Web3, batches: int, chunk: int, console: Console) -> dict[
     node = clients[-1]
     signed = [_signed(node, NODE, r) for r in range(1, batches + 1)]
     started = time.perf_counter()
-    submitted = [node.submit_batch(*s) for s in signed]
+    ids, submit_receipts = [], []
+    for s in signed:
+        ids.append(node.submit_batch(*s))
+        submit_receipts += node.receipts
     submit_s = time.perf_counter() - started
-    ids = [batch_id for batch_id, _ in submitted]
-    submit_gas = statistics.median(r["gasUsed"] for _, r in submitted)
+    submit_gas = statistics.median(r["gasUsed"] for r in submit_receipts)
     transactions = len(ids)
 
     single = ids[:20]  # single votes, first member: none of these decides a batch (1 of 3)
@@ -62,7 +65,8 @@ def bench_backend(w3: Web3, batches: int, chunk: int, console: Console) -> dict[
     many_receipts = []
     started = time.perf_counter()
     for member in clients[:3]:
-        many_receipts += member.vote_many(ids, [True] * len(ids), chunk=chunk)
+        member.vote_many(ids, [True] * len(ids), chunk=chunk)
+        many_receipts += member.receipts
     many_s = time.perf_counter() - started
     transactions += len(many_receipts)
     started = time.perf_counter()

@@ -15,11 +15,12 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.progress import Progress
 
-from dso.bench.common import machine, median_seconds
+from dso.bench.common import median_seconds
 from dso.bench.corpus import experience_corpus, query_corpus
 from dso.core import codec
 from dso.embed import Embedder
 from dso.library.index import BinaryIndex
+from dso.machine import machine
 
 Floats = npt.NDArray[np.float32]
 

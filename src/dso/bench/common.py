@@ -1,34 +1,15 @@
-"""Shared benchmark plumbing: machine description, medians, result files."""
+"""Shared benchmark plumbing: medians, result files."""
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "system": platform.platform(),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+from dso.machine import machine
 
 
 def median_seconds(action: Callable[[], object], repeats: int) -> float:

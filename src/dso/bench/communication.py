@@ -15,56 +15,15 @@ DSO's figures come from a `dso simulate` report: the median honest node's bytes 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 from pathlib import Path
 from typing import Any
 
-from dso.bench.common import machine
 from dso.errors import DSOError
 from dso.files import read_input
-
-BYTES_PER_PARAMETER = 2
-LORA_RANK = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class Architecture:
-    name: str
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    mlp: int
-    vocab: int
-    tied_embeddings: bool
-    qk_norm: bool
-    published: str  # the parameter count its publisher states
-
-    def projections(self) -> list[tuple[int, int]]:
-        """(d_in, d_out) of each attention and MLP projection of one layer."""
-        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        h = self.hidden
-        return [(h, q), (h, kv), (h, kv), (q, h), (h, self.mlp), (h, self.mlp), (self.mlp, h)]
-
-    def parameters(self) -> int:
-        per_layer = sum(a * b for a, b in self.projections()) + 2 * self.hidden
-        per_layer += 2 * self.head_dim if self.qk_norm else 0
-        embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-        return self.layers * per_layer + embeddings + self.hidden
-
-    def lora_parameters(self, rank: int = LORA_RANK) -> int:
-        return self.layers * sum(rank * (a + b) for a, b in self.projections())
-
-
-QWEN25_1_5B = Architecture("Qwen2.5-1.5B", 1536, 28, 12, 2, 128, 8960, 151_936, True, False, "1.54B")
-MODELS = (
-    Architecture("Qwen3-4B", 2560, 36, 32, 8, 128, 9728, 151_936, True, True, "4.0B"),
-    Architecture("Qwen3-32B", 5120, 64, 64, 8, 128, 25_600, 151_936, False, True, "32.8B"),
-    Architecture("Llama-2-7B", 4096, 32, 32, 32, 128, 11_008, 32_000, False, False, "6.7B"),
-)
+from dso.machine import machine
+from dso.network.fedavg import BYTES_PER_PARAMETER, LORA_RANK, MODELS
 
 
 def dso_bytes(report: dict[str, Any]) -> dict[str, Any]:

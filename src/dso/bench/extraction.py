@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dso.bench.common import machine
 from dso.config import DSOConfig
 from dso.embed import make_embedder
 from dso.errors import DSOError
@@ -24,6 +23,7 @@ from dso.learn.run import load_run_config
 from dso.learn.trainer import read_rollouts
 from dso.library import ExperienceLibrary
 from dso.llm import make_llm
+from dso.machine import machine
 
 
 def run_extraction_bench(

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from dso.bench.common import machine, median_seconds
+from dso.bench.common import median_seconds
 from dso.config import DSOConfig, EmbedderConfig
 from dso.core.experience import top_k
 from dso.embed import Embedder, make_embedder
 from dso.library import ExperienceLibrary, NewExperience
 from dso.llm import ChatMessage, make_llm
+from dso.machine import machine
 
 _SUBJECTS = ["a percentage", "a ratio", "a total", "a unit price", "an average", "a time span", "a discount", "an area"]
 _ACTIONS = [

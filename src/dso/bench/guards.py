@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dso.bench.common import machine
 from dso.config import DSOConfig
 from dso.consensus.guards import check_text
 from dso.consensus.semantic_guard import DEFAULT_K, DEFAULT_MARGIN, exemplars
 from dso.embed import make_embedder
+from dso.machine import machine
 
 HELD_OUT = Path("tests/data")
 

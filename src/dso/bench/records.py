@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 from eth_account import Account
 
-from dso.bench.common import machine
 from dso.core import codec
 from dso.core.merkle import merkle_proofs, merkle_root, verify_proof
 from dso.core.records import ExperienceRecord, encode_record, record_cid
+from dso.machine import machine
 from dso.store import ContentStore, LocalBlockStore
 
 

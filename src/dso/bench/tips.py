@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dso.bench.common import machine
 from dso.config import DSOConfig
 from dso.core.experience import normalise_text
 from dso.embed import make_embedder
@@ -26,6 +25,7 @@ from dso.learn.rewards import DefaultVerifier
 from dso.learn.solve import SolveSettings, solve
 from dso.library import ExperienceLibrary
 from dso.llm import make_llm
+from dso.machine import machine
 
 TIPS = {
     "leg_counting": [

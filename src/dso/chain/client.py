@@ -10,12 +10,10 @@ custom error names.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
 import json
 import re
 from collections.abc import Sequence
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from web3.logs import DISCARD
 from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from dso.chain.artifact import load_artifact
+from dso.chain.registry import BatchInfo, BatchState, Registry, TransactionCount, all_pages, has_batch
 from dso.core.cid import parse_cid
 from dso.core.records import BatchManifest
 from dso.core.signing import RegistryDomain
@@ -42,32 +41,6 @@ DEV_CHAIN_IDS = {31337, 131277322940537}  # anvil / hardhat, eth-tester
 # A vote estimated while it would not decide its batch may decide it once other members' votes are mined
 # first (members vote at once): deciding stores the state and appends to the accepted list (~30k gas).
 DECISION_GAS = 40_000
-
-
-class BatchState(IntEnum):
-    NONE = 0
-    PENDING = 1
-    ACCEPTED = 2
-    REJECTED = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchInfo:
-    id: bytes
-    node: str
-    round: int
-    deadline: int
-    eligible: int
-    up: int
-    down: int
-    state: BatchState
-    merkle_root: bytes
-    batch_cid: str
-
-    def to_json(self) -> dict[str, Any]:
-        row = dataclasses.asdict(self)
-        row.update(id="0x" + self.id.hex(), merkle_root="0x" + self.merkle_root.hex(), state=self.state.name.lower())
-        return row
 
 
 # -- connecting --------------------------------------------------------------------------------
@@ -176,20 +149,6 @@ def decode_revert(exc: BaseException) -> ChainError:
 # -- sending -----------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class TransactionCount:
-    """What one account's transactions cost: how many, their signed bytes on the wire, gas used."""
-
-    transactions: int = 0
-    bytes: int = 0
-    gas: int = 0
-
-    def add(self, raw_bytes: int, gas: int) -> None:
-        self.transactions += 1
-        self.bytes += raw_bytes
-        self.gas += gas
-
-
 class Transactor:
     """Signs and sends transactions for one local account, tracking its nonce."""
 
@@ -257,6 +216,13 @@ class RegistryClient:
         self.contract: Contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
         self._tx = None if account is None else Transactor(w3, account)
         self.chain_id = int(w3.eth.chain_id)
+        self.receipts: list[TxReceipt] = []  # of this client's last write, for gas measurements
+
+    def height(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def with_account(self, account: LocalAccount) -> RegistryClient:
+        return RegistryClient(self.w3, self.address, account)
 
     @property
     def domain(self) -> RegistryDomain:
@@ -265,7 +231,9 @@ class RegistryClient:
     def _send(self, fn: ContractFunction, headroom: int = 0) -> TxReceipt:
         if self._tx is None:
             raise ChainError("this client has no account; writes need a node key")
-        return self._tx.call(fn, headroom)
+        receipt = self._tx.call(fn, headroom)
+        self.receipts = [receipt]
+        return receipt
 
     @functools.cached_property
     def voting_window(self) -> int:
@@ -287,27 +255,30 @@ class RegistryClient:
             raise decode_revert(exc) from None
 
     # writes
-    def submit_batch(self, manifest: BatchManifest, batch_cid: str, signature: bytes) -> tuple[bytes, TxReceipt]:
+    def submit_batch(self, manifest: BatchManifest, batch_cid: str, signature: bytes) -> bytes:
         parse_cid(batch_cid)
         fn = self.contract.functions.submitBatch(
             manifest.node, manifest.merkle_root, batch_cid, manifest.round, signature
         )
-        receipt = self._send(fn)
-        return self.batch_id(manifest, batch_cid), receipt
+        self._send(fn)
+        return self.batch_id(manifest, batch_cid)
 
     def vote(self, batch_id: bytes, approve: bool) -> TxReceipt:
         return self._send(self.contract.functions.vote(batch_id, approve), DECISION_GAS)
 
-    def vote_many(self, batch_ids: Sequence[bytes], approvals: Sequence[bool], chunk: int = 200) -> list[TxReceipt]:
+    def vote_many(self, batch_ids: Sequence[bytes], approvals: Sequence[bool], chunk: int = 200) -> None:
         """One `voteMany` per `chunk` batches: a vote costs about 33k gas, so 200 stay well inside a block."""
         ids, votes = list(batch_ids), list(approvals)
-        return [
+        if len(ids) != len(votes):
+            raise ContractRevert("LengthMismatch", ())
+        receipts = [
             self._send(
                 self.contract.functions.voteMany(ids[i : i + chunk], votes[i : i + chunk]),
                 DECISION_GAS * len(ids[i : i + chunk]),
             )
             for i in range(0, len(ids), chunk)
         ]
+        self.receipts = receipts
 
     def is_member(self, account: str) -> bool:
         return bool(self._view(self.contract.functions.isMember(checksum_address(account))))
@@ -319,8 +290,8 @@ class RegistryClient:
         """Votes a batch needs at the end of its window (the registry's quorum of its eligible members)."""
         return int(self._view(self.contract.functions.quorum(eligible)))
 
-    def finalize(self, batch_id: bytes) -> TxReceipt:
-        return self._send(self.contract.functions.finalize(batch_id))
+    def finalize(self, batch_id: bytes) -> None:
+        self._send(self.contract.functions.finalize(batch_id))
 
     def propose_member(self, account: str, add: bool = True) -> int:
         """The new proposal's id, read from this transaction's own MemberProposed event: a count read
@@ -360,14 +331,7 @@ class RegistryClient:
         return _batch_info(batch_id, self._view(self.contract.functions.getBatch(batch_id)))
 
     def has_batch(self, batch_id: bytes) -> bool:
-        """Whether the registry holds this batch (in any state)."""
-        try:
-            self.batch(batch_id)
-        except ContractRevert as exc:
-            if exc.name == "UnknownBatch":
-                return False
-            raise
-        return True
+        return has_batch(self, batch_id)
 
     def batch_count(self) -> int:
         return int(self._view(self.contract.functions.batchCount()))
@@ -381,10 +345,7 @@ class RegistryClient:
         return [_batch_info(bytes(i), r) for i, r in zip(ids, rows, strict=True)]
 
     def all_batches(self, state: BatchState | None = None, page: int = 200) -> list[BatchInfo]:
-        found: list[BatchInfo] = []
-        for offset in range(0, self.batch_count(), page):
-            found += self.batches(offset, page)
-        return [b for b in found if state is None or b.state == state]
+        return all_pages(self, state, page)
 
     def submission(self, batch_id: bytes) -> tuple[dict[str, Any], int]:
         """The arguments of the `submitBatch` call that registered `batch_id` (signature included), read
@@ -460,3 +421,7 @@ def mine(w3: Web3, blocks: int = 1) -> None:
     """Advance a dev chain by empty blocks (eth-tester and anvil both answer evm_mine)."""
     for _ in range(blocks):
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+def _conforms(registry: RegistryClient) -> Registry:
+    return registry  # mypy checks here that the contract client implements the port

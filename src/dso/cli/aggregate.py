@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -17,7 +18,7 @@ def aggregate_command(
 ) -> None:
     """Decide every experience in a submissions file: accepted and rejected, each with its numbers and rule."""
     from dso.consensus import aggregate, unique_texts
-    from dso.consensus.semantic_guard import SemanticGuard
+    from dso.consensus.policy import GuardPolicy
     from dso.consensus.submissions import parse_lines
     from dso.embed import make_embedder
     from dso.errors import DataError
@@ -28,8 +29,9 @@ def aggregate_command(
     embedder = make_embedder(config.embedder)
     texts = unique_texts(submissions)
     vectors = dict(zip(texts, embedder.embed(texts), strict=True)) if texts else {}
-    guard = SemanticGuard.shipped(embedder) if semantic_guard else None
-    result = aggregate(submissions, vectors, config.consensus, validations=validations, semantic_guard=guard)
+    settings = dataclasses.replace(config.consensus, semantic_guard=semantic_guard)
+    guards = GuardPolicy.for_embedder(settings, embedder)  # the policy a node's votes and merges run
+    result = aggregate(submissions, vectors, settings, validations=validations, guards=guards)
     if as_json:
         print_json(result.to_json())
         return

@@ -311,8 +311,9 @@ def byzantine(
     as_json: bool = JsonOpt,
 ) -> None:
     """Every attack at every Byzantine fraction: poisoned items accepted, honest recall, hijack success."""
-    from dso.bench.byzantine import ATTACKS, FRACTIONS, run_byzantine_bench
+    from dso.bench.byzantine import FRACTIONS, run_byzantine_bench
     from dso.errors import ConfigError
+    from dso.network.attacks import ATTACKS
 
     unknown = sorted(set(attack) - set(ATTACKS))
     if unknown or any(not 0 <= f < 0.5 for f in fraction) or nodes < 4 or rounds < 1:

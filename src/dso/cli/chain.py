@@ -9,7 +9,8 @@ import typer
 from eth_account.signers.local import LocalAccount
 from rich.table import Table
 
-from dso.chain.client import DEV_CHAIN_IDS, AddressBook, BatchState, RegistryClient, connect, deploy_registry, dev_fund
+from dso.chain.client import DEV_CHAIN_IDS, AddressBook, RegistryClient, connect, deploy_registry, dev_fund
+from dso.chain.registry import BatchState
 from dso.cli.common import console, get_config, print_json, report
 from dso.cli.records import _password
 from dso.config import DSOConfig

@@ -241,7 +241,8 @@ def train_command(
 def _train_with_network(config: DSOConfig, run_dir: Path, resume: bool, bars: _Bars) -> dict[str, Any]:
     """`dso train --dso`: the run's library is the node's; a sync every network.sync_frequency batches."""
     from dso.cli.records import _password
-    from dso.node import DSOTrainer, open_node
+    from dso.network import open_node
+    from dso.node import DSOTrainer
 
     check_run_dir(run_dir, config, resume)
     if not config.chain.keystore.is_file():

@@ -17,7 +17,8 @@ from dso.endpoints import http_base_url
 from dso.errors import ConfigError, DSOError, StoreError
 from dso.files import write_new_file
 from dso.keys import new_keystore
-from dso.node import DSOTrainer, Node, node_paths, open_node
+from dso.network import node_paths, open_node
+from dso.node import DSOTrainer, Node, NodeStatus, SyncReport
 
 app = typer.Typer(help="A DSO node: learn, publish signed batches, vote, pull and merge.", no_args_is_help=True)
 ConfigOpt = typer.Option(None, "--config", "-c", help="The node's TOML file (made by dso node init).")
@@ -107,39 +108,30 @@ def run(
         raise DSOError(f"library.path must be {node_paths(config)['run'] / 'library.db'} for a learning node")
     node = _open(ctx, config_file, config=config)
     summary: dict[str, Any] = {"node": node.address, "syncs": []}
+    reports: list[SyncReport] = []
     with _progress(as_json) as progress:
         if learn and config.train.train_size > 0:
             hooks = _Bars(progress).hooks()
             trainer = DSOTrainer(config, node, node_paths(config)["run"], hooks=hooks)
             trained = trainer.run()
-            summary["syncs"] += trainer.syncs
+            reports += trainer.syncs
             summary["library_size"] = trained["library_size"]
     done = 0
     while syncs is None or done < syncs:
-        if done or summary["syncs"]:
+        if done or reports:
             time.sleep(interval)
         result = node.sync()
-        summary["syncs"].append(result)
+        reports.append(result)
         done += 1
         if not as_json:
-            _log(_sync_line(result))
-    summary["status"] = node.status()
+            _log(result.line())
+    status = node.status()
+    summary["syncs"] = [r.to_json() for r in reports]
+    summary["status"] = status.to_json()
     if as_json:
         print_json(summary)
     else:
-        _print_status(summary["status"])
-
-
-def _sync_line(result: dict[str, Any]) -> str:
-    merged, pulled = result["merged"], result["pulled"]
-    sent = sum(result["bytes"]["sent"].values())
-    received = sum(result["bytes"]["received"].values())
-    return (
-        f"sync {result['sync']}: published {(result['published'] or {}).get('records', 0)}, "
-        f"{len(result['votes'])} votes, {len(pulled['verified'])} batches pulled, {len(pulled['refused'])} refused, "
-        f"{merged['added']} merged; global library {merged['global_size']}; {sent} B sent, {received} B received, "
-        f"{result['seconds']:.1f} s"
-    )
+        _print_status(status)
 
 
 @app.command()
@@ -147,19 +139,11 @@ def sync(ctx: typer.Context, config_file: Path | None = ConfigOpt, as_json: bool
     """One sync by hand: send the outbox, publish, vote, pull and merge."""
     node = _open(ctx, config_file, quiet=as_json)
     result = node.sync()
-    report(as_json, result, _sync_line(result))
+    report(as_json, result.to_json(), result.line())
 
 
-def _print_status(status: dict[str, Any]) -> None:
-    sent = sum(status["bytes"]["sent"].values())
-    received = sum(status["bytes"]["received"].values())
-    console.print(
-        f"node {status['node']} ({'member' if status['member'] else 'not a member'}) on chain "
-        f"{status['chain_id']}, registry {status['registry']}\n"
-        f"round {status['round']}, {status['syncs']} syncs, library {status['library_size']} experiences, "
-        f"global library {status['global_library']['size']}; outbox {status['outbox'] or 'empty'}; "
-        f"{sent} B sent, {received} B received; {len(status['refused_batches'])} batches refused"
-    )
+def _print_status(status: NodeStatus) -> None:
+    console.print(status.line())
 
 
 @app.command()
@@ -168,7 +152,7 @@ def status(ctx: typer.Context, config_file: Path | None = ConfigOpt, as_json: bo
     node = _open(ctx, config_file, quiet=True)
     payload = node.status()
     if as_json:
-        print_json(payload)
+        print_json(payload.to_json())
     else:
         _print_status(payload)
 

@@ -37,7 +37,7 @@ def serve_command(
     Writing (votes) needs the token printed at start ($DSO_SERVE_TOKEN sets one) and the key's password."""
     import uvicorn
 
-    from dso.node import open_node
+    from dso.network import open_node
     from dso.web import Reviewer, create_app
 
     if config_file is not None:

@@ -16,7 +16,7 @@ from dso.simulate import ATTACKS, SimulationSettings, simulate
 
 
 def draw_plots(report: dict[str, Any], folder: Path) -> list[Path]:
-    from dso.bench.communication import BYTES_PER_PARAMETER, MODELS
+    from dso.network.fedavg import BYTES_PER_PARAMETER, MODELS
     from dso.plots import batches_per_round, bytes_per_round
 
     settings = report["settings"]
@@ -36,15 +36,14 @@ def simulate_command(
     rounds: int = typer.Option(3),
     committee: int = typer.Option(9, help="Registry members (voters), drawn at random among the nodes."),
     draws: int = typer.Option(3, help="Lessons each node learns per round from the replay pool."),
-    mode: str = typer.Option(
-        "replay", help="replay (a recorded pool of learned experiences) or live (nodes learn with the model)."
+    chain: str = typer.Option(
+        "embedded",
+        help="'embedded' (the contract on an in-process EVM), 'memory' (the in-memory registry) or a "
+        "JSON-RPC URL (anvil: dso chain up).",
     ),
-    chain: str = typer.Option("embedded", help="'embedded' or a JSON-RPC URL (anvil: dso chain up)."),
     store: str = typer.Option("embedded", help="'embedded' or an IPFS HTTP API URL (dso ipfs up)."),
     seed: int = typer.Option(0),
-    run_dir: Path | None = typer.Option(
-        None, help="Where the nodes keep their state (default: a temporary folder; live mode: runs/simulate-live)."
-    ),
+    run_dir: Path | None = typer.Option(None, help="Where the nodes keep their state (default: a temporary folder)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the report (JSON) here."),
     plots: Path | None = typer.Option(None, help="Write PNG figures (batches, bytes per round) into this folder."),
     as_json: bool = typer.Option(False, "--json"),
@@ -60,7 +59,6 @@ def simulate_command(
         chain="" if chain == "embedded" else chain,
         store="" if store == "embedded" else store,
         seed=seed,
-        mode=mode,
     )
     settings.check()
     config = get_config(ctx)
@@ -68,23 +66,16 @@ def simulate_command(
     def progress(line: str) -> None:
         err_console.print(shown(line, 1000))
 
-    if run_dir is None and mode == "live":
-        run_dir = Path("runs/simulate-live")
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
     report = simulate(settings, config, workdir=run_dir, progress=progress)
     report["command"] = "dso " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if output is not None:
         write_text_atomic(output, json.dumps(report, indent=1) + "\n")
-    if plots is not None and report["mode"] == "replay":  # live mode draws its own into its run folder
+    if plots is not None:
         report["plots"] = [str(p) for p in draw_plots(report, plots)]
     if as_json:
         print_json(report)
-        return
-    if report["mode"] == "live":
-        from dso.cli.main import print_demo
-
-        print_demo(report, Path(report["plots"][0]).parent)
         return
     console.print(
         f"{report['mode']} mode, {nodes} nodes ({byzantine:.0%} Byzantine, attack {attack}), committee "

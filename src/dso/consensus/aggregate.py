@@ -22,7 +22,6 @@ every node, whatever their order or duplication. The steps, each explained in ev
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import statistics
@@ -31,12 +30,9 @@ from typing import Any, Literal
 
 from dso.config import ConsensusConfig
 from dso.consensus.grouping import cluster
-from dso.consensus.guards import RULE_NAMES, check_text
-from dso.consensus.semantic_guard import NAME as SEMANTIC_GUARD
-from dso.consensus.semantic_guard import SemanticGuard
-from dso.core.experience import normalise_text
+from dso.consensus.policy import GuardPolicy
+from dso.core.experience import normalise_text, text_key
 from dso.embed.base import Vectors
-from dso.errors import ConfigError
 
 BatchState = Literal["accepted", "rejected", "pending", "unknown"]
 
@@ -112,10 +108,6 @@ def _round(value: float) -> float:
     return round(float(value), 6)
 
 
-def text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def unique_texts(submissions: Sequence[Submission]) -> list[str]:
     """The normalised distinct texts, in canonical order: what the caller embeds (with its own embedder)."""
     return sorted({normalise_text(raw) for raw in {s.text for s in submissions}}, key=text_key)
@@ -127,14 +119,14 @@ def aggregate(
     settings: ConsensusConfig,
     reputations: Mapping[str, Reputation] | None = None,
     validations: Sequence[Validation] = (),
-    semantic_guard: SemanticGuard | None = None,
+    guards: GuardPolicy | None = None,
 ) -> Result:
-    """Decide every submitted experience; `vectors` maps each of `unique_texts(submissions)` to its unit vector."""
-    reputations = dict(reputations or {})
-    rules = guard_rules(settings.guard_rules)
+    """Decide every submitted experience; `vectors` maps each of `unique_texts(submissions)` to its unit vector.
 
-    def guard(text: str) -> list[str]:
-        return check_text(text, max_words=settings.max_words, max_bytes=settings.max_bytes, rules=rules)
+    `guards` is the content policy (`GuardPolicy`); None: the settings' keyword rules and caps only."""
+    reputations = dict(reputations or {})
+    policy = guards or GuardPolicy.from_settings(settings)
+    guard = policy.text_rules
 
     # 1. one entry per (node, text): duplicates collapse, then the per-node cap keeps the first by text hash
     entries: dict[tuple[str, str], list[Submission]] = {}
@@ -163,11 +155,8 @@ def aggregate(
             counted[(node, text)] = copies[len(copies) // 2]  # one deterministic representative
     # 2. guards on each distinct text, then grouping of every text
     texts = sorted({text for _, text in counted}, key=text_key)
-    failed = {text: guard(text) for text in texts}
-    if semantic_guard is not None and texts:
-        for text, flagged in zip(texts, semantic_guard.flags([vectors[t] for t in texts]), strict=True):
-            if flagged:
-                failed[text].append(SEMANTIC_GUARD)
+    found = policy.findings(texts, [vectors[t] for t in texts]) if texts else []
+    failed = dict(zip(texts, found, strict=True))
     by_text: dict[str, list[tuple[str, Submission]]] = {text: [] for text in texts}
     for (node, text), submission in sorted(counted.items()):
         by_text[text].append((node, submission))
@@ -237,19 +226,6 @@ def aggregate(
         tuple(sorted(dropped, key=lambda row: (row["node"], text_key(row["text"])))),
         updated,
     )
-
-
-def guard_rules(spec: str) -> tuple[str, ...]:
-    """The rule names a `consensus.guard_rules` setting selects."""
-    if spec.strip() == "all":
-        return RULE_NAMES
-    if spec.strip() in ("", "none"):
-        return ()
-    names = tuple(name.strip() for name in spec.split(",") if name.strip())
-    unknown = [name for name in names if name not in RULE_NAMES]
-    if unknown:
-        raise ConfigError(f"consensus.guard_rules: unknown rules {unknown}; known: {', '.join(RULE_NAMES)}")
-    return names
 
 
 def _evidence(

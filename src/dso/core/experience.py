@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 import unicodedata
@@ -55,6 +56,11 @@ def normalise_text(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = "".join(ch for ch in text if ch in "\t\n" or unicodedata.category(ch)[0] != "C")
     return _SPACE.sub(" ", text).strip()
+
+
+def text_key(text: str) -> str:
+    """sha256 of a text: how a node names a lesson it published and how the consensus orders texts."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def word_count(text: str) -> int:

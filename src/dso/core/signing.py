@@ -45,6 +45,10 @@ class RegistryDomain:
 
 
 def batch_typed_data(domain: RegistryDomain, manifest: BatchManifest, batch_cid: str) -> dict[str, Any]:
+    return _typed_data(domain, manifest.node, manifest.merkle_root, batch_cid, manifest.round)
+
+
+def _typed_data(domain: RegistryDomain, node: str, merkle_root: bytes, batch_cid: str, round_: int) -> dict[str, Any]:
     return {
         "types": {
             "EIP712Domain": [
@@ -62,12 +66,7 @@ def batch_typed_data(domain: RegistryDomain, manifest: BatchManifest, batch_cid:
             "chainId": domain.chain_id,
             "verifyingContract": domain.contract,
         },
-        "message": {
-            "node": manifest.node,
-            "merkleRoot": manifest.merkle_root,
-            "batchCid": batch_cid,
-            "round": manifest.round,
-        },
+        "message": {"node": node, "merkleRoot": merkle_root, "batchCid": batch_cid, "round": round_},
     }
 
 
@@ -92,6 +91,13 @@ def sign_batch(private_key: bytes, domain: RegistryDomain, manifest: BatchManife
 
 
 def recover_batch_signer(domain: RegistryDomain, manifest: BatchManifest, batch_cid: str, signature: bytes) -> str:
+    return recover_submission_signer(domain, manifest.node, manifest.merkle_root, batch_cid, manifest.round, signature)
+
+
+def recover_submission_signer(
+    domain: RegistryDomain, node: str, merkle_root: bytes, batch_cid: str, round_: int, signature: bytes
+) -> str:
+    """The address that signed (node, root, CID, round) for this registry, under the contract's own rules."""
     if not isinstance(signature, (bytes, bytearray)) or len(signature) != 65:
         raise SignatureError("a signature is 65 bytes (r, s, v)")
     s = int.from_bytes(signature[32:64], "big")
@@ -99,7 +105,7 @@ def recover_batch_signer(domain: RegistryDomain, manifest: BatchManifest, batch_
         raise SignatureError("signature has a high s value (malleable); refused")
     if signature[64] not in (27, 28):
         raise SignatureError(f"signature v must be 27 or 28, got {signature[64]}")
-    message = encode_typed_data(full_message=batch_typed_data(domain, manifest, batch_cid))
+    message = encode_typed_data(full_message=_typed_data(domain, node, merkle_root, batch_cid, round_))
     try:
         return str(Account.recover_message(message, signature=bytes(signature)))
     except (BadSignature, ValueError) as exc:

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from dso.chain.client import BatchInfo
+from dso.chain.registry import BatchInfo
 from dso.config import ConsensusConfig
-from dso.consensus.aggregate import Decision, Reputation, Submission, aggregate, unique_texts
-from dso.consensus.semantic_guard import SemanticGuard
+from dso.consensus.aggregate import Decision, Reputation, Submission, Validation, aggregate, unique_texts
+from dso.consensus.policy import GuardPolicy
 from dso.core import codec
 from dso.core.cid import cid_of
 from dso.core.experience import Experience
@@ -215,7 +215,8 @@ def global_library(
     settings: ConsensusConfig,
     *,
     robust: bool,
-    semantic_guard: SemanticGuard | None = None,
+    guards: GuardPolicy | None = None,
+    validations: Sequence[Validation] = (),
 ) -> GlobalLibrary:
     """The global library every node computes from the same accepted batches.
 
@@ -223,12 +224,19 @@ def global_library(
     carried from one round to the next, over the records of accepted batches. Otherwise every record of an
     accepted batch is in. Record texts are normalised by the record format, so they match the consensus's
     wordings as they are. Deterministic: the same records give the same library whatever their order.
-    `vectors` maps each of `unique_texts` of the records to its unit vector."""
+    `vectors` maps each of `unique_texts` of the records to its unit vector. `guards` is the node's content
+    policy, run in both modes (the same one its votes run); `validations` are the evidence rows the
+    consensus weighs (robust mode)."""
     ordered = sorted(records, key=lambda r: (r.round, r.batch_id, r.cid))
     if not robust:
+        policy = guards or GuardPolicy.from_settings(settings)
+        texts = sorted({r.text for r in ordered})
+        found = policy.findings(texts, [vectors[t] for t in texts]) if texts else []
+        refused = {text for text, broken in zip(texts, found, strict=True) if broken}
         by_text: dict[str, list[SharedRecord]] = {}
         for record in ordered:
-            by_text.setdefault(record.text, []).append(record)
+            if record.text not in refused:
+                by_text.setdefault(record.text, []).append(record)
         merged = [GlobalExperience(t, rows[0].domain, tuple(rows), None) for t, rows in by_text.items()]
         return GlobalLibrary(merged, [], {})
     reputations: dict[str, Reputation] = {}
@@ -237,7 +245,7 @@ def global_library(
     for round_ in sorted({r.round for r in ordered}):
         rows = [r for r in ordered if r.round == round_]
         submissions = [Submission(r.node, r.text, r.confidence, r.domain, r.round, "accepted") for r in rows]
-        result = aggregate(submissions, vectors, settings, reputations, semantic_guard=semantic_guard)
+        result = aggregate(submissions, vectors, settings, reputations, validations, guards)
         reputations = dict(result.reputations)
         for decision in result.accepted:
             wordings, supporters = set(decision.wordings), set(decision.supporters)

@@ -10,6 +10,7 @@ from dso.config import DSOConfig
 from dso.learn.run import Hooks, run_training
 from dso.learn.trainer import BatchMetrics
 from dso.node.node import Node
+from dso.node.reports import SyncReport
 
 
 class DSOTrainer:
@@ -22,7 +23,7 @@ class DSOTrainer:
     def __init__(self, config: DSOConfig, node: Node, run_dir: Path, *, hooks: Hooks | None = None) -> None:
         self.config, self.node, self.run_dir = config, node, run_dir
         self.hooks = hooks or Hooks()
-        self.syncs: list[dict[str, Any]] = []
+        self.syncs: list[SyncReport] = []
         self._batches = 0
 
     def _on_batch(self, metrics: BatchMetrics) -> None:
@@ -32,23 +33,22 @@ class DSOTrainer:
         if self._batches % self.config.network.sync_frequency == 0:
             self.sync()
 
-    def sync(self) -> dict[str, Any]:
-        summary = self.node.sync()
-        self.syncs.append(summary)
+    def sync(self) -> SyncReport:
+        report = self.node.sync()
+        self.syncs.append(report)
         if self.hooks.log:
-            merged = summary["merged"]
+            merged = report.merged
             self.hooks.log(
-                f"sync {summary['sync']}: published {(summary['published'] or {}).get('records', 0)}, "
-                f"voted on {len(summary['votes'])}, merged {merged['added']} new and {merged['supported']} "
-                f"supporting; global library {merged['global_size']}"
+                f"sync {report.sync}: published {report.records_published}, voted on {len(report.votes)}, merged "
+                f"{merged.added} new and {merged.supported} supporting; global library {merged.global_size}"
             )
-        return summary
+        return report
 
     def run(self) -> dict[str, Any]:
         hooks = dataclasses.replace(self.hooks, on_batch=self._on_batch)
         summary = run_training(self.config, self.run_dir, resume=True, hooks=hooks, library=self.node.library)
         if self._batches == 0 or self._batches % self.config.network.sync_frequency:
             self.sync()
-        summary["syncs"] = self.syncs
+        summary["syncs"] = [s.to_json() for s in self.syncs]
         summary["library_size"] = len(self.node.library)
         return summary

@@ -18,11 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from dso.chain.client import BatchInfo, BatchState, RegistryClient
+from dso.chain.registry import BatchInfo, BatchState
 from dso.errors import ChainError, DSOError, StoreError
 from dso.keys import load_account
-from dso.node.node import BatchReview, Check, Node, hex_id, node_paths
+from dso.network import node_paths
+from dso.node.context import hex_id
+from dso.node.node import Node
+from dso.node.reports import VoteCast
 from dso.node.share import GlobalExperience, GlobalLibrary
+from dso.node.verify import BatchReview, Check
 from dso.plots import node_bytes_per_sync, node_training_accuracy
 
 BATCH_ID = re.compile(r"0x[0-9a-f]{64}")
@@ -142,7 +146,7 @@ class Reviewer:
             self.node.scan()
             library = self.node.global_library()
             registry = self.node.registry
-            block = registry.w3.eth.block_number
+            block = registry.height()
             views = []
             for info in self.node.pending():
                 review = self._review(info)
@@ -207,15 +211,15 @@ class Reviewer:
                     failed = next(c for c in review.checks if c.outcome == "failed")
                     raise ReviewError(f"batch {batch_id} failed its {failed.name} check: it cannot be approved")
                 verdict = "approved" if approve else "rejected"
-                decided.append((batch_id, approve, f"{verdict} by a reviewer on the page"))
+                decided.append(VoteCast(batch_id, approve, f"{verdict} by a reviewer on the page"))
             if not password:
                 raise ReviewError("the node key's password is needed to sign the vote")
             account = load_account(self.node.config.chain.keystore, password)
             if str(account.address) != self.node.address:
                 raise ReviewError("the keystore's key is not this node's")
-            signer = RegistryClient(self.node.registry.w3, self.node.registry.address, account)
+            signer = self.node.registry.with_account(account)
             self.node.cast_votes(decided, signer)
-            return [batch_id for batch_id, _, _ in decided]
+            return [vote.batch_id for vote in decided]
 
     # -- the global library --------------------------------------------------------------------
 
@@ -274,9 +278,9 @@ class Reviewer:
     def status(self) -> dict[str, Any]:
         """The node's status plus what it can reach: the chain (its latest block) and the content store."""
         with self.lock:
-            status = self.node.status()
+            status = self.node.status().to_json()
             try:
-                status["chain"] = {"ok": True, "block": self.node.registry.w3.eth.block_number}
+                status["chain"] = {"ok": True, "block": self.node.registry.height()}
             except Exception as exc:  # any failure of the endpoint is a status to show, not a crash
                 status["chain"] = {"ok": False, "error": str(ChainError(str(exc)))[:300]}
             store = self.node.store

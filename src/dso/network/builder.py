@@ -1,0 +1,341 @@
+"""One way to build a network: the node of `dso node run` / `dso train --dso` (`open_node`), and the many
+nodes of `dso demo`, `dso simulate` and the tests (`build_network`), from the same parts.
+
+The parts: a chain (`memory`: the in-memory registry; `embedded`: the contract on the in-process EVM; or a
+JSON-RPC URL), a content store (a block folder, or an IPFS HTTP API), one library, key and state file per
+node. Only the transport changes between them: every node runs the same `Node`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+
+from dso.chain.memory import MemoryChain
+from dso.chain.registry import BatchInfo, BatchState, Registry, TransactionCount
+from dso.config import DSOConfig
+from dso.core.records import BatchManifest
+from dso.core.signing import RegistryDomain
+from dso.embed import Embedder, make_embedder
+from dso.embed.cache import CachingEmbedder
+from dso.errors import NodeError
+from dso.library import ExperienceLibrary
+from dso.network.attacks import colluding_voter
+from dso.node.context import Log, SharedWork
+from dso.node.node import Node
+from dso.node.reports import SyncReport
+from dso.node.share import GlobalExperience
+from dso.node.state import NodeState
+from dso.store import ContentStore, LocalBlockStore
+
+
+def node_paths(config: DSOConfig) -> dict[str, Path]:
+    """Where a node keeps its state, its blocks (embedded store) and its learning run (`dso node init` points
+    library.path at the run's library.db, so the learning loop and the node share one library)."""
+    root = config.network.node_dir
+    return {"state": root / "node.db", "blocks": root / "blocks", "run": root / "run"}
+
+
+def node_account(seed: int, index: int, tag: str = "dso-simulate") -> LocalAccount:
+    """A node key derived from a seed: the same network each run, never a key to use elsewhere."""
+    account: LocalAccount = Account.from_key(keccak(text=f"{tag}:{seed}:{index}"))
+    return account
+
+
+def make_store(url: str, folder: Path) -> ContentStore:
+    """An IPFS daemon's HTTP API at `url`, or a block folder when `url` is empty."""
+    if url:
+        from dso.store.ipfs import IPFSStore
+
+        return IPFSStore(url)
+    return LocalBlockStore(folder)
+
+
+# -- one node from its configuration -----------------------------------------------------------
+
+
+def open_node(
+    config: DSOConfig, password: str | None, *, library: ExperienceLibrary | None = None, log: Log | None = None
+) -> Node:
+    """A node from its configuration: keystore, chain (embedded or JSON-RPC), registry, store, library, state.
+
+    On the embedded chain, which lives only in this process, a registry with this node as its only member
+    is deployed when none is named. The state file remembers its node and registry, and refuses others.
+    With `password` None the node opens read-only (its address read from the keystore, nothing signed)."""
+    from dso.chain.client import DEV_CHAIN_IDS, AddressBook, RegistryClient, connect, deploy_registry, dev_fund
+    from dso.keys import keystore_address, load_account
+
+    paths = node_paths(config)
+    account = load_account(config.chain.keystore, password) if password is not None else None
+    address = str(account.address) if account else keystore_address(config.chain.keystore)
+    w3 = connect(config.chain.rpc or None)
+    if account is not None and w3.eth.chain_id in DEV_CHAIN_IDS:
+        dev_fund(w3, address)
+    registry_address = config.chain.registry or AddressBook(config.chain.addresses).get(w3.eth.chain_id)
+    registry: Registry
+    if registry_address:
+        registry = RegistryClient(w3, registry_address, account)
+    elif not config.chain.rpc and account is not None:
+        registry = deploy_registry(w3, account, [address], voting_window=config.chain.voting_window)
+    else:
+        raise NodeError(
+            f"no registry named for chain {w3.eth.chain_id}: set chain.registry, or deploy one with dso chain deploy"
+        )
+    store = make_store(config.network.store, paths["blocks"])
+    state = NodeState(paths["state"])
+    genesis = bytes(w3.eth.get_block(0)["hash"]).hex()[:16]  # the embedded EVM is a new chain in every process
+    bound = {"node": address, "registry": f"chain {w3.eth.chain_id} ({genesis}) {registry.address}"}
+    mismatch = None
+    with state.transaction():
+        for key, value in bound.items():
+            stored = state.meta(key)
+            if stored is None:
+                state.set_meta(key, value)
+            elif stored != value:
+                mismatch = f"{paths['state']} belongs to {key} {stored}, not {value}"
+                if not config.chain.rpc:
+                    mismatch += " (the embedded chain ends with its process: a lasting node needs chain.rpc)"
+                break
+    if mismatch:
+        state.close()
+        raise NodeError(mismatch)
+    if library is None:
+        library = ExperienceLibrary.from_config(config.library, make_embedder(config.embedder))
+    return Node(config, library, account or address, registry, store, state, log=log)
+
+
+# -- many nodes in one process -----------------------------------------------------------------
+
+
+class SharedReads:
+    """A registry client whose reads are shared by the nodes of one process while the chain does not move.
+
+    Each node keeps its own client (its key, its transaction count); reads that depend only on the chain's
+    state are answered once per block height for all of them. Every node still makes each call."""
+
+    def __init__(self, inner: Registry, cache: dict[tuple[Any, ...], Any]) -> None:
+        self.inner = inner
+        self.cache = cache
+
+    def _cached(self, key: tuple[Any, ...], read: Callable[[], Any]) -> Any:
+        height = self.inner.height()
+        entry = self.cache.get(key)
+        if entry is None or entry[0] != height:
+            entry = (height, read())
+            self.cache[key] = entry
+        return entry[1]
+
+    # the port, by delegation
+    address = property(lambda self: self.inner.address)
+    chain_id = property(lambda self: self.inner.chain_id)
+    domain: RegistryDomain = property(lambda self: self.inner.domain)  # type: ignore[assignment]
+    can_write = property(lambda self: self.inner.can_write)
+    sent: TransactionCount = property(lambda self: self.inner.sent)  # type: ignore[assignment]
+    voting_window = property(lambda self: self.inner.voting_window)
+
+    def height(self) -> int:
+        return self.inner.height()
+
+    def with_account(self, account: LocalAccount) -> Registry:
+        return SharedReads(self.inner.with_account(account), self.cache)
+
+    def submit_batch(self, manifest: BatchManifest, batch_cid: str, signature: bytes) -> bytes:
+        return self.inner.submit_batch(manifest, batch_cid, signature)
+
+    def vote_many(self, batch_ids: Sequence[bytes], approvals: Sequence[bool]) -> None:
+        self.inner.vote_many(batch_ids, approvals)
+
+    def finalize(self, batch_id: bytes) -> None:
+        self.inner.finalize(batch_id)
+
+    def is_member(self, account: str) -> bool:
+        return bool(self._cached(("member", account), lambda: self.inner.is_member(account)))
+
+    def members(self) -> list[str]:
+        return self.inner.members()
+
+    def has_voted(self, batch_id: bytes, account: str) -> bool:
+        return self.inner.has_voted(batch_id, account)
+
+    def quorum(self, eligible: int) -> int:
+        return self.inner.quorum(eligible)
+
+    def batch_id(self, manifest: BatchManifest, batch_cid: str) -> bytes:
+        return self.inner.batch_id(manifest, batch_cid)
+
+    def batch(self, batch_id: bytes) -> BatchInfo:
+        return self._cached(("batch", batch_id), lambda: self.inner.batch(batch_id))  # type: ignore[no-any-return]
+
+    def has_batch(self, batch_id: bytes) -> bool:
+        return self.inner.has_batch(batch_id)
+
+    def batch_count(self) -> int:
+        return self.inner.batch_count()
+
+    def batches(self, offset: int = 0, limit: int = 100) -> list[BatchInfo]:
+        return list(self._cached(("batches", offset, limit), lambda: self.inner.batches(offset, limit)))
+
+    def global_experiences(self, offset: int = 0, limit: int = 100) -> list[BatchInfo]:
+        # the accepted list only grows and an accepted batch never changes: a full page is final
+        key = ("global", offset, limit)
+        entry = self.cache.get(key)
+        if entry is not None and len(entry[1]) == limit:
+            return list(entry[1])
+        return list(self._cached(key, lambda: self.inner.global_experiences(offset, limit)))
+
+    def all_batches(self, state: BatchState | None = None, page: int = 200) -> list[BatchInfo]:
+        return self.inner.all_batches(state, page)
+
+    def submission(self, batch_id: bytes) -> tuple[dict[str, Any], int]:
+        return self.inner.submission(batch_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """Who is in a network and what it runs on."""
+
+    nodes: int
+    members: tuple[int, ...]  # indexes of the registry's members
+    byzantine: frozenset[int] = frozenset()
+    colluding: bool = False  # Byzantine members vote for their own side (the vote-collusion attack)
+    chain: str = "memory"  # memory | embedded | a JSON-RPC URL
+    store: str = ""  # "" = a block folder in the network's folder; or an IPFS HTTP API URL
+    voting_window: int = 100
+    seed: int = 0
+    key_tag: str = "dso-simulate"  # node keys derive from (tag, seed, index + first_key)
+    first_key: int = 0
+    operator: int | None = -1  # the key index that deploys the registry (None: the first member)
+    share_work: bool = True  # nodes share public results (verifications, registry reads at one height)
+
+
+@dataclasses.dataclass
+class Network:
+    """Nodes sharing one registry and one content store; node i is `nodes[i]`, honest unless Byzantine."""
+
+    spec: NetworkSpec
+    nodes: list[Node]
+    registry: Registry  # the deployer's client, for reading what the registry holds
+    store: ContentStore
+    chain: Any  # the MemoryChain or the Web3 connection
+
+    @property
+    def honest(self) -> list[Node]:
+        return [n for i, n in enumerate(self.nodes) if i not in self.spec.byzantine]
+
+    def is_honest(self, node: Node) -> bool:
+        return self.nodes.index(node) not in self.spec.byzantine
+
+    def sync(self, indexes: Sequence[int], progress: Callable[[int], None] | None = None) -> list[SyncReport]:
+        """One sync of each named node, in order."""
+        reports = []
+        for number, index in enumerate(indexes, 1):
+            reports.append(self.nodes[index].sync())
+            if progress:
+                progress(number)
+        return reports
+
+    def round_figures(
+        self, round_: int, syncs: dict[str, list[SyncReport]], poisoned: Callable[[GlobalExperience], bool]
+    ) -> dict[str, Any]:
+        """What one round did, seen from the first honest node: batches by state, the global library, poisoned
+        lessons, bytes per honest node (median and max), transactions and gas."""
+        batches = [b for b in self.registry.all_batches() if b.round == round_]
+        states = [b.state.name.lower() for b in batches]
+        honest = self.honest
+        observer = honest[0] if honest else self.nodes[0]
+        computed = observer.global_library()
+        bad = [g.text for g in computed.accepted if poisoned(g)]
+        digests = {n.global_digest() for n in honest}
+        sent = [sum(s.bytes.sent_total for s in syncs[n.address]) for n in honest]
+        received = [sum(s.bytes.received_total for s in syncs[n.address]) for n in honest]
+        by_kind: dict[str, int] = {}
+        for n in honest:
+            for s in syncs[n.address]:
+                for kind, size in s.bytes.sent.items():
+                    by_kind[kind] = by_kind.get(kind, 0) + size
+        count = max(1, len(honest))
+        return {
+            "experiences_submitted": sum(s.records_published for rows in syncs.values() for s in rows),
+            "batches": {
+                "submitted": len(batches),
+                "accepted": states.count("accepted"),
+                "rejected": states.count("rejected"),
+                "pending": states.count("pending"),
+            },
+            "global_library": {"accepted": len(computed.accepted), "rejected": len(computed.rejected)},
+            "poisoned_accepted": len(bad),
+            "poisoned_texts": bad[:5],
+            "refused_batches": sum(len(s.pulled.refused) for rows in syncs.values() for s in rows),
+            "honest_nodes_agreeing": f"{len(digests) == 1}",
+            "bytes_per_honest_node": {
+                "sent_median": statistics.median(sent) if sent else 0,
+                "received_median": statistics.median(received) if received else 0,
+                "sent_max": max(sent, default=0),
+                "received_max": max(received, default=0),
+                "sent_by_kind_mean": {k: round(v / count) for k, v in sorted(by_kind.items())},
+            },
+            "transactions": sum(s.transactions for rows in syncs.values() for s in rows),
+            "gas": sum(s.gas for rows in syncs.values() for s in rows),
+        }
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.library.close()
+            node.close()
+
+
+def build_network(
+    config: DSOConfig,
+    folder: Path,
+    spec: NetworkSpec,
+    *,
+    embedder: Embedder | None = None,
+    configs: Sequence[DSOConfig] | None = None,
+) -> Network:
+    """Keys, a funded account each (on a development chain), a registry with `spec.members`, a store, and one
+    node per index with its own library (`folder/nodeNNNN/library.db`) and state; `configs` gives each node
+    its own configuration (default: `config` for all)."""
+    accounts = [node_account(spec.seed, spec.first_key + i, spec.key_tag) for i in range(spec.nodes)]
+    deployer = node_account(spec.seed, spec.operator, spec.key_tag) if spec.operator is not None else None
+    members = [accounts[i].address for i in spec.members]
+    owner = deployer or accounts[spec.members[0]]
+    chain: Any
+    if spec.chain == "memory":
+        memory = MemoryChain()
+        chain = memory
+        deployed: Registry = memory.deploy(owner, members, voting_window=spec.voting_window)
+
+        def client(account: LocalAccount) -> Registry:
+            return memory.registry(deployed.address, account)
+    else:
+        from dso.chain.client import RegistryClient, connect, deploy_registry, dev_fund
+
+        chain = connect(None if spec.chain == "embedded" else spec.chain)
+        for account in [*([deployer] if deployer else []), *accounts]:
+            dev_fund(chain, account.address)
+        deployed = deploy_registry(chain, owner, members, voting_window=spec.voting_window)
+
+        def client(account: LocalAccount) -> Registry:
+            return RegistryClient(chain, deployed.address, account)
+
+    store = make_store(spec.store, folder / "blocks")
+    shared = SharedWork() if spec.share_work else None
+    reads: dict[tuple[Any, ...], Any] = {}
+    cache = CachingEmbedder(embedder or make_embedder(config.embedder))
+    allies = [accounts[i].address for i in sorted(spec.byzantine)]
+    nodes = []
+    for index, account in enumerate(accounts):
+        node_config = configs[index] if configs is not None else config
+        library = ExperienceLibrary.from_config(node_config.library, cache, folder / f"node{index:04d}" / "library.db")
+        registry = SharedReads(client(account), reads) if spec.share_work else client(account)
+        voter = colluding_voter(allies) if spec.colluding and index in spec.byzantine else None
+        state = NodeState(folder / f"node{index:04d}" / "node.db")
+        nodes.append(Node(node_config, library, account, registry, store, state, shared=shared, voter=voter))
+    return Network(spec, nodes, deployed, store, chain)

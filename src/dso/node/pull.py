@@ -1,0 +1,125 @@
+"""Pulling and merging: accepted batches past a cursor are fetched and verified (one failed check refuses
+the whole batch, with its reason kept), the global library is recomputed from every verified accepted
+record, and what it accepts is merged into the local library with provenance; merging is idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+
+from dso.consensus.aggregate import Validation
+from dso.faults import fault_point
+from dso.library import RemoteExperience
+from dso.node import share
+from dso.node.context import NodeContext, hex_id
+from dso.node.reports import MergeReport, PullReport, Refusal
+from dso.node.verify import FAILURES, fetch_verified
+
+PAGE = 100
+
+
+def pull(ctx: NodeContext) -> PullReport:
+    """Fetch and verify accepted batches past the cursor; a batch failing any check is refused whole."""
+    cursor = ctx.state.cursor("accepted")
+    verified: list[str] = []
+    refused: list[Refusal] = []
+    while True:
+        page = ctx.registry.global_experiences(cursor, PAGE)
+        for info in page:
+            batch_id = hex_id(info.id)
+            with ctx.state.transaction():
+                ctx.state.note_batch(batch_id, info.node, info.round, "accepted")
+            try:
+                records = fetch_verified(ctx, info)
+            except FAILURES as exc:
+                reason = str(exc)
+                ctx.state.refuse(batch_id, reason, cursor + 1)
+                refused.append(Refusal(batch_id, info.node, reason))
+                ctx.log(f"refused batch {batch_id[:12]} from {info.node[:10]}: {reason[:200]}")
+            else:
+                shared = [
+                    share.SharedRecord(
+                        cid,
+                        batch_id,
+                        r.node,
+                        info.round,
+                        r.text,
+                        r.confidence,
+                        r.domain,
+                        r.epoch,
+                        *(r.evidence or (0, 0, 0)),
+                    )
+                    for cid, r in records
+                ]
+                ctx.state.accept_verified(batch_id, shared, cursor + 1)
+                verified.append(batch_id)
+            cursor += 1
+        if len(page) < PAGE:
+            break
+    return PullReport(tuple(verified), tuple(refused))
+
+
+def validations(records: list[share.SharedRecord]) -> list[Validation]:
+    """The evidence verified records carry, as the consensus's validations: each record's helped / hurt counts
+    are its publisher's measurement of that text on its own validation questions. The attack bench and
+    `dso aggregate` pass the same kind of rows; the consensus counts only established validators."""
+    return [Validation(r.node, r.text, r.helped, r.hurt) for r in records if r.helped or r.hurt]
+
+
+def global_library(ctx: NodeContext) -> share.GlobalLibrary:
+    """The global library as this node computes it from every verified accepted record."""
+    records = ctx.state.verified_records()
+    digest = hashlib.sha256("\n".join(sorted(f"{r.batch_id}:{r.cid}" for r in records)).encode()).hexdigest()
+    if ctx.last_global is not None and ctx.last_global[0] == digest:
+        return ctx.last_global[1]  # the same verified records give the same library: status, merge and pages ask
+    if ctx.shared is not None and digest in ctx.shared.global_libraries:
+        return ctx.shared.global_libraries[digest]
+    texts = share.texts_to_embed(records)
+    vectors = dict(zip(texts, ctx.embed(texts), strict=True)) if texts else {}
+    result = share.global_library(
+        records,
+        vectors,
+        ctx.config.consensus,
+        robust=ctx.config.network.byzantine_robust,
+        guards=ctx.guards if records else None,
+        validations=validations(records),
+    )
+    if ctx.shared is not None:
+        ctx.shared.global_libraries[digest] = result
+    ctx.last_global = (digest, result)
+    return result
+
+
+def merge(ctx: NodeContext) -> MergeReport:
+    """Merge what the global library accepts into the local library; records already merged are skipped."""
+    pending = ctx.state.unmerged_verified()
+    accepted = global_library(ctx).accepted
+    items = []
+    for g in accepted:
+        # a lesson this node published itself is already local; otherwise the earliest supporting record
+        # brings it in (its provenance); the full list of supporters stays in the node's state
+        if any(r.node == ctx.address for r in g.records):
+            continue
+        first = min(g.records, key=lambda r: (r.round, r.batch_id, r.cid))
+        if not ctx.library.knows_record(first.cid):
+            items.append(
+                RemoteExperience(
+                    g.text, first.confidence, g.domain, first.epoch, first.node, first.cid, first.batch_id, first.round
+                )
+            )
+    results, skipped = ctx.library.merge_remote(items) if items else ([], [])
+    fault_point("sync:merged")
+    ctx.state.mark_merged(pending)
+    for cid, reason in skipped:
+        if reason != "record already merged":
+            ctx.log(f"record {cid[:16]} not merged: {reason[:200]}")
+    return MergeReport(
+        added=sum(r.op == "ADD" for r in results),
+        supported=sum(r.op == "MERGE" for r in results),
+        skipped=len(skipped),
+        global_size=len(accepted),
+    )
+
+
+def global_digest(accepted: list[share.GlobalExperience]) -> str:
+    """sha256 of the global library's sorted texts: equal on nodes that agree."""
+    return hashlib.sha256("\n".join(sorted(g.text for g in accepted)).encode()).hexdigest()

@@ -1,0 +1,183 @@
+"""What a node's steps report: frozen records the CLI, the trainer, the demo, the simulation and the review
+page read by field. `to_json()` gives the shape `dso node sync --json` prints and the state file keeps."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltRound:
+    """A round this sync built from fresh local experiences (then sent from the outbox)."""
+
+    round: int
+    records: int
+    manifest_cid: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SentBatch:
+    """An outbox round the registry now holds."""
+
+    round: int
+    batch_id: str
+    records: int
+
+
+@dataclasses.dataclass(frozen=True)
+class VoteCast:
+    batch_id: str
+    approve: bool
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """An accepted batch this node refused, and the check it failed."""
+
+    batch_id: str
+    node: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PullReport:
+    verified: tuple[str, ...] = ()
+    refused: tuple[Refusal, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verified": list(self.verified), "refused": [r.to_json() for r in self.refused]}
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeReport:
+    added: int = 0
+    supported: int = 0
+    skipped: int = 0
+    global_size: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Traffic:
+    """Bytes by kind (records, manifests, signatures, transactions), sent and received."""
+
+    sent: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    received: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def sent_total(self) -> int:
+        return sum(self.sent.values())
+
+    @property
+    def received_total(self) -> int:
+        return sum(self.received.values())
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Mapping[str, int]]) -> Traffic:
+        return cls(dict(row.get("sent", {})), dict(row.get("received", {})))
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        return {"sent": dict(self.sent), "received": dict(self.received)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncReport:
+    """One sync: what it published, voted, finalized, pulled and merged, its chain cost, bytes and time."""
+
+    sync: int
+    published: BuiltRound | None
+    votes: tuple[VoteCast, ...]
+    finalized: int
+    pulled: PullReport
+    merged: MergeReport
+    transactions: int
+    gas: int
+    bytes: Traffic
+    seconds: float
+    phases: Mapping[str, float]
+
+    @property
+    def records_published(self) -> int:
+        return self.published.records if self.published else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sync": self.sync,
+            "published": self.published.to_json() if self.published else None,
+            "votes": [v.to_json() for v in self.votes],
+            "finalized": self.finalized,
+            "pulled": self.pulled.to_json(),
+            "merged": self.merged.to_json(),
+            "transactions": self.transactions,
+            "gas": self.gas,
+            "bytes": self.bytes.to_json(),
+            "seconds": self.seconds,
+            "phases": dict(self.phases),
+        }
+
+    def line(self) -> str:
+        """One line for a person: what the sync did."""
+        return (
+            f"sync {self.sync}: published {self.records_published}, {len(self.votes)} votes, "
+            f"{len(self.pulled.verified)} batches pulled, {len(self.pulled.refused)} refused, "
+            f"{self.merged.added} merged; global library {self.merged.global_size}; {self.bytes.sent_total} B sent, "
+            f"{self.bytes.received_total} B received, {self.seconds:.1f} s"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeStatus:
+    node: str
+    registry: str
+    chain_id: int
+    member: bool
+    round: int
+    library_size: int
+    outbox: Mapping[str, int]
+    own_batches: tuple[str, ...]
+    syncs: int
+    last_sync: Mapping[str, Any] | None
+    bytes: Traffic
+    refused_batches: tuple[Mapping[str, Any], ...]
+    global_size: int
+    global_digest: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "registry": self.registry,
+            "chain_id": self.chain_id,
+            "member": self.member,
+            "round": self.round,
+            "library_size": self.library_size,
+            "outbox": dict(self.outbox),
+            "own_batches": list(self.own_batches),
+            "syncs": self.syncs,
+            "last_sync": dict(self.last_sync) if self.last_sync is not None else None,
+            "bytes": self.bytes.to_json(),
+            "refused_batches": [dict(r) for r in self.refused_batches],
+            "global_library": {"size": self.global_size, "digest": self.global_digest},
+        }
+
+    def line(self) -> str:
+        return (
+            f"node {self.node} ({'member' if self.member else 'not a member'}) on chain {self.chain_id}, "
+            f"registry {self.registry}\nround {self.round}, {self.syncs} syncs, library {self.library_size} "
+            f"experiences, global library {self.global_size}; outbox {dict(self.outbox) or 'empty'}; "
+            f"{self.bytes.sent_total} B sent, {self.bytes.received_total} B received; "
+            f"{len(self.refused_batches)} batches refused"
+        )

@@ -1,0 +1,112 @@
+"""Verifying a stranger's batch: every check a receiver runs, in order, each with its outcome.
+
+The checks themselves are pure functions of `dso.node.share`; this step fetches the bytes (manifest,
+the registering transaction, records), runs them, counts what it received and, in one process of many
+nodes, shares a batch's verification with the others (`SharedWork`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dso.chain.registry import BatchInfo
+from dso.core.records import ExperienceRecord
+from dso.errors import ChainError, DataError, StoreError
+from dso.node import share
+from dso.node.context import NodeContext, hex_id
+
+# The checks a receiver runs on a stranger's batch, in order (`review` reports each one).
+CHECKS = {
+    "manifest": "manifest re-hashed to its CID; its node, round and Merkle root equal the registry's",
+    "signature": "the registering transaction's signature recovers to the batch's node for this registry",
+    "records": "every record re-hashed to its CID, names the node, and has a Merkle proof under the on-chain root",
+    "codes": "every record's 1-bit embedding code matches its own text",
+}
+FAILURES = (DataError, StoreError, ChainError)  # what a failed check raises
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    label: str
+    outcome: str  # passed | failed | not run
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchReview:
+    """What a reviewer needs to judge one batch: each check's outcome, the records, the guards' findings."""
+
+    info: BatchInfo
+    checks: tuple[Check, ...]
+    records: tuple[tuple[str, ExperienceRecord], ...]  # empty unless every check passed
+    findings: tuple[tuple[str, ...], ...]  # per record: the guard rules its text breaks
+
+    @property
+    def verified(self) -> bool:
+        return all(check.outcome == "passed" for check in self.checks)
+
+
+def _verify(
+    ctx: NodeContext, info: BatchInfo, fetched: list[tuple[str, int]], passed: list[str]
+) -> list[tuple[str, ExperienceRecord]]:
+    """Every check of `CHECKS` in order; each one passed is appended to `passed`, the first failure raises."""
+    manifest_bytes = ctx.store.get(info.batch_cid)
+    fetched.append(("manifests", len(manifest_bytes)))
+    manifest = share.check_manifest(info, manifest_bytes)
+    passed.append("manifest")
+    submitted, size = ctx.registry.submission(info.id)
+    fetched.append(("signatures", size))
+    share.check_submission(info, manifest, submitted, ctx.registry.domain)
+    passed.append("signature")
+    blocks = {cid: ctx.store.get(cid) for cid in manifest.records}
+    fetched += [("records", len(data)) for data in blocks.values()]
+    records = share.check_records(info, manifest, blocks)
+    passed.append("records")
+    vectors = ctx.embed([record.text for _, record in records])
+    share.check_codes(records, vectors, ctx.library.embedder_id or "")
+    passed.append("codes")
+    return records
+
+
+def fetch_verified(ctx: NodeContext, info: BatchInfo) -> list[tuple[str, ExperienceRecord]]:
+    """Fetch a registry batch and run every check on it; a failed check raises one of `FAILURES`."""
+    own = info.node == ctx.address
+    key = f"{hex_id(info.id)}:{info.batch_cid}"
+    if ctx.shared is not None and key in ctx.shared.verified:
+        records, fetched = ctx.shared.verified[key]
+    else:
+        fetched = []
+        records = _verify(ctx, info, fetched, [])
+        if ctx.shared is not None:
+            ctx.shared.verified[key] = (records, fetched)
+    if not own:
+        for kind, n in fetched:
+            ctx.traffic.add(kind, "received", n)
+    return records
+
+
+def guard_findings(ctx: NodeContext, texts: list[str]) -> list[list[str]]:
+    """The node's guard policy's findings per text; [] = clean."""
+    return ctx.guards.findings(texts, ctx.embed(texts)) if texts else []
+
+
+def review(ctx: NodeContext, info: BatchInfo) -> BatchReview:
+    """Every check on one batch, each with its outcome, and the records when all pass (a reviewer's view)."""
+    passed: list[str] = []
+    failure = None
+    records: list[tuple[str, ExperienceRecord]] = []
+    try:
+        records = _verify(ctx, info, [], passed)
+    except FAILURES as exc:
+        failure = str(exc)
+    checks = []
+    for name, label in CHECKS.items():
+        if name in passed:
+            checks.append(Check(name, label, "passed", ""))
+        elif failure is not None:
+            checks.append(Check(name, label, "failed", failure))
+            failure = None
+        else:
+            checks.append(Check(name, label, "not run", "an earlier check failed"))
+    findings = guard_findings(ctx, [record.text for _, record in records])
+    return BatchReview(info, tuple(checks), tuple(records), tuple(tuple(f) for f in findings))
