@@ -14,7 +14,7 @@ from dso.config import ConsensusConfig
 from dso.consensus import Reputation, Submission, Validation, aggregate, unique_texts
 from dso.consensus.submissions import parse_lines
 from dso.embed import Embedder
-from dso.errors import DataError
+from dso.errors import ConfigError, DataError
 
 FRACTIONS = "When adding fractions, find a common denominator first."
 FRACTIONS_2 = "When adding fractions, first find a common denominator."
@@ -142,3 +142,21 @@ def test_guard_rules_setting_names_real_rules() -> None:
     assert run(rows, dataclasses.replace(SETTINGS, guard_rules="override, form")).accepted
     with pytest.raises(ConfigError, match="unknown rules"):
         run(rows, dataclasses.replace(SETTINGS, guard_rules="overide"))
+
+
+def test_confidence_rules_bound_inflated_claims() -> None:
+    from dso.consensus.aggregate import combined_confidence
+
+    claims = [0.5, 0.55, 0.6, 0.6, 1.0, 1.0]  # two supporters inflate theirs to 1.0
+    assert combined_confidence(claims, "median") == 0.6
+    assert combined_confidence(claims, "mean") == pytest.approx(0.708333, abs=1e-6)  # pulled up by the claims
+    assert combined_confidence(claims, "trimmed_mean") == pytest.approx(0.6875, abs=1e-6)  # one dropped each end
+    assert combined_confidence([0.7], "trimmed_mean") == 0.7
+
+
+def test_the_confidence_rule_is_one_of_three() -> None:
+    from dso.config import load_config
+
+    with pytest.raises(ConfigError, match="confidence_rule"):
+        load_config(overrides={"consensus.confidence_rule": "krum"})
+    assert load_config(overrides={"consensus.confidence_rule": "mean"}).consensus.confidence_rule == "mean"

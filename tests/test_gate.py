@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.progress import Progress
 
-from dso.cli.learn import _Bars
+from dso.cli.common import Bars
 from dso.embed import Embedder
 from dso.learn.datasets import Problem
 from dso.learn.gate import GateReport, GateTrial, gate
@@ -165,7 +165,7 @@ def test_the_batch_line_says_what_the_kept_lessons_scored_together(capsys: pytes
         GateTrial("ADD", NAME_HERSELF, None, 12.0, 9.0, 20, 1, 4, 0.9688, False),
     ]
     report = GateReport(20, 5.0, trials, "validation", 12.0)
-    bars = _Bars(Progress(disable=True))
+    bars = Bars(Progress(disable=True))
     bars.batch(BatchMetrics(0, 1, 5, 0.4, 1, 3, 60.0, False, report.to_json()))
     line = capsys.readouterr().err
     assert "epoch 0 batch 1:" in line and "gate kept 1 of 2 (validation 5 -> 12 of 20)" in line

@@ -110,6 +110,7 @@ class ConsensusConfig:
     min_validations: int = 3  # validators needed before their evidence can veto an experience
     evidence_z: float = 1.645  # veto when the harm share's lower bound (this many standard errors) exceeds one half
     guard_rules: str = "all"  # comma-separated rule names of dso.consensus.guards, or "all" / "none"
+    confidence_rule: str = "median"  # median | mean | trimmed_mean (a third trimmed) of supporters' confidences
     semantic_guard: bool = True  # also the semantic guard (dso.consensus.semantic_guard), in votes and merges alike
 
 
@@ -161,6 +162,7 @@ CHOICES = {
     "llm.backend": ("llamacpp", "openai"),
     "embedder.backend": ("onnx", "sentence-transformers"),
     "train.verifier": VERIFIERS,
+    "consensus.confidence_rule": ("median", "mean", "trimmed_mean"),
 }
 # Every numeric setting has a closed range, checked at load: a value outside it would not fail loudly later
 # (a negative threshold merges every lesson into the first; a huge voting window makes every submission revert).

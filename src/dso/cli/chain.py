@@ -11,8 +11,7 @@ from rich.table import Table
 
 from dso.chain.client import DEV_CHAIN_IDS, AddressBook, RegistryClient, connect, deploy_registry, dev_fund
 from dso.chain.registry import BatchState
-from dso.cli.common import console, get_config, print_json, report
-from dso.cli.records import _password
+from dso.cli.common import console, get_config, password, print_json, report
 from dso.config import DSOConfig
 from dso.errors import DSOError
 from dso.keys import load_account
@@ -33,7 +32,7 @@ def _config(ctx: typer.Context, rpc: str | None, keystore: Path | None) -> DSOCo
 
 
 def _account(config: DSOConfig) -> LocalAccount:
-    return load_account(config.chain.keystore, _password(confirm=False))
+    return load_account(config.chain.keystore, password(confirm=False))
 
 
 def _registry(config: DSOConfig, account: LocalAccount | None) -> RegistryClient:

@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
+import os
 import sys
+import time
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from dso.config import DSOConfig, load_config
+from dso.errors import DSOError
+
+if TYPE_CHECKING:  # the learning loop loads only for the commands that run it
+    from dso.learn.extract import Rollout
+    from dso.learn.run import Hooks
+    from dso.learn.trainer import BatchMetrics
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -59,3 +77,78 @@ def report(as_json: bool, payload: Any, shown: Any) -> None:
         print_json(payload)
     else:
         console.print(shown)
+
+
+# -- keys and progress, shared by the commands that sign or run long ------------------------------
+
+PASSWORD_ENV = "DSO_KEY_PASSWORD"
+
+
+def password(confirm: bool) -> str:
+    secret = os.environ.get(PASSWORD_ENV)
+    if secret:
+        return secret
+    if not os.isatty(0):
+        raise DSOError(f"no password: set {PASSWORD_ENV} or run in a terminal")
+    secret = getpass.getpass("keystore password: ")
+    if confirm and getpass.getpass("repeat password: ") != secret:
+        raise DSOError("passwords differ")
+    return secret
+
+
+class Bars:
+    """One rich progress bar per stage, with the solver's tokens/s."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.tokens, self.started = progress, 0, time.perf_counter()
+        self.task: TaskID | None = None
+
+    def stage(self, name: str, total: int) -> None:
+        self.task = self.progress.add_task(name, total=total, rate="")
+        if self.progress.disable:  # no terminal to draw bars on: one line per stage (stderr; --json stays clean)
+            err_console.print(f"{shown(name)} ({total} items)")
+        self.tokens, self.started = 0, time.perf_counter()
+
+    def rollouts(self, _problem: Any, rollouts: list[Rollout]) -> None:
+        self.tokens += sum(r.completion_tokens for r in rollouts)
+        rate = self.tokens / max(1e-6, time.perf_counter() - self.started)
+        if self.task is not None:
+            self.progress.update(self.task, advance=1, rate=f"{len(rollouts)} rollouts, {rate:.1f} tok/s")
+
+    def batch(self, metrics: BatchMetrics) -> None:
+        """A line per finished batch (training runs for hours on a CPU; this says how far and how well)."""
+        gate = ""
+        if metrics.gate and metrics.gate.get("trials"):
+            report = metrics.gate
+            trials = report["trials"]
+            gate = (
+                f", gate kept {sum(t['kept'] for t in trials)} of {len(trials)} "
+                f"({report['source']} {report['baseline']:g} -> {report.get('kept_score', report['baseline']):g} "
+                f"of {report['questions']})"
+            )
+        err_console.print(
+            f"epoch {metrics.epoch} batch {metrics.batch}: reward {metrics.mean_reward:.2f}, "
+            f"{metrics.operations} operations, library {metrics.library_size}{gate}, {metrics.seconds:.0f} s",
+            soft_wrap=True,  # one line per batch in a log, whatever its width
+        )
+
+    def hooks(self) -> Hooks:
+        from dso.learn.run import Hooks
+
+        def log(message: str) -> None:
+            err_console.print(f"[yellow]{shown(message)}")
+
+        return Hooks(on_rollouts=self.rollouts, on_stage=self.stage, on_batch=self.batch, log=log)
+
+
+def progress_bars(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or not err_console.is_terminal,
+    )

@@ -2,85 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from dso.cli.common import console, err_console, get_config, print_json, shown
+from dso.cli.common import Bars, console, get_config, print_json, progress_bars, shown
 from dso.config import DSOConfig
 from dso.errors import DSOError
-from dso.learn.extract import Rollout
-from dso.learn.run import Hooks, open_run_library, run_evaluation, run_training
-from dso.learn.trainer import BatchMetrics, check_run_dir
-
-
-class _Bars:
-    """One rich progress bar per stage, with the solver's tokens/s."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress, self.tokens, self.started = progress, 0, time.perf_counter()
-        self.task: TaskID | None = None
-
-    def stage(self, name: str, total: int) -> None:
-        self.task = self.progress.add_task(name, total=total, rate="")
-        if self.progress.disable:  # no terminal to draw bars on: one line per stage (stderr; --json stays clean)
-            err_console.print(f"{shown(name)} ({total} items)")
-        self.tokens, self.started = 0, time.perf_counter()
-
-    def rollouts(self, _problem: Any, rollouts: list[Rollout]) -> None:
-        self.tokens += sum(r.completion_tokens for r in rollouts)
-        rate = self.tokens / max(1e-6, time.perf_counter() - self.started)
-        if self.task is not None:
-            self.progress.update(self.task, advance=1, rate=f"{len(rollouts)} rollouts, {rate:.1f} tok/s")
-
-    def batch(self, metrics: BatchMetrics) -> None:
-        """A line per finished batch (training runs for hours on a CPU; this says how far and how well)."""
-        gate = ""
-        if metrics.gate and metrics.gate.get("trials"):
-            report = metrics.gate
-            trials = report["trials"]
-            gate = (
-                f", gate kept {sum(t['kept'] for t in trials)} of {len(trials)} "
-                f"({report['source']} {report['baseline']:g} -> {report.get('kept_score', report['baseline']):g} "
-                f"of {report['questions']})"
-            )
-        err_console.print(
-            f"epoch {metrics.epoch} batch {metrics.batch}: reward {metrics.mean_reward:.2f}, "
-            f"{metrics.operations} operations, library {metrics.library_size}{gate}, {metrics.seconds:.0f} s",
-            soft_wrap=True,  # one line per batch in a log, whatever its width
-        )
-
-    def hooks(self) -> Hooks:
-        def log(message: str) -> None:
-            err_console.print(f"[yellow]{shown(message)}")
-
-        return Hooks(on_rollouts=self.rollouts, on_stage=self.stage, on_batch=self.batch, log=log)
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=quiet or not err_console.is_terminal,
-    )
-
+from dso.learn.run import open_run_library, run_evaluation, run_training
+from dso.learn.trainer import check_run_dir
 
 TRAIN_FLAGS = {
     "dataset": "train.dataset",
@@ -212,8 +144,8 @@ def train_command(
         min_similarity=min_similarity,
     )
     config = get_config(ctx, **overrides, **({"network.enable_dso": True} if dso else {}))
-    with _progress(as_json) as progress:
-        bars = _Bars(progress)
+    with progress_bars(as_json) as progress:
+        bars = Bars(progress)
         if config.network.enable_dso:
             summary = _train_with_network(config, run_dir, resume, bars)
         else:
@@ -238,16 +170,16 @@ def train_command(
         print_eval(report)
 
 
-def _train_with_network(config: DSOConfig, run_dir: Path, resume: bool, bars: _Bars) -> dict[str, Any]:
+def _train_with_network(config: DSOConfig, run_dir: Path, resume: bool, bars: Bars) -> dict[str, Any]:
     """`dso train --dso`: the run's library is the node's; a sync every network.sync_frequency batches."""
-    from dso.cli.records import _password
+    from dso.cli.common import password
     from dso.network import open_node
     from dso.node import DSOTrainer
 
     check_run_dir(run_dir, config, resume)
     if not config.chain.keystore.is_file():
         raise DSOError(f"--dso needs a node key at {config.chain.keystore}; set a node up with: dso node init")
-    node = open_node(config, _password(confirm=False), library=open_run_library(config, run_dir), log=bars.hooks().log)
+    node = open_node(config, password(confirm=False), library=open_run_library(config, run_dir), log=bars.hooks().log)
     try:
         return DSOTrainer(config, node, run_dir, hooks=bars.hooks()).run()
     finally:
@@ -270,14 +202,14 @@ def eval_command(
 ) -> None:
     """Held-out accuracy without and with the run's library, with 95% CI and token cost."""
     config = get_config(ctx, **{"train.eval_samples": samples, "train.eval_temperature": temperature})
-    with _progress(as_json) as progress:
+    with progress_bars(as_json) as progress:
         report = run_evaluation(
             config,
             run_dir,
             arms=tuple(arm),
             heldout_seed=heldout_seed,
             heldout_size=heldout_size,
-            hooks=_Bars(progress).hooks(),
+            hooks=Bars(progress).hooks(),
         )
     if as_json:
         print_json(report)

@@ -64,13 +64,13 @@ def demo(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """A small live network: nodes learn, share through the embedded registry and store, and one attacks."""
-    from dso.cli.learn import _Bars, _progress
+    from dso.cli.common import Bars, progress_bars
     from dso.demo import DEMO_TRAIN, DemoSettings, run_demo
 
     config = get_config(ctx, **{**DEMO_TRAIN, "llm.model": model})
     settings = DemoSettings(honest=nodes, rounds=rounds, questions=questions, heldout=heldout_size)
-    with _progress(as_json) as progress:
-        result = run_demo(config, run_dir, _Bars(progress).hooks(), settings)
+    with progress_bars(as_json) as progress:
+        result = run_demo(config, run_dir, Bars(progress).hooks(), settings)
     if as_json:
         print_json(result)
         return

@@ -10,8 +10,7 @@ from typing import Any
 import typer
 
 from dso.chain.client import checksum_address
-from dso.cli.common import console, err_console, get_config, print_json, report, shown
-from dso.cli.records import _password
+from dso.cli.common import console, err_console, get_config, password, print_json, report, shown
 from dso.config import DSOConfig
 from dso.endpoints import http_base_url
 from dso.errors import ConfigError, DSOError, StoreError
@@ -39,7 +38,7 @@ def _open(ctx: typer.Context, path: Path | None, quiet: bool = False, config: DS
     config = config or _config(ctx, path)
     if not config.chain.keystore.is_file():
         raise DSOError(f"no node key at {config.chain.keystore}; set one up with: dso node init")
-    return open_node(config, _password(confirm=False), log=None if quiet else _log)
+    return open_node(config, password(confirm=False), log=None if quiet else _log)
 
 
 def _toml(sections: dict[str, dict[str, Any]]) -> str:
@@ -71,7 +70,7 @@ def init(
     if config_file.exists():
         raise DSOError(f"{config_file} exists; a node is set up there already")
     keystore = directory / "node-key.json"
-    address = new_keystore(keystore, _password(confirm=True))
+    address = new_keystore(keystore, password(confirm=True))
     sections: dict[str, dict[str, Any]] = {
         "chain": {
             "rpc": rpc,
@@ -101,7 +100,7 @@ def run(
     as_json: bool = JsonOpt,
 ) -> None:
     """Learn with a sync every network.sync_frequency batches, then keep syncing every --interval seconds."""
-    from dso.cli.learn import _Bars, _progress
+    from dso.cli.common import Bars, progress_bars
 
     config = _config(ctx, config_file)
     if learn and config.library.path.resolve() != (node_paths(config)["run"] / "library.db").resolve():
@@ -109,9 +108,9 @@ def run(
     node = _open(ctx, config_file, config=config)
     summary: dict[str, Any] = {"node": node.address, "syncs": []}
     reports: list[SyncReport] = []
-    with _progress(as_json) as progress:
+    with progress_bars(as_json) as progress:
         if learn and config.train.train_size > 0:
-            hooks = _Bars(progress).hooks()
+            hooks = Bars(progress).hooks()
             trainer = DSOTrainer(config, node, node_paths(config)["run"], hooks=hooks)
             trained = trainer.run()
             reports += trainer.syncs

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 from pathlib import Path
 
 import typer
 
-from dso.cli.common import print_json, report
+from dso.cli.common import password, print_json, report
 from dso.core.cid import MAX_BLOCK, cid_of
 from dso.errors import DSOError
 from dso.files import read_input
 from dso.keys import keystore_address, load_account, new_keystore
 
 keys_app = typer.Typer(help="Node keys (encrypted Ethereum V3 keystores).", no_args_is_help=True)
-PASSWORD_ENV = "DSO_KEY_PASSWORD"
 
 
 def cid_command(
@@ -36,25 +33,13 @@ def cid_command(
             print(row["cid"])
 
 
-def _password(confirm: bool) -> str:
-    password = os.environ.get(PASSWORD_ENV)
-    if password:
-        return password
-    if not os.isatty(0):
-        raise DSOError(f"no password: set {PASSWORD_ENV} or run in a terminal")
-    password = getpass.getpass("keystore password: ")
-    if confirm and getpass.getpass("repeat password: ") != password:
-        raise DSOError("passwords differ")
-    return password
-
-
 @keys_app.command("new")
 def keys_new(
     keystore: Path = typer.Option(Path("node-key.json"), "--keystore", "-k", help="File to create."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create a node key in an encrypted keystore (password from $DSO_KEY_PASSWORD or a prompt)."""
-    address = new_keystore(keystore, _password(confirm=True))
+    address = new_keystore(keystore, password(confirm=True))
     report(as_json, {"address": address, "keystore": str(keystore)}, f"{address}  (keystore {keystore})")
 
 
@@ -67,7 +52,7 @@ def keys_show(
     """Show the address of a keystore."""
     address = keystore_address(keystore)
     if check:
-        unlocked = load_account(keystore, _password(confirm=False)).address
+        unlocked = load_account(keystore, password(confirm=False)).address
         if unlocked != address:
             raise DSOError(f"{keystore} claims {address} but holds the key of {unlocked}")
     report(as_json, {"address": address, "keystore": str(keystore), "unlocked": check}, address)

@@ -14,8 +14,8 @@ every node, whatever their order or duplication. The steps, each explained in ev
    report helped / hurt counts. Each validator's verdict is the sign of its net count; once
    `min_validations` have given one, the experience is vetoed when the reputation-weighted share of
    validators that saw harm is above one half by more than `evidence_z` standard errors (with the
-   effective number of validators under the weights). Self-reported confidence is only reported (its
-   median), never decisive.
+   effective number of validators under the weights). Self-reported confidence never decides: the
+   supporters' claims are combined by `confidence_rule` (median by default, robust to inflated claims).
 5. Reputation: each node moves toward the share of its counted submissions that were accepted.
 """
 
@@ -28,9 +28,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
+
 from dso.config import ConsensusConfig
 from dso.consensus.grouping import cluster
 from dso.consensus.policy import GuardPolicy
+from dso.core import robust
 from dso.core.experience import normalise_text, text_key
 from dso.embed.base import Vectors
 
@@ -71,7 +74,7 @@ class Decision:
     domain: str
     supporters: tuple[str, ...]
     support: float  # reputation-weighted share of established nodes
-    confidence: float  # median of the supporters' own confidences (reported, not decisive)
+    confidence: float  # the supporters' own confidences by `confidence_rule`; never decides acceptance
     evidence: dict[str, Any]  # validators, helped, hurt, median net
     guards: tuple[str, ...]  # rules the canonical text breaks
     reason: str
@@ -106,6 +109,15 @@ class Result:
 
 def _round(value: float) -> float:
     return round(float(value), 6)
+
+
+def combined_confidence(values: Sequence[float], rule: str) -> float:
+    """One confidence from each supporter's own, by `consensus.confidence_rule` (`dso.core.robust`): the
+    median or a trimmed mean (a third of the supporters at each end, rounded down) bound what inflated
+    claims can do; the mean is the ablation's baseline."""
+    column = np.asarray(values, dtype=np.float64)[:, None]
+    method: robust.Method = "trimmed_mean" if rule == "trimmed_mean" else ("mean" if rule == "mean" else "median")
+    return round(float(robust.aggregate(column, method, (len(values) - 1) // 3)[0]), 6)
 
 
 def unique_texts(submissions: Sequence[Submission]) -> list[str]:
@@ -187,7 +199,8 @@ def aggregate(
         per_node_conf: dict[str, list[float]] = {}
         for node, s in live:
             per_node_conf.setdefault(node, []).append(float(s.confidence))
-        confidence = statistics.median(statistics.median(v) for v in per_node_conf.values()) if per_node_conf else 0.0
+        per_node = [statistics.median(v) for v in per_node_conf.values()]
+        confidence = combined_confidence(per_node, settings.confidence_rule) if per_node else 0.0
         domains = sorted(s.domain for _, s in rows)
         domain = max(sorted(set(domains)), key=domains.count) if domains else "general"
         evidence = _group_evidence(group, evidence_by_text, validator_weight, settings.evidence_z)

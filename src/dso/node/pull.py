@@ -101,9 +101,11 @@ def merge(ctx: NodeContext) -> MergeReport:
             continue
         first = min(g.records, key=lambda r: (r.round, r.batch_id, r.cid))
         if not ctx.library.knows_record(first.cid):
+            # the consensus's confidence (robust to a supporter that inflates its own), not the first record's
+            confidence = g.decision.confidence if g.decision is not None else first.confidence
             items.append(
                 RemoteExperience(
-                    g.text, first.confidence, g.domain, first.epoch, first.node, first.cid, first.batch_id, first.round
+                    g.text, confidence, g.domain, first.epoch, first.node, first.cid, first.batch_id, first.round
                 )
             )
     results, skipped = ctx.library.merge_remote(items) if items else ([], [])

@@ -1,0 +1,119 @@
+"""Networks built one way (`dso.network`), on the in-memory registry and a local block store: whole syncs of
+real nodes (real embedder, signatures, records, guards, consensus) in seconds, for `make test-fast`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dso.config import DSOConfig
+from dso.embed import Embedder
+from dso.network import NetworkSpec, build_network
+from dso.network.attacks import INJECTIONS, WRONG
+from dso.node.share import SharedRecord
+
+HONEST = [
+    "When a question counts legs, multiply each animal's count by its legs before adding.",
+    "When two units differ, convert both to the smaller unit before comparing.",
+]
+
+
+def test_three_nodes_one_adversarial_sync_on_the_memory_registry(tmp_path: Path, embedder: Embedder) -> None:
+    spec = NetworkSpec(nodes=3, members=(0, 1, 2), byzantine=frozenset({2}), colluding=True, chain="memory")
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    a, b, attacker = network.nodes
+    a.library.add(HONEST[0], domain="leg_counting")
+    b.library.add(HONEST[1], domain="units")
+    attacker.library.add(INJECTIONS[0], confidence=1.0)
+    attacker.library.add(WRONG[3], confidence=1.0)
+    for _ in ("publish", "vote", "pull"):
+        network.sync(range(3))
+    states = {info.node: info.state.name for info in network.registry.all_batches()}
+    assert states == {a.address: "ACCEPTED", b.address: "ACCEPTED", attacker.address: "REJECTED"}
+    ids = {info.node: "0x" + info.id.hex() for info in network.registry.all_batches()}
+    # the attacker voted for its own batch and against every honest batch still open when it voted (one was
+    # decided by the two honest yes votes before its turn): its colluding voter, on that node only
+    votes = {node: attacker.state.batch_row(batch_id)["vote"] for node, batch_id in ids.items()}  # type: ignore[index]
+    assert votes[attacker.address] == 1 and 0 in (votes[a.address], votes[b.address])
+    assert {votes[a.address], votes[b.address]} <= {0, None}
+    a_texts = {e.text for e in a.library.all()}
+    b_texts = {e.text for e in b.library.all()}
+    assert a_texts == b_texts == set(HONEST)  # each merged the other's lesson, nothing of the attacker's
+    merged = next(e for e in a.library.all() if e.text == HONEST[1])
+    assert merged.origin_node == b.address  # provenance travels with the lesson
+    assert a.global_digest() == b.global_digest()
+    rejected = a.state.batch_row(ids[attacker.address])
+    assert rejected is not None and rejected["vote"] == 0 and "guards" in rejected["vote_reason"]
+    report = a.sync()
+    assert report.published is None and report.merged.added == 0  # nothing new: idempotent
+    network.close()
+
+
+def test_two_networks_in_one_process_do_not_share_their_attackers(tmp_path: Path, embedder: Embedder) -> None:
+    colluding = build_network(
+        DSOConfig(),
+        tmp_path / "one",
+        NetworkSpec(nodes=2, members=(0, 1), byzantine=frozenset({1}), colluding=True, chain="memory"),
+        embedder=embedder,
+    )
+    honest = build_network(
+        DSOConfig(), tmp_path / "two", NetworkSpec(nodes=2, members=(0, 1), chain="memory"), embedder=embedder
+    )
+    for network in (colluding, honest):
+        network.nodes[0].library.add(HONEST[0])
+        network.sync([0, 1])
+    colluder = colluding.nodes[1]
+    info = colluding.registry.all_batches()[0]
+    assert colluder.judge(info) == (False, "colluding: against an honest node")
+    assert honest.nodes[1].judge(honest.registry.all_batches()[0])[0] is True
+    colluding.close()
+    honest.close()
+
+
+def _evidence_record(node: str, round_: int, text: str, helped: int, hurt: int, n: int) -> SharedRecord:
+    return SharedRecord(
+        f"cid-{node}-{round_}-{n}", f"0x{round_:02d}{n:02d}", node, round_, text, 0.8, "math", 0, helped, hurt
+    )
+
+
+def test_the_live_node_passes_its_records_evidence_to_the_consensus(tmp_path: Path, embedder: Embedder) -> None:
+    """Three established publishers of a lesson each measured harm on their own questions: the node's global
+    library vetoes it, as `dso aggregate` and the attack bench do with the same rows."""
+    network = build_network(
+        DSOConfig(), tmp_path, NetworkSpec(nodes=1, members=(0,), chain="memory"), embedder=embedder
+    )
+    node = network.nodes[0]
+    peers = [f"0x{i:040x}" for i in range(1, 5)]
+    shared = "When a price rises then falls by the same percent, it ends below where it started."
+    harmful = "When adding fractions, add the numerators and the denominators separately."
+    rows = [_evidence_record(p, 1, shared, 2, 0, i) for i, p in enumerate(peers)]  # round 1: reputations
+    rows += [_evidence_record(p, 2, harmful, 0, 3, i) for i, p in enumerate(peers[:3])]
+    rows += [_evidence_record(peers[3], 2, shared, 1, 0, 9)]
+    for row in rows:
+        node.state.note_batch(row.batch_id, row.node, row.round, "accepted")
+        node.state.accept_verified(row.batch_id, [row], 0)
+    library = node.global_library()
+    accepted = {g.text for g in library.accepted}
+    vetoed = {d.text: d.reason for d in library.rejected}
+    assert shared in accepted
+    assert harmful in vetoed and vetoed[harmful].startswith("evidence:")
+    network.close()
+
+
+@pytest.mark.parametrize("robust", [True, False])
+def test_votes_and_merges_run_one_guard_policy(tmp_path: Path, embedder: Embedder, robust: bool) -> None:
+    """A text the node's guard policy flags is voted down and never merged, with or without the robust
+    consensus (the merge-everything mode used to skip the guards)."""
+    config = DSOConfig()
+    config.network.byzantine_robust = robust
+    network = build_network(config, tmp_path, NetworkSpec(nodes=1, members=(0,), chain="memory"), embedder=embedder)
+    node = network.nodes[0]
+    attack = INJECTIONS[0]
+    assert node.guard_findings([attack, HONEST[0]])[0] and node.guard_findings([attack, HONEST[0]])[1] == []
+    rows = [_evidence_record(f"0x{i:040x}", 1, text, 0, 0, i) for i, text in enumerate([attack, HONEST[0]])]
+    for row in rows:
+        node.state.note_batch(row.batch_id, row.node, row.round, "accepted")
+        node.state.accept_verified(row.batch_id, [row], 0)
+    assert [g.text for g in node.global_library().accepted] == [HONEST[0]]
+    network.close()
