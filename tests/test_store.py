@@ -103,3 +103,19 @@ def test_keystore_is_encrypted_and_unlocks_only_with_its_password(tmp_path: Path
     with pytest.raises(KeystoreError, match="dso keys new"):
         load_account(tmp_path / "absent.json", "x")
     assert json.loads(path.read_text())["version"] == 3
+
+
+def test_a_batch_goes_to_the_ipfs_daemon_as_one_car_import(ipfs_api: str) -> None:
+    store = IPFSStore(ipfs_api)
+    blocks = [blob(300 + s, seed=100 + s) for s in range(5)]
+    cids = store.put_many(blocks)
+    assert cids == [cid_of(b) for b in blocks]
+    assert [store.get(c) for c in cids] == blocks and all(store.has(c) for c in cids)
+    assert store.put_many(blocks) == cids and store.put_many([]) == []  # again: the same CIDs, nothing new
+
+
+def test_the_local_store_takes_a_batch_too(tmp_path: Path) -> None:
+    store = LocalBlockStore(tmp_path)
+    blocks = [blob(100, seed=s) for s in range(3)]
+    assert store.put_many(blocks) == [cid_of(b) for b in blocks]
+    assert [store.get(c) for c in store.put_many(blocks)] == blocks

@@ -100,7 +100,3 @@ class NodeContext:
         if self.account is None:
             raise NodeError(f"node {self.address} is open read-only: publishing and voting need its key")
         return self.account
-
-    def put(self, data: bytes, kind: str) -> None:
-        self.store.put(data)
-        self.traffic.add(kind, "sent", len(data))

@@ -26,9 +26,11 @@ def flush_outbox(ctx: NodeContext) -> list[SentBatch]:
         round_ = int(row["round"])
         manifest = decode_batch(row["manifest"])
         if row["state"] == "built":
-            for _, data in ctx.state.outbox_records(round_):
-                ctx.put(data, "records")
-            ctx.put(row["manifest"], "manifests")
+            records = [data for _, data in ctx.state.outbox_records(round_)]
+            ctx.store.put_many([*records, row["manifest"]])  # one operation where the store has one (IPFS: a CAR)
+            for data in records:
+                ctx.traffic.add("records", "sent", len(data))
+            ctx.traffic.add("manifests", "sent", len(row["manifest"]))
             ctx.state.set_outbox_state(round_, "stored")
         batch_id = local_batch_id(manifest, row["manifest_cid"])
         if not ctx.registry.has_batch(batch_id):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 
@@ -13,6 +14,11 @@ class ContentStore(Protocol):
 
     def get(self, cid: str) -> bytes:
         """The bytes named by `cid`, re-hashed and checked before they are returned."""
+        ...
+
+    def put_many(self, blocks: Sequence[bytes]) -> list[str]:
+        """Store several blocks (one batch's records and manifest) as one operation where the store has one;
+        returns their CIDs in order."""
         ...
 
     def has(self, cid: str) -> bool: ...

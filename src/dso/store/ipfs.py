@@ -1,17 +1,20 @@
 """A real IPFS node through the kubo RPC API (kubo, or anything that speaks its API).
 
-Only a few endpoints are used: ``add`` (CIDv1, raw leaves, base32), ``block/get``, ``block/stat``,
-``pin/add`` and ``id``. Calls are POSTs (the RPC API refuses GET), with timeouts and retries with
-backoff on connection errors and 5xx answers. Whatever the node returns is re-hashed here: a CID the
-node computed differently, or bytes that do not match, are refused.
+Only a few endpoints are used: ``add`` (CIDv1, raw leaves, base32), ``dag/import`` (a batch's blocks as
+one CAR archive, `dso.core.car`), ``block/get``, ``block/stat``, ``pin/add`` and ``id``. Calls are POSTs
+(the RPC API refuses GET), with timeouts and retries with backoff on connection errors and 5xx answers.
+Whatever the node returns is re-hashed here: a CID the node computed differently, or bytes that do not
+match, are refused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
+from dso.core.car import encode_car
 from dso.core.cid import cid_of, parse_cid, verify_cid
 from dso.core.untrusted import load_json
 from dso.endpoints import RetryPolicy, http_base_url, post_with_retries
@@ -47,7 +50,7 @@ class IPFSStore:
     def close(self) -> None:
         self._client.close()
 
-    def _call(self, endpoint: str, params: dict[str, str], **kwargs: Any) -> httpx.Response:
+    def _call(self, endpoint: str, params: dict[str, str] | list[tuple[str, str]], **kwargs: Any) -> httpx.Response:
         # Other errors are answers (e.g. "not pinned") for the caller to read; 502-504: a proxy or a node starting.
         return post_with_retries(
             self._client,
@@ -81,6 +84,24 @@ class IPFSStore:
         if answered != expected:
             raise StoreError(f"IPFS node stored the block as {answered}, expected {expected}")
         return expected
+
+    def put_many(self, blocks: Sequence[bytes]) -> list[str]:
+        """Every block in one ``dag/import`` of a CAR archive (its first block the root), then every block
+        pinned in one ``pin/add``: two calls a batch instead of one per record. DSO's blocks are raw and
+        link to nothing, so the archive is a bag of blocks; each is checked against its CID as the node
+        serves it back (`get`), never trusted from the import's answer."""
+        if not blocks:
+            return []
+        cids = [cid_of(bytes(data)) for data in blocks]
+        car = encode_car([cids[0]], [bytes(data) for data in blocks])
+        files = {"file": ("batch.car", car, "application/vnd.ipld.car")}
+        response = self._call("dag/import", {"pin-roots": "true"}, files=files)
+        if response.status_code != 200:
+            raise StoreError(f"IPFS dag/import failed: {_message(response)}")
+        pins = self._call("pin/add", [("arg", cid) for cid in dict.fromkeys(cids)] + [("timeout", self._timeout)])
+        if pins.status_code != 200:
+            raise StoreError(f"IPFS node could not pin the imported blocks: {_message(pins)}")
+        return cids
 
     def get(self, cid: str) -> bytes:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from dso.core.cid import cid_of, parse_cid, verify_cid
@@ -34,6 +35,9 @@ class LocalBlockStore:
                 handle.write(data)
             os.replace(tmp, path)  # readers see the whole block or none of it
         return cid
+
+    def put_many(self, blocks: Sequence[bytes]) -> list[str]:
+        return [self.put(data) for data in blocks]
 
     def get(self, cid: str) -> bytes:
         path = self._path(cid)
