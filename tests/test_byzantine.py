@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from dso.bench.byzantine import ATTACKS, committee_capture, embed_cache, simulate
+from dso.bench.byzantine import simulate
 from dso.config import ConsensusConfig
 from dso.consensus.semantic_guard import SemanticGuard
 from dso.embed import Embedder
+from dso.embed.cache import CachingEmbedder
+from dso.network.attacks import ATTACKS, committee_capture
 
 pytestmark = pytest.mark.slow  # 8 simulated networks, about a minute
 
 
 @pytest.fixture(scope="module")
 def tools(embedder: Embedder) -> tuple[object, SemanticGuard]:
-    return embed_cache(embedder), SemanticGuard.shipped(embedder)
+    return CachingEmbedder(embedder).embed_map, SemanticGuard.shipped(embedder)
 
 
 @pytest.mark.parametrize("attack", ATTACKS)

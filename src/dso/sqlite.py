@@ -19,6 +19,29 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+class MetaTable:
+    """A `meta (key, value)` table on an open connection: schema versions, cursors, bindings."""
+
+    db: sqlite3.Connection
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def create_schema(self, schema: str) -> str | None:
+        """Run `schema`'s statements (each CREATE ... IF NOT EXISTS) in the open transaction; returns the
+        schema version the file held before (None for a new file)."""
+        for statement in filter(str.strip, schema.split(";")):
+            self.db.execute(statement)
+        return self.meta("schema_version")
+
+    def close(self) -> None:
+        self.db.close()
+
+
 @contextlib.contextmanager
 def transaction(
     db: sqlite3.Connection, lock: threading.RLock, on_rollback: Callable[[], None] | None = None

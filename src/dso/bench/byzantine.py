@@ -30,9 +30,18 @@ from dso.config import ConsensusConfig, DSOConfig
 from dso.consensus import Reputation, Submission, Validation, aggregate, unique_texts
 from dso.consensus.policy import GuardPolicy
 from dso.consensus.semantic_guard import SemanticGuard, exemplars
-from dso.embed import Embedder, make_embedder
+from dso.embed import make_embedder
+from dso.embed.cache import CachingEmbedder
 from dso.machine import machine
-from dso.network.attacks import ATTACKS, HIJACK, SPIDER_LESSON, TARGET_QUESTION, attack_texts, committee_capture
+from dso.network.attacks import (
+    ATTACKS,
+    HIJACK,
+    SPIDER_LESSON,
+    TARGET_QUESTION,
+    attack_texts,
+    colluding_vote,
+    committee_capture,
+)
 
 FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.49)
 
@@ -90,7 +99,8 @@ def simulate(
             members = network.committee
             for node in {n for n, _, _ in rows}:
                 origin = node.split("-sybil-")[0]
-                up = sum(1 for m in members if (m in bad) == (origin in bad))
+                # a Byzantine member votes by the collusion rule, an honest one for honest publishers
+                up = sum(1 for m in members if (colluding_vote(origin, bad) if m in bad else origin not in bad))
                 down = len(members) - up
                 states[node] = (
                     "accepted" if up * 3 >= len(members) * 2 else ("rejected" if down * 3 > len(members) else "pending")
@@ -153,18 +163,6 @@ def simulate(
     }
 
 
-def embed_cache(embedder: Embedder) -> Callable[[list[str]], dict[str, np.ndarray]]:
-    cache: dict[str, np.ndarray] = {}
-
-    def embed(texts: list[str]) -> dict[str, np.ndarray]:
-        missing = [t for t in texts if t not in cache]
-        if missing:
-            cache.update(zip(missing, embedder.embed(missing), strict=True))
-        return {t: cache[t] for t in texts}
-
-    return embed
-
-
 def run_byzantine_bench(
     config: DSOConfig,
     *,
@@ -176,8 +174,8 @@ def run_byzantine_bench(
     semantic: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    embedder = make_embedder(config.embedder)
-    embed = embed_cache(embedder)
+    embedder = CachingEmbedder(make_embedder(config.embedder))
+    embed = embedder.embed_map
     guard = SemanticGuard.shipped(embedder) if semantic else None
     runs = []
     for attack in attacks:

@@ -44,33 +44,32 @@ def _calldata(signature: str, types: list[str], values: list[Any]) -> int:
     return len(_selector(signature)) + len(abi_encode(types, values))
 
 
-@dataclasses.dataclass
-class _Batch:
+@dataclasses.dataclass(kw_only=True)
+class _Ballot:
+    """What a batch and a membership proposal share: a window, who may vote, the tally, the outcome."""
+
+    deadline: int
+    epoch: int  # membership epoch when created: who may vote
+    eligible: int  # members when created: what 2/3 is measured against
+    up: int = 0
+    down: int = 0
+    state: BatchState = BatchState.PENDING
+    voted: set[str] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass(kw_only=True)
+class _Batch(_Ballot):
     node: str
     round: int
-    deadline: int
-    epoch: int
-    eligible: int
     merkle_root: bytes
     batch_cid: str
     signature: bytes
-    up: int = 0
-    down: int = 0
-    state: BatchState = BatchState.PENDING
-    voted: set[str] = dataclasses.field(default_factory=set)
 
 
-@dataclasses.dataclass
-class _Proposal:
+@dataclasses.dataclass(kw_only=True)
+class _Proposal(_Ballot):
     account: str
     add: bool
-    deadline: int
-    epoch: int
-    eligible: int
-    up: int = 0
-    down: int = 0
-    state: BatchState = BatchState.PENDING
-    voted: set[str] = dataclasses.field(default_factory=set)
 
 
 @dataclasses.dataclass
@@ -228,14 +227,14 @@ class InMemoryRegistry:
             block = self._mined(size)
             c.rounds_used.add((manifest.node, manifest.round))
             c.batches[identifier] = _Batch(
-                manifest.node,
-                manifest.round,
-                block + c.voting_window,
-                c.membership_epoch,
-                len(c.members),
-                manifest.merkle_root,
-                batch_cid,
-                bytes(signature),
+                node=manifest.node,
+                round=manifest.round,
+                deadline=block + c.voting_window,
+                epoch=c.membership_epoch,
+                eligible=len(c.members),
+                merkle_root=manifest.merkle_root,
+                batch_cid=batch_cid,
+                signature=bytes(signature),
             )
             c.batch_ids.append(identifier)
         return identifier
@@ -317,7 +316,15 @@ class InMemoryRegistry:
             if target == ZERO_ADDRESS or (target in c.members) == add:
                 raise ContractRevert("NothingToChange", (target,))
             block = self._mined(_calldata("proposeMember(address,bool)", ["address", "bool"], [target, add]))
-            c.proposals.append(_Proposal(target, add, block + c.voting_window, c.membership_epoch, len(c.members)))
+            c.proposals.append(
+                _Proposal(
+                    account=target,
+                    add=add,
+                    deadline=block + c.voting_window,
+                    epoch=c.membership_epoch,
+                    eligible=len(c.members),
+                )
+            )
             return len(c.proposals) - 1
 
     def vote_member(self, proposal_id: int, approve: bool) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from dso.core.experience import Experience
 from dso.embed.base import Vectors
 from dso.errors import LibraryError
-from dso.sqlite import connect, transaction
+from dso.sqlite import MetaTable, connect, transaction
 
 SCHEMA_VERSION = 3  # 2: provenance has its own table (one experience, many supporters); 3: evidence counts
 _EVIDENCE_COLUMNS = ("helped", "hurt", "neutral")
@@ -98,7 +98,7 @@ class HistoryEntry:
     detail: dict[str, Any]
 
 
-class Storage:
+class Storage(MetaTable):
     """One connection to a library file; `on_rollback` lets the owner drop what it cached."""
 
     def __init__(self, path: Path, on_rollback: Callable[[], None], *, create: bool = True) -> None:
@@ -117,9 +117,7 @@ class Storage:
         try:
             self.db = connect(path)
             with self.transaction():
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    self.db.execute(statement)
-                stored = self.meta("schema_version")
+                stored = self.create_schema(_SCHEMA)
                 if stored == "1":  # version 1 kept one content id per experience: it becomes a provenance row
                     self.db.execute(
                         "INSERT OR IGNORE INTO provenance (experience_id, node, record_cid, received_at) "
@@ -137,9 +135,6 @@ class Storage:
         except sqlite3.DatabaseError as exc:
             raise LibraryError(f"{path} is not a usable experience library: {exc}") from None
 
-    def close(self) -> None:
-        self.db.close()
-
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """One write transaction holding SQLite's write lock; rolled back whole on any error."""
         return transaction(self.db, self.lock, self._on_rollback)
@@ -153,13 +148,6 @@ class Storage:
                 target.close()
 
     # -- meta ----------------------------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def data_version(self) -> int:
         """Changes when another connection commits (never for this connection's own commits)."""

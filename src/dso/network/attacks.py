@@ -76,12 +76,18 @@ def demo_attack(rng: random.Random) -> list[str]:
     return [*rng.sample(INJECTIONS, 2), "When " + " ".join(rng.choice("xyzqv") * 5 for _ in range(8)) + "."]
 
 
+def colluding_vote(publisher: str, allies: Iterable[str]) -> bool:
+    """A colluding member's vote on a batch: yes for its side, no for everyone else (the attack bench's
+    modelled committee and the simulation's real members both vote by this rule)."""
+    return publisher in allies
+
+
 def colluding_voter(allies: Iterable[str]) -> Voter:
     """A member that votes for its allies' batches and against everyone else's (the vote-collusion attack)."""
     side = frozenset(allies)
 
     def judge(info: BatchInfo) -> tuple[bool, str]:
-        ally = info.node in side
+        ally = colluding_vote(info.node, side)
         return ally, "colluding: for an ally" if ally else "colluding: against an honest node"
 
     return judge

@@ -27,7 +27,7 @@ from typing import Any
 
 from dso.errors import NodeError
 from dso.node.share import OutgoingBatch, SharedRecord
-from dso.sqlite import connect, transaction
+from dso.sqlite import MetaTable, connect, transaction
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -94,7 +94,7 @@ CREATE TABLE IF NOT EXISTS syncs (
 """
 
 
-class NodeState:
+class NodeState(MetaTable):
     """The node's SQLite file (WAL); one instance per process."""
 
     def __init__(self, path: Path) -> None:
@@ -106,9 +106,7 @@ class NodeState:
         try:
             self.db = connect(path)
             with self.transaction():
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    self.db.execute(statement)
-                stored = self.meta("schema_version")
+                stored = self.create_schema(_SCHEMA)
                 if stored not in (None, str(SCHEMA_VERSION)):
                     raise NodeError(f"{path} has node schema {stored!r:.20}; this dso reads {SCHEMA_VERSION}")
                 if stored is None:
@@ -116,18 +114,8 @@ class NodeState:
         except sqlite3.DatabaseError as exc:
             raise NodeError(f"{path} is not a usable node state file: {exc}") from None
 
-    def close(self) -> None:
-        self.db.close()
-
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         return transaction(self.db, self._lock)
-
-    def meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def cursor(self, name: str) -> int:
         return int(self.meta(f"cursor:{name}") or 0)
