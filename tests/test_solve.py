@@ -39,3 +39,17 @@ def test_a_template_splits_into_its_parts(version: int) -> None:
     parts = load_prompt("solver", version).sections()
     assert parts["system"].render(experiences="").startswith("Solve the problem below.")
     assert set(parts) == ({"system"} if version == 1 else {"system", "user", "experiences"})
+
+
+def test_the_placebo_instruction_follows_the_question_before_the_experiences() -> None:
+    from dso.learn.solve import placebo_instruction
+
+    placebo = placebo_instruction()
+    assert placebo and "\n" not in placebo
+    user = solver_messages(PROBLEM, "- When X, do Y.", 3)[1]["content"]
+    assert user.index(PROBLEM.question) < user.index(placebo) < user.index("When X, do Y.")
+    bare = solver_messages(PROBLEM, "", 3, instruction="")[1]["content"]
+    assert placebo not in bare and bare.strip() == PROBLEM.question
+    assert placebo not in solver_messages(PROBLEM, "", 2)[1]["content"]  # solver.v2 carries no instruction
+    candidate = solver_messages(PROBLEM, "", 2, instruction="Check twice.")[1]["content"]
+    assert candidate.strip() == f"{PROBLEM.question}\n\nCheck twice."

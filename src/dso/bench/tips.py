@@ -8,8 +8,10 @@ path `dso eval` takes).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from dso.learn.datasets import Problem, train_heldout_split
 from dso.learn.evaluate import changed_questions, paired_comparison, summarise
 from dso.learn.extract import Rollout, shown_answer
 from dso.learn.rewards import DefaultVerifier
-from dso.learn.solve import SolveSettings, solve
+from dso.learn.solve import SolveSettings, placebo_instruction, solve
 from dso.library import ExperienceLibrary
 from dso.llm import make_llm
 from dso.machine import machine
@@ -249,15 +251,28 @@ def run_tips_probe(
     *,
     lessons: list[str] | None = None,
     each: bool = False,
+    instructions: Sequence[str] = (),
+    placebo: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Both arms on the same held-out questions. `lessons` replaces the hand-written tips (a learned library's
-    candidates, say); with `each`, every tip is its own arm against the one baseline, which tells the tip that
-    helps from the one that harms where a library of all of them would show only their sum."""
-    tips = lessons if lessons is not None else tips_for(task)
+    """Every arm on the same held-out questions, paired against the bare prompt (`baseline`: no instruction, no
+    tips). `lessons` replaces the hand-written tips (a learned library's candidates, say); with `each`, every
+    tip is its own arm, which tells the tip that helps from the one that harms where a library of all of them
+    would show only their sum. `instructions` adds one arm per generic instruction (no tips): how candidates
+    for the placebo are compared; with instructions and no `lessons`, the hand-written tips are left out.
+    With `placebo`, a `placebo` arm (the placebo instruction alone) is added, every tip arm carries the
+    placebo too, and each tip arm is also paired against the placebo arm: what the tips' content adds beyond
+    an instruction to reason carefully."""
+    tips = lessons if lessons is not None else ([] if instructions else tips_for(task))
     groups = [(f"tip {i}", [tip]) for i, tip in enumerate(tips, 1)] if each else [("tips", tips)]
+    groups = [(arm, group) for arm, group in groups if group]
+    extra = placebo_instruction() if placebo else ""
+    plan: list[tuple[str, list[str], str]] = [("baseline", [], "")]
+    plan += [(f"instruction {i}", [], text.strip()) for i, text in enumerate(instructions, 1)]
+    plan += [("placebo", [], extra)] if placebo else []
+    plan += [(arm, group, extra) for arm, group in groups]
     _, heldout = train_heldout_split(task, 0, count, seed=config.train.seed)
-    settings = SolveSettings(
+    base = SolveSettings(
         max_tokens=max_tokens,
         top_k=config.train.top_k,
         parallel=config.llm.parallel,
@@ -266,30 +281,37 @@ def run_tips_probe(
     arms, answers = {}, {}
     with tempfile.TemporaryDirectory() as home, contextlib.ExitStack() as stack:
         embedder = make_embedder()
-        libraries: dict[str, ExperienceLibrary | None] = {"baseline": None}
-        for number, (arm, group) in enumerate(groups):
-            lib = stack.enter_context(ExperienceLibrary(Path(home) / f"arm-{number}.db", embedder))
-            for tip in group:
-                lib.add(tip)  # a tip over the library's caps is refused before the model is even loaded
-            libraries[arm] = lib
+        libraries: dict[str, ExperienceLibrary | None] = {}
+        for number, (arm, group, _) in enumerate(plan):
+            libraries[arm] = None
+            if group:
+                lib = stack.enter_context(ExperienceLibrary(Path(home) / f"arm-{number}.db", embedder))
+                for tip in group:
+                    lib.add(tip)  # a tip over the library's caps is refused before the model is even loaded
+                libraries[arm] = lib
         solver, verifier = make_llm(config), DefaultVerifier()
         try:
-            for arm, library in libraries.items():
-                answers[arm] = solve(heldout, solver, verifier, settings, library)
-                arms[arm] = summarise(arm, answers[arm], len(library or [])).to_json()
+            for arm, _, instruction in plan:
+                settings = dataclasses.replace(base, instruction=instruction)
+                answers[arm] = solve(heldout, solver, verifier, settings, libraries[arm])
+                arms[arm] = summarise(arm, answers[arm], len(libraries[arm] or [])).to_json()
+                arms[arm]["instruction"] = instruction
                 if not quiet:
                     print(arm, arms[arm], file=sys.stderr, flush=True)
         finally:
             solver.close()
-    comparisons = [
-        {
+    comparisons = []
+    for arm, group, instruction in plan[1:]:
+        row: dict[str, Any] = {
             "arm": arm,
             "tips": group,
+            "instruction": instruction,
             "paired": paired_comparison(answers["baseline"], answers[arm]).to_json(),
             "changed": _changed(heldout, answers["baseline"], answers[arm]),
         }
-        for arm, group in groups
-    ]
+        if placebo and group:
+            row["paired_placebo"] = paired_comparison(answers["placebo"], answers[arm]).to_json()
+        comparisons.append(row)
     return {
         "machine": machine(),
         "task": task,
@@ -297,10 +319,11 @@ def run_tips_probe(
         "seed": config.train.seed,
         "max_tokens": max_tokens,
         "solver_prompt": config.prompts.solver,
+        "placebo": extra,
         "tips": tips,
         "source": "lessons file" if lessons is not None else "hand-written",
         "arms": arms,
-        # the first arm's comparison at the top, as files written before `each` had it
+        # the first comparison at the top, as files written before `each` had it
         "paired": comparisons[0]["paired"],
         "changed": comparisons[0]["changed"],
         "comparisons": comparisons,

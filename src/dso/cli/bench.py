@@ -158,23 +158,43 @@ def tips(
         None, "--lessons", help="Probe these lessons (a text file, one per line) instead of the hand-written tips."
     ),
     each: bool = typer.Option(False, "--each", help="Each tip alone, side by side against one baseline."),
+    instruction: list[str] = typer.Option(
+        [], "--instruction", help="A generic instruction as its own arm (repeatable): candidates for the placebo."
+    ),
+    placebo: bool = typer.Option(
+        False, "--placebo", help="Add the placebo arm, put the placebo under every tip, pair each tip against it."
+    ),
     output: Path | None = OutputOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Held-out accuracy without and with hand-written tips: the headroom learning can hope for."""
+    """Held-out accuracy of the bare prompt, generic instructions and tips: the headroom learning can hope for."""
     from dso.bench.tips import read_lessons, run_tips_probe
 
     config = get_config(ctx)
     texts = read_lessons(lessons) if lessons is not None else None
-    result = run_tips_probe(config, task, count, max_tokens, lessons=texts, each=each, quiet=as_json)
-    changed = {"baseline": ""}
-    for comparison in result["comparisons"]:
-        paired = comparison["paired"]
-        changed[comparison["arm"]] = f"{paired['fixed']} / {paired['broken']} ({paired['p_value']:.2g})"
-    rows = [
-        {"arm": arm, "accuracy": r["accuracy"], "questions": r["questions"], "fixed / broken (p)": changed[arm]}
-        for arm, r in result["arms"].items()
-    ]
+    result = run_tips_probe(
+        config,
+        task,
+        count,
+        max_tokens,
+        lessons=texts,
+        each=each,
+        instructions=instruction,
+        placebo=placebo,
+        quiet=as_json,
+    )
+
+    def shown_pair(paired: dict[str, Any] | None) -> str:
+        return "" if paired is None else f"{paired['fixed']} / {paired['broken']} ({paired['p_value']:.2g})"
+
+    against = {c["arm"]: (c["paired"], c.get("paired_placebo")) for c in result["comparisons"]}
+    rows = []
+    for arm, r in result["arms"].items():
+        row = {"arm": arm, "accuracy": r["accuracy"], "questions": r["questions"]}
+        row["vs baseline: fixed / broken (p)"] = shown_pair(against.get(arm, (None, None))[0])
+        if placebo:
+            row["vs placebo"] = shown_pair(against.get(arm, (None, None))[1])
+        rows.append(row)
     _finish(result, output, as_json, {f"tips on {task}": rows})
 
 

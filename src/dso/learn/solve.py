@@ -20,6 +20,8 @@ from dso.learn.rewards import Verifier
 from dso.library import ExperienceLibrary, render_for_prompt
 from dso.llm import LLM, ChatMessage
 
+PLACEBO_TEMPLATE = 3  # the solver template whose instruction is the placebo
+
 
 @dataclasses.dataclass(frozen=True)
 class SolveSettings:
@@ -32,6 +34,9 @@ class SolveSettings:
     seed: int = 0
     parallel: int = 4
     prompt_version: int = PromptConfig.solver  # of the solver template; a run passes its configured one
+    # a generic instruction right after the question: None = the template's own (from solver.v3 on, the
+    # placebo instruction), "" = none (the bare prompt), a text = that text (candidates, probes)
+    instruction: str | None = None
 
     @classmethod
     def from_train(cls, train: TrainConfig, **fields: Any) -> SolveSettings:
@@ -46,19 +51,36 @@ class SolveSettings:
         return cls(**{**retrieval, **fields})
 
 
-def solver_messages(problem: Problem, experiences: str, prompt_version: int) -> list[ChatMessage]:
+def template_instruction(prompt_version: int) -> str:
+    """The generic instruction a solver template carries in its part ``---instruction---`` ("" if none)."""
+    parts = load_prompt("solver", prompt_version).sections()
+    return parts["instruction"].render().strip() if "instruction" in parts else ""
+
+
+def placebo_instruction() -> str:
+    """The placebo: the generic instruction of the first solver template that carries one (solver.v3), chosen
+    by measurement on a seed kept for that choice (docs/results.md). Every lesson is judged against it."""
+    return template_instruction(PLACEBO_TEMPLATE)
+
+
+def solver_messages(
+    problem: Problem, experiences: str, prompt_version: int, instruction: str | None = None
+) -> list[ChatMessage]:
     """The solver's chat: a system prompt and the question, with the experiences where the template puts them.
 
     Version 1 lists them in the system prompt. From version 2 they follow the question in the user turn,
     under the template's own heading: a small solver heeds the end of the user turn and ignores advice
-    placed before the question (docs/design.md, "Where the experiences go").
+    placed before the question (docs/design.md, "Where the experiences go"). A generic instruction
+    (`SolveSettings.instruction`) follows the question, before the experiences.
     """
+    text = template_instruction(prompt_version) if instruction is None else instruction.strip()
+    question = f"{problem.question}\n\n{text}" if text else problem.question
     parts = load_prompt("solver", prompt_version).sections()
     if "user" not in parts:
         block = f"\nExperiences that helped on similar problems:\n{experiences}\n" if experiences else ""
-        return [{"role": "system", "content": parts["system"].render(experiences=block)}, _user(problem.question)]
+        return [{"role": "system", "content": parts["system"].render(experiences=block)}, _user(question)]
     listed = parts["experiences"].render(experiences=experiences) if experiences else ""
-    user = parts["user"].render(question=problem.question, experiences=listed)
+    user = parts["user"].render(question=question, experiences=listed)
     return [{"role": "system", "content": parts["system"].render()}, _user(user)]
 
 
@@ -93,7 +115,9 @@ def solve(
         for p in problems
     }
     prompts = {
-        p.id: solver_messages(p, render_for_prompt([h.experience.text for h in used[p.id]]), settings.prompt_version)
+        p.id: solver_messages(
+            p, render_for_prompt([h.experience.text for h in used[p.id]]), settings.prompt_version, settings.instruction
+        )
         for p in problems
     }
 
