@@ -59,3 +59,28 @@ def test_junk_submissions_are_refused(submitted: dict[str, object]) -> None:
     for args in (submitted, {**complete, **submitted}):
         with pytest.raises(DataError):
             share.check_submission(info, manifest, args, DOMAIN)
+
+
+def test_an_overflowing_code_scale_cannot_pass_the_code_check(embedder: object) -> None:
+    """A finite float32 scale of 3e38 used to overflow the code check's norm to infinity and its cosine to NaN,
+    which passed `cosine < 0.6`: now the check runs in float64 and only a cosine >= 0.6 passes."""
+    import dataclasses
+
+    import numpy as np
+
+    from dso.core import codec
+    from dso.core.records import ExperienceRecord
+    from dso.embed import Embedder
+    from dso.errors import RecordError
+
+    assert isinstance(embedder, Embedder)
+    text = "When two units differ, convert both to the smaller unit before comparing."
+    vector = embedder.embed([text])
+    batch = codec.encode(-vector, bits=1)  # a code for the opposite meaning
+    huge = dataclasses.replace(batch, scales=np.array([3e38], dtype=np.float32))
+    (code,) = codec.to_records(huge)
+    record = ExperienceRecord(text, 0.9, "general", 0, embedder.identity, "m", "0x" + "11" * 20, 1, code=code)
+    with pytest.raises(RecordError, match="does not match its text"):
+        share.check_codes([("cid", record)], vector, embedder.identity)
+    (honest,) = codec.to_records(codec.encode(vector, bits=1))
+    share.check_codes([("cid", dataclasses.replace(record, code=honest))], vector, embedder.identity)

@@ -150,9 +150,12 @@ def check_codes(records: Sequence[tuple[str, ExperienceRecord]], vectors: Vector
             decoded = codec.decode(codec.from_record(record.code, dim=len(vector)))[0]
         except DataError as exc:
             raise RecordError(f"record {cid}: {exc}") from None
-        norm = float(np.linalg.norm(decoded))
-        cosine = float(decoded @ vector) / norm if norm > 0 else 0.0
-        if cosine < MIN_CODE_COSINE:
+        # float64 throughout, and a comparison NaN cannot pass: a huge finite scale (3e38) overflows a float32
+        # norm to infinity and the cosine to NaN, and `NaN < 0.6` is false
+        wide = decoded.astype(np.float64)
+        norm = float(np.linalg.norm(wide))
+        cosine = float(wide @ np.asarray(vector, dtype=np.float64)) / norm if norm > 0 else 0.0
+        if not cosine >= MIN_CODE_COSINE:
             raise RecordError(f"record {cid}: its embedding code does not match its text (cosine {cosine:.2f})")
 
 
