@@ -3,15 +3,18 @@ real nodes (real embedder, signatures, records, guards, consensus) in seconds, f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from dso.config import DSOConfig
 from dso.embed import Embedder
+from dso.errors import StoreError
 from dso.network import NetworkSpec, build_network
 from dso.network.attacks import INJECTIONS, WRONG
 from dso.node.share import SharedRecord
+from dso.store import ContentStore
 
 HONEST = [
     "When a question counts legs, multiply each animal's count by its legs before adding.",
@@ -116,4 +119,71 @@ def test_votes_and_merges_run_one_guard_policy(tmp_path: Path, embedder: Embedde
         node.state.note_batch(row.batch_id, row.node, row.round, "accepted")
         node.state.accept_verified(row.batch_id, [row], 0)
     assert [g.text for g in node.global_library().accepted] == [HONEST[0]]
+    network.close()
+
+
+class OutageStore:
+    """A block store that can go down: every read fails while `down` (as an unreachable IPFS daemon does)."""
+
+    def __init__(self, inner: ContentStore) -> None:
+        self.inner, self.down = inner, False
+
+    def put(self, data: bytes) -> str:
+        return self.inner.put(data)
+
+    def put_many(self, blocks: Sequence[bytes]) -> list[str]:
+        return self.inner.put_many(blocks)
+
+    def get(self, cid: str) -> bytes:
+        if self.down:
+            raise StoreError("cannot connect to the IPFS API (ConnectError)")
+        return self.inner.get(cid)
+
+    def has(self, cid: str) -> bool:
+        return not self.down and self.inner.has(cid)
+
+    def pin(self, cid: str) -> None:
+        self.inner.pin(cid)
+
+
+def test_a_store_outage_during_pull_is_retried_not_judged(tmp_path: Path, embedder: Embedder) -> None:
+    """Accepted batches that cannot be fetched stay to be fetched: never refused, reported, and fetched by the
+    next sync once the store is back; a member does not vote on what it cannot fetch."""
+    spec = NetworkSpec(nodes=3, members=(0, 1), chain="memory", share_work=False)  # each node fetches for itself
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    a, b, reader = network.nodes
+    a.library.add(HONEST[0])
+    b.library.add(HONEST[1])
+    network.sync([0, 1, 0, 1])  # both published, both accepted by the two members
+    outage = OutageStore(reader.store)
+    reader.ctx.store = outage
+    outage.down = True
+    first = reader.sync()
+    assert first.pulled.verified == () and first.pulled.refused == () and len(first.pulled.retrying) == 2
+    assert reader.state.refused() == [] and len(reader.state.retries()) == 2
+    assert "IPFS" in reader.state.retries()[0]["reason"]
+    later = reader.sync()  # not due yet (30 s): nothing tried, nothing lost
+    assert later.pulled.retrying == () and len(reader.state.retries()) == 2
+    outage.down = False
+    back = reader.sync(retry_all=True)
+    assert len(back.pulled.verified) == 2 and reader.state.retries() == []
+    assert {e.text for e in reader.library.all()} == set(HONEST)
+    network.close()
+
+
+def test_a_member_does_not_vote_on_a_batch_it_cannot_fetch(tmp_path: Path, embedder: Embedder) -> None:
+    spec = NetworkSpec(nodes=2, members=(0, 1), chain="memory", share_work=False)
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    a, b = network.nodes
+    a.library.add(HONEST[0])
+    a.sync()  # a publishes and votes yes on its own batch: 1 of 2, pending
+    outage = OutageStore(b.store)
+    b.ctx.store = outage
+    outage.down = True
+    assert b.sync().votes == ()  # no vote cast on what could not be fetched: not a "no"
+    (info,) = network.registry.all_batches()
+    assert info.state.name == "PENDING" and info.down == 0
+    outage.down = False
+    (vote,) = b.sync().votes
+    assert vote.approve and network.registry.all_batches()[0].state.name == "ACCEPTED"
     network.close()

@@ -137,8 +137,13 @@ def run(
 def sync(ctx: typer.Context, config_file: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """One sync by hand: send the outbox, publish, vote, pull and merge."""
     node = _open(ctx, config_file, quiet=as_json)
-    result = node.sync()
+    result = node.sync(retry_all=True)
     report(as_json, result.to_json(), result.line())
+    if result.pulled.retrying:  # the node could not do its work: say so, and exit non-zero
+        raise DSOError(
+            f"{len(result.pulled.retrying)} accepted batches could not be fetched (store or chain unreachable: "
+            f"{shown(result.pulled.retrying[0].reason, 200)}); the next sync tries them again"
+        )
 
 
 def _print_status(status: NodeStatus) -> None:

@@ -145,8 +145,8 @@ class Node:
     def finalize_expired(self) -> int:
         return vote.finalize_expired(self.ctx)
 
-    def pull(self) -> PullReport:
-        return pull.pull(self.ctx)
+    def pull(self, *, retry_all: bool = False) -> PullReport:
+        return pull.pull(self.ctx, retry_all=retry_all)
 
     def global_library(self) -> GlobalLibrary:
         return pull.global_library(self.ctx)
@@ -156,8 +156,9 @@ class Node:
 
     # -- one sync ------------------------------------------------------------------------------
 
-    def sync(self) -> SyncReport:
-        """One full sync (see the module docstring): what it did, bytes included."""
+    def sync(self, *, retry_all: bool = False) -> SyncReport:
+        """One full sync (see the module docstring): what it did, bytes included. Batches that could not be
+        fetched before are tried again when due, or all of them with `retry_all` (a sync asked for by hand)."""
         seq = self.state.start_sync()
         self.ctx.traffic.rows.clear()
         before = dataclasses.replace(self.registry.sent)
@@ -177,7 +178,7 @@ class Node:
             timed("scan", self.scan)
             votes = timed("vote", self.vote)
             closed = timed("finalize", self.finalize_expired)
-        pulled = timed("pull", self.pull)
+        pulled = timed("pull", lambda: self.pull(retry_all=retry_all))
         merged = timed("merge", self.merge)
         after = self.registry.sent
         self.ctx.traffic.add("transactions", "sent", after.bytes - before.bytes)

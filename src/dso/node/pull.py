@@ -1,61 +1,82 @@
-"""Pulling and merging: accepted batches past a cursor are fetched and verified (one failed check refuses
-the whole batch, with its reason kept), the global library is recomputed from every verified accepted
-record, and what it accepts is merged into the local library with provenance; merging is idempotent."""
+"""Pulling and merging: accepted batches past a cursor are fetched and verified, the global library is
+recomputed from every verified accepted record, and what it accepts is merged into the local library with
+provenance; merging is idempotent.
+
+Only a proof of misbehaviour refuses a batch (a manifest, signature, record, Merkle proof or embedding code
+that fails its check: `DataError`), for good and with its reason. A store or chain that does not answer
+proves nothing about the batch: it stays to be fetched, retried on a growing schedule (`NodeState.retry_later`),
+and the sync reports it (`PullReport.retrying`), so `dso node sync` can say it could not do its work."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 
+from dso.chain.registry import BatchInfo
 from dso.consensus.aggregate import Validation
+from dso.errors import ChainError, DataError, StoreError
 from dso.faults import fault_point
 from dso.library import RemoteExperience
 from dso.node import share
 from dso.node.context import NodeContext, hex_id
 from dso.node.reports import MergeReport, PullReport, Refusal
-from dso.node.verify import FAILURES, fetch_verified
+from dso.node.verify import fetch_verified
 
 PAGE = 100
+NONE = (0, 0, 0)  # evidence of a record that claims none
 
 
-def pull(ctx: NodeContext) -> PullReport:
-    """Fetch and verify accepted batches past the cursor; a batch failing any check is refused whole."""
-    cursor = ctx.state.cursor("accepted")
+def pull(ctx: NodeContext, *, now: float | None = None, retry_all: bool = False) -> PullReport:
+    """Retry the batches whose next attempt is due (every one with `retry_all`: a sync asked for by hand), then
+    fetch and verify accepted batches past the cursor."""
+    now = time.time() if now is None else now
     verified: list[str] = []
     refused: list[Refusal] = []
+    retrying: list[Refusal] = []
+
+    def take(info: BatchInfo, cursor: int | None) -> None:
+        batch_id = hex_id(info.id)
+        try:
+            records = fetch_verified(ctx, info)
+        except DataError as exc:  # a proof: this batch is refused for good
+            reason = str(exc)
+            ctx.state.refuse(batch_id, reason, cursor)
+            refused.append(Refusal(batch_id, info.node, reason))
+            ctx.log(f"refused batch {batch_id[:12]} from {info.node[:10]}: {reason[:200]}")
+        except (StoreError, ChainError) as exc:  # no answer proves nothing: try again later
+            reason = str(exc)
+            due = ctx.state.retry_later(batch_id, reason, cursor, now=now)
+            retrying.append(Refusal(batch_id, info.node, reason))
+            ctx.log(f"batch {batch_id[:12]} not fetched ({reason[:160]}); next attempt in {due - now:.0f} s")
+        else:
+            shared = [
+                share.SharedRecord(
+                    cid, batch_id, r.node, info.round, r.text, r.confidence, r.domain, r.epoch, *(r.evidence or NONE)
+                )
+                for cid, r in records
+            ]
+            ctx.state.accept_verified(batch_id, shared, cursor)
+            verified.append(batch_id)
+
+    for row in ctx.state.retries(due_by=None if retry_all else now):
+        try:
+            info = ctx.registry.batch(bytes.fromhex(row["batch_id"][2:]))
+        except ChainError as exc:
+            ctx.state.retry_later(row["batch_id"], str(exc), now=now)
+            retrying.append(Refusal(row["batch_id"], "", str(exc)))
+            continue
+        take(info, None)
+    cursor = ctx.state.cursor("accepted")
     while True:
         page = ctx.registry.global_experiences(cursor, PAGE)
         for info in page:
-            batch_id = hex_id(info.id)
             with ctx.state.transaction():
-                ctx.state.note_batch(batch_id, info.node, info.round, "accepted")
-            try:
-                records = fetch_verified(ctx, info)
-            except FAILURES as exc:
-                reason = str(exc)
-                ctx.state.refuse(batch_id, reason, cursor + 1)
-                refused.append(Refusal(batch_id, info.node, reason))
-                ctx.log(f"refused batch {batch_id[:12]} from {info.node[:10]}: {reason[:200]}")
-            else:
-                shared = [
-                    share.SharedRecord(
-                        cid,
-                        batch_id,
-                        r.node,
-                        info.round,
-                        r.text,
-                        r.confidence,
-                        r.domain,
-                        r.epoch,
-                        *(r.evidence or (0, 0, 0)),
-                    )
-                    for cid, r in records
-                ]
-                ctx.state.accept_verified(batch_id, shared, cursor + 1)
-                verified.append(batch_id)
+                ctx.state.note_batch(hex_id(info.id), info.node, info.round, "accepted")
+            take(info, cursor + 1)
             cursor += 1
         if len(page) < PAGE:
             break
-    return PullReport(tuple(verified), tuple(refused))
+    return PullReport(tuple(verified), tuple(refused), tuple(retrying))
 
 
 def validations(records: list[share.SharedRecord]) -> list[Validation]:

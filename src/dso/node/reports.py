@@ -54,10 +54,15 @@ class Refusal:
 @dataclasses.dataclass(frozen=True)
 class PullReport:
     verified: tuple[str, ...] = ()
-    refused: tuple[Refusal, ...] = ()
+    refused: tuple[Refusal, ...] = ()  # a check failed: refused for good
+    retrying: tuple[Refusal, ...] = ()  # the store or the chain did not answer: to be fetched again
 
     def to_json(self) -> dict[str, Any]:
-        return {"verified": list(self.verified), "refused": [r.to_json() for r in self.refused]}
+        return {
+            "verified": list(self.verified),
+            "refused": [r.to_json() for r in self.refused],
+            "retrying": [r.to_json() for r in self.retrying],
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +139,7 @@ class SyncReport:
         return (
             f"sync {self.sync}: published {self.records_published}, {len(self.votes)} votes, "
             f"{len(self.pulled.verified)} batches pulled, {len(self.pulled.refused)} refused, "
+            f"{len(self.pulled.retrying)} to retry, "
             f"{self.merged.added} merged; global library {self.merged.global_size}; {self.bytes.sent_total} B sent, "
             f"{self.bytes.received_total} B received, {self.seconds:.1f} s"
         )

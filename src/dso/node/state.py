@@ -85,6 +85,12 @@ CREATE TABLE IF NOT EXISTS traffic (
     direction TEXT NOT NULL,            -- sent | received
     bytes INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS retries (
+    batch_id TEXT PRIMARY KEY,          -- an accepted batch that could not be fetched or checked yet
+    attempts INTEGER NOT NULL,
+    next_at REAL NOT NULL,              -- unix time of the next attempt
+    reason TEXT NOT NULL                -- the last transient failure (a store or chain error), never a verdict
+);
 CREATE TABLE IF NOT EXISTS syncs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at REAL NOT NULL,
@@ -214,9 +220,11 @@ class NodeState(MetaTable):
                 [(int(approve), reason, batch_id) for batch_id, approve, reason in votes],
             )
 
-    def accept_verified(self, batch_id: str, records: Sequence[SharedRecord], cursor: int) -> None:
-        """A verified accepted batch's records and the accepted-batch cursor past it, together."""
+    def accept_verified(self, batch_id: str, records: Sequence[SharedRecord], cursor: int | None) -> None:
+        """A verified accepted batch's records and the accepted-batch cursor past it (None: a retried batch
+        behind the cursor), together."""
         with self.transaction():
+            self.db.execute("DELETE FROM retries WHERE batch_id = ?", (batch_id,))
             self.db.execute(
                 "UPDATE batches SET verdict = 'verified', reason = NULL, chain_state = 'accepted' WHERE batch_id = ?",
                 (batch_id,),
@@ -226,13 +234,41 @@ class NodeState(MetaTable):
                 "helped, hurt, neutral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [dataclasses.astuple(r) for r in records],  # the columns in SharedRecord's field order
             )
-            self.set_cursor("accepted", cursor)
-
-    def refuse(self, batch_id: str, reason: str, cursor: int | None = None) -> None:
-        with self.transaction():
-            self.db.execute("UPDATE batches SET verdict = 'refused', reason = ? WHERE batch_id = ?", (reason, batch_id))
             if cursor is not None:
                 self.set_cursor("accepted", cursor)
+
+    def refuse(self, batch_id: str, reason: str, cursor: int | None = None) -> None:
+        """A proof of misbehaviour (bad CID, signature, Merkle proof or code): the batch is refused for good."""
+        with self.transaction():
+            self.db.execute("UPDATE batches SET verdict = 'refused', reason = ? WHERE batch_id = ?", (reason, batch_id))
+            self.db.execute("DELETE FROM retries WHERE batch_id = ?", (batch_id,))
+            if cursor is not None:
+                self.set_cursor("accepted", cursor)
+
+    def retry_later(self, batch_id: str, reason: str, cursor: int | None = None, *, now: float | None = None) -> float:
+        """A transient failure (the store or the chain did not answer): the batch stays to be fetched, with a
+        growing delay (30 s, doubling, at most an hour); returns when the next attempt is due."""
+        now = time.time() if now is None else now
+        with self.transaction():
+            row = self.db.execute("SELECT attempts FROM retries WHERE batch_id = ?", (batch_id,)).fetchone()
+            attempts = (int(row[0]) if row else 0) + 1
+            due = float(now) + min(3600.0, 30.0 * 2.0 ** (attempts - 1))
+            self.db.execute(
+                "INSERT OR REPLACE INTO retries (batch_id, attempts, next_at, reason) VALUES (?, ?, ?, ?)",
+                (batch_id, attempts, due, reason),
+            )
+            if cursor is not None:
+                self.set_cursor("accepted", cursor)
+        return due
+
+    def retries(self, *, due_by: float | None = None) -> list[dict[str, Any]]:
+        """Batches waiting for another attempt (all, or those due by `due_by`), oldest first."""
+        query = "SELECT batch_id, attempts, next_at, reason FROM retries"
+        rows = self.db.execute(
+            query + (" WHERE next_at <= ? ORDER BY next_at" if due_by is not None else " ORDER BY next_at"),
+            (due_by,) if due_by is not None else (),
+        ).fetchall()
+        return [{"batch_id": r[0], "attempts": r[1], "next_at": r[2], "reason": r[3]} for r in rows]
 
     def verified_records(self) -> list[SharedRecord]:
         rows = self.db.execute(

@@ -4,11 +4,11 @@ vote of a sync in `voteMany` transactions, and close batches whose voting window
 from __future__ import annotations
 
 from dso.chain.registry import BatchInfo, BatchState, Registry
-from dso.errors import ContractRevert
+from dso.errors import ChainError, ContractRevert, DataError, StoreError
 from dso.faults import fault_point
 from dso.node.context import NodeContext, Voter, hex_id
 from dso.node.reports import VoteCast
-from dso.node.verify import FAILURES, fetch_verified, guard_findings
+from dso.node.verify import fetch_verified, guard_findings
 
 PAGE = 100
 
@@ -39,10 +39,13 @@ def pending(ctx: NodeContext) -> list[BatchInfo]:
 
 
 def judge(ctx: NodeContext, info: BatchInfo) -> tuple[bool, str]:
-    """An honest member's vote on one batch and why: every check passes and enough texts pass the guards."""
+    """An honest member's vote on one batch and why: every check passes and enough texts pass the guards.
+
+    A failed check is a no; a store or chain that does not answer raises (StoreError, ChainError): no vote
+    can be cast on what could not be fetched, and `vote` leaves the batch for the next sync."""
     try:
         records = fetch_verified(ctx, info)
-    except FAILURES as exc:
+    except DataError as exc:
         return False, f"verification failed: {exc}"
     texts = [record.text for _, record in records]
     failed = [", ".join(broken) for broken in guard_findings(ctx, texts) if broken]
@@ -61,7 +64,11 @@ def vote(ctx: NodeContext, voter: Voter) -> list[VoteCast]:
             continue
         # its own batch too: a member checks what it published like any other batch and counts once;
         # a vote cast before a crash, not yet in the state, is skipped by the registry's lenient voteMany
-        approve, reason = voter(info)
+        try:
+            approve, reason = voter(info)
+        except (StoreError, ChainError) as exc:
+            ctx.log(f"no vote on {batch_id[:12]} this sync: it could not be fetched ({str(exc)[:160]})")
+            continue
         decided.append(VoteCast(batch_id, approve, reason))
         ctx.log(f"vote {'yes' if approve else 'no'} on {batch_id[:12]} from {info.node[:10]}: {reason}")
     cast_votes(ctx, decided)
