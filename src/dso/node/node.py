@@ -218,6 +218,7 @@ class Node:
             last_sync=self.state.last_sync(),
             bytes=Traffic.from_json(self.state.traffic()),
             refused_batches=tuple(self.state.refused()),
+            retrying_batches=tuple(self.state.retries()),
             global_size=len(accepted),
             global_digest=self.global_digest(accepted),
         )

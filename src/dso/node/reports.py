@@ -159,6 +159,7 @@ class NodeStatus:
     last_sync: Mapping[str, Any] | None
     bytes: Traffic
     refused_batches: tuple[Mapping[str, Any], ...]
+    retrying_batches: tuple[Mapping[str, Any], ...]  # accepted, not fetched yet: attempts, next attempt, reason
     global_size: int
     global_digest: str
 
@@ -176,6 +177,7 @@ class NodeStatus:
             "last_sync": dict(self.last_sync) if self.last_sync is not None else None,
             "bytes": self.bytes.to_json(),
             "refused_batches": [dict(r) for r in self.refused_batches],
+            "retrying_batches": [dict(r) for r in self.retrying_batches],
             "global_library": {"size": self.global_size, "digest": self.global_digest},
         }
 
@@ -185,5 +187,5 @@ class NodeStatus:
             f"registry {self.registry}\nround {self.round}, {self.syncs} syncs, library {self.library_size} "
             f"experiences, global library {self.global_size}; outbox {dict(self.outbox) or 'empty'}; "
             f"{self.bytes.sent_total} B sent, {self.bytes.received_total} B received; "
-            f"{len(self.refused_batches)} batches refused"
+            f"{len(self.refused_batches)} batches refused, {len(self.retrying_batches)} waiting to be fetched"
         )
