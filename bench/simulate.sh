@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 dso=.venv/bin/dso
 for attack in none junk wrong paraphrase inflation injection retrieval-hijack vote-collusion; do
   $dso simulate --nodes 20 --byzantine 0.3 --attack $attack --rounds 2 --committee 7 \
-       --output bench/results/simulate-attack-$attack.json > /dev/null
+       --force --output bench/results/simulate-attack-$attack.json > /dev/null
 done
 $dso simulate --nodes 1000 --byzantine 0.3 --attack wrong --rounds 3 \
-     --output bench/results/simulate-1000-embedded.json --plots docs/figures/simulate-1000
+     --force --output bench/results/simulate-1000-embedded.json --plots docs/figures/simulate-1000
 work=$(mktemp -d)
 $dso chain up --port 8547 --workdir "$work/chain" > /dev/null & chain=$!
 $dso ipfs up --port 5003 --workdir "$work/ipfs" > /dev/null & ipfs=$!
@@ -21,6 +21,6 @@ until curl -sf -X POST http://127.0.0.1:5003/api/v0/id > /dev/null; do sleep 1; 
 until curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}' \
       http://127.0.0.1:8547 > /dev/null; do sleep 1; done
 $dso simulate --nodes 100 --byzantine 0.3 --attack wrong --rounds 3 --chain http://127.0.0.1:8547 \
-     --store http://127.0.0.1:5003 --output bench/results/simulate-100-anvil-ipfs.json
+     --store http://127.0.0.1:5003 --force --output bench/results/simulate-100-anvil-ipfs.json
 $dso bench communication --simulation bench/results/simulate-1000-embedded.json \
      --output bench/results/communication.json

@@ -3,6 +3,7 @@ otherwise (no escape sequences reach the terminal, rich markup is printed as tex
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,11 @@ MARKUP = "When [bold red]this[/bold red] shows, do [link=https://example.invalid
 
 
 def dso(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "300", "TERM": "xterm-256color"}
+    return dso_env({}, *args, cwd=cwd)
+
+
+def dso_env(extra: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "300", "TERM": "xterm-256color", **extra}
     return subprocess.run(
         [sys.executable, "-m", "dso", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
     )
@@ -123,3 +128,62 @@ def test_every_command_that_reads_a_file_refuses_junk_in_one_line(tmp_path: Path
         )
         assert "\x1b" not in result.stderr
     assert (tmp_path / "dso-library.db").read_bytes() == before
+
+
+def test_simulate_never_writes_over_what_it_did_not_make(tmp_path: Path) -> None:
+    """--output replaces a file only with --force and never a folder or a device node; --run-dir is the
+    simulation's own folder, never `/` or one holding other things; --plots must be a folder. Each is one
+    error line before any node runs."""
+    kept = tmp_path / "report.json"
+    kept.write_text("mine")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "data").write_text("x")
+    small = ["simulate", "--nodes", "3", "--committee", "2", "--rounds", "1", "--chain", "memory"]
+    for extra, message in (
+        (["--output", str(kept)], "exists; refusing to overwrite"),
+        (["--output", str(kept), "--force", "--plots", str(kept)], "is not a folder"),
+        (["--output", str(folder)], "not a regular file"),
+        (["--output", "/dev/null", "--force"], "not a regular file"),
+        (["--run-dir", "/"], "refusing to replace it"),
+        (["--run-dir", str(folder)], "refusing to replace it"),
+    ):
+        result = dso(*small, *extra, cwd=tmp_path)
+        assert result.returncode == 1, (extra, result.stderr)
+        assert result.stderr.startswith("error: ") and message in result.stderr, (extra, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert kept.read_text() == "mine" and (folder / "data").read_text() == "x"
+    made = dso(*small, "--output", str(kept), "--force", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(kept.read_text())["poisoned_accepted"] == 0
+    again = dso(*small, "--run-dir", str(tmp_path / "run"), cwd=tmp_path)  # its own folder: replaced
+    assert again.returncode == 0, again.stderr
+
+
+def test_damaged_keystores_and_paths_under_a_file_are_one_error_line(tmp_path: Path) -> None:
+    env = {"DSO_KEY_PASSWORD": "pw"}
+    made = dso_env(env, "keys", "new", "--keystore", "key.json", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    good = json.loads((tmp_path / "key.json").read_text())
+    for name, damage in (("salt", {"kdfparams": {"n": "junk"}}), ("text", {"ciphertext": 5})):
+        broken = dict(good, crypto=dict(good["crypto"], **damage))
+        (tmp_path / f"{name}.json").write_text(json.dumps(broken))
+    (tmp_path / "flat.json").write_text(json.dumps(dict(good, crypto="nope")))
+    for name in ("salt", "text", "flat"):
+        result = dso_env(env, "keys", "show", "--keystore", f"{name}.json", "--check", cwd=tmp_path)
+        assert result.returncode == 1 and result.stderr.startswith("error: ") and "V3 keystore" in result.stderr
+        assert "Traceback" not in result.stderr
+    (tmp_path / "afile").write_text("x")
+    for env_extra, args, message in (
+        ({"DSO_LIBRARY_PATH": "afile/lib.db"}, ("library", "add", "When x is y, do z."), "cannot keep a library"),
+        (
+            {"DSO_CHAIN_KEYSTORE": "key.json", "DSO_NETWORK_NODE_DIR": "afile"},
+            ("node", "status"),
+            "cannot keep",
+        ),
+    ):
+        result = dso_env({**env, **env_extra}, *args, cwd=tmp_path)
+        assert result.returncode == 1 and result.stderr.startswith("error: ") and message in result.stderr, (
+            result.stderr
+        )
+        assert "Traceback" not in result.stderr

@@ -19,14 +19,14 @@ import contextlib
 import dataclasses
 import json
 import random
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from dso import files
 from dso.config import DSOConfig
 from dso.embed import make_embedder
-from dso.errors import DSOError, LibraryError
+from dso.errors import LibraryError
 from dso.learn.datasets import train_heldout_split
 from dso.learn.evaluate import evaluate, paired_comparison
 from dso.learn.extract import Extractor
@@ -65,17 +65,8 @@ class DemoSettings:
 
 
 def fresh_run_dir(run_dir: Path) -> None:
-    """Replace `run_dir` only if the demo made it (its marker file is there) or it is empty; refuse anything else."""
-    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
-        raise DSOError(f"{run_dir} is not a directory the demo made; pick another --run-dir")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not (run_dir / MARKER).is_file():
-            raise DSOError(
-                f"{run_dir} is not empty and was not made by dso demo; refusing to replace it (pick another --run-dir)"
-            )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / MARKER).write_text("made by dso demo; replaced by the next dso demo with this --run-dir\n")
+    """The demo's run folder: replaced only if the demo made it or it is empty (`dso.files.fresh_run_dir`)."""
+    files.fresh_run_dir(run_dir, MARKER, "dso demo")
 
 
 def _alone(library: ExperienceLibrary, path: Path) -> ExperienceLibrary:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -106,3 +107,39 @@ def source_checkout(marker: str) -> Path | None:
         if (folder / "pyproject.toml").is_file() and (folder / marker).exists():
             return folder
     return None
+
+
+def check_output(path: Path, force: bool, error: type[DSOError] = DSOError) -> None:
+    """Before long work that ends by writing `path`: refuse now what the write would refuse later. An existing
+    name is replaced only with `force`, and only when it is a regular file (never a folder, a device node, a
+    pipe or a link); the folder it goes in must exist."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise error(f"{path} exists and is not a regular file; refusing to write over it")
+    if path.exists() and not force:
+        raise error(f"{path} exists; refusing to overwrite it (--force replaces it)")
+    if not path.parent.is_dir():
+        raise error(f"{path.parent} is not a folder; cannot write {path.name} there")
+
+
+def write_output(path: Path, text: str, force: bool, error: type[DSOError] = DSOError) -> None:
+    """Write a command's output file whole: a new name, or with `force` a regular file replaced atomically."""
+    check_output(path, force, error)
+    if force:
+        write_text_atomic(path, text)
+    else:
+        write_new_file(path, text, error)
+
+
+def fresh_run_dir(run_dir: Path, marker: str, command: str) -> None:
+    """Make `run_dir` the command's own folder: replace it only if the command made it (its `marker` file is
+    there) or it is empty; refuse anything else (a link, a file, a folder holding other things, `/`)."""
+    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+        raise DSOError(f"{run_dir} is not a directory {command} made; pick another --run-dir")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not (run_dir / marker).is_file():
+            raise DSOError(
+                f"{run_dir} is not empty and was not made by {command}; refusing to replace it (pick another --run-dir)"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / marker).write_text(f"made by {command}; replaced by the next {command} with this --run-dir\n")

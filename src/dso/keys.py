@@ -59,6 +59,10 @@ def load_account(path: Path, password: str) -> LocalAccount:
     try:
         key = Account.decrypt(document, password)
     except ValueError as exc:
-        raise KeystoreError(f"cannot unlock {path}: {exc}") from None
+        raise KeystoreError(f"cannot unlock {path}: {str(exc)[:200]}") from None
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:  # fields of the wrong shape
+        raise KeystoreError(
+            f"{path} is not a usable V3 keystore ({exc.__class__.__name__}); restore it or make a new key"
+        ) from None
     account: LocalAccount = Account.from_key(key)
     return account

@@ -11,8 +11,11 @@ from typing import Any
 import typer
 
 from dso.cli.common import console, err_console, get_config, print_json, shown
-from dso.files import write_text_atomic
+from dso.errors import DSOError
+from dso.files import check_output, fresh_run_dir, write_output
 from dso.simulate import ATTACKS, SimulationSettings, simulate
+
+MARKER = ".dso-simulate-run"  # written into every --run-dir the simulation makes; only such a folder is replaced
 
 
 def draw_plots(report: dict[str, Any], folder: Path) -> list[Path]:
@@ -45,6 +48,7 @@ def simulate_command(
     seed: int = typer.Option(0),
     run_dir: Path | None = typer.Option(None, help="Where the nodes keep their state (default: a temporary folder)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the report (JSON) here."),
+    force: bool = typer.Option(False, "--force", help="Replace --output if it exists (a regular file only)."),
     plots: Path | None = typer.Option(None, help="Write PNG figures (batches, bytes per round) into this folder."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -62,16 +66,20 @@ def simulate_command(
     )
     settings.check()
     config = get_config(ctx)
+    if output is not None:  # refused now, not after the run
+        check_output(output, force)
+    if plots is not None and (plots.is_symlink() or (plots.exists() and not plots.is_dir())):
+        raise DSOError(f"--plots {plots} is not a folder")
 
     def progress(line: str) -> None:
         err_console.print(shown(line, 1000))
 
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir is not None:  # the simulation's own folder: never one holding anything else, never `/`
+        fresh_run_dir(run_dir, MARKER, "dso simulate")
     report = simulate(settings, config, workdir=run_dir, progress=progress)
     report["command"] = "dso " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if output is not None:
-        write_text_atomic(output, json.dumps(report, indent=1) + "\n")
+        write_output(output, json.dumps(report, indent=1) + "\n", force)
     if plots is not None:
         report["plots"] = [str(p) for p in draw_plots(report, plots)]
     if as_json:

@@ -113,7 +113,10 @@ class Storage(MetaTable):
             raise LibraryError(f"library path {path} is not a regular file (a pipe, socket or device)")
         if not create and (not path.is_file() or path.stat().st_size == 0):
             raise LibraryError(f"no experience library at {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LibraryError(f"cannot keep a library in {path.parent}: {exc.strerror or exc}") from None
         try:
             self.db = connect(path)
             with self.transaction():

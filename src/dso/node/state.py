@@ -107,7 +107,10 @@ class NodeState(MetaTable):
         self.path = path
         if path.exists() and not path.is_file():
             raise NodeError(f"node state {path} is not a regular file")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NodeError(f"cannot keep node state in {path.parent}: {exc.strerror or exc}") from None
         self._lock = threading.RLock()
         try:
             self.db = connect(path)

@@ -16,7 +16,10 @@ class LocalBlockStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot keep blocks in {self.root}: {exc.strerror or exc}") from None
 
     def _path(self, cid: str) -> Path:
         try:
