@@ -76,3 +76,41 @@ def test_keys_and_chain_commands(tmp_path: Path, anvil_url: str) -> None:
         timeout=120,
     )
     assert wrong.returncode == 1 and "cannot unlock" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_chain_up_stopped_by_sigterm_stops_anvil_too(tmp_path: Path, anvil_url: str) -> None:
+    """SIGTERM (what a service manager or `kill` sends) stops `dso chain up` and the anvil it started: the
+    port is free again. (`anvil_url` only marks this test as one that needs the npm services.)"""
+    import signal
+    import socket
+    import time
+
+    from dso.services import free_port
+
+    port = free_port()
+    env = {**os.environ, "CI": "true"}
+    command = [sys.executable, "-m", "dso", "chain", "up", "--port", str(port), "--workdir", str(tmp_path / "chain")]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                connect(f"http://127.0.0.1:{port}")
+                break
+            except Exception:
+                time.sleep(0.3)
+        else:
+            raise AssertionError("dso chain up did not start anvil")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"anvil still holds port {port} after dso chain up got SIGTERM")

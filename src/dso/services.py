@@ -89,17 +89,21 @@ def _spawn(
 
 def _wait(service: RunningService, probe: httpx.Request, timeout_s: float) -> RunningService:
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if service.process.poll() is not None:
-                tail = service.log.read_text(errors="replace")[-400:]
-                raise ServiceError(f"{service.name} exited with {service.process.returncode}: {tail}")
-            try:
-                if client.send(probe).status_code == 200:
-                    return service
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    try:
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if service.process.poll() is not None:
+                    tail = service.log.read_text(errors="replace")[-400:]
+                    raise ServiceError(f"{service.name} exited with {service.process.returncode}: {tail}")
+                try:
+                    if client.send(probe).status_code == 200:
+                        return service
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+    except BaseException:  # interrupted while starting (Ctrl-C, SIGTERM): nothing is left running
+        service.stop()
+        raise
     service.stop()
     raise ServiceError(f"{service.name} did not answer on {service.url} within {timeout_s:.0f} s; see {service.log}")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -56,14 +59,29 @@ def _member(ctx: typer.Context, rpc: str | None, keystore: Path | None) -> Regis
     return _registry(config, _account(config))
 
 
-def _serve(service: RunningService, line: str) -> None:
-    """Keep a started local service running until it exits or Ctrl-C."""
-    console.print(line)
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM (a service manager, `kill`) stops a local service like Ctrl-C: as a KeyboardInterrupt, so the
+    service's `with` stops its whole process group. SIGTERM's default action would end this process at once
+    and leave anvil or the IPFS daemon holding its port."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        while service.process.poll() is None:
-            time.sleep(0.5)
+        yield
     except KeyboardInterrupt:
         pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(service: RunningService, line: str) -> None:
+    """Keep a started local service running until it exits, Ctrl-C or SIGTERM."""
+    console.print(line)
+    while service.process.poll() is None:
+        time.sleep(0.5)
 
 
 @app.command()
@@ -75,7 +93,7 @@ def up(
     """Run a local anvil node on 127.0.0.1 until interrupted."""
     from dso.services import start_anvil
 
-    with start_anvil(workdir, port=port, state=state) as node:
+    with _stopped_by_sigterm(), start_anvil(workdir, port=port, state=state) as node:
         _serve(node, f"anvil listening on {node.url} (chain id 31337); Ctrl-C stops it")
 
 
@@ -87,7 +105,7 @@ def ipfs_up(
     """Run a js-ipfs daemon (kubo RPC API) on 127.0.0.1, offline, until interrupted."""
     from dso.services import start_ipfs
 
-    with start_ipfs(workdir, port=port) as daemon:
+    with _stopped_by_sigterm(), start_ipfs(workdir, port=port) as daemon:
         _serve(daemon, f"IPFS API on {daemon.url}; Ctrl-C stops it")
 
 
