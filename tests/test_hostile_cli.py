@@ -187,3 +187,32 @@ def test_damaged_keystores_and_paths_under_a_file_are_one_error_line(tmp_path: P
             result.stderr
         )
         assert "Traceback" not in result.stderr
+
+
+def test_damaged_state_files_are_one_error_line(tmp_path: Path) -> None:
+    """A junk cursor in a node's state, and bytes damaged inside a library file after it was made: one
+    `error:` line each, never a traceback."""
+    import sqlite3
+
+    from dso.errors import NodeError
+    from dso.node.state import NodeState
+
+    state = NodeState(tmp_path / "node.db")
+    with state.transaction():
+        state.set_meta("cursor:accepted", "12abc")
+    with pytest.raises(NodeError, match="is damaged: cursor 'accepted'"):
+        state.cursor("accepted")
+    state.close()
+    added = dso("library", "add", "When two units differ, convert both first.", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    library = tmp_path / "dso-library.db"
+    db = sqlite3.connect(library)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    data = bytearray(library.read_bytes())
+    for offset in range(4096, len(data), 97):  # every page after the header: the schema stays readable
+        data[offset] ^= 0xFF
+    library.write_bytes(bytes(data))
+    shown = dso("library", "show", cwd=tmp_path)
+    assert shown.returncode == 1 and shown.stderr.startswith("error: ") and "Traceback" not in shown.stderr
+    assert len(shown.stderr.strip().splitlines()) == 1

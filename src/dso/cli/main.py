@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,12 @@ def main() -> None:
         sys.exit(1)
     except DSOError as exc:  # messages may quote a file, a reply or a record: never printed raw
         sys.stderr.write(f"error: {printable(exc, 1000)}\n")
+        sys.exit(1)
+    except sqlite3.DatabaseError as exc:  # damaged after it was opened: a library or a node's state file
+        sys.stderr.write(
+            f"error: a SQLite file of this command (the library, or the node's state) is damaged: "
+            f"{printable(exc, 200)}; restore it from a backup, or move it away to start again\n"
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -127,7 +127,14 @@ class NodeState(MetaTable):
         return transaction(self.db, self._lock)
 
     def cursor(self, name: str) -> int:
-        return int(self.meta(f"cursor:{name}") or 0)
+        """A cursor over the registry's lists, checked: a damaged value is one error naming the file."""
+        raw = self.meta(f"cursor:{name}") or "0"
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            raise NodeError(
+                f"{self.path} is damaged: cursor {name!r} holds {raw[:40]!r}; restore the file, or move it away "
+                "to sync again from the start"
+            )
+        return int(raw)
 
     def set_cursor(self, name: str, value: int) -> None:
         self.set_meta(f"cursor:{name}", str(value))
