@@ -361,3 +361,34 @@ def test_a_recorded_batch_is_extracted_again_with_the_settings_its_run_recorded(
     assert all(calls > 0 for calls in result["llm_calls"].values())
     missing = subprocess.run([*command[:-2], "e9-b9"], capture_output=True, text=True, env=env, timeout=300)
     assert missing.returncode == 1 and missing.stderr.startswith("error: ") and "e9-b9" in missing.stderr
+
+
+def careful(request: ScriptedRequest) -> str | list[str]:
+    """A solver that answers right when its prompt tells it to check its work or carries the learned lesson."""
+    asked = re.search(r"What is (\d+) \+ (\d+)", request.prompt)
+    total = int(asked[1]) + int(asked[2]) if asked else 0
+    right = "check your work" in request.prompt.lower() or LESSON in request.prompt
+    return [f"ANSWER: {total if right else total + 1}" for _ in range(request.n)]
+
+
+def test_eval_reports_the_bare_prompt_the_placebo_and_the_library(tmp_path: Path, endpoint: str, dataset: Path) -> None:
+    """Three arms on the same questions; the library is paired against both. Here the placebo instruction
+    alone gets every question right, so the lesson adds nothing beyond it, which the report says."""
+    run_dir = tmp_path / "run"
+    trained = train_cli(endpoint, dataset, run_dir, prune=False)
+    assert trained.returncode == 0, trained.stderr
+    with serve_openai(ScriptedLLM(careful)) as url:
+        env = {**os.environ, "DSO_LLM_BACKEND": "openai", "DSO_LLM_BASE_URL": url, "DSO_LLM_RETRIES": "0"}
+        result = subprocess.run(
+            [sys.executable, "-m", "dso", "eval", "--run-dir", str(run_dir), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    accuracy = {arm: row["accuracy"] for arm, row in report["arms"].items()}
+    assert accuracy == {"baseline": 0.0, "placebo": 1.0, "library": 1.0}
+    assert report["paired"]["fixed"] == 2 and report["paired_placebo"] == {"fixed": 0, "broken": 0, "p_value": 1.0}
+    assert report["gain_over_placebo"] == 0.0 and "check your work" in report["placebo"].lower()

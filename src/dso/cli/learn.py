@@ -11,7 +11,7 @@ from rich.table import Table
 from dso.cli.common import Bars, console, get_config, print_json, progress_bars, shown
 from dso.config import DSOConfig
 from dso.errors import DSOError
-from dso.learn.run import open_run_library, run_evaluation, run_training
+from dso.learn.run import EVAL_ARMS, open_run_library, run_evaluation, run_training
 from dso.learn.trainer import check_run_dir
 
 TRAIN_FLAGS = {
@@ -75,12 +75,13 @@ def eval_table(report: dict[str, Any]) -> Table:
 
 def print_eval(report: dict[str, Any]) -> None:
     console.print(eval_table(report))
-    paired = report.get("paired")
-    if paired:
-        console.print(
-            f"same questions, both arms: {paired['fixed']} fixed and {paired['broken']} broken by the library "
-            f"(exact sign test p = {paired['p_value']:.2g})"
-        )
+    for key, against in (("paired", "the bare prompt"), ("paired_placebo", "the placebo instruction")):
+        paired = report.get(key)
+        if paired:
+            console.print(
+                f"same questions, the library against {against}: {paired['fixed']} fixed and {paired['broken']} "
+                f"broken (exact sign test p = {paired['p_value']:.2g})"
+            )
     floor = report.get("constant_answer")
     if floor:
         console.print(
@@ -92,7 +93,9 @@ def train_command(
     ctx: typer.Context,
     run_dir: Path = typer.Option(Path("runs/train"), help="Run directory (config, library, rollouts, metrics)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir where it stopped."),
-    evaluate: bool = typer.Option(False, "--eval", help="Evaluate both arms on the held-out split afterwards."),
+    evaluate: bool = typer.Option(
+        False, "--eval", help="Evaluate the held-out split afterwards: bare prompt, placebo, library."
+    ),
     dataset: str | None = typer.Option(None, help="reasoning-gym task, 'champ', or a .jsonl file."),
     train_size: int | None = typer.Option(None),
     heldout_size: int | None = typer.Option(None),
@@ -191,7 +194,9 @@ def eval_command(
     run_dir: Path = typer.Option(Path("runs/train"), help="A run directory made by dso train."),
     samples: int | None = typer.Option(None, help="k for Mean@k."),
     temperature: float | None = typer.Option(None, help="Sampling temperature (default 0 for k = 1)."),
-    arm: list[str] = typer.Option(["baseline", "library"], help="Arms to evaluate."),
+    arm: list[str] = typer.Option(
+        list(EVAL_ARMS), help="Arms to evaluate: baseline (bare prompt), placebo (the generic instruction), library."
+    ),
     heldout_seed: int | None = typer.Option(
         None, help="Draw the held-out questions with this seed instead (none the run saw); eval-seedN.json."
     ),

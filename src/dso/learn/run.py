@@ -18,7 +18,7 @@ from dso.learn.evaluate import EvalResult, constant_answer, evaluate, paired_com
 from dso.learn.extract import Extractor, Rollout
 from dso.learn.prompts import PromptSet
 from dso.learn.rewards import DefaultVerifier, LLMJudge, MathVerifier, Verifier, WordVerifier
-from dso.learn.solve import SolveSettings
+from dso.learn.solve import SolveSettings, placebo_instruction
 from dso.learn.trainer import BatchMetrics, check_run_dir, config_json, train
 from dso.library import ExperienceLibrary
 from dso.llm import LLM, make_llm
@@ -187,16 +187,22 @@ def heldout_questions(
     return fresh_heldout(settings.dataset, size, heldout_seed, seen), suffix
 
 
+EVAL_ARMS = ("baseline", "placebo", "library")
+
+
 def run_evaluation(
     config: DSOConfig,
     run_dir: Path,
     *,
-    arms: tuple[str, ...] = ("baseline", "library"),
+    arms: tuple[str, ...] = EVAL_ARMS,
     heldout_seed: int | None = None,
     heldout_size: int | None = None,
     hooks: Hooks | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run's held-out split without and with its library, same prompt and budget.
+    """Evaluate a run's held-out split in three arms, same questions and budget: `baseline` (the bare prompt:
+    no instruction, no experiences), `placebo` (the placebo instruction alone, `placebo_instruction`) and
+    `library` (the run's own solver prompt with its library). The library is paired against both: what the
+    lessons' content adds beyond an instruction to reason carefully is the comparison with the placebo.
 
     With `heldout_seed` the questions are drawn with that seed instead, skipping any the run trained,
     validated or was evaluated on: a check on questions nobody tuned on. Its files are named by the seed,
@@ -228,6 +234,10 @@ def run_evaluation(
         prompt_version=prompts.solver,
     )
     library = open_run_library(config, run_dir)
+    unknown = [arm for arm in arms if arm not in EVAL_ARMS]
+    if unknown:
+        raise DSOError(f"unknown arm {unknown[0]!r:.40}; the arms are {', '.join(EVAL_ARMS)}")
+    instructions: dict[str, str | None] = {"baseline": "", "placebo": placebo_instruction(), "library": None}
     results: dict[str, EvalResult] = {}
     answers: dict[str, dict[str, list[Rollout]]] = {}
     for arm in arms:
@@ -237,7 +247,7 @@ def run_evaluation(
             heldout,
             solver,
             verifier,
-            solve_settings,
+            dataclasses.replace(solve_settings, instruction=instructions[arm]),
             library if arm == "library" else None,
             arm=arm,
             on_done=hooks.on_rollouts,
@@ -261,6 +271,10 @@ def run_evaluation(
     if "baseline" in results and "library" in results:
         report["gain"] = results["library"].accuracy - results["baseline"].accuracy
         report["paired"] = paired_comparison(answers["baseline"], answers["library"]).to_json()
+    if "placebo" in results and "library" in results:
+        report["gain_over_placebo"] = results["library"].accuracy - results["placebo"].accuracy
+        report["paired_placebo"] = paired_comparison(answers["placebo"], answers["library"]).to_json()
+    report["placebo"] = instructions["placebo"]
     (run_dir / f"eval{suffix}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     library.close()
     return report
