@@ -106,25 +106,59 @@ def search(
     report(as_json, {"query": query, "hits": found}, _table([h.experience for h in hits], [h.score for h in hits]))
 
 
+@app.command()
+def context(
+    ctx: typer.Context,
+    question: str = typer.Argument(..., help="The question an agent is about to answer."),
+    k: int = typer.Option(5, "-k", min=1, max=50, help="How many experiences at most."),
+    format_: str = typer.Option(
+        "tfgrpo", "--format", help="tfgrpo ([G0]. lines), ace (a playbook with counts) or plain (- lines)."
+    ),
+    min_similarity: float = typer.Option(-1.0, help="Leave out experiences less similar than this (cosine)."),
+    library: Path | None = LibraryOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """The experiences block to put in any agent's prompt for QUESTION (for agents that do not use DSO's solver)."""
+    with _open(ctx, library, embed=True) as lib:
+        block = lib.format_for_prompt(question, k, format=format_, min_similarity=min_similarity)
+    if as_json:
+        print_json({"question": question, "format": format_, "context": block})
+    else:
+        for line in block.splitlines():  # each line made safe for the terminal, the block's layout kept
+            console.print(shown(line, 2_000), highlight=False, soft_wrap=True)
+
+
 @app.command("export")
 def export_(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="JSON file to write."),
+    file: Path = typer.Argument(..., help="File to write."),
     grpo: bool = typer.Option(False, "--grpo", help='Texts only, as Training-Free GRPO keeps them: {"G0": ...}.'),
+    format_: str | None = typer.Option(
+        None,
+        "--format",
+        help="dso (every field, with embeddings), tfgrpo-json, tfgrpo-agent (with --template) or ace.",
+    ),
+    template: Path | None = typer.Option(
+        None, "--template", help="The Training-Free GRPO agent file whose experiences the export replaces."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace FILE if it exists."),
     library: Path | None = LibraryOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Write every experience (with embeddings) to a JSON file."""
+    """Write every experience to a file: DSO's export, or a file Training-Free GRPO or ACE loads."""
     with _open(ctx, library, embed=False) as lib:
-        count = lib.export_json(file, grpo=grpo, overwrite=force)
+        count = lib.export_json(file, grpo=grpo, overwrite=force, format=format_, template=template)
     report(as_json, {"exported": count, "file": str(file)}, f"exported {count} experiences to {file}")
 
 
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help='A dso export, a JSON list of strings, {"G0": text} or "[G0]. text" lines.'),
+    file: Path = typer.Argument(
+        ...,
+        help='A dso export, a JSON list of strings, {"G0": text}, "[G0]. text" lines, a Training-Free GRPO agent '
+        "file (YAML) or an ACE playbook.",
+    ),
     library: Path | None = LibraryOpt,
     as_json: bool = JsonOpt,
 ) -> None:

@@ -1,9 +1,11 @@
-"""Moving experiences in and out of a library: its own JSON export, and Training-Free GRPO's lists.
+"""Moving experiences in and out of a library: its own JSON export, Training-Free GRPO's files, ACE playbooks.
 
 Formats read by `parse_import`, each validated whole before anything is written:
 - a DSO export (``{"format": "dso-library", ...}``) with every field and, optionally, embeddings;
 - a JSON list of strings, or a mapping ``{"G0": "When ...", "G1": ...}`` as Training-Free GRPO keeps them;
-- a text file of ``[G0]. When ...`` lines, as Training-Free GRPO injects them into a prompt.
+- a text file of ``[G0]. When ...`` lines, as Training-Free GRPO injects them into a prompt;
+- a Training-Free GRPO agent file (YAML, experiences in ``agent.instructions``) and an ACE playbook
+  (``## SECTION`` headers, ``[id] helpful=N harmful=M :: text`` bullets): `dso.library._formats`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dso.core.untrusted import load_json
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
 from dso.files import read_input
+from dso.library._formats import grpo_agent_experiences, is_ace_playbook, load_yaml, parse_ace_playbook
 
 EXPORT_FORMAT = "dso-library"
 EXPORT_VERSION = 1
@@ -40,6 +43,8 @@ class NewExperience:
     origin_node: str = "local"
     content_id: str | None = None
     id: str | None = None  # kept when free (import of an export), otherwise a new id is made
+    helped: int = 0  # evidence a file brings along (an ACE playbook's helpful / harmful counts)
+    hurt: int = 0
 
 
 def render_for_prompt(texts: Sequence[str]) -> str:
@@ -71,6 +76,7 @@ def grpo_mapping(texts: Sequence[str]) -> dict[str, str]:
 
 
 def _load_document(path: Path) -> Any:
+    """The file as data: a list of texts, a list of `NewExperience` (an ACE playbook), or a JSON document."""
     raw = read_input(path, LibraryError)
     try:
         text = raw.decode("utf-8")
@@ -80,7 +86,18 @@ def _load_document(path: Path) -> Any:
     matches = [_PROMPT_LINE.match(line) for line in lines]
     if lines and all(matches):
         return [match.group(2) for match in matches if match]
-    return load_json(text, LibraryError, str(path))
+    if is_ace_playbook(lines):
+        bullets = parse_ace_playbook(text.splitlines(), str(path))
+        return [NewExperience(text, domain=domain, helped=up, hurt=down) for text, domain, up, down in bullets]
+    if text.lstrip()[:1] in ("{", "["):
+        return load_json(text, LibraryError, str(path))
+    document = load_yaml(text, str(path))
+    texts = grpo_agent_experiences(document, str(path))
+    if texts is None:
+        raise LibraryError(
+            f"{path}: not a dso export, a Training-Free GRPO agent or experience file, or an ACE playbook"
+        )
+    return texts
 
 
 def parse_import(path: Path, embedder: Embedder) -> tuple[list[NewExperience], Vectors]:
@@ -114,6 +131,11 @@ def parse_import(path: Path, embedder: Embedder) -> tuple[list[NewExperience], V
         where = f"{path}: experience {index}"
         if isinstance(entry, str):
             items.append(NewExperience(text=entry))
+            vectors.append(None)
+            continue
+        if isinstance(entry, NewExperience):  # an ACE bullet, already checked
+            check_fields(entry.confidence, entry.domain, entry.epoch)
+            items.append(entry)
             vectors.append(None)
             continue
         if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):

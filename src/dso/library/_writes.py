@@ -108,6 +108,8 @@ def insert_deduplicated(
             origin_node=item.origin_node,
             content_id=item.content_id,
             embedder_id=embedder.identity,
+            helped=item.helped,
+            hurt=item.hurt,
         )
         storage.put(experience, vector)
         storage.record(experience.id, "ADD", None, text, origin_node=item.origin_node)

@@ -30,11 +30,15 @@ from dso.core.experience import (
 )
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
-from dso.files import same_file, write_new_file, write_text_atomic
+from dso.files import read_input, same_file, write_new_file, write_text_atomic
 from dso.library._exchange import NewExperience, export_document, grpo_mapping, parse_import, render_for_prompt
+from dso.library._formats import MAX_YAML_BYTES, load_yaml, write_ace_playbook, write_grpo_agent
 from dso.library._storage import HistoryEntry, Provenance, Storage
 from dso.library._vectors import VectorCache
 from dso.library._writes import Operation, RemoteExperience, WriteResult, insert_deduplicated
+
+EXPORT_FORMATS = ("dso", "tfgrpo-json", "tfgrpo-agent", "ace")
+CONTEXT_FORMATS = ("tfgrpo", "ace", "plain")
 
 _USER_META = "user:"  # keys callers store with `apply(meta=...)`; the library's own keys never clash
 
@@ -221,9 +225,29 @@ class ExperienceLibrary:
             self.count_usage([h.experience.id for h in hits])
         return hits
 
-    def format_for_prompt(self, query: str, k: int = 5, *, count_usage: bool = False) -> str:
-        """The experiences relevant to `query` as numbered lines (``[G0]. ...``), or ''."""
-        return render_for_prompt([h.experience.text for h in self.retrieve(query, k, count_usage=count_usage)])
+    def format_for_prompt(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        count_usage: bool = False,
+        format: str = "tfgrpo",
+        min_similarity: float = -1.0,
+        domain: str | None = None,
+    ) -> str:
+        """The experiences relevant to `query`, as a block to put in any agent's prompt, or '' when none is:
+        ``tfgrpo`` numbered lines as Training-Free GRPO injects them (``[G0]. ...``), ``ace`` an ACE playbook of
+        them (sections by domain, evidence as helpful / harmful counts), ``plain`` one ``- text`` line each."""
+        if format not in CONTEXT_FORMATS:
+            raise LibraryError(f"unknown context format {format!r:.40}; the formats are {', '.join(CONTEXT_FORMATS)}")
+        hits = self.retrieve(query, k, count_usage=count_usage, min_similarity=min_similarity, domain=domain)
+        if not hits:
+            return ""
+        if format == "ace":
+            return write_ace_playbook([h.experience for h in hits])
+        if format == "plain":
+            return "\n".join(f"- {h.experience.text}" for h in hits)
+        return render_for_prompt([h.experience.text for h in hits])
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -472,12 +496,27 @@ class ExperienceLibrary:
 
     # -- exchange ------------------------------------------------------------------------------
 
-    def export_json(self, path: str | Path, *, grpo: bool = False, overwrite: bool = False) -> int:
-        """Write every experience, with its embedding, to a new JSON file; returns the count.
+    def export_json(
+        self,
+        path: str | Path,
+        *,
+        grpo: bool = False,
+        overwrite: bool = False,
+        format: str | None = None,
+        template: Path | None = None,
+    ) -> int:
+        """Write every experience to a new file; returns the count. An existing file is replaced only with
+        `overwrite`, and the library's own files never.
 
-        With `grpo`, only the texts, as Training-Free GRPO keeps them: ``{"G0": text, ...}``. An existing
-        file is replaced only with `overwrite`, and the library's own files never.
+        `format`: ``dso`` (every field, with embeddings; the default), ``tfgrpo-json`` (only the texts, as
+        Training-Free GRPO keeps them: ``{"G0": text, ...}``; also `grpo`), ``tfgrpo-agent`` (the agent file
+        `template` with the experiences as its ``[Gn].`` lines) or ``ace`` (an ACE playbook).
         """
+        chosen = format or ("tfgrpo-json" if grpo else "dso")
+        if chosen not in EXPORT_FORMATS:
+            raise LibraryError(f"unknown export format {chosen!r:.40}; the formats are {', '.join(EXPORT_FORMATS)}")
+        if (chosen == "tfgrpo-agent") != (template is not None):
+            raise LibraryError("--template names the agent file to fill, for --format tfgrpo-agent (and only for it)")
         target = Path(path)
         if (
             any(same_file(target, own) for own in (self.path, self.index_path))
@@ -489,8 +528,18 @@ class ExperienceLibrary:
         with self._storage.lock:
             rows = [(e, self._storage.embedding(e.id)) for e in self.all()]
         dim = None if self._embedder is None else self._embedder.dim
-        document = grpo_mapping([e.text for e, _ in rows]) if grpo else export_document(rows, self.embedder_id, dim)
-        text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+        texts = [e.text for e, _ in rows]
+        if chosen == "tfgrpo-agent":
+            assert template is not None
+            agent = load_yaml(
+                read_input(template, LibraryError, limit=MAX_YAML_BYTES).decode("utf-8", "replace"), str(template)
+            )
+            text = write_grpo_agent(agent, texts, str(template))
+        elif chosen == "ace":
+            text = write_ace_playbook([e for e, _ in rows])
+        else:
+            document = grpo_mapping(texts) if chosen == "tfgrpo-json" else export_document(rows, self.embedder_id, dim)
+            text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
         if overwrite:
             write_text_atomic(target, text)
         else:
