@@ -130,7 +130,8 @@ def test_demo_runs_a_small_network_end_to_end(tmp_path: Path) -> None:
     assert result["attacker_items_accepted"] == 0  # injections and junk: the guards and the votes stop them
     attacker = [row for row in result["rejected_batches"] if row["node"] in result["attackers"]]
     assert attacker and "guards" in attacker[0]["reason"]
-    assert set(round_["accuracy"]) == {"alone", "network"} and result["heldout"] == 2
+    assert set(round_["accuracy"]) == {"alone", "network", "placebo"} and result["heldout"] == 2
+    assert set(round_["paired_placebo"]) == {"fixed", "broken", "p_value"}
     for name in ("accuracy.png", "bytes.png", "batches.png", "demo.json"):
         assert (run_dir / name).stat().st_size > 1_000
     assert result["fedavg_bytes_per_node_round"]["lora8"] > 1_000 * max(

@@ -32,7 +32,7 @@ from dso.learn.evaluate import evaluate, paired_comparison
 from dso.learn.extract import Extractor
 from dso.learn.prompts import PromptSet
 from dso.learn.run import Hooks, make_verifier
-from dso.learn.solve import SolveSettings
+from dso.learn.solve import SolveSettings, placebo_instruction
 from dso.learn.trainer import train
 from dso.library import ExperienceLibrary
 from dso.llm import make_llm
@@ -126,10 +126,11 @@ def run_demo(
         prompt_version=prompts.versions.solver,
     )
 
-    def accuracy(arm: str, library: ExperienceLibrary | None) -> tuple[Any, Any]:
+    def accuracy(arm: str, library: ExperienceLibrary | None, instruction: str | None = None) -> tuple[Any, Any]:
         if hooks.on_stage:
             hooks.on_stage(f"held-out: {arm}", len(heldout))
-        return evaluate(heldout, solver, verifier, greedy, library, arm=arm, on_done=hooks.on_rollouts)
+        settings = greedy if instruction is None else dataclasses.replace(greedy, instruction=instruction)
+        return evaluate(heldout, solver, verifier, settings, library, arm=arm, on_done=hooks.on_rollouts)
 
     baseline = accuracy("no experiences", None)[0].accuracy if settings.baseline else None
     rounds: list[dict[str, Any]] = []
@@ -173,6 +174,12 @@ def run_demo(
         merged, network_answers = accuracy(f"round {round_}: node 0 with the global library", nodes[0].library)
         rounds[-1]["accuracy"] = {"alone": alone.accuracy, "network": merged.accuracy}
         rounds[-1]["paired"] = paired_comparison(alone_answers, network_answers).to_json()
+        if round_ == settings.rounds:  # the placebo, once: what a generic instruction does, no lessons at all
+            placebo, placebo_answers = accuracy(
+                "node 0 with the placebo instruction alone", None, placebo_instruction()
+            )
+            rounds[-1]["accuracy"]["placebo"] = placebo.accuracy
+            rounds[-1]["paired_placebo"] = paired_comparison(placebo_answers, network_answers).to_json()
         rounds[-1]["libraries"] = {"alone": len(alone_library), "network": len(nodes[0].library)}
         alone_library.close()
         say(

@@ -101,6 +101,12 @@ def print_demo(result: dict[str, Any], run_dir: Path) -> None:
         f"({last['libraries']['network']}); {paired['fixed']} fixed / {paired['broken']} broken by the network "
         f"(sign test p = {paired['p_value']:.2g})"
     )
+    against = last.get("paired_placebo")
+    if against is not None:
+        console.print(
+            f"the placebo instruction alone (no lessons): {last['accuracy']['placebo']:.3f}; the global library "
+            f"against it: {against['fixed']} fixed / {against['broken']} broken (p = {against['p_value']:.2g})"
+        )
     if network <= alone:
         console.print("[yellow]on this run the shared library did not help node 0")
     elif paired["p_value"] >= 0.05:
