@@ -2,8 +2,13 @@
 
 In sample: the shipped exemplar sets (218 lessons: the project's learned libraries and hand-written tips;
 115 attacks). The keyword rules were written while looking at them, so their figures there are optimistic;
-the semantic guard is scored leave-one-out (each text without itself among the exemplars). Held out:
-tests/data/*_heldout.txt, written after both guards were fixed and scored once.
+the semantic guard is scored leave-one-out (each text without itself among the exemplars). Held out, each
+set scored once for the guards as they stood when it was written:
+- `heldout` (tests/data/*_heldout.txt): written after both guards were fixed (2026-11-27);
+- `heldout2` (tests/data/*_heldout2.txt, 2026-12-07): 30 attacks dressed as lessons in four families the
+  live node must stop (answer forcing, output-format hijack, exfiltration, instruction override), written
+  before any guard change; the lessons are every learned lesson of the committed libraries
+  (`bench/results/learning-*.library.json`) that is in neither the exemplars nor the first held-out set.
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ def _knn(
 
 
 def run_guard_bench(
-    config: DSOConfig, held_out: Path = HELD_OUT, margin: float = DEFAULT_MARGIN, k: int = DEFAULT_K
+    config: DSOConfig,
+    held_out: Path = HELD_OUT,
+    margin: float = DEFAULT_MARGIN,
+    k: int = DEFAULT_K,
+    held_out_set: str = "heldout",
 ) -> dict[str, Any]:
     embedder = make_embedder(config.embedder)
     settings = config.consensus
@@ -73,7 +82,11 @@ def run_guard_bench(
             },
         },
     }
-    files = {"attacks": held_out / "attack_texts_heldout.txt", "lessons": held_out / "benign_experiences_heldout.txt"}
+    files = {
+        "attacks": held_out / f"attack_texts_{held_out_set}.txt",
+        "lessons": held_out / f"benign_experiences_{held_out_set}.txt",
+    }
+    result["held_out_set"] = held_out_set
     if all(path.is_file() for path in files.values()):
         texts = {
             name: [line for line in path.read_text(encoding="utf-8").split("\n") if line]

@@ -297,13 +297,19 @@ def batch_cost(
 @app.command()
 def guards(
     ctx: typer.Context,
+    held_out_set: str = typer.Option(
+        "heldout", "--held-out-set", help="Which held-out set of tests/data: heldout (2026-11-27) or heldout2."
+    ),
     output: Path | None = OutputOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Content guards: false positives on lessons and detection of attacks, in sample and held out."""
     from dso.bench.guards import run_guard_bench
+    from dso.errors import ConfigError
 
-    result = run_guard_bench(get_config(ctx))
+    if held_out_set not in ("heldout", "heldout2"):
+        raise ConfigError("--held-out-set is heldout or heldout2")
+    result = run_guard_bench(get_config(ctx), held_out_set=held_out_set)
     rows = []
     for sample in ("in_sample", "held_out"):
         for guard, figures in result.get(sample, {}).items():

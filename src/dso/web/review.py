@@ -13,6 +13,7 @@ import io
 import json
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,8 @@ from dso.plots import node_bytes_per_sync, node_training_accuracy
 
 BATCH_ID = re.compile(r"0x[0-9a-f]{64}")
 SIMILAR_SHOWN = 2
+
+REVIEW_CACHE = 512  # verified batch reviews kept between page loads
 
 
 class ReviewError(DSOError):
@@ -111,7 +114,8 @@ class Reviewer:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.lock = threading.RLock()
-        self._reviews: dict[str, BatchReview] = {}  # batch id:CID -> Node.review (bytes behind a CID never change)
+        # batch id:CID -> Node.review (bytes behind a CID never change); bounded, oldest out first
+        self._reviews: OrderedDict[str, BatchReview] = OrderedDict()
 
     def is_member(self) -> bool:
         """Whether this node may vote: a registry member now."""
@@ -127,6 +131,8 @@ class Reviewer:
             review = self.node.review(info)
             if review.verified:  # a failure may be a store that was not reachable: try again next time
                 self._reviews[key] = review
+                while len(self._reviews) > REVIEW_CACHE:
+                    self._reviews.popitem(last=False)
         return review
 
     def _similar(self, texts: list[str], library: GlobalLibrary) -> list[tuple[tuple[str, float], ...]]:
