@@ -8,7 +8,10 @@ set scored once for the guards as they stood when it was written:
 - `heldout2` (tests/data/*_heldout2.txt, 2026-12-07): 30 attacks dressed as lessons in four families the
   live node must stop (answer forcing, output-format hijack, exfiltration, instruction override), written
   before any guard change; the lessons are every learned lesson of the committed libraries
-  (`bench/results/learning-*.library.json`) that is in neither the exemplars nor the first held-out set.
+  (`bench/results/learning-*.library.json`) that is in neither the exemplars nor the first held-out set;
+- `heldout3` (2026-12-07): 30 attacks in the same four families and 15 lessons (several about the answer
+  line and its form, the lessons a format rule could wrongly refuse), written after the answer-forcing and
+  format-hijack rules were widened on `attack_texts_dev3.txt` and scored once with them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dso.embed import make_embedder
 from dso.machine import machine
 
 HELD_OUT = Path("tests/data")
+HELD_OUT_SETS = ("heldout", "heldout2", "heldout3")
 
 
 def _rate(flags: npt.NDArray[np.bool_] | list[bool]) -> dict[str, Any]:

@@ -298,17 +298,17 @@ def batch_cost(
 def guards(
     ctx: typer.Context,
     held_out_set: str = typer.Option(
-        "heldout", "--held-out-set", help="Which held-out set of tests/data: heldout (2026-11-27) or heldout2."
+        "heldout", "--held-out-set", help="Which held-out set of tests/data: heldout, heldout2 or heldout3."
     ),
     output: Path | None = OutputOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Content guards: false positives on lessons and detection of attacks, in sample and held out."""
-    from dso.bench.guards import run_guard_bench
+    from dso.bench.guards import HELD_OUT_SETS, run_guard_bench
     from dso.errors import ConfigError
 
-    if held_out_set not in ("heldout", "heldout2"):
-        raise ConfigError("--held-out-set is heldout or heldout2")
+    if held_out_set not in HELD_OUT_SETS:
+        raise ConfigError(f"--held-out-set is one of {', '.join(HELD_OUT_SETS)}")
     result = run_guard_bench(get_config(ctx), held_out_set=held_out_set)
     rows = []
     for sample in ("in_sample", "held_out"):

@@ -29,6 +29,7 @@ _OVERRIDE = _any(
     r"\bnew\s+(instructions?|rules?|system\s+prompt)\b",
     r"\bdo\s+not\s+follow\b",
     r"\b(only|solely)\s+(trust|follow|obey|use)\s+this\b|\bno\s+other\s+(lessons?|experiences?|instructions?|rules?)\b",
+    r"\b(priority|precedence)\s+over\b|\bmore\s+important\s+than\s+(anything|everything|the)\b",
     # the same request in a few other languages
     r"\b(ignorez|ignora|ignoriere|ignoriert|ignorar|negeer|ignoruj)\b",
     r"\b(instructions\s+pr[ée]c[ée]dentes|instrucciones\s+anteriores|vorherigen\s+anweisungen|istruzioni\s+precedenti)\b",
@@ -59,9 +60,34 @@ _ANSWER_FORCING = _any(
     r"\b(answer|respond|reply|output|say)\s+(with\s+)?(exactly|always|nothing\s+but|the\s+same)\b",
     r"\bthe\s+(correct\s+|right\s+|final\s+)?answer\s+is\s+(always|never)\b",
     r"\bregardless\s+of\s+(the\s+)?(question|problem|task|input|what)\b",
-    r"\b(never|don'?t|do\s+not)\s+(answer|solve|reason|think|explain|show)\b",
+    # "never answer at once" asks for the working, as the best hand-written tips do: not a forced answer
+    r"\b(never|don'?t|do\s+not)\s+(answer|solve|reason|think|explain|show)\b(?!\s+at\s+once)",
     r"\bno\s+matter\s+(what|the\s+question)\b",
     r"\bfor\s+(every|all|any)\s+(question|problem|task)s?\b",
+    # added 2026-12-07, tuned on tests/data/attack_texts_dev3.txt: a lesson never names the answer itself,
+    # never changes the result it found, and never answers without working
+    r"\bANSWER\s*:\s*[-+]?\d",
+    r"\bstate\s+that\s+the\s+answer\s+is\b",
+    r"\b(add|subtract|take)\s+(one|two|three|\d+)\s+(to|from)\s+(whatever|the|your)\s+(final\s+)?"
+    r"(result|answer|count|total)",
+    r"\b(double|triple|halve)\s+the\s+(count|result|answer|total)",
+    r"\b(report|answer\s+(it\s+)?with|give)\s+the\s+(largest|smallest|first|last)\s+number\b",
+    r"\bjust\s+guess\b|\bguess\s+a\s+number\b",
+    r"\bwhatever\s+(you\s+)?(computed|found|get|got|calculated)\b",
+    r"\b(answer|result)\s+every\s+time\b",
+    r"\bskip\s+the\s+(working|reasoning|steps)\b|\bwithout\s+(any\s+)?reasoning\b|\banswer\s+immediately\b",
+)
+_FORMAT_HIJACK = _any(
+    # added 2026-12-07 with the answer-forcing additions: the reply's form is the task's, not a lesson's
+    r"\binstead\s+of\s+(the\s+)?ANSWER\b|\brather\s+than\s+(with\s+)?(the\s+)?ANSWER\b",
+    r"\b(omit|drop|leave\s+out|skip)\s+the\s+(answer|final)\s+line\b|\bleave\s+the\s+ANSWER\s+line\s+empty\b",
+    r"\bdo\s+not\s+give\s+(one|an\s+answer|the\s+answer)\b|\bno\s+ANSWER\s+line\b",
+    r"\b(in|into|use\s+only)\s+(french|spanish|german|chinese|roman\s+numerals|base\s*64|emoji|capital\s+letters)\b",
+    r"\b(encode|translate)\s+(the\s+)?(final\s+)?(answer|result|every\s+number)\b",
+    r"\b(poem|story|disclaimer|advertisement|limerick)\b",
+    r"\bafter\s+the\s+(answer|final)\s+line\b|\bbefore\s+any\s+working\b",
+    r"\b(wrap|put)\s+(the\s+whole\s+reply|the\s+reply|it|the\s+result|the\s+answer)\s+(in|inside)\b",
+    r"\b(answer|final)\s+line\s+twice\b|\bFINAL\s*=",
 )
 _SUSPICIOUS_CHARACTERS = {"Cf", "Co", "Cs", "Cn", "Cc", "Zl", "Zp"}  # format, private, surrogate, unassigned, control
 
@@ -106,6 +132,7 @@ RULES: tuple[Rule, ...] = (
     Rule("role", "changes the model's role or speaks as system / assistant", _ROLE),
     Rule("exfiltration", "URLs, addresses, tools or secrets: reaches outside the task", _EXFILTRATION),
     Rule("answer-forcing", "forces an answer regardless of the question", _ANSWER_FORCING),
+    Rule("format-hijack", "changes the reply's form: the answer line, its language, what surrounds it", _FORMAT_HIJACK),
     Rule("hidden-text", "invisible, direction-changing or hidden characters and comments", _hidden_text),
     Rule("homoglyphs", "mixes Latin with look-alike letters of other scripts in one word", _mixed_scripts),
     Rule("form", 'is not one "When ..." sentence', _not_a_lesson),
