@@ -103,4 +103,4 @@ def test_product_code_never_imports_the_benchmarks() -> None:
 
 def test_only_the_contract_client_imports_web3() -> None:
     users = sorted(m for m, imported in graph().items() if any(i == "web3" or i.startswith("web3.") for i in imported))
-    assert users == ["dso.bench.chain", "dso.chain.client"]  # the chain benchmark measures that client itself
+    assert users == ["dso.chain.client"]

@@ -7,27 +7,21 @@ separate `dso node run` processes against anvil and an IPFS daemon.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
-from dso.chain.client import RegistryClient, deploy_registry, dev_fund, embedded_web3
+from dso.chain.client import RegistryClient, embedded_web3
 from dso.chain.registry import BatchState
-from dso.config import DSOConfig, NetworkConfig
+from dso.config import DSOConfig
 from dso.core.cid import cid_of
 from dso.core.records import ExperienceRecord, encode_record
 from dso.core.signing import batch_id as batch_id_of
 from dso.core.signing import sign_batch
 from dso.embed import Embedder
 from dso.errors import NodeError
-from dso.library import ExperienceLibrary
+from dso.network import Network, NetworkSpec, build_network
 from dso.node import share
-from dso.node.node import Node
-from dso.node.state import NodeState
-from dso.store import LocalBlockStore
 
 pytestmark = pytest.mark.slow  # a registry on the embedded EVM: seconds per test
 
@@ -37,36 +31,22 @@ LESSONS = [
 ]
 
 
-@dataclasses.dataclass
-class Network:
-    registry: str
-    store: LocalBlockStore
-    tmp: Path
-    embedder: Embedder
-    accounts: list[LocalAccount]
-
-    def node(self, index: int, **network: object) -> Node:
-        account = self.accounts[index]
-        config = DSOConfig()
-        config.network = dataclasses.replace(NetworkConfig(), **network)  # type: ignore[arg-type]
-        library = ExperienceLibrary(self.tmp / f"node{index}" / "library.db", self.embedder)
-        state = NodeState(self.tmp / f"node{index}" / "node.db")
-        registry = RegistryClient(embedded_web3(), self.registry, account)
-        return Node(config, library, account, registry, self.store, state)
-
-
 def make_network(tmp_path: Path, embedder: Embedder, members: int = 3, others: int = 1) -> Network:
-    w3 = embedded_web3()
-    accounts = [Account.create() for _ in range(members + others)]
-    for account in accounts:
-        dev_fund(w3, account.address)
-    client = deploy_registry(w3, accounts[0], [a.address for a in accounts[:members]])
-    return Network(client.address, LocalBlockStore(tmp_path / "blocks"), tmp_path, embedder, accounts)
+    """The network builder every network uses, on the embedded EVM; each node fetches for itself."""
+    spec = NetworkSpec(
+        nodes=members + others,
+        members=tuple(range(members)),
+        chain="embedded",
+        share_work=False,
+        key_tag=f"test-node:{tmp_path.name}",
+        operator=None,
+    )
+    return build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
 
 
 def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path: Path, embedder: Embedder) -> None:
     net = make_network(tmp_path, embedder)
-    a, b, c, d = (net.node(i) for i in range(4))  # d is not a member: it only pulls
+    a, b, c, d = net.nodes  # d is not a member: it only pulls
     for text in LESSONS:
         a.library.add(text, domain="leg_counting")
     a.library.apply([], evidence={a.library.all()[0].id: (4, 1, 2)})  # what a's training would have counted
@@ -113,7 +93,7 @@ def test_a_store_serving_other_bytes_leaves_the_whole_batch_unmerged_until_it_se
     """Bytes that do not hash to their CID prove the store wrong, not the publisher: not one record of the
     batch is merged, the batch is not refused, and once the store serves the right bytes it is merged."""
     net = make_network(tmp_path, embedder)
-    a, b, c, d = (net.node(i) for i in range(4))
+    a, b, c, d = net.nodes
     for text in LESSONS:
         a.library.add(text)
     a.sync()
@@ -138,7 +118,7 @@ def test_a_store_serving_other_bytes_leaves_the_whole_batch_unmerged_until_it_se
 
 def test_members_vote_no_on_a_record_signed_into_another_nodes_batch(tmp_path: Path, embedder: Embedder) -> None:
     net = make_network(tmp_path, embedder)
-    a, b = net.node(0), net.node(1)
+    a, b = net.nodes[0], net.nodes[1]
     forger, victim = net.accounts[2], net.accounts[3]
     record = ExperienceRecord(LESSONS[0], 0.9, "general", 0, "x", "y", victim.address, 1_700_000_000)
     data = encode_record(record)
@@ -152,7 +132,7 @@ def test_members_vote_no_on_a_record_signed_into_another_nodes_batch(tmp_path: P
         domain=domain,
     )
     net.store.put(batch.manifest_bytes)
-    relay = RegistryClient(embedded_web3(), net.registry, forger)
+    relay = RegistryClient(embedded_web3(), net.registry.address, forger)
     batch_id = relay.submit_batch(batch.manifest, batch.manifest_cid, batch.signature)
     a.sync()
     b.sync()
@@ -163,7 +143,7 @@ def test_members_vote_no_on_a_record_signed_into_another_nodes_batch(tmp_path: P
 
 def test_a_node_killed_around_submission_submits_each_batch_once(tmp_path: Path, embedder: Embedder) -> None:
     net = make_network(tmp_path, embedder)
-    a = net.node(0)
+    a = net.nodes[0]
     a.library.add(LESSONS[0])
 
     def crash(*args: object, **kwargs: object) -> None:
@@ -174,7 +154,7 @@ def test_a_node_killed_around_submission_submits_each_batch_once(tmp_path: Path,
         a.sync()
     assert a.state.unfinished_outbox()[0]["state"] == "stored"
     count = a.registry.batch_count()
-    restarted = net.node(0)  # the same state file and library, a new process's objects
+    restarted = net.restart(0)  # the same state file and library, a new process's objects
     restarted.sync()
     assert restarted.registry.batch_count() == count + 1
     # killed after the registry took the batch but before the outbox said so
@@ -189,7 +169,7 @@ def test_a_node_killed_around_submission_submits_each_batch_once(tmp_path: Path,
     restarted.state.set_outbox_state = crash_when_done  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         restarted.sync()
-    again = net.node(0)
+    again = net.restart(0)
     summary = again.sync()
     assert again.registry.batch_count() == count + 2  # the second round, once
     assert again.state.outbox_counts() == {"done": 2}

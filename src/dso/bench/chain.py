@@ -17,9 +17,8 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
-from web3 import Web3
 
-from dso.chain.client import RegistryClient, connect, deploy_registry, dev_fund
+from dso.chain.client import Chain, RegistryClient, connect, deploy_registry, dev_fund
 from dso.chain.registry import BatchState
 from dso.core.cid import cid_of
 from dso.core.records import BatchManifest, encode_batch
@@ -36,14 +35,14 @@ def _signed(registry: RegistryClient, node: LocalAccount, round_: int) -> tuple[
     return manifest, batch_cid, sign_batch(node.key, registry.domain, manifest, batch_cid)
 
 
-def _setup(w3: Web3) -> list[RegistryClient]:
+def _setup(w3: Chain) -> list[RegistryClient]:
     for account in [*MEMBERS, NODE]:
         dev_fund(w3, account.address, 10**21)
     first = deploy_registry(w3, MEMBERS[0], [m.address for m in MEMBERS], voting_window=10**6)
     return [first] + [RegistryClient(w3, first.address, account) for account in (*MEMBERS[1:], NODE)]
 
 
-def bench_backend(w3: Web3, batches: int, chunk: int, console: Console) -> dict[str, Any]:
+def bench_backend(w3: Chain, batches: int, chunk: int, console: Console) -> dict[str, Any]:
     clients = _setup(w3)
     node = clients[-1]
     signed = [_signed(node, NODE, r) for r in range(1, batches + 1)]

@@ -37,6 +37,7 @@ from dso.errors import ChainError, ContractRevert
 from dso.files import read_input, write_text_atomic
 
 DEV_CHAIN_IDS = {31337, 131277322940537}  # anvil / hardhat, eth-tester
+Chain = Web3  # a chain connection, for callers that must not import web3 themselves
 
 # A vote estimated while it would not decide its batch may decide it once other members' votes are mined
 # first (members vote at once): deciding stores the state and appends to the accepted list (~30k gas).

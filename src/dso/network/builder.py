@@ -224,6 +224,38 @@ class Network:
     registry: Registry  # the deployer's client, for reading what the registry holds
     store: ContentStore
     chain: Any  # the MemoryChain or the Web3 connection
+    accounts: list[LocalAccount] = dataclasses.field(default_factory=list)
+    folder: Path = Path(".")
+    shared: SharedWork | None = None
+    reads: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict)
+    client: Callable[[LocalAccount], Registry] | None = None
+
+    def restart(self, index: int, config: DSOConfig | None = None) -> Node:
+        """Node `index` as a new process would open it: new objects over the same key, library and state
+        files (the old objects are dropped unclosed, as a killed process leaves them). `config` replaces its
+        configuration."""
+        old = self.nodes[index]
+        assert self.client is not None
+        registry = self.client(self.accounts[index])
+        if self.spec.share_work:
+            registry = SharedReads(registry, self.reads)
+        folder = self.folder / f"node{index:04d}"
+        library = ExperienceLibrary.from_config(
+            (config or old.config).library, old.library.embedder, folder / "library.db"
+        )
+        voter = old.voter
+        node = Node(
+            config or old.config,
+            library,
+            self.accounts[index],
+            registry,
+            self.store,
+            NodeState(folder / "node.db"),
+            shared=self.shared,
+            voter=voter,
+        )
+        self.nodes[index] = node
+        return node
 
     @property
     def honest(self) -> list[Node]:
@@ -338,4 +370,4 @@ def build_network(
         voter = colluding_voter(allies) if spec.colluding and index in spec.byzantine else None
         state = NodeState(folder / f"node{index:04d}" / "node.db")
         nodes.append(Node(node_config, library, account, registry, store, state, shared=shared, voter=voter))
-    return Network(spec, nodes, deployed, store, chain)
+    return Network(spec, nodes, deployed, store, chain, accounts, folder, shared, reads, client)

@@ -103,6 +103,11 @@ class Node:
     def model(self) -> str:
         return self.ctx.model
 
+    @property
+    def voter(self) -> Voter | None:
+        """The judgement that replaces an honest member's (an adversarial node in a simulation), if any."""
+        return self._voter
+
     def embed(self, texts: list[str]) -> Vectors:
         return self.ctx.embed(texts)
 
