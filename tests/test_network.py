@@ -3,6 +3,7 @@ real nodes (real embedder, signatures, records, guards, consensus) in seconds, f
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from dso.config import DSOConfig
 from dso.embed import Embedder
 from dso.errors import StoreError
-from dso.network import NetworkSpec, build_network
+from dso.network import Network, NetworkSpec, build_network
 from dso.network.attacks import INJECTIONS, WRONG
 from dso.node.share import SharedRecord
 from dso.store import ContentStore
@@ -186,4 +187,91 @@ def test_a_member_does_not_vote_on_a_batch_it_cannot_fetch(tmp_path: Path, embed
     outage.down = False
     (vote,) = b.sync().votes
     assert vote.approve and network.registry.all_batches()[0].state.name == "ACCEPTED"
+    network.close()
+
+
+# -- attacks on the live node code: the registry's epochs, cumulative support, the library following consensus
+
+
+COMMON = "When a question counts legs, multiply each animal's count by its legs before adding."
+SHARED = "When two units differ, convert both to the smaller unit before comparing."
+POISON = WRONG[3]  # "When counting legs, every animal has four legs." passes every guard
+
+
+def lone_batch(network: Network, index: int, text: str, claimed_round: int) -> None:
+    """Node `index` registers one record under a round number of its choosing, outside its own outbox."""
+    from dso.core.signing import sign_batch
+    from dso.node import share as shares
+
+    node = network.nodes[index]
+    vector = node.embed([text])
+    experience = node.library.add(text, confidence=1.0).experience
+    records = shares.build_records(
+        [experience], vector, node=node.address, model="m", embedder=node.library.embedder_id or "", timestamp=1
+    )
+    domain = network.registry.domain
+    key = network.accounts[index].key
+    batch = shares.build_batch(
+        records,
+        node=node.address,
+        round_=claimed_round,
+        signer=lambda m, c: sign_batch(key, domain, m, c),
+        domain=domain,
+    )
+    network.store.put_many([data for _, data in records] + [batch.manifest_bytes])
+    node.registry.submit_batch(batch.manifest, batch.manifest_cid, batch.signature)
+
+
+@pytest.mark.parametrize("claimed_round", [0, 1, 2**40])
+def test_a_lone_batch_under_any_claimed_round_poisons_no_honest_library(
+    tmp_path: Path, embedder: Embedder, claimed_round: int
+) -> None:
+    """A non-member's fresh key registers one record alone, later than the honest round and under a round
+    number of its choosing (the honest one, a past one, a far-future one). Members' guards pass it and they
+    vote yes; before, it was the only node of its round and its support was 1.0. The batch belongs to the epoch
+    the registry registered it in, support is weighed against every node seen so far, and a newcomer adds at
+    most 5 points: no honest library takes it, and the honest libraries agree."""
+    spec = NetworkSpec(nodes=5, members=(0, 1, 2), chain="memory", share_work=False, voting_window=50)
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    honest = network.nodes[:4]
+    for node in honest:
+        node.library.add(COMMON)
+    for node in honest[:3]:
+        node.library.add(SHARED)
+    network.sync([0, 1, 2, 3, 0, 1, 2, 3])  # publish and vote, then pull
+    network.chain.mine(120)  # time passes: the next batch lands in a later epoch
+    lone_batch(network, 4, POISON, claimed_round)
+    network.sync([0, 1, 2, 3, 0, 1, 2, 3])  # the members vote yes (it passes the guards), everyone pulls
+    states = {info.node: info.state.name for info in network.registry.all_batches()}
+    assert states[network.nodes[4].address] == "ACCEPTED"  # the registry took it: the consensus must stop it
+    for node in honest:
+        assert POISON not in {e.text for e in node.library.all()}
+        assert {e.text for e in node.library.all()} == {COMMON, SHARED}
+    assert len({node.global_digest() for node in honest}) == 1
+    network.close()
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_partial_views_converge_whatever_order_batches_are_accepted(
+    tmp_path: Path, embedder: Embedder, order: tuple[int, ...]
+) -> None:
+    """Three publishers' batches are accepted one at a time in every order, and a reader syncs after each: a
+    lesson it merged from a partial view (a batch briefly alone) is withdrawn when the fuller view rejects it,
+    and at the end it holds what a reader that saw everything at once holds."""
+    spec = NetworkSpec(nodes=6, members=(5,), chain="memory", share_work=False)
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    publishers, reader, late, member = network.nodes[:3], network.nodes[3], network.nodes[4], network.nodes[5]
+    publishers[0].library.add(COMMON)
+    publishers[1].library.add(COMMON)
+    publishers[2].library.add(SHARED)  # only one of three holds it: support 1/3 < 0.45 once all are in
+    for index in order:
+        publishers[index].sync()  # publish
+        member.sync()  # the one member accepts it
+        reader.sync()  # the reader sees the batches accepted so far
+    late.sync()  # a reader that sees all three at once
+    assert {e.text for e in reader.library.all()} == {e.text for e in late.library.all()} == {COMMON}
+    assert reader.global_digest() == late.global_digest()
+    withdrawn = [h for h in reader.library.history() if h.op == "WITHDRAW"]
+    if order[0] == 2:  # SHARED was alone first, merged, then withdrawn
+        assert [h.old_text for h in withdrawn] == [SHARED]
     network.close()

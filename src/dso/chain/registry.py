@@ -147,6 +147,14 @@ class Registry(Protocol):
         ...
 
 
+def registry_epoch(info: BatchInfo, voting_window: int) -> int:
+    """The epoch a batch belongs to, defined by the registry, whatever round its publisher claims: the block it
+    was registered in (its deadline less the voting window), in windows of `voting_window` blocks. Every node
+    reads the same numbers from the registry, so every node puts a batch in the same epoch."""
+    window = max(1, int(voting_window))
+    return max(0, info.deadline - window) // window
+
+
 def all_pages(registry: Registry, state: BatchState | None, page: int) -> list[BatchInfo]:
     """Every batch of the registry, read page by page, filtered by state: `all_batches` for both backends."""
     found: list[BatchInfo] = []

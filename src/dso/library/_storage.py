@@ -235,6 +235,9 @@ class Storage(MetaTable):
         """An experience folded into another hands over its supporters."""
         self.db.execute("UPDATE OR IGNORE provenance SET experience_id = ? WHERE experience_id = ?", (target, source))
 
+    def forget_provenance(self, experience_id: str) -> None:
+        self.db.execute("DELETE FROM provenance WHERE experience_id = ?", (experience_id,))
+
     def knows_record(self, record_cid: str) -> bool:
         return self.db.execute("SELECT 1 FROM provenance WHERE record_cid = ?", (record_cid,)).fetchone() is not None
 

@@ -468,6 +468,17 @@ class ExperienceLibrary:
             self._vectors.invalidate()
         return current
 
+    def withdraw(self, experience_id: str, reason: str) -> Experience:
+        """Remove a lesson merged from the network that the network's consensus no longer accepts: its history
+        keeps it (op WITHDRAW, with the reason), its provenance goes, so it merges again if accepted again."""
+        with self._storage.transaction():
+            current = self.get(experience_id)
+            self._storage.remove(experience_id)
+            self._storage.forget_provenance(experience_id)
+            self._storage.record(experience_id, "WITHDRAW", current.text, None, reason=reason[:500])
+            self._vectors.invalidate()
+        return current
+
     def merge(self, experience_ids: Sequence[str], *, text: str | None = None) -> Experience:
         """Fold several experiences into the first: usage adds up, confidence is the highest."""
         if len(set(experience_ids)) < 2:

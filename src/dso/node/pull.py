@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from dso.chain.registry import BatchInfo
+from dso.chain.registry import BatchInfo, registry_epoch
 from dso.consensus.aggregate import Validation
 from dso.errors import ChainError, DataError, StoreError
 from dso.faults import fault_point
@@ -49,9 +49,10 @@ def pull(ctx: NodeContext, *, now: float | None = None, retry_all: bool = False)
             retrying.append(Refusal(batch_id, info.node, reason))
             ctx.log(f"batch {batch_id[:12]} not fetched ({reason[:160]}); next attempt in {due - now:.0f} s")
         else:
+            epoch = registry_epoch(info, ctx.registry.voting_window)  # not the round the publisher claims
             shared = [
                 share.SharedRecord(
-                    cid, batch_id, r.node, info.round, r.text, r.confidence, r.domain, r.epoch, *(r.evidence or NONE)
+                    cid, batch_id, r.node, epoch, r.text, r.confidence, r.domain, r.epoch, *(r.evidence or NONE)
                 )
                 for cid, r in records
             ]
@@ -130,6 +131,7 @@ def merge(ctx: NodeContext) -> MergeReport:
                 )
             )
     results, skipped = ctx.library.merge_remote(items) if items else ([], [])
+    withdrawn = _withdraw_rejected(ctx, accepted)
     fault_point("sync:merged")
     ctx.state.mark_merged(pending)
     for cid, reason in skipped:
@@ -140,7 +142,25 @@ def merge(ctx: NodeContext) -> MergeReport:
         supported=sum(r.op == "MERGE" for r in results),
         skipped=len(skipped),
         global_size=len(accepted),
+        withdrawn=withdrawn,
     )
+
+
+def _withdraw_rejected(ctx: NodeContext, accepted: list[share.GlobalExperience]) -> int:
+    """The library follows the consensus: a lesson this node merged from the network (its record came in a
+    verified accepted batch) that the global library no longer accepts is withdrawn, with the reason in its
+    history. Local lessons, and lessons a file import brought, are never touched."""
+    kept = {wording for g in accepted for wording in (g.text, *(g.decision.wordings if g.decision else ()))}
+    withdrawn = 0
+    for experience in ctx.library.all():
+        if experience.origin_node == "local" or not experience.content_id or experience.text in kept:
+            continue
+        if not ctx.state.knows_record(experience.content_id):
+            continue
+        ctx.library.withdraw(experience.id, "the network's consensus no longer accepts it")
+        ctx.log(f"withdrew {experience.id}: the global library no longer accepts it")
+        withdrawn += 1
+    return withdrawn
 
 
 def global_digest(accepted: list[share.GlobalExperience]) -> str:

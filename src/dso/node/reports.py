@@ -71,6 +71,7 @@ class MergeReport:
     supported: int = 0
     skipped: int = 0
     global_size: int = 0
+    withdrawn: int = 0  # merged lessons the consensus no longer accepts, removed
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

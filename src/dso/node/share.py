@@ -223,13 +223,17 @@ def global_library(
 ) -> GlobalLibrary:
     """The global library every node computes from the same accepted batches.
 
-    Robust: the consensus (`dso.consensus.aggregate`) runs round by round in round order, reputations
-    carried from one round to the next, over the records of accepted batches. Otherwise every record of an
-    accepted batch is in. Record texts are normalised by the record format, so they match the consensus's
-    wordings as they are. Deterministic: the same records give the same library whatever their order.
-    `vectors` maps each of `unique_texts` of the records to its unit vector. `guards` is the node's content
-    policy, run in both modes (the same one its votes run); `validations` are the evidence rows the
-    consensus weighs (robust mode)."""
+    Robust: the consensus (`dso.consensus.aggregate`) runs once per epoch, in epoch order, each time over every
+    record of the epochs so far (support is cumulative: a lesson published by one node in one epoch and by
+    others later adds up, and a batch alone in its epoch is weighed against the whole network seen so far,
+    never against itself alone), reputations carried from epoch to epoch; the library is the last run's
+    decision, so a lesson accepted from a partial view is dropped when the fuller view rejects it. A record's
+    `round` is the registry epoch of its batch (`registry_epoch`), never the round its publisher claims. The
+    per-node cap counts `max_per_node` for each epoch. Otherwise every record of an accepted batch is in.
+    Record texts are normalised by the record format, so they match the consensus's wordings as they are.
+    Deterministic: the same records give the same library whatever their order. `vectors` maps each of
+    `unique_texts` of the records to its unit vector. `guards` is the node's content policy, run in both modes
+    (the same one its votes run); `validations` are the evidence rows the consensus weighs (robust mode)."""
     ordered = sorted(records, key=lambda r: (r.round, r.batch_id, r.cid))
     if not robust:
         policy = guards or GuardPolicy.from_settings(settings)
@@ -243,19 +247,21 @@ def global_library(
         merged = [GlobalExperience(t, rows[0].domain, tuple(rows), None) for t, rows in by_text.items()]
         return GlobalLibrary(merged, [], {})
     reputations: dict[str, Reputation] = {}
-    accepted: list[GlobalExperience] = []
-    rejected: list[Decision] = []
-    for round_ in sorted({r.round for r in ordered}):
-        rows = [r for r in ordered if r.round == round_]
+    epochs = sorted({r.round for r in ordered})
+    if not epochs:
+        return GlobalLibrary([], [], {})
+    for count, epoch in enumerate(epochs, 1):
+        rows = [r for r in ordered if r.round <= epoch]
         submissions = [Submission(r.node, r.text, r.confidence, r.domain, r.round, "accepted") for r in rows]
-        result = aggregate(submissions, vectors, settings, reputations, validations, guards)
+        capped = dataclasses.replace(settings, max_per_node=settings.max_per_node * count)
+        result = aggregate(submissions, vectors, capped, reputations, validations, guards)
         reputations = dict(result.reputations)
-        for decision in result.accepted:
-            wordings, supporters = set(decision.wordings), set(decision.supporters)
-            backing = tuple(r for r in rows if r.node in supporters and r.text in wordings)
-            accepted.append(GlobalExperience(decision.text, decision.domain, backing, decision))
-        rejected += result.rejected
-    return GlobalLibrary(accepted, rejected, reputations)
+    accepted: list[GlobalExperience] = []
+    for decision in result.accepted:
+        wordings, supporters = set(decision.wordings), set(decision.supporters)
+        backing = tuple(r for r in rows if r.node in supporters and r.text in wordings)
+        accepted.append(GlobalExperience(decision.text, decision.domain, backing, decision))
+    return GlobalLibrary(accepted, list(result.rejected), reputations)
 
 
 def texts_to_embed(records: Sequence[SharedRecord]) -> list[str]:

@@ -29,7 +29,7 @@ from dso.errors import NodeError
 from dso.node.share import OutgoingBatch, SharedRecord
 from dso.sqlite import MetaTable, connect, transaction
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a record's round is the registry epoch its batch was registered in, not the claimed one
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS published (
@@ -116,9 +116,15 @@ class NodeState(MetaTable):
             self.db = connect(path)
             with self.transaction():
                 stored = self.create_schema(_SCHEMA)
-                if stored not in (None, str(SCHEMA_VERSION)):
+                if stored == "1":  # records kept the publisher's claimed round: pull every accepted batch again
+                    self.db.execute("DELETE FROM records")
+                    self.db.execute(
+                        "UPDATE batches SET verdict = NULL, reason = NULL, merged = 0 WHERE verdict IS NOT NULL"
+                    )
+                    self.set_cursor("accepted", 0)
+                elif stored not in (None, str(SCHEMA_VERSION)):
                     raise NodeError(f"{path} has node schema {stored!r:.20}; this dso reads {SCHEMA_VERSION}")
-                if stored is None:
+                if stored != str(SCHEMA_VERSION):
                     self.set_meta("schema_version", str(SCHEMA_VERSION))
         except sqlite3.DatabaseError as exc:
             raise NodeError(f"{path} is not a usable node state file: {exc}") from None
@@ -287,6 +293,10 @@ class NodeState(MetaTable):
             "JOIN batches b ON b.batch_id = r.batch_id WHERE b.verdict = 'verified' AND b.chain_state = 'accepted'"
         ).fetchall()
         return [SharedRecord(*row) for row in rows]
+
+    def knows_record(self, cid: str) -> bool:
+        """Whether a record came to this node in a verified accepted batch (it is the network's, not local)."""
+        return self.db.execute("SELECT 1 FROM records WHERE cid = ? LIMIT 1", (cid,)).fetchone() is not None
 
     def unmerged_verified(self) -> list[str]:
         rows = self.db.execute(
