@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dso.chain.client import RegistryClient, embedded_web3
-from dso.chain.registry import BatchState
+from dso.chain.registry import BatchState, registry_epoch
 from dso.config import DSOConfig
 from dso.core.cid import cid_of
 from dso.core.records import ExperienceRecord, encode_record
@@ -70,7 +70,8 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
         merged = next(e for e in node.library.all() if e.text == LESSONS[0])
         assert merged.origin_node == a.address
         (row,) = node.library.provenance(merged.id)
-        assert (row.node, row.batch_id, row.round) == (a.address, batch_id, 1)
+        epoch = registry_epoch(info, a.registry.voting_window)  # the registry's epoch, not the claimed round 1
+        assert (row.node, row.batch_id, row.round) == (a.address, batch_id, epoch)
         assert (
             row.record_cid in a.store.get(a.registry.batch(bytes.fromhex(batch_id[2:])).batch_cid).decode()
         )  # the record CID is one the manifest lists
