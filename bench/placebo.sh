@@ -3,7 +3,8 @@
 #   choose        candidate instructions side by side on 40 questions of each task, seed 5150 (kept for this
 #                 choice: no run, gate or evaluation uses it); the winner is solver.v3's instruction
 #   lessons-SEED  each committed learned library's lessons on 100 questions of an unseen seed, three arms:
-#                 the bare prompt, the placebo alone, the placebo plus the lessons (dso bench tips --placebo)
+#                 the bare prompt, the placebo alone, the placebo plus the lessons (dso bench tips --placebo);
+#                 ONLY=RUN (e.g. ONLY=chain_sum) limits it to one learned library
 # Results land in bench/results/placebo-*.json, stamped with the machine and the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,7 @@ for case in "$@"; do
       seed=${case#lessons-}
       for pair in "chain_sum chain_sum" "legs-solver2 $LEGS" "decimal_chain_sum-1place $DECIMAL"; do
         run=${pair%% *}; task=${pair#* }
+        if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$run" ]; then continue; fi
         lessons_file "$run"
         DSO_TRAIN_SEED=$seed $DSO bench tips "$task" --count 100 --max-tokens 256 --placebo \
           --lessons "bench/lessons/learned-$run.txt" --json | stamp "$case" "lessons-$run-seed$seed"
