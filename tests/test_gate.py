@@ -204,19 +204,19 @@ def test_a_lesson_that_wins_only_by_giving_the_majority_answer_everywhere_is_dro
     assert [o.text for o in kept] == [RULE]
 
 
-PLACEBO_LIKE = "When solving a problem, think step by step and check your work before the final answer."
+PLACEBO_LIKE = "When solving a problem, show your working and double-check every calculation before the final answer."
 
 
 def careful_solver() -> ScriptedLLM:
-    """Right whenever anything in its prompt tells it to check its work: what a generic instruction buys."""
-    return sisters_solver("careful", lambda _, prompt: "check your work" in prompt.lower())
+    """Right whenever anything in its prompt tells it to double-check: what a generic instruction buys."""
+    return sisters_solver("careful", lambda _, prompt: "double-check" in prompt.lower())
 
 
 @pytest.mark.parametrize("version", [2, 3])
 def test_the_gate_refuses_a_lesson_that_only_restates_the_placebo(
     tmp_path: Path, embedder: Embedder, version: int
 ) -> None:
-    """Under the bare prompt (solver.v2) a lesson that only says "check your work" fixes every question; under
+    """Under the bare prompt (solver.v2) a lesson that only says "double-check" fixes every question; under
     solver.v3, whose prompt already carries the placebo instruction, it adds nothing and is refused."""
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     settings = SolveSettings(parallel=2, prompt_version=version)

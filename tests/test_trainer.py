@@ -364,10 +364,10 @@ def test_a_recorded_batch_is_extracted_again_with_the_settings_its_run_recorded(
 
 
 def careful(request: ScriptedRequest) -> str | list[str]:
-    """A solver that answers right when its prompt tells it to check its work or carries the learned lesson."""
+    """A solver that answers right when its prompt tells it to double-check or carries the learned lesson."""
     asked = re.search(r"What is (\d+) \+ (\d+)", request.prompt)
     total = int(asked[1]) + int(asked[2]) if asked else 0
-    right = "check your work" in request.prompt.lower() or LESSON in request.prompt
+    right = "double-check" in request.prompt.lower() or LESSON in request.prompt
     return [f"ANSWER: {total if right else total + 1}" for _ in range(request.n)]
 
 
@@ -391,4 +391,4 @@ def test_eval_reports_the_bare_prompt_the_placebo_and_the_library(tmp_path: Path
     accuracy = {arm: row["accuracy"] for arm, row in report["arms"].items()}
     assert accuracy == {"baseline": 0.0, "placebo": 1.0, "library": 1.0}
     assert report["paired"]["fixed"] == 2 and report["paired_placebo"] == {"fixed": 0, "broken": 0, "p_value": 1.0}
-    assert report["gain_over_placebo"] == 0.0 and "check your work" in report["placebo"].lower()
+    assert report["gain_over_placebo"] == 0.0 and "double-check" in report["placebo"].lower()
