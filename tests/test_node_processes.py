@@ -23,6 +23,7 @@ from dso.chain.client import RegistryClient, connect
 from dso.core.records import decode_batch
 from dso.library import ExperienceLibrary
 from dso.llm.testing import ScriptedLLM, ScriptedRequest, serve_openai
+from dso.services import free_port
 from dso.store.ipfs import IPFSStore
 
 SHARED = "When adding two numbers, count up from the larger one."
@@ -143,6 +144,20 @@ def test_three_node_processes_agree_after_one_is_killed_mid_sync(
         library = ExperienceLibrary(tmp_path / f"node{index}" / "run" / "library.db", create=False)
         assert {SHARED, *OWN} <= {e.text for e in library.all()}, index
         library.close()
+    # a new reader whose IPFS daemon is down: `dso node sync` says so and exits non-zero, refusing nothing; once
+    # the daemon answers, the next sync fetches every accepted batch and agrees with the others
+    dead = f"http://127.0.0.1:{free_port()}"
+    reader = ok(dso("node", "init", "--dir", str(tmp_path / "reader"), "--rpc", anvil_url, "--ipfs", dead,
+                    "--json", env=base))  # fmt: skip
+    down = dso("--config", reader["config"], "node", "sync", env=env)
+    assert down.returncode == 1 and down.stderr.startswith("error: ") and "could not be fetched" in down.stderr
+    assert "Traceback" not in down.stderr
+    waiting = ok(dso("--config", reader["config"], "node", "status", "--json", env=env))
+    assert waiting["refused_batches"] == [] and len(waiting["retrying_batches"]) == len(batches)
+    up = ok(dso("--config", reader["config"], "node", "sync", "--json", env=env | {"DSO_NETWORK_STORE": ipfs_api}))
+    assert len(up["pulled"]["verified"]) == len(batches) and up["pulled"]["retrying"] == []
+    after = ok(dso("--config", reader["config"], "node", "status", "--json", env=env | {"DSO_NETWORK_STORE": ipfs_api}))
+    assert after["global_library"]["digest"] == statuses[0]["global_library"]["digest"]
 
 
 @pytest.mark.slow
