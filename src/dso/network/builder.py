@@ -133,12 +133,29 @@ class SharedReads:
         return entry[1]
 
     # the port, by delegation
-    address = property(lambda self: self.inner.address)
-    chain_id = property(lambda self: self.inner.chain_id)
-    domain: RegistryDomain = property(lambda self: self.inner.domain)  # type: ignore[assignment]
-    can_write = property(lambda self: self.inner.can_write)
-    sent: TransactionCount = property(lambda self: self.inner.sent)  # type: ignore[assignment]
-    voting_window = property(lambda self: self.inner.voting_window)
+    @property
+    def address(self) -> str:
+        return self.inner.address
+
+    @property
+    def chain_id(self) -> int:
+        return self.inner.chain_id
+
+    @property
+    def domain(self) -> RegistryDomain:
+        return self.inner.domain
+
+    @property
+    def can_write(self) -> bool:
+        return self.inner.can_write
+
+    @property
+    def sent(self) -> TransactionCount:
+        return self.inner.sent
+
+    @property
+    def voting_window(self) -> int:
+        return self.inner.voting_window
 
     def height(self) -> int:
         return self.inner.height()
