@@ -2,6 +2,9 @@
 # The placebo: which generic instruction the solver's prompt carries, and what learned lessons add beyond it.
 #   choose        candidate instructions side by side on 40 questions of each task, seed 5150 (kept for this
 #                 choice: no run, gate or evaluation uses it); the winner is solver.v3's instruction
+#   content       hand-written content tips (dso bench tips' TIPS) against the placebo on 40 questions of each
+#                 candidate task, seed 6160 (kept for choosing tasks: no run, gate or evaluation uses it): where
+#                 a tip's content beats the placebo, a learned lesson's can; ONLY=NAME limits it to one task
 #   lessons-SEED  each committed learned library's lessons on 100 questions of an unseen seed, three arms:
 #                 the bare prompt, the placebo alone, the placebo plus the lessons (dso bench tips --placebo);
 #                 ONLY=RUN (e.g. ONLY=chain_sum) limits it to one learned library
@@ -34,6 +37,13 @@ for case in "$@"; do
         DSO_TRAIN_SEED=5150 $DSO bench tips "$task" --count 40 --max-tokens 256 "${flags[@]}" --json \
           | stamp choose "choice-$name"
       done ;;
+    content)
+      for task in "syllogism" "$LEGS" "products:min_digits=2,max_digits=3" "gcd"; do
+        name=$(echo "$task" | cut -d: -f1)
+        if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$name" ]; then continue; fi
+        DSO_TRAIN_SEED=6160 $DSO bench tips "$task" --count 40 --max-tokens 256 --placebo --json \
+          | stamp content "content-$name"
+      done ;;
     lessons-*)
       seed=${case#lessons-}
       for pair in "chain_sum chain_sum" "legs-solver2 $LEGS" "decimal_chain_sum-1place $DECIMAL"; do
@@ -43,6 +53,6 @@ for case in "$@"; do
         DSO_TRAIN_SEED=$seed $DSO bench tips "$task" --count 100 --max-tokens 256 --placebo \
           --lessons "bench/lessons/learned-$run.txt" --json | stamp "$case" "lessons-$run-seed$seed"
       done ;;
-    *) echo "unknown case $case (choose, lessons-SEED)" >&2; exit 2 ;;
+    *) echo "unknown case $case (choose, content, lessons-SEED)" >&2; exit 2 ;;
   esac
 done
