@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from dso.config import DSOConfig
+from dso.core.cid import cid_of
+from dso.core.records import BatchManifest, ExperienceRecord, encode_batch, encode_record
 from dso.embed import Embedder
-from dso.errors import StoreError
+from dso.errors import CIDError, StoreError
 from dso.network import Network, NetworkSpec, build_network
 from dso.network.attacks import INJECTIONS, WRONG
 from dso.node.share import SharedRecord
@@ -75,10 +77,12 @@ def test_two_networks_in_one_process_do_not_share_their_attackers(tmp_path: Path
     honest.close()
 
 
-def _evidence_record(node: str, round_: int, text: str, helped: int, hurt: int, n: int) -> SharedRecord:
-    return SharedRecord(
-        f"cid-{node}-{round_}-{n}", f"0x{round_:02d}{n:02d}", node, round_, text, 0.8, "math", 0, helped, hurt
-    )
+def _evidence_record(node: str, round_: int, text: str, helped: int, hurt: int, n: int) -> tuple[SharedRecord, bytes]:
+    """A real record (canonical bytes under its CID) of a verified batch, as a pull stores it."""
+    record = ExperienceRecord(text, 0.8, "math", 0, "test", "test", node, 1_700_000_000 + n, None, (helped, hurt, 0))
+    data = encode_record(record)
+    row = SharedRecord(cid_of(data), f"0x{round_:02d}{n:02d}", node, round_, text, 0.8, "math", 0, helped, hurt)
+    return row, data
 
 
 def test_the_live_node_passes_its_records_evidence_to_the_consensus(tmp_path: Path, embedder: Embedder) -> None:
@@ -94,9 +98,9 @@ def test_the_live_node_passes_its_records_evidence_to_the_consensus(tmp_path: Pa
     rows = [_evidence_record(p, 1, shared, 2, 0, i) for i, p in enumerate(peers)]  # round 1: reputations
     rows += [_evidence_record(p, 2, harmful, 0, 3, i) for i, p in enumerate(peers[:3])]
     rows += [_evidence_record(peers[3], 2, shared, 1, 0, 9)]
-    for row in rows:
+    for row, data in rows:
         node.state.note_batch(row.batch_id, row.node, row.round, "accepted")
-        node.state.accept_verified(row.batch_id, [row], 0)
+        node.state.accept_verified(row.batch_id, [(row, data)], 0)
     library = node.global_library()
     accepted = {g.text for g in library.accepted}
     vetoed = {d.text: d.reason for d in library.rejected}
@@ -116,9 +120,9 @@ def test_votes_and_merges_run_one_guard_policy(tmp_path: Path, embedder: Embedde
     attack = INJECTIONS[0]
     assert node.guard_findings([attack, HONEST[0]])[0] and node.guard_findings([attack, HONEST[0]])[1] == []
     rows = [_evidence_record(f"0x{i:040x}", 1, text, 0, 0, i) for i, text in enumerate([attack, HONEST[0]])]
-    for row in rows:
+    for row, data in rows:
         node.state.note_batch(row.batch_id, row.node, row.round, "accepted")
-        node.state.accept_verified(row.batch_id, [row], 0)
+        node.state.accept_verified(row.batch_id, [(row, data)], 0)
     assert [g.text for g in node.global_library().accepted] == [HONEST[0]]
     network.close()
 
@@ -275,3 +279,136 @@ def test_partial_views_converge_whatever_order_batches_are_accepted(
     if order[0] == 2:  # SHARED was alone first, merged, then withdrawn
         assert [h.old_text for h in withdrawn] == [SHARED]
     network.close()
+
+
+# -- local state re-checked: what a node reads back from its own files
+
+
+def test_a_record_edited_in_the_node_state_never_changes_the_global_library(tmp_path: Path, embedder: Embedder) -> None:
+    """Records are read back from their stored bytes, re-hashed to their CIDs: an edited text column is
+    ignored, edited bytes are one error naming the file, and nothing merges from either."""
+    import sqlite3
+
+    from dso.errors import NodeError
+
+    spec = NetworkSpec(nodes=2, members=(0, 1), chain="memory", share_work=False)
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    a, b = network.nodes
+    a.library.add(HONEST[0])
+    network.sync([0, 1, 0, 1])
+    assert {g.text for g in b.global_library().accepted} == {HONEST[0]}
+    db = sqlite3.connect(b.state.path)
+    db.execute("UPDATE records SET text = ?", (POISON,))
+    db.commit()
+    b.ctx.last_global = None
+    assert {g.text for g in b.global_library().accepted} == {HONEST[0]}  # the text comes from the bytes
+    (data,) = db.execute("SELECT data FROM records").fetchone()
+    db.execute("UPDATE records SET data = ?", (bytes(data).replace(b"multiply", b"subtract"),))
+    db.commit()
+    db.close()
+    b.ctx.last_global = None
+    with pytest.raises(NodeError, match=r"node\.db is damaged: record .* does not hash to its CID"):
+        b.global_library()
+    assert POISON not in {e.text for e in b.library.all()}
+    network.close()
+
+
+def test_outbox_bytes_edited_before_sending_are_never_sent(tmp_path: Path, embedder: Embedder) -> None:
+    """A round built into the outbox is re-hashed (records, manifest) and its signature re-checked before
+    anything leaves the node: edited bytes stop the send with one error naming the file."""
+    import sqlite3
+
+    from dso.errors import NodeError
+
+    class RefusingStore(OutageStore):
+        def put_many(self, blocks: Sequence[bytes]) -> list[str]:
+            if self.down:
+                raise StoreError("cannot connect to the IPFS API (ConnectError)")
+            return self.inner.put_many(blocks)
+
+    spec = NetworkSpec(nodes=1, members=(0,), chain="memory")
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    (node,) = network.nodes
+    node.library.add(HONEST[0])
+    store = RefusingStore(node.store)
+    node.ctx.store, store.down = store, True
+    with pytest.raises(StoreError):
+        node.sync()  # built into the outbox; the store did not answer, so nothing was sent
+    store.down = False
+    db = sqlite3.connect(node.state.path)
+    (data,) = db.execute("SELECT data FROM outbox_records").fetchone()
+    db.execute("UPDATE outbox_records SET data = ?", (bytes(data).replace(b"multiply", b"subtract"),))
+    db.commit()
+    db.close()
+    with pytest.raises(NodeError, match=r"node\.db is damaged: outbox round 1"):
+        node.sync()
+    assert network.registry.all_batches() == []
+    network.close()
+
+
+def test_the_largest_batch_costs_members_one_manifest_and_poisons_nothing(tmp_path: Path, embedder: Embedder) -> None:
+    """A manifest of 10,000 records cannot exist (more than one block), so a non-member registers the largest
+    that fits, 4,000 records (codes null: nothing to check them with) hiding one poison. Members read its
+    manifest, see more records than a node takes in one batch, and vote no without fetching or embedding one
+    record; nothing reaches any library, and the honest libraries agree."""
+    from dso.core.signing import sign_batch
+    from dso.node import share as shares
+
+    spec = NetworkSpec(nodes=3, members=(0, 1), chain="memory", share_work=False)
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    a, b, attacker = network.nodes
+    a.library.add(HONEST[0])
+    b.library.add(HONEST[1])
+    network.sync([0, 1, 0, 1])
+    texts = [POISON] + [f"When a list holds item {i}, read item {i} before the others." for i in range(9_999)]
+    records: list[tuple[str, bytes]] = []
+    for i, text in enumerate(texts):
+        data = encode_record(ExperienceRecord(text, 1.0, "math", 0, "e", "m", attacker.address, 1 + i))
+        records.append((cid_of(data), data))
+    key, domain = network.accounts[2].key, network.registry.domain
+    with pytest.raises(CIDError, match="more than one raw block"):
+        cid_of(encode_batch(BatchManifest.build(attacker.address, 7, [cid for cid, _ in records])))
+    records = records[:4_000]
+    batch = shares.build_batch(
+        records, node=attacker.address, round_=7, signer=lambda m, c: sign_batch(key, domain, m, c), domain=domain
+    )
+    network.store.put_many([data for _, data in records] + [batch.manifest_bytes])
+    attacker.registry.submit_batch(batch.manifest, batch.manifest_cid, batch.signature)
+    reports = [a.sync(), b.sync()]  # a's no rejects it at once (more than a third of two members)
+    (vote,) = [v for report in reports for v in report.votes]
+    assert not vote.approve and "4000 records" in vote.reason and "max_batch_records" in vote.reason
+    assert all(report.bytes.received.get("records", 0) == 0 for report in reports)  # not one record fetched
+    (info,) = [i for i in network.registry.all_batches() if i.node == attacker.address]
+    assert info.state.name == "REJECTED"
+    for node in (a, b):
+        assert {e.text for e in node.library.all()} == set(HONEST)
+    assert a.global_digest() == b.global_digest()
+    network.close()
+
+
+def test_a_node_state_without_record_bytes_pulls_every_accepted_batch_again(tmp_path: Path) -> None:
+    """State files of schema 2 kept records as columns only: opening one drops those records and rewinds the
+    accepted-batch cursor, so the next sync fetches, checks and keeps each record's bytes."""
+    import sqlite3
+
+    from dso.node.state import NodeState
+
+    path = tmp_path / "node.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', '2'), ('cursor:accepted', '5');"
+        "CREATE TABLE records (batch_id TEXT NOT NULL, cid TEXT NOT NULL, node TEXT NOT NULL, round INTEGER NOT NULL,"
+        " text TEXT NOT NULL, confidence REAL NOT NULL, domain TEXT NOT NULL, epoch INTEGER NOT NULL,"
+        " helped INTEGER NOT NULL DEFAULT 0, hurt INTEGER NOT NULL DEFAULT 0, neutral INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (batch_id, cid));"
+        "INSERT INTO records (batch_id, cid, node, round, text, confidence, domain, epoch)"
+        " VALUES ('0x01', 'c', '0x00', 1, 't', 0.5, 'd', 0);"
+    )
+    old.commit()
+    old.close()
+    state = NodeState(path)
+    assert state.cursor("accepted") == 0 and state.verified_records() == []
+    assert state.meta("schema_version") == "3"
+    assert "data" in {row[1] for row in state.db.execute("PRAGMA table_info(records)")}
+    state.close()

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -410,7 +411,19 @@ def _dso(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess
     )
 
 
-def test_dso_serve_opens_a_node_read_only_on_a_real_chain(tmp_path: Path, anvil_url: str) -> None:
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the system's openssl."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_dso_serve_opens_a_node_read_only_on_a_real_chain(tmp_path: Path, anvil_url: str, tls: bool) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DSO_")} | {"DSO_KEY_PASSWORD": PASSWORD}
     made = _dso("node", "init", "--dir", str(tmp_path / "node"), "--rpc", anvil_url, "--json", env=env)
     assert made.returncode == 0, made.stderr
@@ -420,19 +433,25 @@ def test_dso_serve_opens_a_node_read_only_on_a_real_chain(tmp_path: Path, anvil_
     port = _free_port()
     served_env = {k: v for k, v in env.items() if k != "DSO_KEY_PASSWORD"}  # no password: read-only
     served_env |= {"DSO_CHAIN_REGISTRY": json.loads(deployed.stdout)["address"], "DSO_SERVE_TOKEN": TOKEN}
+    served = ["--port", str(port)]
+    verify: bool | ssl.SSLContext = True
+    if tls:
+        cert, key = _self_signed(tmp_path)
+        served += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        verify = ssl.create_default_context(cafile=str(cert))
     process = subprocess.Popen(
-        [sys.executable, "-m", "dso", "--config", node["config"], "serve", "--port", str(port)],
+        [sys.executable, "-m", "dso", "--config", node["config"], "serve", *served],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=served_env,
     )
     try:
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        url, deadline = f"{'https' if tls else 'http'}://127.0.0.1:{port}", time.monotonic() + 60
         while True:
             assert process.poll() is None, process.communicate()[1][-2000:]
             try:
-                page = httpx.get(f"{url}/", timeout=5)
+                page = httpx.get(f"{url}/", timeout=5, verify=verify)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "dso serve did not answer"
@@ -440,19 +459,24 @@ def test_dso_serve_opens_a_node_read_only_on_a_real_chain(tmp_path: Path, anvil_
         assert page.status_code == 200 and node["address"] in page.text
         assert "No batch is waiting for votes" in page.text
         assert "server" not in page.headers  # no server banner
-        assert httpx.get(f"{url}/status", timeout=30).status_code == 200
-        login = httpx.get(f"{url}/login", params={"token": TOKEN}, timeout=5)
+        assert httpx.get(f"{url}/status", timeout=30, verify=verify).status_code == 200
+        login = httpx.get(f"{url}/login", params={"token": TOKEN}, timeout=5, verify=verify)
         assert login.status_code == 303 and "dso_session=" in login.headers["set-cookie"]
+        assert TOKEN not in login.headers["set-cookie"]  # a session id, not the token
+        assert ("secure" in login.headers["set-cookie"].lower()) is tls  # the cookie never goes out in clear
     finally:
         process.terminate()
         _, err = process.communicate(timeout=30)
-    assert f"login?token={TOKEN}" in err  # the sign-in address is printed for the operator
+    assert f"{url}/login?token={TOKEN}" in err  # the sign-in address is printed for the operator
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["serve", "--host", "0.0.0.0"], "not a loopback address"),
+        (["serve", "--host", "0.0.0.0", "--public"], "needs --tls-cert and --tls-key"),
+        (["serve", "--tls-cert", "missing.pem"], "go together"),
+        (["serve", "--tls-cert", "missing.pem", "--tls-key", "missing.key"], "not a readable file"),
         (["serve", "--port", "0"], "Invalid value"),
         (["--config", "node/dso.toml", "serve"], "embedded EVM"),
     ],
@@ -463,3 +487,35 @@ def test_dso_serve_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str]
     result = _dso(*args, env=env, cwd=tmp_path)
     assert result.returncode != 0 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sessions_live_on_the_server_expire_and_end_at_logout(network: Network) -> None:
+    """The cookie is a random session id, not the token; logout revokes it on the server (a copy of the
+    cookie no longer writes), and a session expires by the server's clock."""
+    now = [1000.0]
+    app = create_app(network.reviewer(), TOKEN, session_seconds=60, clock=lambda: now[0])
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        csrf = signed_in(client)
+        sid = client.cookies.get("dso_session")
+        assert sid and TOKEN not in sid and len(sid) >= 40
+        assert 'action="/logout"' in client.get("/").text
+        assert client.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+        client.cookies.set("dso_session", sid)  # a copy of the old cookie, replayed
+        assert client.post("/logout", data={"csrf": csrf}).status_code == 403
+        assert 'action="/logout"' not in client.get("/").text
+        csrf = signed_in(client)
+        now[0] += 61  # past the session's lifetime
+        assert client.post("/logout", data={"csrf": csrf}).status_code == 403
+        assert csrf not in client.get("/").text
+
+
+def test_requests_another_site_makes_a_browser_send_are_refused_before_any_work(network: Network) -> None:
+    """An image or a form on another site pointing at the reviewer page: the browser marks it
+    `Sec-Fetch-Site: cross-site` (or `same-site`), and the page refuses it without searching or fetching."""
+    app = create_app(network.reviewer(), TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        for site in ("cross-site", "same-site"):
+            refused = client.get("/library?q=legs", headers={"sec-fetch-site": site})
+            assert refused.status_code == 403 and "other sites" in refused.text
+        assert client.get("/library?q=legs", headers={"sec-fetch-site": "same-origin"}).status_code == 200
+        assert client.get("/library?q=legs", headers={"sec-fetch-site": "none"}).status_code == 200  # typed in

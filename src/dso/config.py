@@ -125,6 +125,9 @@ class NetworkConfig:
     store: str = ""  # "" = the embedded block store in node_dir; or an IPFS HTTP API URL
     node_dir: Path = Path("dso-node")  # the node's state (outbox, cursors), blocks and learning run
     max_publish: int = 50  # experiences per published batch (consensus.max_per_node counts no more)
+    # a stranger's batch listing more records is refused after its manifest is read, before any record is fetched
+    # or embedded: what one batch can cost this node (the protocol's own cap is 10,000); one value per network
+    max_batch_records: int = 100
 
 
 @dataclasses.dataclass
@@ -212,6 +215,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "network.sync_frequency": (1, 1_000_000),
     "network.voting_threshold": (0.0, 1.0),
     "network.max_publish": (1, 10_000),
+    "network.max_batch_records": (1, 10_000),
 }
 
 
@@ -326,3 +330,8 @@ def check_config(config: DSOConfig) -> None:
         value = getattr(getattr(config, section), field)
         if not low <= value <= high:
             raise ConfigError(f"{key} must lie in [{low:g}, {high:g}], got {value!r:.40}")
+    if config.network.max_publish > config.network.max_batch_records:
+        raise ConfigError(
+            f"network.max_publish ({config.network.max_publish}) must not exceed network.max_batch_records "
+            f"({config.network.max_batch_records}): other nodes would refuse this node's batches"
+        )

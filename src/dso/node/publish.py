@@ -7,12 +7,14 @@ retried from the outbox until the registry holds the batch, which is checked bef
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from dso.core.cid import cid_of
 from dso.core.experience import text_key
-from dso.core.records import BatchManifest, decode_batch
+from dso.core.records import BatchManifest, decode_batch, decode_record
 from dso.core.signing import batch_id as local_batch_id
-from dso.core.signing import sign_batch
-from dso.errors import ContractRevert, NodeError
+from dso.core.signing import sign_batch, verify_batch_signature
+from dso.errors import ContractRevert, DataError, NodeError
 from dso.faults import fault_point
 from dso.node import share
 from dso.node.context import NodeContext, hex_id
@@ -24,9 +26,8 @@ def flush_outbox(ctx: NodeContext) -> list[SentBatch]:
     sent = []
     for row in ctx.state.unfinished_outbox():
         round_ = int(row["round"])
-        manifest = decode_batch(row["manifest"])
+        manifest, records = _checked_round(ctx, row)
         if row["state"] == "built":
-            records = [data for _, data in ctx.state.outbox_records(round_)]
             ctx.store.put_many([*records, row["manifest"]])  # one operation where the store has one (IPFS: a CAR)
             for data in records:
                 ctx.traffic.add("records", "sent", len(data))
@@ -49,6 +50,39 @@ def flush_outbox(ctx: NodeContext) -> list[SentBatch]:
         sent.append(SentBatch(round_, hex_id(batch_id), len(manifest.records)))
         ctx.log(f"published round {round_}: {len(manifest.records)} experiences, batch {hex_id(batch_id)[:12]}")
     return sent
+
+
+def _checked_round(ctx: NodeContext, row: dict[str, Any]) -> tuple[BatchManifest, list[bytes]]:
+    """A built round read back from the outbox and re-checked before anything is sent: every record's bytes
+    hash to its CID and are a valid record of this node, the manifest hashes to its CID and lists exactly those
+    records, and the signature is this node's over it for this registry. Edited bytes are one error naming the
+    file, never a batch this node did not build."""
+    round_ = int(row["round"])
+    stored = ctx.state.outbox_records(round_)
+
+    def damaged(what: str) -> NodeError:
+        return NodeError(
+            f"{ctx.state.path} is damaged: outbox round {round_} {what}; restore the file, or move it away "
+            "(the round is then built again from the library)"
+        )
+
+    try:
+        if cid_of(row["manifest"]) != row["manifest_cid"]:
+            raise damaged("has a manifest that does not hash to its CID")
+        manifest = decode_batch(row["manifest"])
+        for cid, data in stored:
+            if cid_of(data) != cid:
+                raise damaged(f"has record {cid[:64]!r} whose bytes do not hash to its CID")
+            if decode_record(data).node != ctx.address:
+                raise damaged(f"has record {cid[:64]!r} of another node")
+        if manifest.node != ctx.address or manifest.round != round_:
+            raise damaged("has a manifest of another node or round")
+        if sorted(manifest.records) != [cid for cid, _ in stored]:
+            raise damaged("has a manifest that lists other records than the outbox holds")
+        verify_batch_signature(ctx.registry.domain, manifest, row["manifest_cid"], row["signature"])
+    except DataError as exc:
+        raise damaged(f"does not check ({str(exc)[:120]})") from None
+    return manifest, [data for _, data in stored]
 
 
 def publish(ctx: NodeContext) -> BuiltRound | None:

@@ -14,6 +14,7 @@ import time
 
 from dso.chain.registry import BatchInfo, registry_epoch
 from dso.consensus.aggregate import Validation
+from dso.core.records import encode_record
 from dso.errors import ChainError, DataError, StoreError
 from dso.faults import fault_point
 from dso.library import RemoteExperience
@@ -51,8 +52,11 @@ def pull(ctx: NodeContext, *, now: float | None = None, retry_all: bool = False)
         else:
             epoch = registry_epoch(info, ctx.registry.voting_window)  # not the round the publisher claims
             shared = [
-                share.SharedRecord(
-                    cid, batch_id, r.node, epoch, r.text, r.confidence, r.domain, r.epoch, *(r.evidence or NONE)
+                (
+                    share.SharedRecord(
+                        cid, batch_id, r.node, epoch, r.text, r.confidence, r.domain, r.epoch, *(r.evidence or NONE)
+                    ),
+                    encode_record(r),  # the canonical bytes the record was fetched as: they hash to its CID
                 )
                 for cid, r in records
             ]

@@ -27,7 +27,15 @@ from dso.core import codec
 from dso.core.cid import cid_of
 from dso.core.experience import Experience
 from dso.core.merkle import merkle_proofs, verify_proof
-from dso.core.records import BatchManifest, ExperienceRecord, decode_batch, decode_record, encode_batch, encode_record
+from dso.core.records import (
+    MAX_BATCH_RECORDS,
+    BatchManifest,
+    ExperienceRecord,
+    decode_batch,
+    decode_record,
+    encode_batch,
+    encode_record,
+)
 from dso.core.signing import RegistryDomain, verify_batch_signature
 from dso.embed.base import Vectors
 from dso.errors import DataError, RecordError, SignatureError
@@ -87,9 +95,15 @@ def build_batch(
 # -- checks on a stranger's batch --------------------------------------------------------------
 
 
-def check_manifest(info: BatchInfo, manifest_bytes: bytes) -> BatchManifest:
-    """The manifest a batch's CID names, which must be the batch the registry holds."""
+def check_manifest(info: BatchInfo, manifest_bytes: bytes, max_records: int = MAX_BATCH_RECORDS) -> BatchManifest:
+    """The manifest a batch's CID names, which must be the batch the registry holds, listing at most
+    `max_records` records (checked before a single record is fetched: what a batch can cost its receivers)."""
     manifest = decode_batch(manifest_bytes)
+    if len(manifest.records) > max_records:
+        raise RecordError(
+            f"the batch lists {len(manifest.records)} records; this node takes at most {max_records} per batch "
+            "(network.max_batch_records)"
+        )
     if manifest.node != info.node:
         raise RecordError(f"manifest names node {manifest.node}, the registry {info.node}")
     if manifest.round != info.round:

@@ -25,11 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dso.errors import NodeError
+from dso.core.cid import cid_of
+from dso.core.records import decode_record
+from dso.errors import DataError, NodeError
 from dso.node.share import OutgoingBatch, SharedRecord
 from dso.sqlite import MetaTable, connect, transaction
 
-SCHEMA_VERSION = 2  # 2: a record's round is the registry epoch its batch was registered in, not the claimed one
+# 2: a record's round is the registry epoch its batch was registered in, not the claimed one
+# 3: a record's canonical bytes are kept and re-hashed to its CID whenever the records are read
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS published (
@@ -76,6 +80,7 @@ CREATE TABLE IF NOT EXISTS records (
     helped INTEGER NOT NULL DEFAULT 0,
     hurt INTEGER NOT NULL DEFAULT 0,
     neutral INTEGER NOT NULL DEFAULT 0,
+    data BLOB,                          -- the record's canonical bytes: what is read back, re-hashed to cid
     PRIMARY KEY (batch_id, cid)
 );
 CREATE TABLE IF NOT EXISTS traffic (
@@ -100,6 +105,11 @@ CREATE TABLE IF NOT EXISTS syncs (
 """
 
 
+def _blob(value: Any) -> bytes:
+    """A BLOB column as bytes; anything else a hand edit left there reads as no bytes (it then fails its hash)."""
+    return bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else b""
+
+
 class NodeState(MetaTable):
     """The node's SQLite file (WAL); one instance per process."""
 
@@ -116,7 +126,10 @@ class NodeState(MetaTable):
             self.db = connect(path)
             with self.transaction():
                 stored = self.create_schema(_SCHEMA)
-                if stored == "1":  # records kept the publisher's claimed round: pull every accepted batch again
+                if stored in ("1", "2"):  # 1: the claimed round; 2: no record bytes: pull every accepted batch again
+                    columns = {str(row[1]) for row in self.db.execute("PRAGMA table_info(records)")}
+                    if "data" not in columns:
+                        self.db.execute("ALTER TABLE records ADD COLUMN data BLOB")
                     self.db.execute("DELETE FROM records")
                     self.db.execute(
                         "UPDATE batches SET verdict = NULL, reason = NULL, merged = 0 WHERE verdict IS NOT NULL"
@@ -176,13 +189,13 @@ class NodeState(MetaTable):
             "SELECT round, manifest, manifest_cid, signature, state FROM outbox WHERE state != 'done' ORDER BY round"
         ).fetchall()
         return [
-            {"round": r[0], "manifest": bytes(r[1]), "manifest_cid": r[2], "signature": bytes(r[3]), "state": r[4]}
+            {"round": r[0], "manifest": _blob(r[1]), "manifest_cid": str(r[2]), "signature": _blob(r[3]), "state": r[4]}
             for r in rows
         ]
 
     def outbox_records(self, round_: int) -> list[tuple[str, bytes]]:
         rows = self.db.execute("SELECT cid, data FROM outbox_records WHERE round = ? ORDER BY cid", (round_,))
-        return [(str(cid), bytes(data)) for cid, data in rows]
+        return [(str(cid), _blob(data)) for cid, data in rows]
 
     def set_outbox_state(self, round_: int, state: str, batch_id: str | None = None) -> None:
         with self.transaction():
@@ -236,9 +249,9 @@ class NodeState(MetaTable):
                 [(int(approve), reason, batch_id) for batch_id, approve, reason in votes],
             )
 
-    def accept_verified(self, batch_id: str, records: Sequence[SharedRecord], cursor: int | None) -> None:
-        """A verified accepted batch's records and the accepted-batch cursor past it (None: a retried batch
-        behind the cursor), together."""
+    def accept_verified(self, batch_id: str, records: Sequence[tuple[SharedRecord, bytes]], cursor: int | None) -> None:
+        """A verified accepted batch's records, each with its canonical bytes, and the accepted-batch cursor
+        past it (None: a retried batch behind the cursor), together."""
         with self.transaction():
             self.db.execute("DELETE FROM retries WHERE batch_id = ?", (batch_id,))
             self.db.execute(
@@ -247,8 +260,8 @@ class NodeState(MetaTable):
             )
             self.db.executemany(
                 "INSERT OR IGNORE INTO records (cid, batch_id, node, round, text, confidence, domain, epoch, "
-                "helped, hurt, neutral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [dataclasses.astuple(r) for r in records],  # the columns in SharedRecord's field order
+                "helped, hurt, neutral, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*dataclasses.astuple(r), data) for r, data in records],  # SharedRecord's field order, then bytes
             )
             if cursor is not None:
                 self.set_cursor("accepted", cursor)
@@ -287,12 +300,34 @@ class NodeState(MetaTable):
         return [{"batch_id": r[0], "attempts": r[1], "next_at": r[2], "reason": r[3]} for r in rows]
 
     def verified_records(self) -> list[SharedRecord]:
+        """Every record of a verified accepted batch, read back from its stored bytes, each re-hashed to its
+        CID: a row edited in the file is one error naming the file, never a changed global library."""
         rows = self.db.execute(
-            "SELECT r.cid, r.batch_id, r.node, r.round, r.text, r.confidence, r.domain, r.epoch, r.helped, "
-            "r.hurt, r.neutral FROM records r "
+            "SELECT r.cid, r.batch_id, r.round, r.data FROM records r "
             "JOIN batches b ON b.batch_id = r.batch_id WHERE b.verdict = 'verified' AND b.chain_state = 'accepted'"
         ).fetchall()
-        return [SharedRecord(*row) for row in rows]
+        return [self._read_record(str(cid), str(batch_id), round_, data) for cid, batch_id, round_, data in rows]
+
+    def _read_record(self, cid: str, batch_id: str, round_: Any, data: Any) -> SharedRecord:
+        def damaged(what: str) -> NodeError:
+            return NodeError(
+                f"{self.path} is damaged: record {cid[:64]!r} of batch {batch_id[:66]!r} {what}; restore the file, "
+                "or move it away to sync again from the start"
+            )
+
+        if cid_of(_blob(data)) != cid:
+            raise damaged("does not hash to its CID")
+        if not isinstance(round_, int) or not 0 <= round_ < 2**63:
+            raise damaged(f"has round {str(round_)[:20]!r}")
+        try:
+            record = decode_record(_blob(data))
+        except DataError as exc:
+            raise damaged(f"does not decode ({str(exc)[:80]})") from None
+        helped, hurt, neutral = record.evidence or (0, 0, 0)
+        return SharedRecord(
+            cid, batch_id, record.node, round_, record.text, record.confidence, record.domain, record.epoch,
+            helped, hurt, neutral,
+        )  # fmt: skip
 
     def knows_record(self, cid: str) -> bool:
         """Whether a record came to this node in a verified accepted batch (it is the network's, not local)."""

@@ -16,7 +16,8 @@ from dso.node.context import NodeContext, hex_id
 
 # The checks a receiver runs on a stranger's batch, in order (`review` reports each one).
 CHECKS = {
-    "manifest": "manifest re-hashed to its CID; its node, round and Merkle root equal the registry's",
+    "manifest": "manifest re-hashed to its CID; its node, round and Merkle root equal the registry's; "
+    "it lists no more records than this node takes in one batch",
     "signature": "the registering transaction's signature recovers to the batch's node for this registry",
     "records": "every record re-hashed to its CID, names the node, and has a Merkle proof under the on-chain root",
     "codes": "every record's 1-bit embedding code matches its own text",
@@ -52,7 +53,7 @@ def _verify(
     """Every check of `CHECKS` in order; each one passed is appended to `passed`, the first failure raises."""
     manifest_bytes = ctx.store.get(info.batch_cid)
     fetched.append(("manifests", len(manifest_bytes)))
-    manifest = share.check_manifest(info, manifest_bytes)
+    manifest = share.check_manifest(info, manifest_bytes, ctx.config.network.max_batch_records)
     passed.append("manifest")
     submitted, size = ctx.registry.submission(info.id)
     fetched.append(("signatures", size))

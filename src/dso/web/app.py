@@ -2,9 +2,14 @@
 
 Security, in order of a request:
 - only the Host names the server was started for are answered (no DNS rebinding onto 127.0.0.1);
-- reading needs nothing (the chain and the content store are public); writing needs the session cookie
-  (HttpOnly, SameSite=Strict, set from the token the server printed at start), a CSRF field derived from
-  that token, and, when the browser sends one, an Origin equal to the server's own;
+- a request another site made a browser send (Fetch Metadata `Sec-Fetch-Site: cross-site` or `same-site`:
+  an image, a form, a link on another page) is refused before any work: no page a stranger can make a
+  browser load starts the node embedding, fetching or signing;
+- reading needs nothing (the chain and the content store are public); writing needs a session: signing in
+  with the token the server printed at start opens one kept on the server (a random id in an HttpOnly,
+  SameSite=Strict cookie, `Secure` over HTTPS), which expires after `SESSION_SECONDS` and which logout
+  revokes; a CSRF field derived from the session, and, when the browser sends one, an Origin equal to the
+  server's own;
 - every text from the network goes through Jinja's autoescaping; no template marks anything safe;
 - every response carries a Content-Security-Policy that allows no script at all, no frames and forms only
   to this server, plus nosniff, a same-origin referrer policy and no-store.
@@ -16,6 +21,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
+from collections.abc import Callable
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -33,6 +40,8 @@ from dso.errors import DSOError
 from dso.web.review import Reviewer, ReviewError
 
 COOKIE = "dso_session"
+SESSION_SECONDS = 8 * 3600  # a session's lifetime; signing in again opens a new one
+MAX_SESSIONS = 32  # open sessions kept; the oldest is dropped beyond
 MAX_BODY = 64 * 1024
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -56,7 +65,12 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        if headers.get(b"sec-fetch-site", b"").lower() in (b"cross-site", b"same-site"):
+            refused = Response("error: requests from other sites are refused\n", 403, media_type="text/plain")
+            await refused(scope, receive, send)
+            return
+        length = headers.get(b"content-length")
         if length is None and scope["method"] == "POST":
             await Response("error: a body needs a Content-Length\n", 411, media_type="text/plain")(scope, receive, send)
             return
@@ -80,19 +94,61 @@ def _environment() -> Environment:
     )
 
 
+class _Sessions:
+    """Signed-in sessions, kept on the server: a random id per sign-in, each with its expiry; logout and
+    expiry remove it, so a copied cookie stops working. Bounded: the oldest session goes beyond MAX_SESSIONS."""
+
+    def __init__(self, lifetime: float, clock: Callable[[], float]) -> None:
+        self.lifetime, self.clock = lifetime, clock
+        self.expiry: dict[str, float] = {}  # insertion order is opening order
+
+    def open(self) -> str:
+        now = self.clock()
+        self.expiry = {sid: t for sid, t in self.expiry.items() if t > now}
+        while len(self.expiry) >= MAX_SESSIONS:
+            del self.expiry[next(iter(self.expiry))]
+        sid = secrets.token_urlsafe(32)
+        self.expiry[sid] = now + self.lifetime
+        return sid
+
+    def valid(self, sid: str) -> bool:
+        expiry = self.expiry.get(sid)
+        if expiry is not None and expiry <= self.clock():
+            del self.expiry[sid]
+            return False
+        return expiry is not None
+
+    def close(self, sid: str) -> None:
+        self.expiry.pop(sid, None)
+
+
 def create_app(
-    reviewer: Reviewer, token: str | None = None, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    reviewer: Reviewer,
+    token: str | None = None,
+    *,
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    session_seconds: float = SESSION_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Starlette:
-    """The ASGI application for one node; `token` authorises writes (a fresh one when None: `app.state.token`)."""
+    """The ASGI application for one node; `token` opens sessions that may write (a fresh one when None:
+    `app.state.token`); `clock` is what sessions expire by."""
     token = token or secrets.token_urlsafe(32)
-    csrf = hmac.new(token.encode(), b"csrf", hashlib.sha256).hexdigest()
+    sessions = _Sessions(session_seconds, clock)
     templates = _environment()
 
+    def session(request: Request) -> str | None:
+        sid = request.cookies.get(COOKIE, "")
+        return sid if sid and sessions.valid(sid) else None
+
     def signed_in(request: Request) -> bool:
-        return hmac.compare_digest(request.cookies.get(COOKIE, ""), token)
+        return session(request) is not None
+
+    def csrf_of(sid: str | None) -> str:
+        return hmac.new(token.encode(), f"csrf:{sid}".encode(), hashlib.sha256).hexdigest() if sid else ""
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        context.update(node_address=reviewer.node.address, signed_in=signed_in(request), csrf=csrf)
+        sid = session(request)
+        context.update(node_address=reviewer.node.address, signed_in=sid is not None, csrf=csrf_of(sid))
         return HTMLResponse(templates.get_template(name).render(**context), status)
 
     def same_origin(request: Request) -> bool:
@@ -101,11 +157,12 @@ def create_app(
 
     async def checked_form(request: Request) -> Any:
         """The posted form if the request may write (session, CSRF field, origin); None otherwise."""
-        if not signed_in(request) or not same_origin(request):
+        sid = session(request)
+        if sid is None or not same_origin(request):
             return None
         form = await request.form(max_files=0, max_fields=600, max_part_size=MAX_BODY)
         sent = form.get("csrf")
-        if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf):
+        if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_of(sid)):
             return None
         return form
 
@@ -166,12 +223,21 @@ def create_app(
         if not hmac.compare_digest(offered.encode(), token.encode()):
             return page(request, "login.html", 403, title="Sign in", error="that is not this server's token")
         response = RedirectResponse("/", 303)  # the token leaves the address bar at once
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            COOKIE,
+            sessions.open(),
+            max_age=int(sessions.lifetime),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
         return response
 
     async def logout(request: Request) -> Response:
         if await checked_form(request) is None:
             return forbidden(request)
+        sessions.close(request.cookies.get(COOKIE, ""))  # revoked on the server: a copied cookie is dead too
         response = RedirectResponse("/", 303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -249,4 +315,5 @@ def create_app(
         middleware=[Middleware(_SecurityHeaders), Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))],
     )
     app.state.token = token
+    app.state.sessions = sessions
     return app
