@@ -12,6 +12,11 @@ pragma solidity 0.8.37;
 /// counted. Every threshold is measured against `eligible`, the member count when the item was created,
 /// so neither removing voters nor adding members can change the count an item must reach.
 ///
+/// What one publisher can cost the members: at most MAX_BATCHES_PER_WINDOW batches per node in a window of
+/// `votingWindow` blocks (the registry's epoch), and members' automatic votes reach a non-member's batches
+/// only while a member sponsors that node (`sponsorMany`; at most MAX_SPONSORED_PER_MEMBER each, lapsing
+/// when the sponsor leaves): a fresh key costs the members nothing until a member vouches for it.
+///
 /// Decision rule for a batch, with `eligible` = member count when the batch was submitted:
 ///  - during the voting window it is accepted as soon as up * 3 >= eligible * 2, and rejected as soon
 ///    as down * 3 > eligible (2/3 of all eligible members can then no longer approve);
@@ -52,6 +57,9 @@ contract ExperienceRegistry {
     bytes32 private constant VERSION_HASH = keccak256("1");
     uint256 private constant HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
 
+    uint32 public constant MAX_BATCHES_PER_WINDOW = 4;
+    uint32 public constant MAX_SPONSORED_PER_MEMBER = 1024;
+
     uint64 public immutable votingWindow;
     uint16 public immutable quorumBps;
 
@@ -67,6 +75,11 @@ contract ExperienceRegistry {
     bytes32[] private acceptedIds;
     mapping(address => mapping(uint64 => bool)) public roundUsed;
     MemberProposal[] private proposals;
+    /// @notice batches a node registered in each window of `votingWindow` blocks
+    mapping(address => mapping(uint64 => uint32)) public batchesInWindow;
+    /// @notice the member vouching for a non-member publisher (zero: none)
+    mapping(address => address) public sponsorOf;
+    mapping(address => uint32) public sponsoredCount;
     mapping(uint256 => mapping(address => bool)) public hasVotedOnProposal;
 
     event BatchSubmitted(bytes32 indexed batchId, address indexed node, uint64 round, bytes32 merkleRoot, string batchCid);
@@ -77,6 +90,7 @@ contract ExperienceRegistry {
     event MemberVoted(uint256 indexed proposalId, address indexed member, bool approve);
     event MemberAdded(address indexed account);
     event MemberRemoved(address indexed account);
+    event Sponsored(address indexed publisher, address indexed member);
 
     error NoMembers();
     error DuplicateMember(address account);
@@ -96,6 +110,9 @@ contract ExperienceRegistry {
     error LastMember();
     error NothingToChange(address account);
     error NotEligible(address member);
+    error TooManyBatches(address node, uint64 window);
+    error AlreadySponsored(address publisher);
+    error SponsorLimit(address member);
 
     modifier onlyMember() {
         if (!isMember[msg.sender]) revert NotMember(msg.sender);
@@ -156,6 +173,9 @@ contract ExperienceRegistry {
         if (_recover(digest, signature) != node) revert InvalidSignature();
         if (batches[id].state != State.None) revert DuplicateBatch(id);
         if (roundUsed[node][round]) revert RoundAlreadyUsed(node, round);
+        uint64 window = uint64(block.number) / votingWindow;
+        if (batchesInWindow[node][window] >= MAX_BATCHES_PER_WINDOW) revert TooManyBatches(node, window);
+        batchesInWindow[node][window] += 1;
         roundUsed[node][round] = true;
         Batch storage b = batches[id];
         b.node = node;
@@ -168,6 +188,25 @@ contract ExperienceRegistry {
         b.batchCid = batchCid;
         batchIds.push(id);
         emit BatchSubmitted(id, node, round, merkleRoot, batchCid);
+    }
+
+    /// @notice Vouch for non-member publishers: members' automatic votes then judge their batches.
+    function sponsorMany(address[] calldata publishers) external onlyMember {
+        for (uint256 i = 0; i < publishers.length; i++) {
+            address p = publishers[i];
+            address current = sponsorOf[p];
+            if (p == address(0) || (current != address(0) && isMember[current])) revert AlreadySponsored(p);
+            if (sponsoredCount[msg.sender] >= MAX_SPONSORED_PER_MEMBER) revert SponsorLimit(msg.sender);
+            sponsorOf[p] = msg.sender;
+            sponsoredCount[msg.sender] += 1;
+            emit Sponsored(p, msg.sender);
+        }
+    }
+
+    /// @notice Whether a publisher's batches reach members' automatic votes: a member, or sponsored by one.
+    function isVouched(address publisher) external view returns (bool) {
+        address sponsor = sponsorOf[publisher];
+        return isMember[publisher] || (sponsor != address(0) && isMember[sponsor]);
     }
 
     /// @notice Whether the sender may vote on an item created at membership epoch `epoch`.

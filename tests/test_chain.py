@@ -206,7 +206,8 @@ def test_the_last_member_cannot_be_removed(deploy: Deploy) -> None:
 def test_vote_many_and_pagination_without_logs(deploy: Deploy) -> None:
     clients = deploy()
     owner, m2 = clients[0], clients[1]
-    ids = [owner.submit_batch(*signed_batch(owner, round_=r)) for r in range(1, 13)]
+    # three publishers, four batches each: the most one node may register in a window
+    ids = [owner.submit_batch(*signed_batch(owner, round_=r % 4 + 1, node=KEYS[3 + r // 4])) for r in range(12)]
     owner.vote_many(ids, [True] * 12)
     m2.vote_many(ids, [r % 3 != 0 for r in range(12)])  # 8 approvals reach 2/3, 4 stay pending
     accepted = owner.all_batches(BatchState.ACCEPTED, page=5)
@@ -335,3 +336,34 @@ def test_anvil_keeps_recent_states_for_reads_pinned_to_a_superseded_block(anvil_
 def test_a_memory_registry_that_was_never_deployed_is_refused() -> None:
     with pytest.raises(ChainError, match="no contract at"):
         MemoryChain().registry("0x" + "12" * 20)
+
+
+def test_a_node_registers_at_most_four_batches_per_window(deploy: Deploy, backend: Backend) -> None:
+    """What one publisher can make the members review: four batches per node per window of `votingWindow`
+    blocks (the registry's epoch); the next window takes four more."""
+    owner = deploy(window=40)[0]
+    backend.mine(40 - owner.height() % 40)  # the start of a window: the five submissions below share one
+    for round_ in range(1, 5):
+        owner.submit_batch(*signed_batch(owner, round_=round_))
+    assert revert_name(lambda: owner.submit_batch(*signed_batch(owner, round_=5))) == "TooManyBatches"
+    other = signed_batch(owner, round_=1, node=OUTSIDER)
+    owner.submit_batch(*other)  # the cap is per node
+    backend.mine(40)
+    owner.submit_batch(*signed_batch(owner, round_=5))
+    assert owner.batch_count() == 6
+
+
+def test_members_sponsor_publishers_and_sponsorship_lapses_with_membership(deploy: Deploy) -> None:
+    owner, m2, m3, _, _, outsider = deploy()
+    assert owner.is_vouched(MEMBERS[1].address) and not owner.is_vouched(NODE.address)
+    assert revert_name(lambda: outsider.sponsor_many([NODE.address])) == "NotMember"
+    m2.sponsor_many([NODE.address])
+    assert owner.is_vouched(NODE.address) and not owner.is_vouched(OUTSIDER.address)
+    assert revert_name(lambda: owner.sponsor_many([OUTSIDER.address, NODE.address])) == "AlreadySponsored"
+    assert not owner.is_vouched(OUTSIDER.address)  # all or nothing: the reverted call sponsored no one
+    removal = owner.propose_member(MEMBERS[1].address, add=False)
+    owner.vote_member(removal, True)
+    m3.vote_member(removal, True)
+    assert not owner.is_vouched(NODE.address)  # its sponsor left: the sponsorship lapsed
+    owner.sponsor_many([NODE.address])  # another member may vouch for it again
+    assert owner.is_vouched(NODE.address)

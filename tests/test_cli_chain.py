@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from eth_utils.address import to_checksum_address
+
 from dso.chain.client import RegistryClient, connect, dev_fund
 from dso.core.cid import cid_of
 from dso.core.records import BatchManifest, encode_batch
@@ -35,6 +37,14 @@ def test_keys_and_chain_commands(tmp_path: Path, anvil_url: str) -> None:
     assert deployed["members"] == [address] and deployed["chain_id"] == 31337
     assert ok(tmp_path, "chain", "members", "list", "--rpc", anvil_url) == [address]
     assert ok(tmp_path, "chain", "batches", "--rpc", anvil_url) == []
+    stranger = "0x" + "ab" * 20
+    sponsored = ok(tmp_path, "chain", "members", "sponsor", stranger, "--rpc", anvil_url, "--keystore", key)
+    assert sponsored["sponsored"] == [to_checksum_address(stranger)]
+    assert RegistryClient(connect(anvil_url), deployed["address"]).is_vouched(stranger)
+    twice = run(tmp_path, "chain", "members", "sponsor", stranger, "--rpc", anvil_url, "--keystore", key)
+    assert twice.returncode == 1 and "AlreadySponsored" in twice.stderr and "Traceback" not in twice.stderr
+    junk = run(tmp_path, "chain", "members", "sponsor", "0x12", "--rpc", anvil_url, "--keystore", key)
+    assert junk.returncode == 1 and "not an account address" in junk.stderr
 
     # a node submits a batch through the Python API; the member approves it from the CLI
     w3 = connect(anvil_url)

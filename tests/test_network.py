@@ -412,3 +412,25 @@ def test_a_node_state_without_record_bytes_pulls_every_accepted_batch_again(tmp_
     assert state.meta("schema_version") == "3"
     assert "data" in {row[1] for row in state.db.execute("PRAGMA table_info(records)")}
     state.close()
+
+
+def test_members_vote_automatically_only_on_publishers_a_member_sponsors(tmp_path: Path, embedder: Embedder) -> None:
+    """A fresh key's batch costs the members nothing: no fetch, no check, no vote, until a member sponsors
+    its publisher on the registry; then it is judged like any other."""
+    spec = NetworkSpec(nodes=3, members=(0, 1), chain="memory", share_work=False, sponsored=False)
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    a, b, newcomer = network.nodes
+    newcomer.library.add(HONEST[0])
+    newcomer.sync()
+    (info,) = network.registry.all_batches()
+    for member in (a, b):
+        report = member.sync()
+        assert report.votes == () and report.bytes.received == {}  # not even its manifest was fetched
+    assert network.registry.batch(info.id).state.name == "PENDING"
+    a.registry.sponsor_many([newcomer.address])
+    assert [v.approve for v in a.sync().votes] == [True]
+    b.sync()
+    assert network.registry.batch(info.id).state.name == "ACCEPTED"
+    a.sync()
+    assert {e.text for e in a.library.all()} == {HONEST[0]}
+    network.close()

@@ -519,3 +519,29 @@ def test_requests_another_site_makes_a_browser_send_are_refused_before_any_work(
             assert refused.status_code == 403 and "other sites" in refused.text
         assert client.get("/library?q=legs", headers={"sec-fetch-site": "same-origin"}).status_code == 200
         assert client.get("/library?q=legs", headers={"sec-fetch-site": "none"}).status_code == 200  # typed in
+
+
+def test_the_pending_page_reviews_one_page_of_batches_at_a_time(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many batches are open, one page load fetches and checks at most one page of them."""
+    from dso.web import review
+
+    monkeypatch.setattr(review, "PENDING_PAGE", 2)
+    reviewer = network.reviewer()
+    reviewed: list[str] = []
+    original = reviewer.node.review
+
+    def counting(info: object) -> object:
+        reviewed.append("0x" + info.id.hex())  # type: ignore[attr-defined]
+        return original(info)  # type: ignore[arg-type]
+
+    reviewer.node.review = counting  # type: ignore[method-assign]
+    app = create_app(reviewer, TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        first = client.get("/").text
+        assert "3 batches waiting for votes; page\n1 of 2" in first and 'href="/?page=2"' in first
+        assert first.count('class="batch ') == 2 and len(reviewed) == 2
+        second = client.get("/?page=2").text
+        assert second.count('class="batch ') == 1 and 'href="/?page=1"' in second and len(reviewed) == 3
+        assert client.get("/?page=99999999999").status_code == 200  # clamped to the last page

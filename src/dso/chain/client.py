@@ -27,7 +27,15 @@ from web3.logs import DISCARD
 from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from dso.chain.artifact import load_artifact
-from dso.chain.registry import BatchInfo, BatchState, Registry, TransactionCount, all_pages, has_batch
+from dso.chain.registry import (
+    SPONSOR_CHUNK,
+    BatchInfo,
+    BatchState,
+    Registry,
+    TransactionCount,
+    all_pages,
+    has_batch,
+)
 from dso.core.cid import parse_cid
 from dso.core.records import BatchManifest
 from dso.core.signing import RegistryDomain
@@ -283,6 +291,15 @@ class RegistryClient:
 
     def is_member(self, account: str) -> bool:
         return bool(self._view(self.contract.functions.isMember(checksum_address(account))))
+
+    def is_vouched(self, account: str) -> bool:
+        return bool(self._view(self.contract.functions.isVouched(checksum_address(account))))
+
+    def sponsor_many(self, publishers: Sequence[str]) -> None:
+        """One `sponsorMany` per SPONSOR_CHUNK publishers."""
+        accounts = [checksum_address(p) for p in publishers]
+        for i in range(0, len(accounts), SPONSOR_CHUNK):
+            self._send(self.contract.functions.sponsorMany(accounts[i : i + SPONSOR_CHUNK]))
 
     def has_voted(self, batch_id: bytes, account: str) -> bool:
         return bool(self._view(self.contract.functions.hasVoted(batch_id, checksum_address(account))))

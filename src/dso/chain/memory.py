@@ -3,6 +3,7 @@
 For tests and fast networks, shipped for users' tests the way `dso.llm.testing.ScriptedLLM` is. It
 enforces what `contracts/ExperienceRegistry.sol` enforces, with the same revert names: EIP-712 batch
 signatures (low s, v 27/28, the node's key, this chain and this registry), one batch per node and round,
+at most four batches per node and window, sponsorship of non-member publishers,
 membership, a vote per eligible member, the voting window, 2/3 acceptance, more than 1/3 rejection, the
 quorum at finalization, and membership changed only by a 2/3 member vote. Like a development chain with
 auto-mining, every successful transaction mines one block and a refused one mines none; `mine` advances
@@ -24,7 +25,17 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
-from dso.chain.registry import BatchInfo, BatchState, Registry, TransactionCount, all_pages, has_batch
+from dso.chain.registry import (
+    MAX_BATCHES_PER_WINDOW,
+    MAX_SPONSORED_PER_MEMBER,
+    SPONSOR_CHUNK,
+    BatchInfo,
+    BatchState,
+    Registry,
+    TransactionCount,
+    all_pages,
+    has_batch,
+)
 from dso.core.cid import parse_cid
 from dso.core.merkle import verify_proof
 from dso.core.records import BatchManifest
@@ -87,6 +98,9 @@ class _Contract:
     accepted_ids: list[bytes] = dataclasses.field(default_factory=list)
     rounds_used: set[tuple[str, int]] = dataclasses.field(default_factory=set)
     proposals: list[_Proposal] = dataclasses.field(default_factory=list)
+    batches_in_window: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
+    sponsor_of: dict[str, str] = dataclasses.field(default_factory=dict)
+    sponsored_count: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class MemoryChain:
@@ -219,12 +233,16 @@ class InMemoryRegistry:
                 raise ContractRevert("DuplicateBatch", (identifier,))
             if (manifest.node, manifest.round) in c.rounds_used:
                 raise ContractRevert("RoundAlreadyUsed", (manifest.node, manifest.round))
+            window = (self.chain.height + 1) // c.voting_window  # the block this transaction is mined in
+            if c.batches_in_window.get((manifest.node, window), 0) >= MAX_BATCHES_PER_WINDOW:
+                raise ContractRevert("TooManyBatches", (manifest.node, window))
             size = _calldata(
                 "submitBatch(address,bytes32,string,uint64,bytes)",
                 ["address", "bytes32", "string", "uint64", "bytes"],
                 [manifest.node, manifest.merkle_root, batch_cid, manifest.round, bytes(signature)],
             )
             block = self._mined(size)
+            c.batches_in_window[(manifest.node, window)] = c.batches_in_window.get((manifest.node, window), 0) + 1
             c.rounds_used.add((manifest.node, manifest.round))
             c.batches[identifier] = _Batch(
                 node=manifest.node,
@@ -307,6 +325,26 @@ class InMemoryRegistry:
             self._decide(batch_id, b, cast >= self.quorum(b.eligible) and b.up * 3 >= cast * 2)
             self._mined(_calldata("finalize(bytes32)", ["bytes32"], [batch_id]))
 
+    def sponsor_many(self, publishers: Sequence[str]) -> None:
+        sender = self._sender()
+        targets = [_address(p) for p in publishers]
+        for start in range(0, len(targets), SPONSOR_CHUNK):  # one transaction per chunk, as the EVM client sends
+            chunk = targets[start : start + SPONSOR_CHUNK]
+            with self.chain.lock:
+                c = self._contract
+                self._only_member(sender)
+                count, sponsor_of = c.sponsored_count.get(sender, 0), dict(c.sponsor_of)
+                for target in chunk:  # all or nothing, as a reverted transaction
+                    current = sponsor_of.get(target)
+                    if target == ZERO_ADDRESS or (current is not None and current in c.members):
+                        raise ContractRevert("AlreadySponsored", (target,))
+                    if count >= MAX_SPONSORED_PER_MEMBER:
+                        raise ContractRevert("SponsorLimit", (sender,))
+                    sponsor_of[target] = sender
+                    count += 1
+                c.sponsor_of, c.sponsored_count[sender] = sponsor_of, count
+                self._mined(_calldata("sponsorMany(address[])", ["address[]"], [chunk]))
+
     def propose_member(self, account: str, add: bool = True) -> int:
         sender = self._sender()
         with self.chain.lock:
@@ -373,6 +411,10 @@ class InMemoryRegistry:
 
     def is_member(self, account: str) -> bool:
         return _address(account) in self._contract.members
+
+    def is_vouched(self, account: str) -> bool:
+        c, address = self._contract, _address(account)
+        return address in c.members or c.sponsor_of.get(address) in c.members
 
     def members(self) -> list[str]:
         return list(self._contract.members)

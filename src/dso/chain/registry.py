@@ -114,8 +114,16 @@ class Registry(Protocol):
         """Decide a batch whose voting window ended (anyone may)."""
         ...
 
+    def sponsor_many(self, publishers: Sequence[str]) -> None:
+        """Vouch, as a member, for non-member publishers: members' automatic votes then judge their batches."""
+        ...
+
     # reads
     def is_member(self, account: str) -> bool: ...
+
+    def is_vouched(self, account: str) -> bool:
+        """Whether members' automatic votes judge this publisher's batches: a member, or sponsored by one."""
+        ...
 
     def members(self) -> list[str]: ...
 
@@ -145,6 +153,11 @@ class Registry(Protocol):
         """The arguments of the call that registered `batch_id` (node, merkleRoot, batchCid, round,
         signature) and that call's input size in bytes: a fetcher re-checks the signature itself."""
         ...
+
+
+MAX_BATCHES_PER_WINDOW = 4  # the contract's cap on one node's batches in one epoch (`TooManyBatches`)
+MAX_SPONSORED_PER_MEMBER = 1024  # publishers one member may sponsor (`SponsorLimit`)
+SPONSOR_CHUNK = 200  # publishers per sponsorMany transaction: about 50k gas each, well inside a block
 
 
 def registry_epoch(info: BatchInfo, voting_window: int) -> int:

@@ -174,6 +174,27 @@ def members_propose(
     report(as_json, {"proposal": proposal}, f"proposal {proposal}: {'remove' if remove else 'add'} {address}")
 
 
+@members_app.command("sponsor")
+def members_sponsor(
+    ctx: typer.Context,
+    addresses: list[str] = typer.Argument(..., help="Publishers (node addresses) to vouch for."),
+    rpc: str | None = RpcOpt,
+    keystore: Path | None = KeystoreOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Vouch, as a member, for publishers that are not members: members' automatic votes then judge their
+    batches (a fresh key's batches are otherwise left to reviewers). At most 1,024 per member."""
+    from eth_utils.address import is_address, to_checksum_address
+
+    for address in addresses:
+        if not is_address(address):
+            raise DSOError(f"{address[:60]!r} is not an account address")
+    checked = [to_checksum_address(a) for a in addresses]
+    registry = _member(ctx, rpc, keystore)
+    registry.sponsor_many(checked)
+    report(as_json, {"sponsored": checked}, f"sponsored {len(checked)} publisher(s): {', '.join(checked)}")
+
+
 @members_app.command("vote")
 def members_vote(
     ctx: typer.Context,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from dso.chain.registry import MAX_BATCHES_PER_WINDOW
 from dso.core.cid import cid_of
 from dso.core.experience import text_key
 from dso.core.records import BatchManifest, decode_batch, decode_record
@@ -43,6 +44,12 @@ def flush_outbox(ctx: NodeContext) -> list[SentBatch]:
                         f"round {round_} of {ctx.address} is taken on the registry by another batch: "
                         "this node's state file is not the one it published with"
                     ) from None
+                if exc.name == "TooManyBatches":  # the registry's cap per node and epoch: wait for the next
+                    ctx.log(
+                        f"round {round_} waits for the next epoch: the registry takes at most "
+                        f"{MAX_BATCHES_PER_WINDOW} batches per node per epoch"
+                    )
+                    break
                 if exc.name != "DuplicateBatch":
                     raise
             fault_point("sync:submitted")

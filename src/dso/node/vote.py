@@ -56,11 +56,19 @@ def judge(ctx: NodeContext, info: BatchInfo) -> tuple[bool, str]:
 
 
 def vote(ctx: NodeContext, voter: Voter) -> list[VoteCast]:
-    """Judge every pending batch this member has not voted on with `voter`; one voteMany casts them all."""
+    """Judge every pending batch this member has not voted on with `voter`; one voteMany casts them all.
+
+    A batch of a publisher no member vouches for (neither a member nor sponsored on the registry) is not
+    fetched, checked or voted on automatically: a fresh key costs the members nothing; people may still
+    review it and vote on the reviewer page, and it is judged here once a member sponsors its publisher."""
     decided = []
+    unvouched = 0
     for batch_id in ctx.state.unvoted_pending():
         info = ctx.seen.get(batch_id) or ctx.registry.batch(bytes.fromhex(batch_id[2:]))
         if info.state != BatchState.PENDING:
+            continue
+        if not ctx.registry.is_vouched(info.node):
+            unvouched += 1
             continue
         # its own batch too: a member checks what it published like any other batch and counts once;
         # a vote cast before a crash, not yet in the state, is skipped by the registry's lenient voteMany
@@ -71,6 +79,8 @@ def vote(ctx: NodeContext, voter: Voter) -> list[VoteCast]:
             continue
         decided.append(VoteCast(batch_id, approve, reason))
         ctx.log(f"vote {'yes' if approve else 'no'} on {batch_id[:12]} from {info.node[:10]}: {reason}")
+    if unvouched:
+        ctx.log(f"{unvouched} pending batch(es) from publishers no member sponsors: left to reviewers")
     cast_votes(ctx, decided)
     return decided
 

@@ -171,7 +171,8 @@ def create_app(
 
     async def pending_page(request: Request, status: int = 200, error: str = "", message: str = "") -> HTMLResponse:
         try:
-            batches = await run_in_threadpool(reviewer.pending)
+            number = request.query_params.get("page", "1")[:6]
+            shown = await run_in_threadpool(reviewer.pending, int(number) if number.isdigit() else 1)
             member = await run_in_threadpool(reviewer.is_member)
         except DSOError as exc:
             return page(request, "message.html", 502, title="Pending batches", error=str(exc))
@@ -180,7 +181,8 @@ def create_app(
             "pending.html",
             status,
             title="Pending batches",
-            batches=batches,
+            batches=shown.batches,
+            shown=shown,
             member=member,
             error=error,
             message=message,

@@ -34,6 +34,7 @@ BATCH_ID = re.compile(r"0x[0-9a-f]{64}")
 SIMILAR_SHOWN = 2
 
 REVIEW_CACHE = 512  # verified batch reviews kept between page loads
+PENDING_PAGE = 10  # pending batches reviewed and shown per page: what one page load can cost the node
 
 
 class ReviewError(DSOError):
@@ -100,6 +101,16 @@ class ExperienceView:
         return row
 
 
+@dataclasses.dataclass(frozen=True)
+class PendingPage:
+    """One page of pending batches and where it lies among them all."""
+
+    batches: tuple[BatchView, ...]
+    total: int  # batches open on the registry
+    page: int  # 1-based
+    pages: int
+
+
 def _reputation(library: GlobalLibrary, node: str) -> str:
     known = library.reputations.get(node)
     if known is None or known.rounds == 0:
@@ -146,15 +157,20 @@ class Reviewer:
             out.append(tuple((known[i], round(float(row[i]), 3)) for i in best))
         return out
 
-    def pending(self) -> list[BatchView]:
-        """Every batch the registry holds open, with its checks, texts and votes."""
+    def pending(self, page: int = 1) -> PendingPage:
+        """One page of the batches the registry holds open (oldest first), each with its checks, texts and
+        votes: only that page's batches are fetched and checked, so a page costs at most PENDING_PAGE
+        batches of at most `network.max_batch_records` records, however many are open."""
         with self.lock:
             self.node.scan()
             library = self.node.global_library()
             registry = self.node.registry
             block = registry.height()
+            everything = self.node.pending()
+            pages = max(1, -(-len(everything) // PENDING_PAGE))
+            page = min(max(1, page), pages)
             views = []
-            for info in self.node.pending():
+            for info in everything[(page - 1) * PENDING_PAGE : page * PENDING_PAGE]:
                 review = self._review(info)
                 texts = [record.text for _, record in review.records]
                 similar = self._similar(texts, library)
@@ -189,7 +205,7 @@ class Reviewer:
                         info.node == self.node.address,
                     )
                 )
-            return views
+            return PendingPage(tuple(views), len(everything), page, pages)
 
     def vote(self, batch_ids: Sequence[str], approve: bool, password: str) -> list[str]:
         """Cast this node's vote on `batch_ids` in one voteMany, signed with its keystore key; all or nothing.
