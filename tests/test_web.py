@@ -96,6 +96,7 @@ def make_network(tmp_path: Path, embedder: Embedder) -> Network:
         dev_fund(w3, address)
     members = [reviewer_address, accounts["A"].address, accounts["C"].address]
     client = deploy_registry(w3, accounts["A"], members, voting_window=10_000)
+    client.sponsor_many([accounts[name].address for name in ("P", "T", "M")])  # so A's automatic votes judge them
     net = Network(
         client.address, LocalBlockStore(tmp_path / "blocks"), tmp_path, embedder, keystore, reviewer_address, accounts
     )

@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from typer._click import exceptions as click_errors  # typer 0.29 (constraints.txt) ships its own click
+
+try:  # typer 0.29 (constraints.txt) ships its own click; older typers (the flower extra's) use click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - the flower environment
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 from dso import __version__
-from dso.cli import aggregate, bench, chain, learn, library, models, node, records, serve, simulate
+from dso.cli import aggregate, bench, chain, flower, learn, library, models, node, records, serve, simulate
 from dso.cli.common import AppState, console, get_config, print_json, printable, shown
 from dso.errors import DSOError
 
@@ -28,6 +32,7 @@ app.add_typer(records.keys_app, name="keys")
 app.add_typer(chain.app, name="chain")
 app.add_typer(node.app, name="node")
 app.add_typer(chain.ipfs_app, name="ipfs")
+app.add_typer(flower.app, name="flower")
 app.command("train")(learn.train_command)
 app.command("eval")(learn.eval_command)
 app.command("cid")(records.cid_command)

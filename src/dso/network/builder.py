@@ -28,7 +28,7 @@ from dso.embed.cache import CachingEmbedder
 from dso.errors import NodeError
 from dso.library import ExperienceLibrary
 from dso.network.attacks import colluding_voter
-from dso.node.context import Log, SharedWork
+from dso.node.context import Log, SharedWork, Voter
 from dso.node.node import Node
 from dso.node.reports import SyncReport
 from dso.node.share import GlobalExperience
@@ -263,20 +263,16 @@ class Network:
         registry = self.client(self.accounts[index])
         if self.spec.share_work:
             registry = SharedReads(registry, self.reads)
-        folder = self.folder / f"node{index:04d}"
-        library = ExperienceLibrary.from_config(
-            (config or old.config).library, old.library.embedder, folder / "library.db"
-        )
-        voter = old.voter
-        node = Node(
+        node = network_node(
+            self.folder,
+            index,
             config or old.config,
-            library,
             self.accounts[index],
             registry,
             self.store,
-            NodeState(folder / "node.db"),
+            old.library.embedder,
             shared=self.shared,
-            voter=voter,
+            voter=old.voter,
         )
         self.nodes[index] = node
         return node
@@ -347,17 +343,19 @@ class Network:
             node.close()
 
 
-def build_network(
-    config: DSOConfig,
-    folder: Path,
-    spec: NetworkSpec,
-    *,
-    embedder: Embedder | None = None,
-    configs: Sequence[DSOConfig] | None = None,
-) -> Network:
-    """Keys, a funded account each (on a development chain), a registry with `spec.members`, a store, and one
-    node per index with its own library (`folder/nodeNNNN/library.db`) and state; `configs` gives each node
-    its own configuration (default: `config` for all)."""
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+    """A network's chain side: its keys, each funded (on a development chain), and its registry with
+    `spec.members` as members and, with `spec.sponsored`, every other node sponsored by a member."""
+
+    chain: Any  # the MemoryChain or the Web3 connection
+    registry: Registry  # the deployer's client
+    accounts: list[LocalAccount]  # node i's key is accounts[i]
+    client: Callable[[LocalAccount], Registry]  # a client of the registry signing as an account
+
+
+def deploy_network(spec: NetworkSpec) -> Deployment:
+    """Keys, funding, the registry and its sponsorships, for `spec` (no node is opened)."""
     accounts = [node_account(spec.seed, spec.first_key + i, spec.key_tag) for i in range(spec.nodes)]
     deployer = node_account(spec.seed, spec.operator, spec.key_tag) if spec.operator is not None else None
     members = [accounts[i].address for i in spec.members]
@@ -387,17 +385,53 @@ def build_network(
             mine = outsiders[k :: len(spec.members)]
             if mine:
                 client(accounts[m]).sponsor_many(mine)
+    return Deployment(chain, deployed, accounts, client)
+
+
+def network_node(
+    folder: Path,
+    index: int,
+    config: DSOConfig,
+    account: LocalAccount,
+    registry: Registry,
+    store: ContentStore,
+    embedder: Embedder,
+    *,
+    shared: SharedWork | None = None,
+    voter: Voter | None = None,
+) -> Node:
+    """Node `index` of a network kept in `folder`: its library and state under `folder/nodeNNNN/` (a new node,
+    or the same node reopened by another process: a restart, a Flower client)."""
+    where = folder / f"node{index:04d}"
+    library = ExperienceLibrary.from_config(config.library, embedder, where / "library.db")
+    return Node(config, library, account, registry, store, NodeState(where / "node.db"), shared=shared, voter=voter)
+
+
+def build_network(
+    config: DSOConfig,
+    folder: Path,
+    spec: NetworkSpec,
+    *,
+    embedder: Embedder | None = None,
+    configs: Sequence[DSOConfig] | None = None,
+) -> Network:
+    """A deployed network (`deploy_network`), a store, and one node per index with its own library
+    (`folder/nodeNNNN/library.db`) and state, all in this process; `configs` gives each node its own
+    configuration (default: `config` for all)."""
+    deployment = deploy_network(spec)
     store = make_store(spec.store, folder / "blocks")
     shared = SharedWork() if spec.share_work else None
     reads: dict[tuple[Any, ...], Any] = {}
     cache = CachingEmbedder(embedder or make_embedder(config.embedder))
-    allies = [accounts[i].address for i in sorted(spec.byzantine)]
+    allies = [deployment.accounts[i].address for i in sorted(spec.byzantine)]
     nodes = []
-    for index, account in enumerate(accounts):
+    for index, account in enumerate(deployment.accounts):
         node_config = configs[index] if configs is not None else config
-        library = ExperienceLibrary.from_config(node_config.library, cache, folder / f"node{index:04d}" / "library.db")
-        registry = SharedReads(client(account), reads) if spec.share_work else client(account)
+        registry = deployment.client(account)
+        registry = SharedReads(registry, reads) if spec.share_work else registry
         voter = colluding_voter(allies) if spec.colluding and index in spec.byzantine else None
-        state = NodeState(folder / f"node{index:04d}" / "node.db")
-        nodes.append(Node(node_config, library, account, registry, store, state, shared=shared, voter=voter))
-    return Network(spec, nodes, deployed, store, chain, accounts, folder, shared, reads, client)
+        nodes.append(
+            network_node(folder, index, node_config, account, registry, store, cache, shared=shared, voter=voter)
+        )
+    chain, accounts = deployment.chain, deployment.accounts
+    return Network(spec, nodes, deployment.registry, store, chain, accounts, folder, shared, reads, deployment.client)
