@@ -47,6 +47,7 @@ from dso.errors import ConfigError, LibraryError
 from dso.machine import machine
 from dso.network import NetworkSpec, build_network
 from dso.network.attacks import NETWORK_ATTACKS, attack_texts, committee_capture
+from dso.node.node import Node
 from dso.node.reports import SyncReport
 
 ATTACKS = NETWORK_ATTACKS
@@ -97,25 +98,69 @@ def simulate(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+@dataclasses.dataclass
+class SimulationPlan:
+    """Who is who in a simulated network and what each node learns, drawn from the seed: the same for
+    `dso simulate` and `dso flower simulate`, so both engines run the same network on the same inputs."""
+
+    settings: SimulationSettings
+    spec: NetworkSpec
+    rng: random.Random  # drawn in order: Byzantine nodes, committee, then each round's lessons node by node
+    pool: list[str]
+    popularity: list[float]
+
+    @classmethod
+    def make(cls, settings: SimulationSettings, config: DSOConfig) -> SimulationPlan:
+        rng = random.Random(f"simulate:{settings.seed}")
+        bad_ids = frozenset(rng.sample(range(settings.nodes), round(settings.byzantine * settings.nodes)))
+        members = tuple(sorted(rng.sample(range(settings.nodes), settings.committee)))
+        # the voting window counts blocks, and a dev chain mines one per transaction: a round of N nodes takes
+        # about 2N + committee blocks, so a window of chain.voting_window blocks would close on the first batches
+        # of a large network before the committee reaches them (they would be rejected for want of votes)
+        window = max(config.chain.voting_window, 4 * settings.nodes + 10 * settings.committee)
+        spec = NetworkSpec(
+            nodes=settings.nodes,
+            members=members,
+            byzantine=bad_ids,
+            colluding=settings.attack == "vote-collusion",
+            chain=settings.chain or "embedded",
+            store=settings.store,
+            voting_window=window,
+            seed=settings.seed,
+        )
+        pool = [t for t in replay_pool() if len(t.split()) <= config.library.word_cap]
+        popularity = [0.9 * (0.85**rank) + 0.05 for rank in range(len(pool))]  # a few common lessons, a long tail
+        return cls(settings, spec, rng, pool, popularity)
+
+    def lessons(self, addresses: list[str], round_: int) -> list[list[tuple[str, float]]]:
+        """Each node's lessons of round `round_` (text, confidence), in node order: honest draws from the pool
+        (each lesson with its own popularity), plus a Byzantine node's attack texts."""
+        out = []
+        settings, rng = self.settings, self.rng
+        for index, address in enumerate(addresses):
+            drawn = [
+                t for t, p in zip(self.pool, self.popularity, strict=True) if rng.random() < p * settings.draws / 3
+            ]
+            mine = [(text, rng.uniform(0.5, 0.9)) for text in drawn[: settings.draws]]
+            if index in self.spec.byzantine and settings.attack not in ("none", "vote-collusion"):
+                mine += [
+                    (text, confidence) for _, text, confidence in attack_texts(settings.attack, address, rng, round_)
+                ]
+            out.append(mine)
+        return out
+
+
+def learn(node: Node, lessons: list[tuple[str, float]]) -> None:
+    """A simulated node learns its lessons of a round; a text its library refuses is one the attacker loses."""
+    for text, confidence in lessons:
+        with contextlib.suppress(LibraryError):
+            node.library.add(text, confidence=confidence, domain="replay")
+
+
 def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, say: Progress) -> dict[str, Any]:
-    rng = random.Random(f"simulate:{settings.seed}")
     started = time.perf_counter()
-    bad_ids = frozenset(rng.sample(range(settings.nodes), round(settings.byzantine * settings.nodes)))
-    members = tuple(sorted(rng.sample(range(settings.nodes), settings.committee)))
-    # the voting window counts blocks, and a dev chain mines one per transaction: a round of N nodes takes
-    # about 2N + committee blocks, so a window of chain.voting_window blocks would close on the first batches
-    # of a large network before the committee reaches them (they would be rejected for want of votes)
-    window = max(config.chain.voting_window, 4 * settings.nodes + 10 * settings.committee)
-    spec = NetworkSpec(
-        nodes=settings.nodes,
-        members=members,
-        byzantine=bad_ids,
-        colluding=settings.attack == "vote-collusion",
-        chain=settings.chain or "embedded",
-        store=settings.store,
-        voting_window=window,
-        seed=settings.seed,
-    )
+    plan = SimulationPlan.make(settings, config)
+    spec, bad_ids, members, window = plan.spec, plan.spec.byzantine, plan.spec.members, plan.spec.voting_window
     network = build_network(config, scratch, spec)
     nodes = network.nodes
     timings = {"setup": time.perf_counter() - started}
@@ -123,24 +168,15 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
         f"registry {network.registry.address}: {settings.committee} members, {len(bad_ids)} Byzantine nodes of "
         f"{settings.nodes}; ready in {timings['setup']:.1f} s"
     )
-
-    pool = [t for t in replay_pool() if len(t.split()) <= config.library.word_cap]
-    honest_texts = set(pool)
-    popularity = [0.9 * (0.85**rank) + 0.05 for rank in range(len(pool))]  # a few common lessons, a long tail
+    honest_texts = set(plan.pool)
     rounds = []
     try:
         for round_ in range(1, settings.rounds + 1):
             entry: dict[str, Any] = {"round": round_, "mode": "replay"}
             phase: dict[str, float] = {}
             t0 = time.perf_counter()
-            for index, node in enumerate(nodes):
-                drawn = [t for t, p in zip(pool, popularity, strict=True) if rng.random() < p * settings.draws / 3]
-                for text in drawn[: settings.draws]:
-                    node.library.add(text, confidence=rng.uniform(0.5, 0.9), domain="replay")
-                if index in bad_ids and settings.attack not in ("none", "vote-collusion"):
-                    for _, text, confidence in attack_texts(settings.attack, node.address, rng, round_):
-                        with contextlib.suppress(LibraryError):  # a text the library refuses is one the attacker loses
-                            node.library.add(text, confidence=confidence, domain="replay")
+            for node, lessons in zip(nodes, plan.lessons([n.address for n in nodes], round_), strict=True):
+                learn(node, lessons)
             phase["learn"] = time.perf_counter() - t0
             syncs: dict[str, list[SyncReport]] = {n.address: [] for n in nodes}
             everyone = list(range(settings.nodes))
@@ -182,7 +218,7 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
             "byzantine_members": sum(1 for i in members if i in bad_ids),
             "capture_probability": round(committee_capture(settings.nodes, len(bad_ids), settings.committee), 6),
         },
-        "pool": len(pool),
+        "pool": len(plan.pool),
         "voting_window_blocks": window,
         "setup_seconds": {k: round(v, 2) for k, v in timings.items()},
         "rounds": rounds,

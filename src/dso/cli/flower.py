@@ -30,10 +30,12 @@ def _chain(rpc: str, workdir: Path) -> Iterator[str]:
 
 @app.command("simulate")
 def simulate_command(
-    nodes: int = typer.Option(4, help="Nodes (Flower SuperNodes), 2 to 200."),
-    members: int = typer.Option(3, help="Registry members among them (nodes 0 .. members-1)."),
+    nodes: int = typer.Option(4, help="Nodes (Flower SuperNodes)."),
+    committee: int = typer.Option(3, help="Registry members (voters), drawn at random among the nodes."),
+    byzantine: float = typer.Option(0.0, help="Share of Byzantine nodes, in [0, 0.5)."),
+    attack: str = typer.Option("wrong", help="What the Byzantine nodes publish (as dso simulate; not vote-collusion)."),
     rounds: int = typer.Option(2, help="DSO rounds (each: publish, vote, pull and merge)."),
-    draws: int = typer.Option(3, help="Lessons each node learns from the replay pool before each round."),
+    draws: int = typer.Option(3, help="Lessons each node learns per round from the replay pool."),
     rpc: str = typer.Option("", help="A JSON-RPC chain all workers reach (default: an anvil node started here)."),
     store: str = typer.Option("", help="An IPFS HTTP API URL (default: a block folder in --run-dir)."),
     run_dir: Path | None = typer.Option(None, help="Where the nodes keep their files (default: a temporary folder)."),
@@ -42,9 +44,13 @@ def simulate_command(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the run's summary (JSON) here."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Run N DSO nodes as Flower ClientApps and R rounds from a ServerApp, on Flower's simulation engine."""
-    if not 2 <= nodes <= 200 or not 1 <= members <= nodes or not 1 <= rounds <= 50 or not 1 <= draws <= 50:
-        raise ConfigError("--nodes in [2, 200], --members in [1, nodes], --rounds in [1, 50], --draws in [1, 50]")
+    """The network `dso simulate` runs for the same settings, with every node a Flower ClientApp and the rounds
+    sequenced by a ServerApp on Flower's simulation engine; the same global library comes out."""
+    from dso.simulate import SimulationSettings
+
+    SimulationSettings(nodes, byzantine, attack, rounds, committee, draws, seed=seed).check()  # the same ranges
+    if attack == "vote-collusion" and byzantine > 0:
+        raise ConfigError("--attack vote-collusion needs voters in one process: run it with dso simulate")
     if not 1 <= workers <= 64:
         raise ConfigError("--workers must lie in [1, 64]")
     if output is not None:
@@ -54,8 +60,9 @@ def simulate_command(
 
         from dso.flower.app import FlowerSettings, client_app, server_app_for
     except ImportError as exc:
+        missing = exc.name or "flwr"
         raise DSOError(
-            f"the Flower app needs the flower extra: pip install 'dso[flower]' ({exc.name} missing)"
+            f"the Flower app needs the flower extra: pip install 'dso[flower]' ({missing} missing)"
         ) from None
 
     with contextlib.ExitStack() as stack:
@@ -65,8 +72,10 @@ def simulate_command(
         url = stack.enter_context(_chain(rpc, folder))
         settings = FlowerSettings(
             nodes=nodes,
-            members=members,
             rounds=rounds,
+            committee=committee,
+            byzantine=byzantine,
+            attack=attack,
             draws=draws,
             rpc=url,
             store=store,
@@ -74,7 +83,7 @@ def simulate_command(
             seed=seed,
             output=str(summary_path.resolve()),
         )
-        err_console.print(f"flower simulation: {nodes} nodes, {members} members, {rounds} rounds, chain {url}")
+        err_console.print(f"flower simulation: {nodes} nodes, {committee} members, {rounds} rounds, chain {url}")
         run_simulation(
             server_app=server_app_for(settings),
             client_app=client_app,

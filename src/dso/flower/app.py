@@ -12,7 +12,9 @@ Two ways to run the same two apps:
   a registry on the given chain for N nodes whose keys derive from a seed, with a committee of members, and
   tells every ClientApp (SuperNode `partition-id` i is node i) where the chain, registry and block folder
   are; each node keeps its files under the run's folder, so a node reopened by another worker is the same
-  node. Before each round every node learns lessons drawn from the replay pool (`dso.simulate`).
+  node. The network is `dso simulate`'s for the same settings (`SimulationPlan`: the same keys, committee,
+  Byzantine nodes and each round's lessons, which the ServerApp sends each node with its publish wave), so
+  both engines compute the same global library.
 - **deployment** (Flower's deployment engine across machines, docs/flower.md): each SuperNode is started
   with `--node-config 'dso-config="/path/to/dso.toml"'`; its ClientApp opens that node from its own
   configuration and keystore (`dso node init`) and ignores every chain setting a message carries.
@@ -23,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
 import sys
 import threading
 import time
@@ -37,9 +38,10 @@ from flwr.serverapp import Grid, ServerApp
 from dso.config import DSOConfig, load_config
 from dso.embed import make_embedder
 from dso.errors import DSOError
-from dso.network import NetworkSpec, deploy_network, make_store, network_node, node_account, open_node
+from dso.machine import machine
+from dso.network import deploy_network, make_store, network_node, node_account, open_node
 from dso.node.node import Node
-from dso.simulate import replay_pool
+from dso.simulate import SimulationPlan, SimulationSettings, learn
 
 SYNC = "query.sync"
 PASSWORD_ENV = "DSO_KEY_PASSWORD"  # a deployed node's keystore password, as `dso node run` reads it
@@ -48,24 +50,43 @@ MAX_REPLY = 64 * 1024  # a reply's report, in bytes: a hostile client cannot mak
 
 @dataclasses.dataclass(frozen=True)
 class FlowerSettings:
-    """A simulated DSO network on Flower (the ServerApp's run config; keys as `[tool.flwr.app.config]`)."""
+    """A DSO network on Flower (the ServerApp's run config; keys as `[tool.flwr.app.config]`).
+
+    With `rpc` set, a simulated network: the same plan as `dso simulate` with the same fields (`nodes`,
+    `byzantine`, `attack`, `rounds`, `committee`, `draws`, `seed`: the same keys, committee, Byzantine nodes and
+    lessons). With `rpc` empty, a deployed network: the nodes are whatever SuperNodes connect (at least
+    `nodes`), each its own."""
 
     nodes: int = 4
-    members: int = 3  # the registry's committee: nodes 0 .. members-1
     rounds: int = 2
-    draws: int = 3  # lessons each node learns from the replay pool before each round
-    rpc: str = ""  # the JSON-RPC chain every node reaches (an anvil node); "" in deployment
+    committee: int = 3
+    byzantine: float = 0.0
+    attack: str = "wrong"
+    draws: int = 3
+    seed: int = 0
+    rpc: str = ""  # the JSON-RPC chain every simulated node reaches (an anvil node); "" in deployment
     store: str = ""  # an IPFS HTTP API URL, or "" for a block folder under `folder`
     folder: str = ""  # where simulated nodes keep their files (one folder on the machine)
-    seed: int = 0
-    voting_window: int = 1_000
     output: str = ""  # the run's summary JSON is written here ("" = not written)
 
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> FlowerSettings:
-        known = {f.name: f for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)}
         values = {k.replace("-", "_"): v for k, v in run_config.items() if k.replace("-", "_") in known}
         return cls(**values)
+
+    def simulation(self) -> SimulationSettings:
+        return SimulationSettings(
+            nodes=self.nodes,
+            byzantine=self.byzantine,
+            attack=self.attack,
+            rounds=self.rounds,
+            committee=self.committee,
+            draws=self.draws,
+            chain=self.rpc,
+            store=self.store,
+            seed=self.seed,
+        )
 
 
 # -- the ClientApp: one DSO node per SuperNode ------------------------------------------------------
@@ -75,14 +96,15 @@ _LOCK = threading.Lock()
 
 
 def _simulated_node(index: int, task: ConfigRecord) -> Node:
-    """Node `index` of the simulated network the message describes (key from the seed, files in the folder)."""
+    """Node `index` of the simulated network the message describes (the key `dso simulate` derives from the
+    seed, files in the run's folder)."""
     from dso.chain.client import RegistryClient, connect
 
     folder = Path(str(task["folder"]))
     key = f"{folder}:{index}"
     with _LOCK:
         if key not in _NODES:
-            account = node_account(int(str(task["seed"])), index, "dso-flower")
+            account = node_account(int(str(task["seed"])), index)
             registry = RegistryClient(connect(str(task["rpc"])), str(task["registry"]), account)
             store = make_store(str(task["store"]), folder / "blocks")
             config = DSOConfig()
@@ -98,26 +120,13 @@ def _deployed_node(path: str) -> Node:
         return _NODES[path]
 
 
-def _learn(node: Node, index: int, task: ConfigRecord) -> int:
-    """Before a round's publish wave, a simulated node learns lessons from the replay pool (as `dso simulate`)."""
-    rng = random.Random(f"flower:{task['seed']}:{index}:{task['round']}")
-    pool = replay_pool()
-    popularity = [0.9 * (0.85**rank) + 0.05 for rank in range(len(pool))]
-    draws = int(str(task["draws"]))
-    drawn = [t for t, p in zip(pool, popularity, strict=True) if rng.random() < p * draws / 3]
-    rng.shuffle(drawn)  # each node keeps a different few of what it drew: lessons others lack, to share
-    drawn = drawn[:draws]
-    for text in drawn:
-        node.library.add(text, confidence=rng.uniform(0.5, 0.9), domain="replay")
-    return len(drawn)
-
-
 client_app = ClientApp()
 
 
 @client_app.query("sync")
 def sync(message: Message, context: Context) -> Message:
-    """One wave of a DSO round on this node: learn (simulation, publish wave), then `Node.sync`."""
+    """One wave of a DSO round on this node: `hello` only says who it is; otherwise (simulation) learn the
+    lessons the message carries for it, then `Node.sync`."""
     task = message.content["dso"]
     assert isinstance(task, ConfigRecord)
     dso_config = context.node_config.get("dso-config")
@@ -126,12 +135,17 @@ def sync(message: Message, context: Context) -> Message:
     else:
         index = int(str(context.node_config["partition-id"]))
         node = _simulated_node(index, task)
-        learned = _learn(node, index, task) if task["wave"] == "publish" and task["learn"] else 0
-    try:
-        report = node.sync().to_json()
-        error = ""
-    except DSOError as exc:  # the node could not do its work this wave (a chain or store that does not answer)
-        report, error = {}, str(exc)[:500]
+        texts, confidences = task.get("texts", []), task.get("confidences", [])
+        lessons = list(zip(texts, confidences, strict=True)) if isinstance(texts, list) else []
+        learn(node, [(str(t), float(c)) for t, c in lessons])
+        learned = len(lessons)
+    report: dict[str, Any] = {}
+    error = ""
+    if task["wave"] != "hello":
+        try:
+            report = node.sync().to_json()
+        except DSOError as exc:  # the node could not do its work this wave (a chain or store that does not answer)
+            error = str(exc)[:500]
     reply = ConfigRecord(
         {
             "index": index,
@@ -200,51 +214,61 @@ def _merged(report: dict[str, Any]) -> int:
     return added if isinstance(added, int) and added >= 0 else 0
 
 
-def _wave(grid: Grid, node_ids: list[int], task: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # a line per stage as it happens; stdout stays for --json
+
+
+def _wave(grid: Grid, tasks: dict[int, dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+    """One message to each node (its own task) and the replies that came back, read defensively."""
     messages = [
-        Message(RecordDict({"dso": ConfigRecord(task)}), dst_node_id=node_id, message_type=SYNC) for node_id in node_ids
+        Message(RecordDict({"dso": ConfigRecord(task)}), dst_node_id=node_id, message_type=SYNC)
+        for node_id, task in tasks.items()
     ]
     replies = [_reply(m) for m in grid.send_and_receive(messages, timeout=timeout)]
     return [r for r in replies if r is not None]
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)  # a line per stage as it happens; stdout stays for --json
-
-
 def run_rounds(grid: Grid, settings: FlowerSettings, say: Any = _say) -> dict[str, Any]:
-    """Deploy (simulation), then `settings.rounds` DSO rounds over the grid's nodes; returns the summary."""
+    """Deploy (simulation: `dso simulate`'s plan), then `settings.rounds` DSO rounds over the grid's nodes;
+    returns the summary."""
     started = time.perf_counter()
     task: dict[str, Any] = {"rpc": settings.rpc, "store": settings.store, "folder": settings.folder}
-    task |= {"seed": settings.seed, "draws": settings.draws, "registry": ""}
+    task |= {"seed": settings.seed, "registry": ""}
+    plan = None
     if settings.rpc:  # simulation: this app deploys the registry the simulated nodes share
-        spec = NetworkSpec(
-            nodes=settings.nodes,
-            members=tuple(range(settings.members)),
-            chain=settings.rpc,
-            seed=settings.seed,
-            key_tag="dso-flower",
-            voting_window=settings.voting_window,
+        plan = SimulationPlan.make(settings.simulation(), DSOConfig())
+        deployment = deploy_network(plan.spec)
+        task["registry"] = deployment.registry.address
+        addresses = [str(a.address) for a in deployment.accounts]
+        say(
+            f"registry {task['registry']} on {settings.rpc}: {settings.nodes} nodes, {settings.committee} members, "
+            f"{len(plan.spec.byzantine)} Byzantine"
         )
-        task["registry"] = deploy_network(spec).registry.address
-        say(f"registry {task['registry']} on {settings.rpc}: {settings.nodes} nodes, {settings.members} members")
     deadline = time.monotonic() + 120
     node_ids = sorted(grid.get_node_ids())
     while len(node_ids) < settings.nodes and time.monotonic() < deadline:
         time.sleep(1)
         node_ids = sorted(grid.get_node_ids())
+    hello = _wave(grid, {n: {**task, "round": 0, "wave": "hello"} for n in node_ids}, 600)
+    index_of = {r["node_id"]: r["index"] for r in hello}
+    members = sorted({r["node_id"] for r in hello if r["member"]} | (set(node_ids) - set(index_of)))
     rounds = []
     for round_ in range(1, settings.rounds + 1):
         entry: dict[str, Any] = {"round": round_}
-        members = node_ids  # until the publish wave's replies say which nodes are registry members
+        lessons = plan.lessons(addresses, round_) if plan is not None else []
         for wave in ("publish", "vote", "pull"):
             t0 = time.perf_counter()
-            who = members if wave == "vote" else node_ids
-            replies = _wave(grid, who, {**task, "round": round_, "wave": wave, "learn": wave == "publish"}, 600)
-            if wave == "publish":
-                answered = {r["node_id"] for r in replies}
-                # a node that did not answer may be a member: it is asked to vote too
-                members = sorted({r["node_id"] for r in replies if r["member"]} | (set(node_ids) - answered))
+            tasks = {}
+            for node_id in members if wave == "vote" else node_ids:
+                mine = lessons[index_of[node_id]] if wave == "publish" and node_id in index_of and lessons else []
+                tasks[node_id] = {
+                    **task,
+                    "round": round_,
+                    "wave": wave,
+                    "texts": [text for text, _ in mine],
+                    "confidences": [confidence for _, confidence in mine],
+                }
+            replies = _wave(grid, tasks, 600)
             entry[wave] = {
                 "replies": len(replies),
                 "errors": [r["error"] for r in replies if r["error"]],
@@ -258,19 +282,24 @@ def run_rounds(grid: Grid, settings: FlowerSettings, say: Any = _say) -> dict[st
             entry["merged"] = entry.get("merged", 0) + sum(_merged(r["report"]) for r in replies)
             if wave == "pull":
                 entry["libraries"] = {str(r["index"]): r["library"] for r in replies}
-                entry["global_digests"] = len({r["digest"] for r in replies})
+                digests = {r["index"]: r["digest"] for r in replies}
+                honest = {d for i, d in digests.items() if plan is None or i not in plan.spec.byzantine}
+                entry["global_digests"] = len(honest)
+                entry["global_digest"] = honest.pop() if len(honest) == 1 else ""
             say(f"round {round_} {wave}: {entry[wave]['replies']} nodes answered in {entry[wave]['seconds']} s")
         rounds.append(entry)
         say(
             f"round {round_}: {entry['published']} experiences published, {entry['votes']} votes, "
-            f"{entry['merged']} merged; {entry['global_digests']} distinct global libraries among "
+            f"{entry['merged']} merged; {entry['global_digests']} distinct global libraries among the honest of "
             f"{entry['pull']['replies']} nodes"
         )
     summary = {
         "engine": "flower",
+        "machine": machine(),
         "settings": dataclasses.asdict(settings),
         "registry": task["registry"],
         "nodes_connected": len(node_ids),
+        "members": len(members),
         "rounds": rounds,
         "seconds": round(time.perf_counter() - started, 2),
     }

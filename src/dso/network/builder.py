@@ -326,6 +326,7 @@ class Network:
             "poisoned_texts": bad[:5],
             "refused_batches": sum(len(s.pulled.refused) for rows in syncs.values() for s in rows),
             "honest_nodes_agreeing": f"{len(digests) == 1}",
+            "global_digest": observer.global_digest(computed.accepted),  # sha256 of the accepted texts
             "bytes_per_honest_node": {
                 "sent_median": statistics.median(sent) if sent else 0,
                 "received_median": statistics.median(received) if received else 0,
