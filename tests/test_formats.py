@@ -154,3 +154,25 @@ def test_the_context_block_for_any_agent(tmp_path: Path, embedder: Embedder) -> 
     assert lib.format_for_prompt(question, 2, min_similarity=0.99) == ""
     with pytest.raises(LibraryError, match="unknown context format"):
         lib.format_for_prompt(question, format="xml")
+
+
+def test_experiences_written_elsewhere_import_up_to_the_record_formats_cap(tmp_path: Path, embedder: Embedder) -> None:
+    """Training-Free GRPO's experiences often run past the 32 words this library caps its own lessons at; an
+    import takes them up to the record format's 64 words, and refuses the whole file beyond."""
+    long = " ".join(["Check each partial sum against an estimate made by rounding every term first;"] * 3)
+    assert 32 < len(long.split()) <= 64
+    agent = tmp_path / "agent.yaml"
+    agent.write_text(
+        yaml.safe_dump({"agent": {"name": "a", "instructions": f"Solve it.\n[G0]. {long}\n[G1]. Short one."}})
+    )
+    lib = library(tmp_path, embedder)
+    assert [r.experience.text for r in lib.import_json(agent)] == [long, "Short one."]
+    too_long = tmp_path / "too-long.yaml"
+    words = " ".join(["word"] * 70)
+    too_long.write_text(
+        yaml.safe_dump({"agent": {"name": "a", "instructions": f"Solve it.\n[G0]. Fine.\n[G1]. {words}"}})
+    )
+    other = library(tmp_path, embedder, "other.db")
+    with pytest.raises(LibraryError, match="the record format's cap"):
+        other.import_json(too_long)
+    assert other.all() == []  # nothing half-imported

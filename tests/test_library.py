@@ -228,7 +228,7 @@ def test_import_plain_strings_and_mapping(tmp_path: Path, lib: ExperienceLibrary
         ("[]", "holds no experiences"),
         ('["When X, do Y.", {"text": "When A, do B.", "confidence": 2}]', "confidence must lie"),
         ('["When X, do Y.", 42]', "experience 1: expected a string"),
-        ('["When X, do Y.", "' + "word " * 40 + '"]', "the cap is 32"),
+        ('["When X, do Y.", "' + "word " * 70 + '"]', "the cap is 64"),  # imports: the record format's cap
     ],
 )
 def test_corrupt_import_changes_nothing(tmp_path: Path, lib: ExperienceLibrary, content: str, message: str) -> None:

@@ -28,6 +28,7 @@ from dso.core.experience import (
     top_k,
     word_count,
 )
+from dso.core.records import MAX_WORDS
 from dso.embed.base import Embedder, Vectors
 from dso.errors import LibraryError
 from dso.files import read_input, same_file, write_new_file, write_text_atomic
@@ -251,7 +252,7 @@ class ExperienceLibrary:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _clean_text(self, text: str) -> str:
+    def _clean_text(self, text: str, word_cap: int | None = None) -> str:
         if not isinstance(text, str):
             raise LibraryError(f"experience text must be a string, got {type(text).__name__}")
         clean = normalise_text(text)
@@ -259,11 +260,10 @@ class ExperienceLibrary:
             raise LibraryError("experience text is empty")
         if len(clean.encode("utf-8")) > MAX_TEXT_BYTES:
             raise LibraryError(f"experience is {len(clean.encode('utf-8'))} bytes; the cap is {MAX_TEXT_BYTES}")
-        words = word_count(clean)
-        if words > self.word_cap:
-            raise LibraryError(
-                f"experience has {words} words; the cap is {self.word_cap} (library.word_cap): {clean[:60]}..."
-            )
+        words, cap = word_count(clean), self.word_cap if word_cap is None else word_cap
+        if words > cap:
+            where = "library.word_cap" if word_cap is None else "the record format's cap"
+            raise LibraryError(f"experience has {words} words; the cap is {cap} ({where}): {clean[:60]}...")
         return clean
 
     def count_usage(self, experience_ids: Sequence[str]) -> None:
@@ -284,10 +284,13 @@ class ExperienceLibrary:
         """Add an experience, or merge it into an existing paraphrase (cosine >= dedup_threshold)."""
         return self.add_many([NewExperience(text, confidence, domain, epoch, origin_node, content_id)])[0]
 
-    def add_many(self, items: Sequence[NewExperience], vectors: Vectors | None = None) -> list[WriteResult]:
-        """Add several experiences in one transaction: all of them are applied, or none."""
+    def add_many(
+        self, items: Sequence[NewExperience], vectors: Vectors | None = None, *, word_cap: int | None = None
+    ) -> list[WriteResult]:
+        """Add several experiences in one transaction: all of them are applied, or none. `word_cap` replaces
+        `library.word_cap` for these texts (imports: what other tools wrote, up to the record format's cap)."""
         embedder = self._require_embedder()
-        texts = [self._clean_text(item.text) for item in items]
+        texts = [self._clean_text(item.text, word_cap) for item in items]
         for item in items:
             check_fields(item.confidence, item.domain, item.epoch)
             check_label(item.origin_node, "origin node")
@@ -558,6 +561,9 @@ class ExperienceLibrary:
         return len(rows)
 
     def import_json(self, path: str | Path) -> list[WriteResult]:
-        """Import an export, a JSON list of strings, a {"G0": text} mapping or ``[G0]. text`` lines; all or nothing."""
+        """Import an export, a JSON list of strings, a {"G0": text} mapping, ``[G0]. text`` lines, a
+        Training-Free GRPO agent file or an ACE playbook; all or nothing. Experiences written elsewhere are
+        capped by the record format (64 words), not by `library.word_cap`, which caps what this library learns:
+        Training-Free GRPO's own experiences run to 50 words and more."""
         items, vectors = parse_import(Path(path), self._require_embedder())
-        return self.add_many(items, vectors)
+        return self.add_many(items, vectors, word_cap=max(self.word_cap, MAX_WORDS))
