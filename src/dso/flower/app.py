@@ -37,6 +37,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from dso.config import DSOConfig, load_config
 from dso.embed import make_embedder
+from dso.embed.cache import CachingEmbedder
 from dso.errors import DSOError
 from dso.machine import machine
 from dso.network import deploy_network, make_store, network_node, node_account, open_node
@@ -92,6 +93,7 @@ class FlowerSettings:
 # -- the ClientApp: one DSO node per SuperNode ------------------------------------------------------
 
 _NODES: dict[str, Node] = {}  # a worker process keeps its nodes open between messages
+_SHARED: dict[str, CachingEmbedder] = {}
 _LOCK = threading.Lock()
 
 
@@ -108,7 +110,10 @@ def _simulated_node(index: int, task: ConfigRecord) -> Node:
             registry = RegistryClient(connect(str(task["rpc"])), str(task["registry"]), account)
             store = make_store(str(task["store"]), folder / "blocks")
             config = DSOConfig()
-            _NODES[key] = network_node(folder, index, config, account, registry, store, make_embedder(config.embedder))
+            if "embedder" not in _SHARED:  # one embedder per worker process, for all the nodes it hosts
+                _SHARED["embedder"] = CachingEmbedder(make_embedder(config.embedder))
+            embedder = _SHARED["embedder"]
+            _NODES[key] = network_node(folder, index, config, account, registry, store, embedder)
         return _NODES[key]
 
 
