@@ -244,6 +244,11 @@ def run_rounds(grid: Grid, settings: FlowerSettings, say: Any = _say) -> dict[st
         plan = SimulationPlan.make(settings.simulation(), DSOConfig())
         deployment = deploy_network(plan.spec)
         task["registry"] = deployment.registry.address
+        # the first round starts an epoch, as on `dso simulate`'s fresh chain: batches fall into the same registry
+        # epochs (what the consensus groups by) however many blocks the chain had before
+        from dso.chain.client import mine as mine_blocks
+
+        mine_blocks(deployment.chain, -int(deployment.chain.eth.block_number) % plan.spec.voting_window)
         addresses = [str(a.address) for a in deployment.accounts]
         say(
             f"registry {task['registry']} on {settings.rpc}: {settings.nodes} nodes, {settings.committee} members, "
