@@ -18,6 +18,8 @@ from dso.core.untrusted import load_json
 from dso.errors import KeystoreError
 from dso.files import read_input, write_new_file
 
+PASSWORD_ENV = "DSO_KEY_PASSWORD"  # where the CLI, and a Flower SuperNode's node, read a keystore's password
+
 
 def new_keystore(
     path: Path, password: str, *, kdf: Literal["scrypt", "pbkdf2"] = "scrypt", iterations: int | None = None

@@ -27,6 +27,7 @@ from rich.progress import (
 
 from dso.config import DSOConfig, load_config
 from dso.errors import DSOError
+from dso.keys import PASSWORD_ENV
 
 if TYPE_CHECKING:  # the learning loop loads only for the commands that run it
     from dso.learn.extract import Rollout
@@ -80,8 +81,6 @@ def report(as_json: bool, payload: Any, shown: Any) -> None:
 
 
 # -- keys and progress, shared by the commands that sign or run long ------------------------------
-
-PASSWORD_ENV = "DSO_KEY_PASSWORD"
 
 
 def password(confirm: bool) -> str:

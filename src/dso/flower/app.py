@@ -23,6 +23,7 @@ Two ways to run the same two apps:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -39,13 +40,13 @@ from dso.config import DSOConfig, load_config
 from dso.embed import make_embedder
 from dso.embed.cache import CachingEmbedder
 from dso.errors import DSOError
+from dso.keys import PASSWORD_ENV
 from dso.machine import machine
 from dso.network import deploy_network, make_store, network_node, node_account, open_node
 from dso.node.node import Node
 from dso.simulate import SimulationPlan, SimulationSettings, learn
 
 SYNC = "query.sync"
-PASSWORD_ENV = "DSO_KEY_PASSWORD"  # a deployed node's keystore password, as `dso node run` reads it
 MAX_REPLY = 64 * 1024  # a reply's report, in bytes: a hostile client cannot make the server hold more
 
 
@@ -93,8 +94,13 @@ class FlowerSettings:
 # -- the ClientApp: one DSO node per SuperNode ------------------------------------------------------
 
 _NODES: dict[str, Node] = {}  # a worker process keeps its nodes open between messages
-_SHARED: dict[str, CachingEmbedder] = {}
 _LOCK = threading.Lock()
+
+
+@functools.cache
+def _worker_embedder() -> CachingEmbedder:
+    """One embedder per worker process, for all the simulated nodes it hosts."""
+    return CachingEmbedder(make_embedder(DSOConfig().embedder))
 
 
 def _simulated_node(index: int, task: ConfigRecord) -> Node:
@@ -110,10 +116,7 @@ def _simulated_node(index: int, task: ConfigRecord) -> Node:
             registry = RegistryClient(connect(str(task["rpc"])), str(task["registry"]), account)
             store = make_store(str(task["store"]), folder / "blocks")
             config = DSOConfig()
-            if "embedder" not in _SHARED:  # one embedder per worker process, for all the nodes it hosts
-                _SHARED["embedder"] = CachingEmbedder(make_embedder(config.embedder))
-            embedder = _SHARED["embedder"]
-            _NODES[key] = network_node(folder, index, config, account, registry, store, embedder)
+            _NODES[key] = network_node(folder, index, config, account, registry, store, _worker_embedder())
         return _NODES[key]
 
 
