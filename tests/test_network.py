@@ -11,7 +11,7 @@ import pytest
 
 from dso.config import DSOConfig
 from dso.core.cid import cid_of
-from dso.core.records import BatchManifest, ExperienceRecord, encode_batch, encode_record
+from dso.core.records import BatchManifest, ExperienceRecord, decode_batch, encode_batch, encode_record
 from dso.embed import Embedder
 from dso.errors import CIDError, StoreError
 from dso.network import Network, NetworkSpec, build_network
@@ -33,8 +33,7 @@ def test_three_nodes_one_adversarial_sync_on_the_memory_registry(tmp_path: Path,
     b.library.add(HONEST[1], domain="units")
     attacker.library.add(INJECTIONS[0], confidence=1.0)
     attacker.library.add(WRONG[3], confidence=1.0)
-    for _ in ("publish", "vote", "pull"):
-        network.sync(range(3))
+    network.sync_round(range(3))  # publish, vote, the epoch closes, pull
     states = {info.node: info.state.name for info in network.registry.all_batches()}
     assert states == {a.address: "ACCEPTED", b.address: "ACCEPTED", attacker.address: "REJECTED"}
     ids = {info.node: "0x" + info.id.hex() for info in network.registry.all_batches()}
@@ -101,6 +100,7 @@ def test_the_live_node_passes_its_records_evidence_to_the_consensus(tmp_path: Pa
     for row, data in rows:
         node.state.note_batch(row.batch_id, row.node, row.round, "accepted")
         node.state.accept_verified(row.batch_id, [(row, data)], 0)
+    node.state.set_settled_epoch(2)  # both epochs closed
     library = node.global_library()
     accepted = {g.text for g in library.accepted}
     vetoed = {d.text: d.reason for d in library.rejected}
@@ -123,6 +123,7 @@ def test_votes_and_merges_run_one_guard_policy(tmp_path: Path, embedder: Embedde
     for row, data in rows:
         node.state.note_batch(row.batch_id, row.node, row.round, "accepted")
         node.state.accept_verified(row.batch_id, [(row, data)], 0)
+    node.state.set_settled_epoch(1)
     assert [g.text for g in node.global_library().accepted] == [HONEST[0]]
     network.close()
 
@@ -160,18 +161,20 @@ def test_a_store_outage_during_pull_is_retried_not_judged(tmp_path: Path, embedd
     a.library.add(HONEST[0])
     b.library.add(HONEST[1])
     network.sync([0, 1, 0, 1])  # both published, both accepted by the two members
+    network.close_epoch()
     outage = OutageStore(reader.store)
     reader.ctx.store = outage
     outage.down = True
     first = reader.sync()
     assert first.pulled.verified == () and first.pulled.refused == () and len(first.pulled.retrying) == 2
+    assert first.pulled.settled_epoch == -1  # an epoch with a batch still to fetch stays open at this node
     assert reader.state.refused() == [] and len(reader.state.retries()) == 2
     assert "IPFS" in reader.state.retries()[0]["reason"]
     later = reader.sync()  # not due yet (30 s): nothing tried, nothing lost
     assert later.pulled.retrying == () and len(reader.state.retries()) == 2
     outage.down = False
     back = reader.sync(retry_all=True)
-    assert len(back.pulled.verified) == 2 and reader.state.retries() == []
+    assert len(back.pulled.verified) == 2 and reader.state.retries() == [] and back.pulled.settled_epoch == 0
     assert {e.text for e in reader.library.all()} == set(HONEST)
     network.close()
 
@@ -197,21 +200,70 @@ def test_a_member_does_not_vote_on_a_batch_it_cannot_fetch(tmp_path: Path, embed
 # -- attacks on the live node code: the registry's epochs, cumulative support, the library following consensus
 
 
+def test_a_batch_final_by_its_deadline_is_decided_by_every_node_without_waiting_for_finalize(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A batch one member of three voted for stays pending: the reader's cursor waits there and its epoch stays
+    open. Once the deadline block is mined nothing can change the outcome, so the reader computes what
+    `finalize` will say (quorum cast, two thirds yes: accepted) and closes the epoch without anyone calling it;
+    the later `finalize` changes nothing at any node."""
+    spec = NetworkSpec(nodes=4, members=(0, 1, 2), chain="memory", share_work=False, voting_window=20)
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    a, b, _, reader = network.nodes
+    a.library.add(HONEST[0])
+    a.sync()  # a publishes and votes yes: 1 of 3, pending
+    (info,) = network.registry.all_batches()
+    assert info.state.name == "PENDING" and info.up == 1
+    network.chain.mine(info.deadline - network.registry.height() - 1)  # one block before the deadline
+    early = reader.sync()
+    assert early.pulled.verified == () and early.pulled.settled_epoch == -1 and len(reader.library) == 0
+    network.chain.mine(1)  # the deadline block: no vote can land any more
+    final = reader.sync()
+    assert network.registry.batch(info.id).state.name == "PENDING"  # nobody called finalize
+    assert final.pulled.verified == ("0x" + info.id.hex(),) and final.pulled.settled_epoch >= 0
+    assert {e.text for e in reader.library.all()} == {HONEST[0]}
+    digest = reader.global_digest()
+    b.sync()  # a member finalizes it: accepted, as the reader computed
+    assert network.registry.batch(info.id).state.name == "ACCEPTED"
+    again = reader.sync()
+    assert again.pulled.verified == () and again.merged.added == 0 and reader.global_digest() == digest
+    network.close()
+
+
+def test_final_state_follows_the_contracts_finalize_rule() -> None:
+    from dso.chain.registry import BatchInfo, BatchState, closed_epoch, final_state
+
+    def batch(up: int, down: int, state: BatchState = BatchState.PENDING) -> BatchInfo:
+        return BatchInfo(b"\x01" * 32, "0x" + "0" * 40, 1, 50, 9, up, down, state, b"\x00" * 32, "c")
+
+    assert final_state(batch(1, 0), 49, 1) is None  # votes can still land in block 50
+    assert final_state(batch(1, 0), 50, 1) == BatchState.ACCEPTED
+    assert final_state(batch(1, 1), 50, 1) == BatchState.REJECTED  # yes short of two thirds of those cast
+    assert final_state(batch(2, 1), 50, 1) == BatchState.ACCEPTED
+    assert final_state(batch(2, 1), 50, 4) == BatchState.REJECTED  # fewer cast than the quorum
+    assert final_state(batch(0, 0), 50, 1) == BatchState.REJECTED
+    assert final_state(batch(0, 9, BatchState.ACCEPTED), 0, 1) == BatchState.ACCEPTED  # decided is final
+    assert [closed_epoch(h, 10) for h in (0, 8, 9, 10, 19, 20)] == [-1, -1, 0, 0, 1, 1]
+
+
 COMMON = "When a question counts legs, multiply each animal's count by its legs before adding."
 SHARED = "When two units differ, convert both to the smaller unit before comparing."
 POISON = WRONG[3]  # "When counting legs, every animal has four legs." passes every guard
 
 
-def lone_batch(network: Network, index: int, text: str, claimed_round: int) -> None:
-    """Node `index` registers one record under a round number of its choosing, outside its own outbox."""
+def lone_batch(network: Network, index: int, text: str | list[str], claimed_round: int) -> None:
+    """Node `index` registers a batch of its own making (one record, or one per text) under a round number of
+    its choosing, outside its own outbox."""
+    from dso.core.experience import Experience
     from dso.core.signing import sign_batch
     from dso.node import share as shares
 
     node = network.nodes[index]
-    vector = node.embed([text])
-    experience = node.library.add(text, confidence=1.0).experience
+    texts = [text] if isinstance(text, str) else text
+    vectors = node.embed(texts)
+    experiences = [Experience(f"e{i}", t, confidence=1.0) for i, t in enumerate(texts)]
     records = shares.build_records(
-        [experience], vector, node=node.address, model="m", embedder=node.library.embedder_id or "", timestamp=1
+        experiences, vectors, node=node.address, model="m", embedder=node.library.embedder_id or "", timestamp=1
     )
     domain = network.registry.domain
     key = network.accounts[index].key
@@ -242,10 +294,10 @@ def test_a_lone_batch_under_any_claimed_round_poisons_no_honest_library(
         node.library.add(COMMON)
     for node in honest[:3]:
         node.library.add(SHARED)
-    network.sync([0, 1, 2, 3, 0, 1, 2, 3])  # publish and vote, then pull
+    network.sync_round([0, 1, 2, 3])  # publish, vote, the epoch closes, pull
     network.chain.mine(120)  # time passes: the next batch lands in a later epoch
     lone_batch(network, 4, POISON, claimed_round)
-    network.sync([0, 1, 2, 3, 0, 1, 2, 3])  # the members vote yes (it passes the guards), everyone pulls
+    network.sync_round([0, 1, 2, 3])  # the members vote yes (it passes the guards), its epoch closes, all pull
     states = {info.node: info.state.name for info in network.registry.all_batches()}
     assert states[network.nodes[4].address] == "ACCEPTED"  # the registry took it: the consensus must stop it
     for node in honest:
@@ -255,13 +307,43 @@ def test_a_lone_batch_under_any_claimed_round_poisons_no_honest_library(
     network.close()
 
 
+def test_a_large_hostile_batch_is_voted_down_on_a_sample_before_the_rest_is_fetched(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A sponsored publisher registers 60 well-formed records, 48 of them injections: a member checks 8 records
+    drawn at random (every check and the guards), votes no, and never fetches or embeds the other 52. A batch
+    of 60 good records passes its sample and is then checked whole and voted yes."""
+    from dso.node.vote import SAMPLE
+
+    spec = NetworkSpec(nodes=3, members=(0, 1), chain="memory", share_work=False)
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    a, b, _ = network.nodes
+    good = [f"When a list holds {i} items, count them twice before answering." for i in range(60)]
+    hostile = [f"{INJECTIONS[i % len(INJECTIONS)]} ({i})" for i in range(48)] + good[:12]
+    assert sum(bool(f) for f in a.guard_findings(hostile)) == 48
+    lone_batch(network, 2, hostile, 1)
+    report = a.sync()
+    (vote,) = report.votes
+    assert not vote.approve and f"of {SAMPLE} sampled texts break the guards" in vote.reason
+    (info,) = network.registry.all_batches()
+    sizes = [len(network.store.get(cid)) for cid in decode_batch(network.store.get(info.batch_cid)).records]
+    assert len(sizes) == 60 and 0 < report.bytes.received["records"] <= SAMPLE * max(sizes)  # 8 records, not 60
+    lone_batch(network, 2, good, 2)
+    b.sync()
+    votes = {v.batch_id: v for v in a.sync().votes}
+    (yes,) = votes.values()
+    assert yes.approve and "60 of 60 texts pass" in yes.reason
+    network.close()
+
+
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
 def test_partial_views_converge_whatever_order_batches_are_accepted(
     tmp_path: Path, embedder: Embedder, order: tuple[int, ...]
 ) -> None:
-    """Three publishers' batches are accepted one at a time in every order, and a reader syncs after each: a
-    lesson it merged from a partial view (a batch briefly alone) is withdrawn when the fuller view rejects it,
-    and at the end it holds what a reader that saw everything at once holds."""
+    """Three publishers' batches are accepted one at a time in every order, and a reader syncs after each. The
+    epoch is open meanwhile, so the reader merges nothing from a partial view (before, a batch briefly alone
+    was merged and stayed); once the epoch closes it holds exactly what a reader that saw everything at once
+    holds, and nothing was ever withdrawn."""
     spec = NetworkSpec(nodes=6, members=(5,), chain="memory", share_work=False)
     network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
     publishers, reader, late, member = network.nodes[:3], network.nodes[3], network.nodes[4], network.nodes[5]
@@ -271,13 +353,16 @@ def test_partial_views_converge_whatever_order_batches_are_accepted(
     for index in order:
         publishers[index].sync()  # publish
         member.sync()  # the one member accepts it
-        reader.sync()  # the reader sees the batches accepted so far
+        report = reader.sync()  # the reader fetches the batches accepted so far
+        assert report.pulled.settled_epoch == -1 and report.merged.global_size == 0
+        assert len(reader.library) == 0 and reader.global_library().accepted == []
+    network.close_epoch()
+    reader.sync()
     late.sync()  # a reader that sees all three at once
     assert {e.text for e in reader.library.all()} == {e.text for e in late.library.all()} == {COMMON}
     assert reader.global_digest() == late.global_digest()
-    withdrawn = [h for h in reader.library.history() if h.op == "WITHDRAW"]
-    if order[0] == 2:  # SHARED was alone first, merged, then withdrawn
-        assert [h.old_text for h in withdrawn] == [SHARED]
+    assert reader.state.settled_epoch() == late.state.settled_epoch() == 0
+    assert [h for h in reader.library.history() if h.op == "WITHDRAW"] == []
     network.close()
 
 
@@ -295,7 +380,7 @@ def test_a_record_edited_in_the_node_state_never_changes_the_global_library(tmp_
     network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
     a, b = network.nodes
     a.library.add(HONEST[0])
-    network.sync([0, 1, 0, 1])
+    network.sync_round([0, 1])
     assert {g.text for g in b.global_library().accepted} == {HONEST[0]}
     db = sqlite3.connect(b.state.path)
     db.execute("UPDATE records SET text = ?", (POISON,))
@@ -380,6 +465,8 @@ def test_the_largest_batch_costs_members_one_manifest_and_poisons_nothing(tmp_pa
     assert all(report.bytes.received.get("records", 0) == 0 for report in reports)  # not one record fetched
     (info,) = [i for i in network.registry.all_batches() if i.node == attacker.address]
     assert info.state.name == "REJECTED"
+    network.close_epoch()
+    network.sync([0, 1])
     for node in (a, b):
         assert {e.text for e in node.library.all()} == set(HONEST)
     assert a.global_digest() == b.global_digest()
@@ -388,7 +475,7 @@ def test_the_largest_batch_costs_members_one_manifest_and_poisons_nothing(tmp_pa
 
 def test_a_node_state_without_record_bytes_pulls_every_accepted_batch_again(tmp_path: Path) -> None:
     """State files of schema 2 kept records as columns only: opening one drops those records and rewinds the
-    accepted-batch cursor, so the next sync fetches, checks and keeps each record's bytes."""
+    batch cursor, so the next sync fetches, checks and keeps each record's bytes."""
     import sqlite3
 
     from dso.node.state import NodeState
@@ -408,8 +495,8 @@ def test_a_node_state_without_record_bytes_pulls_every_accepted_batch_again(tmp_
     old.commit()
     old.close()
     state = NodeState(path)
-    assert state.cursor("accepted") == 0 and state.verified_records() == []
-    assert state.meta("schema_version") == "3"
+    assert state.cursor("batches") == 0 and state.verified_records() == [] and state.settled_epoch() == -1
+    assert state.meta("schema_version") == "4"
     assert "data" in {row[1] for row in state.db.execute("PRAGMA table_info(records)")}
     state.close()
 
@@ -431,6 +518,7 @@ def test_members_vote_automatically_only_on_publishers_a_member_sponsors(tmp_pat
     assert [v.approve for v in a.sync().votes] == [True]
     b.sync()
     assert network.registry.batch(info.id).state.name == "ACCEPTED"
+    network.close_epoch()
     a.sync()
     assert {e.text for e in a.library.all()} == {HONEST[0]}
     network.close()

@@ -61,8 +61,11 @@ def test_an_experience_travels_from_one_node_to_another_with_provenance(tmp_path
     assert info.state == BatchState.ACCEPTED
     manifest = share.check_manifest(info, net.store.get(info.batch_cid))
     assert a.registry.batch_id(manifest, info.batch_cid) == batch_id_of(manifest, info.batch_cid) == info.id
+    net.close_epoch()  # the epoch closes: what was accepted in it is merged
     summary = d.sync()  # d is not a member: its first sync pulls the accepted batch
     assert summary.merged.added == 2, summary
+    b.sync()
+    c.sync()
     assert summary.bytes.received["records"] > 0
     for node in (b, d):
         texts = {e.text for e in node.library.all()}
@@ -100,6 +103,7 @@ def test_a_store_serving_other_bytes_leaves_the_whole_batch_unmerged_until_it_se
     a.sync()
     b.sync()
     c.sync()  # voted yes on the intact batch: accepted
+    net.close_epoch()
     batch = a.registry.batch(bytes.fromhex(a.state.own_batches()[0][2:]))
     assert batch.state == BatchState.ACCEPTED
     # the store now serves other bytes under one record's name

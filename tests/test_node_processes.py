@@ -23,6 +23,7 @@ from dso.chain.client import RegistryClient, connect
 from dso.core.records import decode_batch
 from dso.library import ExperienceLibrary
 from dso.llm.testing import ScriptedLLM, ScriptedRequest, serve_openai
+from dso.network import close_epoch
 from dso.services import free_port
 from dso.store.ipfs import IPFSStore
 
@@ -118,10 +119,14 @@ def test_three_node_processes_agree_after_one_is_killed_mid_sync(
     for process in processes:
         _, err = process.communicate(timeout=400)
         assert process.returncode == 0, err[-3000:]
-    # the runs ended on their own clocks: two more rounds of syncs let every vote and pull land
-    for _ in range(2):
-        for config in configs:
-            ok(dso("--config", config, "node", "sync", "--json", env=env))
+    # the runs ended on their own clocks: one more sync each lets every vote land; then time passes (the epoch's
+    # last block and every deadline are mined) and one more sync each pulls and merges the closed epochs
+    registry = RegistryClient(connect(anvil_url), deployed["address"])
+    for config in configs:
+        ok(dso("--config", config, "node", "sync", "--json", env=env))
+    assert close_epoch(registry.w3, registry) > 0
+    for config in configs:
+        ok(dso("--config", config, "node", "sync", "--json", env=env))
     statuses = [ok(dso("--config", c, "node", "status", "--json", env=env)) for c in configs]
 
     # the same accepted global library everywhere, with every node's lessons in it
@@ -129,7 +134,6 @@ def test_three_node_processes_agree_after_one_is_killed_mid_sync(
     global_texts = {row["text"] for row in ok(dso("--config", configs[0], "node", "global", "--json", env=env))}
     assert global_texts == {SHARED, *OWN}
     # no batch submitted twice: each node's batches on chain are its outbox's, and no record is in two of them
-    registry = RegistryClient(connect(anvil_url), deployed["address"])
     store = IPFSStore(ipfs_api)
     batches = registry.all_batches()
     for status in statuses:

@@ -35,6 +35,7 @@ from dso.config import ChainConfig, DSOConfig
 from dso.embed import Embedder
 from dso.keys import new_keystore
 from dso.library import ExperienceLibrary
+from dso.network import close_epoch
 from dso.node import share
 from dso.node.node import Node
 from dso.node.state import NodeState
@@ -121,6 +122,12 @@ def batch_of(net: Network, name: str) -> str:
         return node.state.own_batches()[0]
     finally:
         node.close()
+
+
+def close_epoch_of(net: Network) -> None:
+    """Time passes on the embedded chain: the epoch's last block and every pending deadline are mined."""
+    w3 = embedded_web3()
+    close_epoch(w3, RegistryClient(w3, net.registry))
 
 
 def state_of(net: Network, batch_id: str) -> BatchState:
@@ -222,6 +229,7 @@ def test_export_and_search_of_the_global_library(network: Network) -> None:
     member_c = network.writer("C")
     member_c.sync()  # C's yes accepts P's batch
     assert state_of(network, honest) == BatchState.ACCEPTED
+    close_epoch_of(network)  # its epoch closes: the global library covers it
     app = create_app(reviewer, TOKEN)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         rows = client.get("/library/export.json").json()
@@ -332,6 +340,7 @@ def test_a_reviewer_approves_a_batch_in_the_browser_and_finds_it_in_the_global_l
     assert "1 vote cast: approve" in page.locator(".message").inner_text()
     assert page.locator(f'[data-batch="{honest}"]').count() == 0  # accepted: no longer pending
     assert state_of(network, honest) == BatchState.ACCEPTED
+    close_epoch_of(network)  # its epoch closes: the global library covers it
     page.get_by_role("link", name="Global library").click()
     page.get_by_label("Search by meaning").fill("legs of animals")
     page.get_by_role("button", name="Show").click()

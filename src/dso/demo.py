@@ -163,8 +163,8 @@ def run_demo(
                     attacker.library.add(text, confidence=1.0)
         say(f"round {round_}: every node publishes, the members vote, every node pulls and merges")
         summaries: dict[str, list[SyncReport]] = {node.address: [] for node in nodes}
-        for _ in ("publish", "vote", "pull"):
-            for node, report in zip(nodes, network.sync(range(count)), strict=True):
+        for reports in network.sync_round(range(count)):  # publish, vote, the epoch closes, pull
+            for node, report in zip(nodes, reports, strict=True):
                 summaries[node.address].append(report)
         rounds.append(_round_summary(round_, network, summaries, attack_texts))
         if not settings.every_round and round_ < settings.rounds:

@@ -182,6 +182,8 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
             everyone = list(range(settings.nodes))
             for name, who in (("publish", everyone), ("vote", list(members)), ("pull", everyone)):
                 t = time.perf_counter()
+                if name == "pull":  # the round's epoch closes (what waiting for the window does on a live chain)
+                    entry["blocks_mined_to_close_epoch"] = network.close_epoch()
 
                 def tick(number: int, name: str = name, who: list[int] = who, round_: int = round_) -> None:
                     if number % 100 == 0:

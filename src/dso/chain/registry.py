@@ -168,6 +168,27 @@ def registry_epoch(info: BatchInfo, voting_window: int) -> int:
     return max(0, info.deadline - window) // window
 
 
+def final_state(info: BatchInfo, height: int, quorum: int) -> BatchState | None:
+    """The state a batch ends in, read at `height` (the latest block), or None while votes can still change it.
+
+    A decided batch is final. A pending one is final once its deadline block is mined (no vote can land after
+    it): `finalize` will then decide it from the frozen votes, `quorum` of its eligible members cast and two
+    thirds of them yes, whenever anyone calls it, so a node computes that outcome itself instead of waiting
+    for the call (a late `finalize` cannot move a batch into an epoch every node already closed)."""
+    if info.state != BatchState.PENDING:
+        return info.state
+    if height < info.deadline:
+        return None
+    cast = info.up + info.down
+    return BatchState.ACCEPTED if cast >= max(1, quorum) and 3 * info.up >= 2 * cast else BatchState.REJECTED
+
+
+def closed_epoch(height: int, voting_window: int) -> int:
+    """The newest epoch whose registrations are over at `height` (its last block is mined): -1 for none."""
+    window = max(1, int(voting_window))
+    return (height + 1) // window - 1
+
+
 def all_pages(registry: Registry, state: BatchState | None, page: int) -> list[BatchInfo]:
     """Every batch of the registry, read page by page, filtered by state: `all_batches` for both backends."""
     found: list[BatchInfo] = []

@@ -42,7 +42,7 @@ from dso.embed.cache import CachingEmbedder
 from dso.errors import DSOError
 from dso.keys import PASSWORD_ENV
 from dso.machine import machine
-from dso.network import deploy_network, make_store, network_node, node_account, open_node
+from dso.network import close_epoch, deploy_network, make_store, network_node, node_account, open_node
 from dso.node.node import Node
 from dso.simulate import SimulationPlan, SimulationSettings, learn
 
@@ -271,6 +271,8 @@ def run_rounds(grid: Grid, settings: FlowerSettings, say: Any = _say) -> dict[st
         lessons = plan.lessons(addresses, round_) if plan is not None else []
         for wave in ("publish", "vote", "pull"):
             t0 = time.perf_counter()
+            if wave == "pull" and plan is not None:  # the round's epoch closes, as in `dso simulate`
+                entry["blocks_mined_to_close_epoch"] = close_epoch(deployment.chain, deployment.registry)
             tasks = {}
             for node_id in members if wave == "vote" else node_ids:
                 mine = lessons[index_of[node_id]] if wave == "publish" and node_id in index_of and lessons else []

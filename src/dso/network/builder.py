@@ -188,7 +188,7 @@ class SharedReads:
         return self.inner.has_voted(batch_id, account)
 
     def quorum(self, eligible: int) -> int:
-        return self.inner.quorum(eligible)
+        return int(self._cached(("quorum", eligible), lambda: self.inner.quorum(eligible)))
 
     def batch_id(self, manifest: BatchManifest, batch_cid: str) -> bytes:
         return self.inner.batch_id(manifest, batch_cid)
@@ -284,6 +284,10 @@ class Network:
     def is_honest(self, node: Node) -> bool:
         return self.nodes.index(node) not in self.spec.byzantine
 
+    def close_epoch(self) -> int:
+        """Mine to the end of the current epoch and past every pending batch's deadline (`close_epoch`)."""
+        return close_epoch(self.chain, self.registry)
+
     def sync(self, indexes: Sequence[int], progress: Callable[[int], None] | None = None) -> list[SyncReport]:
         """One sync of each named node, in order."""
         reports = []
@@ -292,6 +296,14 @@ class Network:
             if progress:
                 progress(number)
         return reports
+
+    def sync_round(self, indexes: Sequence[int]) -> list[list[SyncReport]]:
+        """One round: every named node syncs (publishing), again (voting on what the others published), the
+        epoch closes (`close_epoch`), and every node syncs a third time (pulling and merging); the reports of
+        each pass."""
+        passes = [self.sync(indexes), self.sync(indexes)]
+        self.close_epoch()
+        return [*passes, self.sync(indexes)]
 
     def round_figures(
         self, round_: int, syncs: dict[str, list[SyncReport]], poisoned: Callable[[GlobalExperience], bool]
@@ -387,6 +399,28 @@ def deploy_network(spec: NetworkSpec) -> Deployment:
             if mine:
                 client(accounts[m]).sponsor_many(mine)
     return Deployment(chain, deployed, accounts, client)
+
+
+def close_epoch(chain: Any, registry: Registry) -> int:
+    """Mine a development chain (a `MemoryChain` or a Web3 connection to the embedded EVM or anvil) to the last
+    block of the current epoch, and past the deadline of every batch still pending, so that every batch
+    registered so far is decided and its epoch closed: what waiting for the voting window does on a live
+    chain. The simulation, the demo, the Flower server and the tests run it between rounds. Returns the
+    number of blocks mined."""
+    height = registry.height()
+    window = max(1, registry.voting_window)
+    target = (height // window + 1) * window - 1  # the current epoch's last block
+    for info in registry.all_batches(BatchState.PENDING):
+        target = max(target, info.deadline)
+    blocks = target - height
+    if blocks > 0:
+        if isinstance(chain, MemoryChain):
+            chain.mine(blocks)
+        else:
+            from dso.chain.client import mine
+
+            mine(chain, blocks)
+    return max(0, blocks)
 
 
 def network_node(

@@ -8,9 +8,10 @@ One `sync` does, in order, each step in its own module:
    from a cursor, each pending batch of another node is fetched and verified (`dso.node.verify`), its texts
    run through the guard policy, and one `voteMany` casts every vote of the sync; batches whose window
    closed are finalized;
-6. **pull** and 7. **merge** (`dso.node.pull`): accepted batches past the cursor are fetched and verified;
-   the global library is recomputed from every verified accepted record (the robust consensus, with the
-   evidence those records carry) and what it accepts is merged into the local library with provenance.
+6. **pull** and 7. **merge** (`dso.node.pull`): decided batches past the cursor are read in registration
+   order and the accepted ones fetched and verified; the global library is computed from every verified
+   accepted record of the closed epochs (the robust consensus, with the evidence those records carry) and
+   what it accepts is merged into the local library with provenance.
 
 Bytes sent and received (records, manifests, transactions, signatures read back) are kept per sync.
 """
@@ -226,6 +227,7 @@ class Node:
             retrying_batches=tuple(self.state.retries()),
             global_size=len(accepted),
             global_digest=self.global_digest(accepted),
+            settled_epoch=self.state.settled_epoch(),
         )
 
     def close(self) -> None:

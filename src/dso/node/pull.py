@@ -1,18 +1,26 @@
-"""Pulling and merging: accepted batches past a cursor are fetched and verified, the global library is
-recomputed from every verified accepted record, and what it accepts is merged into the local library with
-provenance; merging is idempotent.
+"""Pulling and merging: the registry's batches are read in the order they were registered; each decided
+accepted batch is fetched and verified; the global library is computed from every verified accepted record
+of the **closed epochs**, and what it accepts is merged into the local library with provenance (merging is
+idempotent, and a merged lesson the consensus stops accepting is withdrawn).
+
+An epoch is the window of blocks a batch was registered in (`registry_epoch`), whatever round its publisher
+claims. It is closed at a node when its last block is mined, every batch of it is decided (by votes, or by
+its deadline passing: `final_state` computes what `finalize` will say) and every accepted one was fetched
+(or refused with a proof). So every honest node computes each closed epoch's consensus from the same
+inputs, and a batch that arrives late in an open epoch never changes a library already merged.
 
 Only a proof of misbehaviour refuses a batch (a manifest, signature, record, Merkle proof or embedding code
 that fails its check: `DataError`), for good and with its reason. A store or chain that does not answer
 proves nothing about the batch: it stays to be fetched, retried on a growing schedule (`NodeState.retry_later`),
-and the sync reports it (`PullReport.retrying`), so `dso node sync` can say it could not do its work."""
+its epoch stays open, and the sync reports it (`PullReport.retrying`), so `dso node sync` can say it could not
+do its work."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 
-from dso.chain.registry import BatchInfo, registry_epoch
+from dso.chain.registry import BatchInfo, BatchState, closed_epoch, final_state, registry_epoch
 from dso.consensus.aggregate import Validation
 from dso.core.records import encode_record
 from dso.errors import ChainError, DataError, StoreError
@@ -24,19 +32,25 @@ from dso.node.reports import MergeReport, PullReport, Refusal
 from dso.node.verify import fetch_verified
 
 PAGE = 100
+PENDING = BatchState.PENDING
 NONE = (0, 0, 0)  # evidence of a record that claims none
 
 
 def pull(ctx: NodeContext, *, now: float | None = None, retry_all: bool = False) -> PullReport:
     """Retry the batches whose next attempt is due (every one with `retry_all`: a sync asked for by hand), then
-    fetch and verify accepted batches past the cursor."""
+    read the registry's batches past the cursor in the order they were registered: each decided one is noted,
+    an accepted one fetched and verified; the first batch still open to votes stops the cursor. Then the
+    newest closed epoch (`settled_epoch`) is noted: the global library is computed over closed epochs only."""
     now = time.time() if now is None else now
+    height = ctx.registry.height()  # read before the batches: every batch registered by then is in the list
+    window = ctx.registry.voting_window
     verified: list[str] = []
     refused: list[Refusal] = []
     retrying: list[Refusal] = []
 
     def take(info: BatchInfo, cursor: int | None) -> None:
         batch_id = hex_id(info.id)
+        epoch = registry_epoch(info, window)  # not the round the publisher claims
         try:
             records = fetch_verified(ctx, info)
         except DataError as exc:  # a proof: this batch is refused for good
@@ -46,11 +60,10 @@ def pull(ctx: NodeContext, *, now: float | None = None, retry_all: bool = False)
             ctx.log(f"refused batch {batch_id[:12]} from {info.node[:10]}: {reason[:200]}")
         except (StoreError, ChainError) as exc:  # no answer proves nothing: try again later
             reason = str(exc)
-            due = ctx.state.retry_later(batch_id, reason, cursor, now=now)
+            due = ctx.state.retry_later(batch_id, reason, cursor, epoch=epoch, now=now)
             retrying.append(Refusal(batch_id, info.node, reason))
             ctx.log(f"batch {batch_id[:12]} not fetched ({reason[:160]}); next attempt in {due - now:.0f} s")
         else:
-            epoch = registry_epoch(info, ctx.registry.voting_window)  # not the round the publisher claims
             shared = [
                 (
                     share.SharedRecord(
@@ -71,17 +84,32 @@ def pull(ctx: NodeContext, *, now: float | None = None, retry_all: bool = False)
             retrying.append(Refusal(row["batch_id"], "", str(exc)))
             continue
         take(info, None)
-    cursor = ctx.state.cursor("accepted")
-    while True:
-        page = ctx.registry.global_experiences(cursor, PAGE)
+    cursor = ctx.state.cursor("batches")
+    open_batch: BatchInfo | None = None  # the first batch votes can still decide: the cursor waits there
+    while open_batch is None:
+        page = ctx.registry.batches(cursor, PAGE)
         for info in page:
+            final = final_state(info, height, ctx.registry.quorum(info.eligible) if info.state == PENDING else 0)
+            if final is None:
+                open_batch = info
+                break
             with ctx.state.transaction():
-                ctx.state.note_batch(hex_id(info.id), info.node, info.round, "accepted")
-            take(info, cursor + 1)
+                ctx.state.note_batch(hex_id(info.id), info.node, info.round, final.name.lower())
+                if final != BatchState.ACCEPTED:
+                    ctx.state.set_cursor("batches", cursor + 1)
+            if final == BatchState.ACCEPTED:
+                take(info, cursor + 1)
             cursor += 1
         if len(page) < PAGE:
             break
-    return PullReport(tuple(verified), tuple(refused), tuple(retrying))
+    settled = closed_epoch(height, window)
+    if open_batch is not None:
+        settled = min(settled, registry_epoch(open_batch, window) - 1)
+    waiting = [int(row["epoch"]) for row in ctx.state.retries()]
+    if waiting:
+        settled = min(settled, min(waiting) - 1)
+    ctx.state.set_settled_epoch(settled)
+    return PullReport(tuple(verified), tuple(refused), tuple(retrying), settled)
 
 
 def validations(records: list[share.SharedRecord]) -> list[Validation]:
@@ -92,8 +120,10 @@ def validations(records: list[share.SharedRecord]) -> list[Validation]:
 
 
 def global_library(ctx: NodeContext) -> share.GlobalLibrary:
-    """The global library as this node computes it from every verified accepted record."""
-    records = ctx.state.verified_records()
+    """The global library as this node computes it from every verified accepted record of the closed epochs:
+    nodes that closed the same epochs compute it from the same inputs, whatever order they saw batches in."""
+    settled = ctx.state.settled_epoch()
+    records = [r for r in ctx.state.verified_records() if r.round <= settled]  # closed epochs only
     digest = hashlib.sha256("\n".join(sorted(f"{r.batch_id}:{r.cid}" for r in records)).encode()).hexdigest()
     if ctx.last_global is not None and ctx.last_global[0] == digest:
         return ctx.last_global[1]  # the same verified records give the same library: status, merge and pages ask
@@ -117,7 +147,7 @@ def global_library(ctx: NodeContext) -> share.GlobalLibrary:
 
 def merge(ctx: NodeContext) -> MergeReport:
     """Merge what the global library accepts into the local library; records already merged are skipped."""
-    pending = ctx.state.unmerged_verified()
+    pending = ctx.state.unmerged_verified(ctx.state.settled_epoch())
     accepted = global_library(ctx).accepted
     items = []
     for g in accepted:

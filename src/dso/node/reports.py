@@ -56,12 +56,14 @@ class PullReport:
     verified: tuple[str, ...] = ()
     refused: tuple[Refusal, ...] = ()  # a check failed: refused for good
     retrying: tuple[Refusal, ...] = ()  # the store or the chain did not answer: to be fetched again
+    settled_epoch: int = -1  # the newest closed epoch: the global library covers epochs up to it
 
     def to_json(self) -> dict[str, Any]:
         return {
             "verified": list(self.verified),
             "refused": [r.to_json() for r in self.refused],
             "retrying": [r.to_json() for r in self.retrying],
+            "settled_epoch": self.settled_epoch,
         }
 
 
@@ -163,6 +165,7 @@ class NodeStatus:
     retrying_batches: tuple[Mapping[str, Any], ...]  # accepted, not fetched yet: attempts, next attempt, reason
     global_size: int
     global_digest: str
+    settled_epoch: int = -1  # the newest epoch closed at this node: the global library covers up to it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -179,14 +182,19 @@ class NodeStatus:
             "bytes": self.bytes.to_json(),
             "refused_batches": [dict(r) for r in self.refused_batches],
             "retrying_batches": [dict(r) for r in self.retrying_batches],
-            "global_library": {"size": self.global_size, "digest": self.global_digest},
+            "global_library": {
+                "size": self.global_size,
+                "digest": self.global_digest,
+                "closed_epochs": self.settled_epoch + 1,
+            },
         }
 
     def line(self) -> str:
         return (
             f"node {self.node} ({'member' if self.member else 'not a member'}) on chain {self.chain_id}, "
             f"registry {self.registry}\nround {self.round}, {self.syncs} syncs, library {self.library_size} "
-            f"experiences, global library {self.global_size}; outbox {dict(self.outbox) or 'empty'}; "
+            f"experiences, global library {self.global_size} ({self.settled_epoch + 1} epochs closed); "
+            f"outbox {dict(self.outbox) or 'empty'}; "
             f"{self.bytes.sent_total} B sent, {self.bytes.received_total} B received; "
             f"{len(self.refused_batches)} batches refused, {len(self.retrying_batches)} waiting to be fetched"
         )

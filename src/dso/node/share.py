@@ -133,12 +133,13 @@ def check_submission(
 
 
 def check_records(
-    info: BatchInfo, manifest: BatchManifest, blocks: Mapping[str, bytes]
+    info: BatchInfo, manifest: BatchManifest, blocks: Mapping[str, bytes], only: Sequence[str] | None = None
 ) -> list[tuple[str, ExperienceRecord]]:
-    """Every record of the manifest: decoded, the manifest's node, included under the on-chain root."""
+    """Every record of the manifest (or the `only` ones of it, a sample): decoded, the manifest's node, included
+    under the on-chain root."""
     proofs = merkle_proofs(manifest.records)
     out = []
-    for cid in manifest.records:
+    for cid in manifest.records if only is None else [c for c in manifest.records if c in set(only)]:
         if cid not in blocks:
             raise RecordError(f"record {cid} of the batch was not fetched")
         if cid_of(blocks[cid]) != cid:

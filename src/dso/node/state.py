@@ -33,7 +33,9 @@ from dso.sqlite import MetaTable, connect, transaction
 
 # 2: a record's round is the registry epoch its batch was registered in, not the claimed one
 # 3: a record's canonical bytes are kept and re-hashed to its CID whenever the records are read
-SCHEMA_VERSION = 3
+# 4: every registry batch is read in order once decided (not only accepted ones), and the global library is
+#    computed over closed epochs only
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS published (
@@ -94,7 +96,8 @@ CREATE TABLE IF NOT EXISTS retries (
     batch_id TEXT PRIMARY KEY,          -- an accepted batch that could not be fetched or checked yet
     attempts INTEGER NOT NULL,
     next_at REAL NOT NULL,              -- unix time of the next attempt
-    reason TEXT NOT NULL                -- the last transient failure (a store or chain error), never a verdict
+    reason TEXT NOT NULL,               -- the last transient failure (a store or chain error), never a verdict
+    epoch INTEGER NOT NULL DEFAULT 0    -- the registry epoch of the batch: no later epoch closes before it is in
 );
 CREATE TABLE IF NOT EXISTS syncs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -103,6 +106,9 @@ CREATE TABLE IF NOT EXISTS syncs (
     summary TEXT
 );
 """
+
+
+_EPOCH_COLUMN = "INTEGER NOT NULL DEFAULT 0"
 
 
 def _blob(value: Any) -> bytes:
@@ -126,15 +132,19 @@ class NodeState(MetaTable):
             self.db = connect(path)
             with self.transaction():
                 stored = self.create_schema(_SCHEMA)
-                if stored in ("1", "2"):  # 1: the claimed round; 2: no record bytes: pull every accepted batch again
-                    columns = {str(row[1]) for row in self.db.execute("PRAGMA table_info(records)")}
-                    if "data" not in columns:
-                        self.db.execute("ALTER TABLE records ADD COLUMN data BLOB")
+                if stored in ("1", "2", "3"):  # 1: the claimed round; 2: no record bytes; 3: accepted batches
+                    # only, merged from open epochs: pull every batch again
+                    for table, column, kind in (("records", "data", "BLOB"), ("retries", "epoch", _EPOCH_COLUMN)):
+                        columns = {str(row[1]) for row in self.db.execute(f"PRAGMA table_info({table})")}
+                        if column not in columns:
+                            self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     self.db.execute("DELETE FROM records")
+                    self.db.execute("DELETE FROM retries")
                     self.db.execute(
                         "UPDATE batches SET verdict = NULL, reason = NULL, merged = 0 WHERE verdict IS NOT NULL"
                     )
-                    self.set_cursor("accepted", 0)
+                    self.set_cursor("batches", 0)
+                    self.set_meta("settled_epoch", "-1")
                 elif stored not in (None, str(SCHEMA_VERSION)):
                     raise NodeError(f"{path} has node schema {stored!r:.20}; this dso reads {SCHEMA_VERSION}")
                 if stored != str(SCHEMA_VERSION):
@@ -250,8 +260,8 @@ class NodeState(MetaTable):
             )
 
     def accept_verified(self, batch_id: str, records: Sequence[tuple[SharedRecord, bytes]], cursor: int | None) -> None:
-        """A verified accepted batch's records, each with its canonical bytes, and the accepted-batch cursor
-        past it (None: a retried batch behind the cursor), together."""
+        """A verified accepted batch's records, each with its canonical bytes, and the batch cursor past it
+        (None: a retried batch behind the cursor), together."""
         with self.transaction():
             self.db.execute("DELETE FROM retries WHERE batch_id = ?", (batch_id,))
             self.db.execute(
@@ -264,7 +274,7 @@ class NodeState(MetaTable):
                 [(*dataclasses.astuple(r), data) for r, data in records],  # SharedRecord's field order, then bytes
             )
             if cursor is not None:
-                self.set_cursor("accepted", cursor)
+                self.set_cursor("batches", cursor)
 
     def refuse(self, batch_id: str, reason: str, cursor: int | None = None) -> None:
         """A proof of misbehaviour (bad CID, signature, Merkle proof or code): the batch is refused for good."""
@@ -272,32 +282,56 @@ class NodeState(MetaTable):
             self.db.execute("UPDATE batches SET verdict = 'refused', reason = ? WHERE batch_id = ?", (reason, batch_id))
             self.db.execute("DELETE FROM retries WHERE batch_id = ?", (batch_id,))
             if cursor is not None:
-                self.set_cursor("accepted", cursor)
+                self.set_cursor("batches", cursor)
 
-    def retry_later(self, batch_id: str, reason: str, cursor: int | None = None, *, now: float | None = None) -> float:
+    def retry_later(
+        self,
+        batch_id: str,
+        reason: str,
+        cursor: int | None = None,
+        *,
+        epoch: int | None = None,
+        now: float | None = None,
+    ) -> float:
         """A transient failure (the store or the chain did not answer): the batch stays to be fetched, with a
-        growing delay (30 s, doubling, at most an hour); returns when the next attempt is due."""
+        growing delay (30 s, doubling, at most an hour); returns when the next attempt is due. `epoch` is the
+        batch's registry epoch (None: as noted before): that epoch and the later ones stay open meanwhile."""
         now = time.time() if now is None else now
         with self.transaction():
-            row = self.db.execute("SELECT attempts FROM retries WHERE batch_id = ?", (batch_id,)).fetchone()
+            row = self.db.execute("SELECT attempts, epoch FROM retries WHERE batch_id = ?", (batch_id,)).fetchone()
             attempts = (int(row[0]) if row else 0) + 1
+            epoch = epoch if epoch is not None else (int(row[1]) if row else 0)
             due = float(now) + min(3600.0, 30.0 * 2.0 ** (attempts - 1))
             self.db.execute(
-                "INSERT OR REPLACE INTO retries (batch_id, attempts, next_at, reason) VALUES (?, ?, ?, ?)",
-                (batch_id, attempts, due, reason),
+                "INSERT OR REPLACE INTO retries (batch_id, attempts, next_at, reason, epoch) VALUES (?, ?, ?, ?, ?)",
+                (batch_id, attempts, due, reason, epoch),
             )
             if cursor is not None:
-                self.set_cursor("accepted", cursor)
+                self.set_cursor("batches", cursor)
         return due
 
     def retries(self, *, due_by: float | None = None) -> list[dict[str, Any]]:
         """Batches waiting for another attempt (all, or those due by `due_by`), oldest first."""
-        query = "SELECT batch_id, attempts, next_at, reason FROM retries"
+        query = "SELECT batch_id, attempts, next_at, reason, epoch FROM retries"
         rows = self.db.execute(
             query + (" WHERE next_at <= ? ORDER BY next_at" if due_by is not None else " ORDER BY next_at"),
             (due_by,) if due_by is not None else (),
         ).fetchall()
-        return [{"batch_id": r[0], "attempts": r[1], "next_at": r[2], "reason": r[3]} for r in rows]
+        return [{"batch_id": r[0], "attempts": r[1], "next_at": r[2], "reason": r[3], "epoch": r[4]} for r in rows]
+
+    def settled_epoch(self) -> int:
+        """The newest epoch this node has closed: every batch of it and of the epochs before is decided and was
+        fetched (or refused with a proof); -1 for none. The global library is computed over these epochs."""
+        raw = self.meta("settled_epoch") or "-1"
+        if not (raw == "-1" or (raw.isascii() and raw.isdigit() and len(raw) <= 18)):
+            raise NodeError(
+                f"{self.path} is damaged: settled_epoch holds {raw[:40]!r}; restore the file, or move it away to "
+                "sync again from the start"
+            )
+        return int(raw)
+
+    def set_settled_epoch(self, epoch: int) -> None:
+        self.set_meta("settled_epoch", str(max(-1, int(epoch))))
 
     def verified_records(self) -> list[SharedRecord]:
         """Every record of a verified accepted batch, read back from its stored bytes, each re-hashed to its
@@ -333,9 +367,12 @@ class NodeState(MetaTable):
         """Whether a record came to this node in a verified accepted batch (it is the network's, not local)."""
         return self.db.execute("SELECT 1 FROM records WHERE cid = ? LIMIT 1", (cid,)).fetchone() is not None
 
-    def unmerged_verified(self) -> list[str]:
+    def unmerged_verified(self, settled_epoch: int) -> list[str]:
+        """Verified accepted batches of closed epochs (up to `settled_epoch`) not yet marked merged."""
         rows = self.db.execute(
-            "SELECT batch_id FROM batches WHERE verdict = 'verified' AND chain_state = 'accepted' AND merged = 0"
+            "SELECT b.batch_id FROM batches b WHERE b.verdict = 'verified' AND b.chain_state = 'accepted' "
+            "AND b.merged = 0 AND NOT EXISTS (SELECT 1 FROM records r WHERE r.batch_id = b.batch_id AND r.round > ?)",
+            (settled_epoch,),
         )
         return [str(r[0]) for r in rows]
 

@@ -7,6 +7,7 @@ nodes, shares a batch's verification with the others (`SharedWork`)."""
 from __future__ import annotations
 
 import dataclasses
+import random
 
 from dso.chain.registry import BatchInfo
 from dso.core.records import ExperienceRecord
@@ -66,6 +67,28 @@ def _verify(
     vectors = ctx.embed([record.text for _, record in records])
     share.check_codes(records, vectors, ctx.library.embedder_id or "")
     passed.append("codes")
+    return records
+
+
+def fetch_sample(ctx: NodeContext, info: BatchInfo, count: int) -> list[tuple[str, ExperienceRecord]] | None:
+    """The manifest and signature checks, then every check on `count` of the batch's records drawn at random
+    (a draw its publisher cannot foresee): what a member reads before it spends on the whole batch. None when
+    the batch holds no more than `count` records (the whole batch is as cheap)."""
+    manifest_bytes = ctx.store.get(info.batch_cid)
+    manifest = share.check_manifest(info, manifest_bytes, ctx.config.network.max_batch_records)
+    if len(manifest.records) <= count:
+        return None
+    submitted, size = ctx.registry.submission(info.id)
+    share.check_submission(info, manifest, submitted, ctx.registry.domain)
+    chosen = random.SystemRandom().sample(list(manifest.records), count)
+    blocks = {cid: ctx.store.get(cid) for cid in chosen}
+    if info.node != ctx.address:
+        ctx.traffic.add("manifests", "received", len(manifest_bytes))
+        ctx.traffic.add("signatures", "received", size)
+        for data in blocks.values():
+            ctx.traffic.add("records", "received", len(data))
+    records = share.check_records(info, manifest, blocks, only=chosen)
+    share.check_codes(records, ctx.embed([record.text for _, record in records]), ctx.library.embedder_id or "")
     return records
 
 

@@ -8,9 +8,10 @@ from dso.errors import ChainError, ContractRevert, DataError, StoreError
 from dso.faults import fault_point
 from dso.node.context import NodeContext, Voter, hex_id
 from dso.node.reports import VoteCast
-from dso.node.verify import fetch_verified, guard_findings
+from dso.node.verify import fetch_sample, fetch_verified, guard_findings
 
 PAGE = 100
+SAMPLE = 8  # records of a large batch a member checks (every check and the guards) before the whole batch
 
 
 def scan(ctx: NodeContext) -> int:
@@ -41,8 +42,21 @@ def pending(ctx: NodeContext) -> list[BatchInfo]:
 def judge(ctx: NodeContext, info: BatchInfo) -> tuple[bool, str]:
     """An honest member's vote on one batch and why: every check passes and enough texts pass the guards.
 
+    A batch of more than `SAMPLE` records is judged on a random sample first (manifest, signature, and every
+    check and guard on the sampled records): a sample that fails is a no without the rest fetched or embedded,
+    so a large hostile batch costs a member a bounded amount of work.
+
     A failed check is a no; a store or chain that does not answer raises (StoreError, ChainError): no vote
     can be cast on what could not be fetched, and `vote` leaves the batch for the next sync."""
+    try:
+        sample = fetch_sample(ctx, info, SAMPLE)
+    except DataError as exc:
+        return False, f"verification failed: {exc}"
+    if sample is not None:  # a large batch: a bounded sample first, the whole batch only if the sample holds
+        texts = [record.text for _, record in sample]
+        failed = [", ".join(broken) for broken in guard_findings(ctx, texts) if broken]
+        if 1 - len(failed) / len(texts) + 1e-9 < ctx.config.network.voting_threshold:
+            return False, f"{len(failed)} of {len(texts)} sampled texts break the guards ({failed[0]})"
     try:
         records = fetch_verified(ctx, info)
     except DataError as exc:
