@@ -32,6 +32,14 @@ def test_a_small_network_rejects_coordinated_wrong_advice(wrong_advice: dict[str
     assert first["honest_nodes_agreeing"] == "True"
     assert first["bytes_per_honest_node"]["sent_median"] > 0 and first["transactions"] >= 8
     assert set(first["phase_seconds"]) == {"learn", "publish", "vote", "pull"}
+    # an honest member and an honest reader that share nothing with the other simulated nodes: what one real
+    # node pays; a member receives more than a reader (it fetches pending batches to vote on them)
+    member, reader = first["witnesses"]
+    assert (member["role"], reader["role"]) == ("member", "reader") and member["honest"] and reader["honest"]
+    assert member["cpu_seconds"]["vote"] > 0 and member["transactions"] >= 2  # its batch and its votes
+    assert reader["cpu_seconds_total"] > 0 and "vote" not in reader["cpu_seconds"]
+    assert member["received"] > reader["received"] > 0
+    assert first["bytes_per_byzantine_node"]["sent_median"] > 0
 
 
 def test_a_captured_committee_censors_but_does_not_poison(tmp_path: Path) -> None:

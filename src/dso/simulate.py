@@ -127,6 +127,15 @@ class SimulationPlan:
             store=settings.store,
             voting_window=window,
             seed=settings.seed,
+            # an honest member and an honest reader that share nothing: what one real node pays, per step
+            witnesses=tuple(
+                group[0]
+                for group in (
+                    [i for i in members if i not in bad_ids],
+                    [i for i in range(settings.nodes) if i not in members and i not in bad_ids],
+                )
+                if group
+            ),
         )
         pool = [t for t in replay_pool() if len(t.split()) <= config.library.word_cap]
         popularity = [0.9 * (0.85**rank) + 0.05 for rank in range(len(pool))]  # a few common lessons, a long tail
@@ -205,6 +214,11 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
                 f"rejected; global library {entry['global_library']['accepted']} ({entry['poisoned_accepted']} "
                 f"poisoned); {sum(phase.values()):.1f} s"
             )
+            for witness in entry["witnesses"]:
+                say(
+                    f"round {round_}: one {witness['role']} sharing nothing paid {witness['cpu_seconds_total']:.2f} s "
+                    f"CPU, sent {witness['sent']} B, received {witness['received']} B"
+                )
     finally:
         network.close()
     chain_names = {"embedded": "embedded (eth-tester + py-evm)", "memory": "in-memory registry"}

@@ -236,6 +236,9 @@ class NetworkSpec:
     first_key: int = 0
     operator: int | None = -1  # the key index that deploys the registry (None: the first member)
     share_work: bool = True  # nodes share public results (verifications, registry reads at one height)
+    # nodes that share nothing even when the others do (their own registry reads, verifications and embedding
+    # cache): what one real node pays, measured beside the shared simulation (`Network.round_figures`)
+    witnesses: tuple[int, ...] = ()
     sponsored: bool = True  # members vouch on chain for every other node, so members' automatic votes judge them
 
 
@@ -261,7 +264,8 @@ class Network:
         old = self.nodes[index]
         assert self.client is not None
         registry = self.client(self.accounts[index])
-        if self.spec.share_work:
+        sharing = self.spec.share_work and index not in self.spec.witnesses
+        if sharing:
             registry = SharedReads(registry, self.reads)
         node = network_node(
             self.folder,
@@ -271,7 +275,7 @@ class Network:
             registry,
             self.store,
             old.library.embedder,
-            shared=self.shared,
+            shared=self.shared if sharing else None,
             voter=old.voter,
         )
         self.nodes[index] = node
@@ -325,6 +329,9 @@ class Network:
                 for kind, size in s.bytes.sent.items():
                     by_kind[kind] = by_kind.get(kind, 0) + size
         count = max(1, len(honest))
+        byzantine = [n for i, n in enumerate(self.nodes) if i in self.spec.byzantine]
+        byzantine_sent = [sum(s.bytes.sent_total for s in syncs[n.address]) for n in byzantine]
+        byzantine_received = [sum(s.bytes.received_total for s in syncs[n.address]) for n in byzantine]
         return {
             "experiences_submitted": sum(s.records_published for rows in syncs.values() for s in rows),
             "batches": {
@@ -346,8 +353,34 @@ class Network:
                 "received_max": max(received, default=0),
                 "sent_by_kind_mean": {k: round(v / count) for k, v in sorted(by_kind.items())},
             },
+            "bytes_per_byzantine_node": {
+                "sent_median": statistics.median(byzantine_sent) if byzantine_sent else 0,
+                "received_median": statistics.median(byzantine_received) if byzantine_received else 0,
+            },
+            "witnesses": [self._witness(i, syncs[self.nodes[i].address]) for i in self.spec.witnesses],
             "transactions": sum(s.transactions for rows in syncs.values() for s in rows),
             "gas": sum(s.gas for rows in syncs.values() for s in rows),
+        }
+
+    def _witness(self, index: int, syncs: Sequence[SyncReport]) -> dict[str, Any]:
+        """What a node that shares nothing paid this round: CPU and wall seconds per step, bytes, transactions."""
+        cpu: dict[str, float] = {}
+        wall: dict[str, float] = {}
+        for report in syncs:
+            for step, seconds in report.cpu_phases.items():
+                cpu[step] = cpu.get(step, 0.0) + seconds
+            for step, seconds in report.phases.items():
+                wall[step] = wall.get(step, 0.0) + seconds
+        return {
+            "node": index,
+            "role": "member" if index in self.spec.members else "reader",
+            "honest": index not in self.spec.byzantine,
+            "cpu_seconds": {k: round(v, 3) for k, v in sorted(cpu.items())},
+            "cpu_seconds_total": round(sum(cpu.values()), 3),
+            "wall_seconds": {k: round(v, 3) for k, v in sorted(wall.items())},
+            "sent": sum(s.bytes.sent_total for s in syncs),
+            "received": sum(s.bytes.received_total for s in syncs),
+            "transactions": sum(s.transactions for s in syncs),
         }
 
     def close(self) -> None:
@@ -457,12 +490,17 @@ def build_network(
     store = make_store(spec.store, folder / "blocks")
     shared = SharedWork() if spec.share_work else None
     reads: dict[tuple[Any, ...], Any] = {}
-    cache = CachingEmbedder(embedder or make_embedder(config.embedder))
+    base = embedder or make_embedder(config.embedder)
+    cache = CachingEmbedder(base)
     allies = [deployment.accounts[i].address for i in sorted(spec.byzantine)]
     nodes = []
     for index, account in enumerate(deployment.accounts):
         node_config = configs[index] if configs is not None else config
         registry = deployment.client(account)
+        if index in spec.witnesses:  # shares nothing: its own reads, verifications and embedding cache
+            node = network_node(folder, index, node_config, account, registry, store, CachingEmbedder(base))
+            nodes.append(node)
+            continue
         registry = SharedReads(registry, reads) if spec.share_work else registry
         voter = colluding_voter(allies) if spec.colluding and index in spec.byzantine else None
         nodes.append(

@@ -170,11 +170,13 @@ class Node:
         before = dataclasses.replace(self.registry.sent)
         started = time.perf_counter()
         timings: dict[str, float] = {}
+        cpu: dict[str, float] = {}
 
         def timed(name: str, step: Callable[[], T]) -> T:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = step()
             timings[name] = round(time.perf_counter() - t0, 3)
+            cpu[name] = round(time.process_time() - c0, 3)  # every thread of the process (the embedder's too)
             return out
 
         published = timed("publish", self.publish)
@@ -201,6 +203,7 @@ class Node:
             bytes=Traffic.from_json(self.state.traffic(seq)),
             seconds=round(time.perf_counter() - started, 3),
             phases=timings,
+            cpu_phases=cpu,
         )
         self.state.finish_sync(seq, report.to_json())
         return report

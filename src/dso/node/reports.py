@@ -116,7 +116,8 @@ class SyncReport:
     gas: int
     bytes: Traffic
     seconds: float
-    phases: Mapping[str, float]
+    phases: Mapping[str, float]  # wall seconds per step
+    cpu_phases: Mapping[str, float] = dataclasses.field(default_factory=dict)  # this process's CPU seconds per step
 
     @property
     def records_published(self) -> int:
@@ -135,6 +136,7 @@ class SyncReport:
             "bytes": self.bytes.to_json(),
             "seconds": self.seconds,
             "phases": dict(self.phases),
+            "cpu_phases": dict(self.cpu_phases),
         }
 
     def line(self) -> str:
