@@ -66,6 +66,13 @@ case "${1:-all}" in
       --validation-size 40
     heldout legs-solver2 101; heldout legs-solver2 202 ;;
   legs-solver2-seed303) heldout legs-solver2 303 ;;  # a third unseen seed, drawn after the first two
+  legs-placebo)  # under solver.v3 (the placebo instruction in every prompt, rollouts included): the gate keeps a
+    # lesson only if it beats the placebo on 40 validation questions; judged with the three arms on 100 questions of
+    # seeds 7170 and 8180, which no run, gate, probe or choice used (the content probe's hand tips beat the placebo)
+    export DSO_PROMPTS_SOLVER=3
+    train legs-placebo "$LEGS" --train-size 10 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 \
+      --gate --validation-size 40
+    heldout legs-placebo 7170; heldout legs-placebo 8180 ;;
   legs-nogate|legs|all)
     run legs "$LEGS" --train-size 30 --heldout-size 100 --batch-size 5 --group-size 4 --max-tokens 256 --no-gate ;;&
   legs-epochs|all)  # two epochs over 10 questions: the second re-answers them with what the first kept, then prunes

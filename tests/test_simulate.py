@@ -65,6 +65,14 @@ def test_plots_and_the_federated_learning_comparison(wrong_advice: dict[str, obj
     assert set(rows) == {m.name for m in MODELS}
     assert rows["Llama-2-7B"]["parameters"] == 6_738_415_616  # the published 6.74B, from the architecture
     assert all(row["lora8_over_dso"] > 1 and row["full_over_dso"] > row["lora8_over_dso"] for row in rows.values())
+    (scale,) = result["scale"]  # one report: one network size
+    assert scale["nodes"] == 8 and scale["dso_bytes"] == result["simulation"]["per_round_max"]
+    fp16, int8, ring = (scale[f"Qwen3-4B:lora8:{k}"] for k in ("fedavg_fp16", "fedavg_int8", "diloco_int8"))
+    assert int8 == fp16 / 2 and ring == int8 * 7 / 8  # a ring all-reduce moves 2 (N - 1) / N of the update
+    from dso.plots import communication_against_nodes
+
+    figure = communication_against_nodes(result, "Qwen3-4B", tmp_path / "communication.png")
+    assert figure.read_bytes().startswith(b"\x89PNG")
 
 
 def test_settings_out_of_range_are_refused() -> None:

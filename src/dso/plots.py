@@ -104,3 +104,25 @@ def node_bytes_per_sync(traffic: Sequence[tuple[int, int, int]], path: Target, t
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.legend(fontsize=8)
     return _save(figure, path)
+
+
+def communication_against_nodes(result: dict[str, Any], model: str, path: Path) -> Path:
+    """Bytes per node and round against network size: DSO's measured points beside each federated scheme's
+    line for `model` (full weights and rank-8 LoRA), log-log."""
+    scale = result["scale"]
+    nodes = [row["nodes"] for row in scale]
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    axis.plot(nodes, [row["dso_bytes"] for row in scale], "ko-", label="DSO (median honest node, measured)")
+    span = [min(nodes), max(10_000, max(nodes))]
+    names = {"fedavg_fp16": "FedAvg fp16", "fedavg_int8": "FedAvg int8", "diloco_int8": "DiLoCo-style int8"}
+    styles = {"fedavg_fp16": "-", "fedavg_int8": "--", "diloco_int8": ":"}
+    for weights, colour in (("lora8", "tab:blue"), ("full", "tab:red")):
+        for scheme, label in names.items():
+            values = [row[f"{model}:{weights}:{scheme}"] for row in scale]
+            axis.plot(nodes, values, styles[scheme], color=colour, label=f"{label}, {weights} of {model}")
+            axis.plot(span, [values[-1]] * 2, styles[scheme], color=colour, alpha=0.25)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set(xlabel="nodes", ylabel="bytes per node and round", title=f"Communication per node: DSO and {model}")
+    axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(figure, path)

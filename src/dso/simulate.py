@@ -216,8 +216,8 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
             )
             for witness in entry["witnesses"]:
                 say(
-                    f"round {round_}: one {witness['role']} sharing nothing paid {witness['cpu_seconds_total']:.2f} s "
-                    f"CPU, sent {witness['sent']} B, received {witness['received']} B"
+                    f"round {round_}: a {witness['role']} sharing nothing: {witness['cpu_seconds_total']:.2f} s CPU, "
+                    f"{witness['sent']} B out, {witness['received']} B in"
                 )
     finally:
         network.close()

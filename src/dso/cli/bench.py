@@ -10,6 +10,8 @@ from rich.table import Table
 
 from dso.bench.common import write_result
 from dso.cli.common import console, get_config, print_json, shown
+from dso.errors import DSOError
+from dso.files import check_output
 
 app = typer.Typer(help="Benchmarks (figures go to bench/results and the README).", no_args_is_help=True)
 
@@ -369,15 +371,27 @@ def byzantine(
 
 @app.command()
 def communication(
-    simulation: Path = typer.Option(..., "--simulation", help="A dso simulate report (--output FILE)."),
+    simulations: list[Path] = typer.Option(
+        ..., "--simulation", help="A dso simulate report (--output FILE); repeat for the scale table."
+    ),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the bytes-per-node-against-nodes PNG here."),
     output: Path | None = OutputOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """DSO's measured bytes per node and round beside FedAvg's (full fp16 weights, rank-8 LoRA)."""
-    from dso.bench.communication import run_communication_bench
+    """DSO's measured bytes per node and round beside federated learning's: FedAvg fp16 and int8, DiLoCo-style
+    int8 all-reduce, of full weights and of a rank-8 LoRA, per model and per network size."""
+    from dso.bench.communication import run_communication_bench, scale_rows
 
-    result = run_communication_bench(simulation)
-    _finish(result, output, as_json, {"communication": result["models"]})
+    if plot is not None:  # regenerated like the JSON result: a regular file is replaced, nothing else is
+        if plot.suffix.lower() != ".png":
+            raise DSOError(f"--plot {plot} must end in .png")
+        check_output(plot, True)
+    result = run_communication_bench(simulations)
+    if plot is not None:
+        from dso.plots import communication_against_nodes
+
+        result["plot"] = str(communication_against_nodes(result, "Qwen3-4B", plot))
+    _finish(result, output, as_json, {"communication": result["models"], "scale": scale_rows(result, "Qwen3-4B")})
 
 
 @app.command()
