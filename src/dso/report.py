@@ -1,0 +1,318 @@
+"""One Markdown page that answers "which claims hold?", generated from result files, never typed by hand.
+
+`dso report PATH...` reads the JSON result files under each path (the committed `bench/results`, or a run's
+folder) and renders:
+
+- the claims table: each success criterion of the design DSO implements, and DSO's own stricter ones, with
+  what was measured, a verdict (holds / holds in part / fails / not measured) and the files it comes from;
+- the tables behind the verdicts, each row from one file.
+
+Verdicts follow fixed rules stated next to each claim (`_claims`); a claim with no file behind it is "not
+measured", never assumed. Pure: the files are read by `load_results`, everything else is a function of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dso.errors import DSOError
+from dso.files import read_input
+
+Results = Mapping[str, dict[str, Any]]  # file name -> its JSON object
+
+HOLDS, PARTLY, FAILS, UNMEASURED = "holds", "holds in part", "fails", "not measured"
+SIGNIFICANT = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    claim: str
+    measured: str
+    verdict: str
+    sources: tuple[str, ...]
+
+
+def load_results(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """Every JSON object file under `paths` (files or folders, not recursive), by file name; empty files (a
+    run still writing) and files that are not a JSON object are skipped."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        if not path.exists():
+            raise DSOError(f"{path} does not exist")
+        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                data = json.loads(read_input(file, DSOError) or b"null")
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                found[file.name] = data
+    return found
+
+
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)  # a file not of the expected shape
+
+
+def _select(results: Results, prefix: str, test: Callable[[dict[str, Any]], bool] = lambda d: True) -> list[str]:
+    """Files named `prefix...` for which `test` holds; a file of another shape is left out, never a crash."""
+
+    def fits(data: dict[str, Any]) -> bool:
+        try:
+            return test(data)
+        except SHAPE_ERRORS:
+            return False
+
+    return sorted(name for name, data in results.items() if name.startswith(prefix) and fits(data))
+
+
+def _rows(
+    results: Results, names: Sequence[str], row: Callable[[str, dict[str, Any]], dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """One table row per file; a file of another shape gives none."""
+    out = []
+    for name in names:
+        try:
+            made = row(name, results[name])
+        except SHAPE_ERRORS:
+            continue
+        if made is not None:
+            out.append(made)
+    return out
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _communication(results: Results) -> Claim:
+    claim = "10-100x less communication than federated learning"
+    names = _select(results, "communication", lambda d: bool(d.get("scale")))
+    if not names:
+        return Claim(claim, "no communication bench with a scale table", UNMEASURED, ())
+    rows = results[names[0]]["scale"]
+    ratios = []
+    for row in rows:
+        cheapest = min((v, k) for k, v in row.items() if k.endswith(":over_dso") and ":lora8:" in k)
+        ratios.append((row["nodes"], cheapest[0], cheapest[1].split(":")[0]))
+    text = "; ".join(f"{_fmt(r)}x at {n:,} nodes" for n, r, _ in ratios)
+    model = ratios[0][2]
+    measured = f"DSO's bytes per node and round below the cheapest federated scheme (rank-8 LoRA of {model}): {text}"
+    held = [r >= 10 for _, r, _ in ratios]
+    verdict = HOLDS if all(held) else (PARTLY if any(held) else FAILS)
+    if verdict == HOLDS and len(rows) > 1 and ratios[-1][1] < ratios[0][1] / 2:
+        verdict = PARTLY  # holds where measured, but the margin shrinks with the network
+        measured += " (the margin shrinks as the network grows: every node fetches every batch)"
+    return Claim(claim, measured, verdict, tuple(names))
+
+
+def _scale(results: Results) -> Claim:
+    claim = "1,000+ nodes"
+    names = _select(results, "simulate", lambda d: d.get("settings", {}).get("nodes", 0) >= 1000)
+    if not names:
+        return Claim(claim, "no simulation of 1,000 nodes or more", UNMEASURED, ())
+    parts, poisoned = [], 0
+    for name in names:
+        data = results[name]
+        rounds = data["rounds"]
+        slowest = max(sum(r.get("phase_seconds", {}).values()) for r in rounds)
+        poisoned += int(data["poisoned_accepted"])
+        parts.append(
+            f"{data['settings']['nodes']:,} nodes, {len(rounds)} rounds, {data['poisoned_accepted']} poisoned, "
+            f"slowest round {slowest / 60:.0f} min ({data.get('chain', '?')})"
+        )
+    return Claim(claim, "; ".join(parts), HOLDS if poisoned == 0 else FAILS, tuple(names))
+
+
+def _byzantine(results: Results) -> Claim:
+    claim = "robust to 30% Byzantine nodes"
+    bench = _select(results, "byzantine", lambda d: bool(d.get("runs")))
+    runs = [(n, r) for n in bench for r in results[n]["runs"] if 0 < r.get("fraction", 0) <= 0.3 + 1e-9]
+    live = _select(results, "simulate", lambda d: 0 < d.get("settings", {}).get("byzantine", 0) <= 0.3 + 1e-9)
+    if not runs and not live:
+        return Claim(claim, "no attack run at 30% or fewer Byzantine nodes", UNMEASURED, ())
+    bad_bench = sum(int(r["poisoned_accepted"]) for _, r in runs)
+    bad_live = sum(int(results[n]["poisoned_accepted"]) for n in live)
+    measured = (
+        f"{bad_bench} poisoned lessons accepted in {len(runs)} attack-bench runs (consensus only) and {bad_live} "
+        f"in {len(live)} simulations of real nodes (signed batches, votes, pulls, merges), up to 30% Byzantine"
+    )
+    sources = tuple(sorted({n for n, _ in runs} | set(live)))
+    return Claim(claim, measured, HOLDS if bad_bench + bad_live == 0 else FAILS, sources)
+
+
+def _finetuned(results: Results) -> Claim:
+    claim = "at least 95% of a fine-tuned model's accuracy"
+    names = _select(results, "finetune")
+    if not names:
+        return Claim(claim, "no fine-tuned baseline has been run", UNMEASURED, ())
+    ratios = [float(results[n]["dso_over_finetuned"]) for n in names if "dso_over_finetuned" in results[n]]
+    if not ratios:
+        return Claim(claim, "fine-tuning files hold no comparison", UNMEASURED, tuple(names))
+    verdict = HOLDS if min(ratios) >= 0.95 else (PARTLY if max(ratios) >= 0.95 else FAILS)
+    return Claim(claim, f"DSO at {min(ratios):.0%}-{max(ratios):.0%} of fine-tuned", verdict, tuple(names))
+
+
+def _cost(results: Results) -> Claim:
+    claim = "under $20 of compute per agent"
+    names = _select(results, "learning-", lambda d: bool(d.get("train", {}).get("batches")))
+    if not names:
+        return Claim(claim, "no learning run", UNMEASURED, ())
+    minutes = sorted(sum(b.get("seconds", 0.0) for b in results[n]["train"]["batches"]) / 60 for n in names)
+    middle = minutes[len(minutes) // 2]
+    measured = (
+        f"a learning run took {minutes[0]:.0f}-{minutes[-1]:.0f} min (median {middle:.0f}) of a 2-core CPU over "
+        f"{len(names)} runs; no price table is applied yet, so no dollar figure"
+    )
+    return Claim(claim, measured, UNMEASURED, tuple(names))
+
+
+def content_rows(results: Results) -> list[dict[str, Any]]:
+    """Hand-written content tips under the placebo, paired against the placebo alone (`bench/placebo.sh content`)."""
+
+    def row(name: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        arms = data["arms"]
+        against = next((c["paired_placebo"] for c in data["comparisons"] if c.get("paired_placebo")), None)
+        if against is None:
+            return None
+        return {
+            "task": str(data["task"]).split(":")[0],
+            "questions": arms["placebo"]["questions"],
+            "seed": data["seed"],
+            "bare": arms["baseline"]["accuracy"],
+            "placebo": arms["placebo"]["accuracy"],
+            "placebo + tips": arms["tips"]["accuracy"],
+            "fixed / broken": f"{against['fixed']} / {against['broken']}",
+            "p": float(against["p_value"]),
+            "file": name,
+        }
+
+    return _rows(results, _select(results, "placebo-content-"), row)
+
+
+def _placebo_judgements(results: Results) -> list[tuple[str, str, dict[str, Any]]]:
+    """(file, task, paired against the placebo) for every learned library judged with the placebo arm: `dso eval`
+    results of learning runs, and `bench/placebo.sh lessons-SEED` files (the lessons under the placebo)."""
+    found = []
+    for name in _select(results, "learning-", lambda d: bool(d["eval"]["paired_placebo"])):
+        found.append((name, name.removeprefix("learning-").split("-seed")[0], results[name]["eval"]["paired_placebo"]))
+    for name in _select(results, "placebo-lessons-", lambda d: bool(d["comparisons"])):
+        for row in results[name]["comparisons"]:
+            if row.get("paired_placebo"):
+                found.append((name, str(results[name]["task"]).split(":")[0], row["paired_placebo"]))
+    return found
+
+
+def _placebo(results: Results) -> Claim:
+    claim = "learned lessons beat a placebo instruction (3 tasks, 2 unseen seeds each, p < 0.05)"
+    content = content_rows(results)
+    probe = "; ".join(
+        f"hand tips on {r['task']}: {r['fixed / broken']} against the placebo (p = {r['p']:.2g})" for r in content
+    )
+    judged = _placebo_judgements(results)
+    if not judged:
+        return Claim(
+            claim,
+            f"no learned library judged against the placebo yet; {probe or 'no content probe'}",
+            UNMEASURED,
+            tuple(r["file"] for r in content),
+        )
+    wins: dict[str, int] = {}
+    worse = set()
+    for _, task, paired in judged:
+        better = paired["fixed"] > paired["broken"]
+        if paired["p_value"] < SIGNIFICANT:
+            if better:
+                wins[task] = wins.get(task, 0) + 1
+            else:
+                worse.add(task)
+    tasks = sorted(task for task, seeds in wins.items() if seeds >= 2)
+    verdict = HOLDS if len(tasks) >= 3 and not worse else (PARTLY if tasks else FAILS)
+    measured = (
+        f"{len(tasks)} task(s) significantly better on two seeds ({', '.join(tasks) or 'none'}), "
+        f"{len(worse)} significantly worse ({', '.join(sorted(worse)) or 'none'}) over {len(judged)} judgements; "
+        f"{probe}"
+    )
+    return Claim(claim, measured, verdict, tuple(sorted({name for name, _, _ in judged})))
+
+
+def _sharing(results: Results) -> Claim:
+    claim = "a node gains from lessons other nodes learned, beyond the placebo"
+    names = _select(results, "sharing-")
+    if not names:
+        return Claim(claim, "no sharing experiment has been run", UNMEASURED, ())
+    return Claim(claim, f"{len(names)} sharing result files, not read by this report yet", UNMEASURED, tuple(names))
+
+
+def claims(results: Results) -> list[Claim]:
+    """The design's success criteria, then DSO's own: each with its verdict from the files (a claim whose files
+    are not of the expected shape is not measured, and says so)."""
+    out = []
+    for judge in (_finetuned, _communication, _cost, _scale, _byzantine, _placebo, _sharing):
+        try:
+            out.append(judge(results))
+        except SHAPE_ERRORS as exc:
+            name = judge.__name__.strip("_")
+            out.append(Claim(name, f"its result files are not of the expected shape ({exc!r:.80})", UNMEASURED, ()))
+    return out
+
+
+def _table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "(no file)\n"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
+    for row in rows:
+        cells = []
+        for key in keys:
+            value = row[key]
+            cells.append(f"{value:.3g}" if isinstance(value, float) else str(value).replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def attack_rows(results: Results) -> list[dict[str, Any]]:
+    def row(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        rounds = data["rounds"]
+        return {
+            "attack": data["settings"]["attack"],
+            "nodes": data["settings"]["nodes"],
+            "Byzantine": f"{data['settings']['byzantine']:.0%}",
+            "batches accepted / rejected": ", ".join(
+                f"{r['batches']['accepted']}/{r['batches']['rejected']}" for r in rounds
+            ),
+            "global library": ", ".join(str(r["global_library"]["accepted"]) for r in rounds),
+            "poisoned": data["poisoned_accepted"],
+            "file": name,
+        }
+
+    return _rows(results, _select(results, "simulate-attack-"), row)
+
+
+def _links(names: Sequence[str], base: str) -> str:
+    shown = [f"[{name}]({base}{name})" for name in names[:4]]
+    return ", ".join(shown) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def render(results: Results, *, generated: str, link_base: str = "") -> str:
+    """The report as Markdown; `generated` says when and by which command (a line of the header); file names
+    link to `link_base` + name (the results folder as seen from where the report is written)."""
+    out = [
+        "# DSO: which claims hold",
+        "",
+        f"Generated by `dso report` from {len(results)} result files ({generated}). Every figure below comes from",
+        "the file named beside it; rerun the command to regenerate this page.",
+        "",
+        "## Claims",
+        "",
+    ]
+    rows = [
+        {"claim": c.claim, "measured": c.measured, "verdict": f"**{c.verdict}**", "files": _links(c.sources, link_base)}
+        for c in claims(results)
+    ]
+    out += [_table(rows), "## Content tips against the placebo", "", _table(content_rows(results))]
+    out += ["## Attacks on networks of real nodes", "", _table(attack_rows(results))]
+    return "\n".join(out)
