@@ -86,6 +86,7 @@ bench: install
 	$(BIN)/dso bench retrieval -o bench/results/retrieval.json
 	$(BIN)/dso bench records -o bench/results/records.json
 	$(BIN)/dso bench chain -o bench/results/chain.json
+	$(BIN)/dso bench committee -o bench/results/committee.json
 
 clean:
 	rm -rf $(VENV) $(FLOWER_VENV) runs .pytest_cache .mypy_cache .ruff_cache

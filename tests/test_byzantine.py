@@ -35,3 +35,9 @@ def test_committee_capture_probability() -> None:
     assert committee_capture(50, 0, 15) == 0.0
     assert committee_capture(50, 50, 15) == 1.0
     assert 0.2 < committee_capture(50, 15, 15) < 0.4  # a random 15-member committee of a 30% network
+    # the binomial limit at 30%: 64 members forge with about 1e-9 but block with about 0.26; 512: 7e-66 and 0.05
+    assert 9e-10 < committee_capture(None, 0.3, 64, forging=True) < 1e-9
+    assert abs(committee_capture(None, 0.3, 64) - 0.2617) < 1e-3
+    assert 7e-66 < committee_capture(None, 0.3, 512, forging=True) < 7.2e-66
+    assert abs(committee_capture(None, 0.3, 512) - 0.0526) < 1e-3
+    assert committee_capture(1_000, 300, 512, forging=True) == 0.0  # 342 Byzantine members do not exist

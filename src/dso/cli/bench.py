@@ -395,6 +395,20 @@ def communication(
 
 
 @app.command()
+def committee(
+    fraction: float = typer.Option(0.3, "--byzantine", min=0.0, max=1.0, help="Byzantine share of the network."),
+    output: Path | None = OutputOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Committee size against capture: the chance a random committee can block (> 1/3) or forge (>= 2/3)."""
+    from dso.bench.committee import run_committee_bench
+
+    result = run_committee_bench(fraction)
+    rows = [{k: (f"{v:.2g}" if isinstance(v, float) else v) for k, v in row.items()} for row in result["rows"]]
+    _finish(result, output, as_json, {f"committee capture at {fraction:.0%} Byzantine": rows})
+
+
+@app.command()
 def consensus(ctx: typer.Context, output: Path | None = OutputOpt, as_json: bool = JsonOpt) -> None:
     """Seconds to aggregate 1,000 nodes x 50 submissions (embedding the distinct texts timed apart)."""
     from dso.bench.byzantine import run_scale_bench

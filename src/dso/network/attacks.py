@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable
+from fractions import Fraction
 
 from dso.chain.registry import BatchInfo
 from dso.consensus.semantic_guard import exemplars
@@ -93,14 +94,22 @@ def colluding_voter(allies: Iterable[str]) -> Voter:
     return judge
 
 
-def committee_capture(nodes: int, byzantine: int, committee: int) -> float:
-    """The chance that a committee drawn at random holds more than a third Byzantine members (hypergeometric)."""
-    total = math.comb(nodes, committee)
-    return (
-        sum(
-            math.comb(byzantine, k) * math.comb(nodes - byzantine, committee - k)
-            for k in range(committee + 1)
-            if 3 * k > committee
+def committee_capture(nodes: int | None, byzantine: float, committee: int, *, forging: bool = False) -> float:
+    """The chance that a committee drawn at random is captured: more than a third Byzantine members (enough to
+    block, i.e. censor), or with `forging` at least two thirds (enough to accept anything). `nodes` and
+    `byzantine` counts: drawn without replacement (hypergeometric); `nodes` None and `byzantine` a fraction:
+    the binomial limit of a very large network."""
+
+    def captured(k: int) -> bool:
+        return 3 * k >= 2 * committee if forging else 3 * k > committee
+
+    if nodes is None:
+        p = float(byzantine)
+        return float(
+            sum(
+                math.comb(committee, k) * p**k * (1 - p) ** (committee - k) for k in range(committee + 1) if captured(k)
+            )
         )
-        / total
-    )
+    bad = int(byzantine)
+    hits = sum(math.comb(bad, k) * math.comb(nodes - bad, committee - k) for k in range(committee + 1) if captured(k))
+    return float(Fraction(hits, math.comb(nodes, committee)))
