@@ -306,6 +306,20 @@ def test_solver_and_extractor_can_sit_on_different_endpoints(tmp_path: Path, dat
     assert any('"lessons"' in json.dumps(r.json_schema) for r in asked["extractor"])  # only reflecting
     assert not any(r.json_schema is None and r.n > 1 for r in asked["extractor"])
     assert LESSON in summary["experiences"]
+    spent = summary["solver_tokens"]  # the solver's side only: every request it served, none of the reflector's
+    assert 0 < spent["chats"] <= len(asked["solver"]) and spent["prompt_tokens"] > 0 and spent["completion_tokens"] > 0
+    # the claims page prices the run from these counts: solver and extractor tokens, in and out
+    from dso.report import HOLDS, claims, cost_rows, load_results
+
+    result = tmp_path / "learning-tiny.json"
+    result.write_text(json.dumps({"train": summary}))
+    (row,) = cost_rows(load_results([result]))
+    extracted = summary["extraction"]["by_kind"].values()
+    assert row["tokens in"] == spent["prompt_tokens"] + sum(k["prompt_tokens"] for k in extracted)
+    assert row["tokens out"] == spent["completion_tokens"] + sum(k["completion_tokens"] for k in extracted)
+    assert 0 < row["dollars"] < 0.01
+    cost = next(c for c in claims(load_results([result])) if c.claim == "under $20 of compute per agent")
+    assert cost.verdict == HOLDS and "counted every token" in cost.measured
 
 
 def test_a_lesson_that_keeps_hurting_is_deleted_by_rule_in_its_batch(tmp_path: Path, embedder: Embedder) -> None:

@@ -156,18 +156,58 @@ def _finetuned(results: Results) -> Claim:
     return Claim(claim, f"DSO at {min(ratios):.0%}-{max(ratios):.0%} of fine-tuned", verdict, tuple(names))
 
 
+# The API price a run's tokens are priced at: an open model larger than the one DSO runs (so an upper bound
+# for it), as its provider's documentation page stated it when read.
+PRICE_MODEL = "Qwen3-32B"
+PRICE_IN, PRICE_OUT = 0.165, 0.187  # USD per million tokens in, out
+PRICE_SOURCE = "https://fptcloud.com/en/documents/ai-factory-billing/?doc=modas-billing"
+PRICE_READ = "2026-12-07"
+
+
+def _dollars(prompt_tokens: float, completion_tokens: float) -> float:
+    return (prompt_tokens * PRICE_IN + completion_tokens * PRICE_OUT) / 1e6
+
+
+def cost_rows(results: Results) -> list[dict[str, Any]]:
+    """Per learning run that counted its solver's tokens: tokens in and out, CPU minutes, and dollars at `PRICE`."""
+
+    def row(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        train = data["train"]
+        solver = train["solver_tokens"]
+        kinds = train["extraction"]["by_kind"].values()
+        prompt = solver["prompt_tokens"] + sum(k["prompt_tokens"] for k in kinds)
+        completion = solver["completion_tokens"] + sum(k["completion_tokens"] for k in kinds)
+        return {
+            "run": name.removeprefix("learning-").removesuffix(".json"),
+            "tokens in": prompt,
+            "tokens out": completion,
+            "CPU minutes (2 cores)": round(sum(b["seconds"] for b in train["batches"]) / 60, 1),
+            "dollars": round(_dollars(prompt, completion), 4),
+        }
+
+    return _rows(results, _select(results, "learning-", lambda d: bool(d["train"]["solver_tokens"])), row)
+
+
 def _cost(results: Results) -> Claim:
     claim = "under $20 of compute per agent"
-    names = _select(results, "learning-", lambda d: bool(d.get("train", {}).get("batches")))
+    names = _select(results, "learning-", lambda d: bool(d["train"]["batches"]))
     if not names:
         return Claim(claim, "no learning run", UNMEASURED, ())
-    minutes = sorted(sum(b.get("seconds", 0.0) for b in results[n]["train"]["batches"]) / 60 for n in names)
+    minutes = sorted(sum(b["seconds"] for b in results[n]["train"]["batches"]) / 60 for n in names)
     middle = minutes[len(minutes) // 2]
+    timing = f"a learning run took {minutes[0]:.0f}-{minutes[-1]:.0f} min (median {middle:.0f}) of a 2-core CPU"
+    priced = cost_rows(results)
+    if not priced:
+        return Claim(
+            claim, f"{timing}; no run counted its solver's tokens yet, so no dollar figure", UNMEASURED, tuple(names)
+        )
+    most = max(r["dollars"] for r in priced)
     measured = (
-        f"a learning run took {minutes[0]:.0f}-{minutes[-1]:.0f} min (median {middle:.0f}) of a 2-core CPU over "
-        f"{len(names)} runs; no price table is applied yet, so no dollar figure"
+        f"{timing}; the costliest of {len(priced)} runs that counted every token: ${most:.4f} at {PRICE_MODEL}'s "
+        f"API price ({PRICE_IN} / {PRICE_OUT} USD per million tokens in / out, read {PRICE_READ}); a node's "
+        "network share costs no tokens (CPU and gas only)"
     )
-    return Claim(claim, measured, UNMEASURED, tuple(names))
+    return Claim(claim, measured, HOLDS if most < 20 else FAILS, tuple(r["run"] for r in priced))
 
 
 def content_rows(results: Results) -> list[dict[str, Any]]:
@@ -315,4 +355,12 @@ def render(results: Results, *, generated: str, link_base: str = "") -> str:
     ]
     out += [_table(rows), "## Content tips against the placebo", "", _table(content_rows(results))]
     out += ["## Attacks on networks of real nodes", "", _table(attack_rows(results))]
+    out += [
+        "## Cost of learning a task",
+        "",
+        f"Tokens of the solver (rollouts, gate) and the extractor, priced at {PRICE_MODEL}'s API price "
+        f"({PRICE_SOURCE}, read {PRICE_READ}).",
+        "",
+        _table(cost_rows(results)),
+    ]
     return "\n".join(out)

@@ -22,6 +22,7 @@ from dso.learn.solve import SolveSettings, placebo_instruction
 from dso.learn.trainer import BatchMetrics, check_run_dir, config_json, train
 from dso.library import ExperienceLibrary
 from dso.llm import LLM, make_llm
+from dso.llm.base import CountingLLM
 
 
 @dataclasses.dataclass
@@ -140,11 +141,12 @@ def run_training(
     extractor = Extractor.from_train(reflector, library, settings, prompts=prompts, log=hooks.log)
     if hooks.on_stage:
         hooks.on_stage("train", settings.epochs * len(train_set))
+    counted = CountingLLM(solver)  # rollouts and the gate; the extractor counts its own calls
     metrics = train(
         settings,
         run_dir,
         train_set,
-        solver,
+        counted,
         extractor,
         make_verifier(settings.verifier, reflector),
         parallel=config.llm.parallel,
@@ -158,6 +160,7 @@ def run_training(
         "batches": [dataclasses.asdict(m) for m in metrics],
         "library_size": len(library),
         "extraction": dataclasses.asdict(extractor.stats),
+        "solver_tokens": counted.counts(),  # this session's rollouts and gate (a resumed run counts from its resume)
         "experiences": [e.text for e in library.all()],
     }
     if owned:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
@@ -82,6 +83,57 @@ class LLM(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 (a backend that holds nothing needs no close)
         """Release what the backend holds (a loaded model, connections)."""
+
+
+class CountingLLM(LLM):
+    """Another LLM that counts what every chat through it costs: requests, prompt and completion tokens (what a
+    run's rollouts and validation gate spend, beside the extractor's own count). Thread-safe."""
+
+    def __init__(self, inner: LLM) -> None:
+        self.inner = inner
+        self.max_samples_per_request = inner.max_samples_per_request
+        self.request_model = inner.request_model
+        self.chats = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def _complete(self, body: dict[str, Any]) -> Mapping[str, Any]:
+        raise NotImplementedError("CountingLLM forwards whole chats to the LLM it wraps")
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        seed: int | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        completion = self.inner.chat(
+            messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, json_schema=json_schema
+        )
+        with self._lock:
+            self.chats += 1
+            self.prompt_tokens += completion.prompt_tokens
+            self.completion_tokens += completion.completion_tokens
+        return completion
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "chats": self.chats,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            }
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def check_request(messages: Sequence[ChatMessage], n: int, temperature: float, max_tokens: int) -> None:
