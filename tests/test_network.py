@@ -366,6 +366,45 @@ def test_partial_views_converge_whatever_order_batches_are_accepted(
     network.close()
 
 
+def test_a_record_encoded_another_way_gets_no_second_cid_accepted(tmp_path: Path, embedder: Embedder) -> None:
+    """One record has one byte form: the same record with its keys in another order is other bytes under another
+    CID, and a batch listing it is voted down and merged nowhere, so a publisher cannot count its lesson twice."""
+    import json as jsonlib
+
+    from dso.core.signing import sign_batch
+    from dso.node import share as shares
+
+    spec = NetworkSpec(nodes=4, members=(0, 1), chain="memory", share_work=False)
+    network = build_network(DSOConfig(), tmp_path, spec, embedder=embedder)
+    publisher = network.nodes[2]
+    publisher.library.add(HONEST[0])
+    network.sync_round([0, 1, 2, 3])
+    (first,) = network.registry.all_batches()
+    assert first.state.name == "ACCEPTED"
+    (cid,) = decode_batch(network.store.get(first.batch_cid)).records
+    canonical = network.store.get(cid)
+    document = jsonlib.loads(canonical)
+    other = jsonlib.dumps(dict(reversed(list(document.items()))), separators=(",", ":")).encode()
+    assert other != canonical and jsonlib.loads(other) == document and cid_of(other) != cid
+    domain, key = network.registry.domain, network.accounts[2].key
+    batch = shares.build_batch(
+        [(cid_of(other), other)], node=publisher.address, round_=9,
+        signer=lambda m, c: sign_batch(key, domain, m, c), domain=domain,
+    )  # fmt: skip
+    network.store.put_many([other, batch.manifest_bytes])
+    publisher.registry.submit_batch(batch.manifest, batch.manifest_cid, batch.signature)
+    reports = network.sync_round([0, 1, 3])
+    votes = [v for report in reports[0] for v in report.votes]
+    assert votes and not any(v.approve for v in votes) and all("canonical" in v.reason for v in votes)
+    second = next(b for b in network.registry.all_batches() if b.id != first.id)
+    assert second.state.name == "REJECTED"
+    for node in (network.nodes[0], network.nodes[1], network.nodes[3]):
+        assert not node.state.knows_record(cid_of(other)) and node.state.knows_record(cid)
+        (lesson,) = node.global_library().accepted
+        assert {r.cid for r in lesson.records} == {cid}
+    network.close()
+
+
 # -- local state re-checked: what a node reads back from its own files
 
 
