@@ -12,6 +12,7 @@ import pytest
 
 from dso.bench.communication import run_communication_bench
 from dso.config import load_config
+from dso.errors import DSOError
 from dso.report import FAILS, HOLDS, UNMEASURED, claims, load_results, render
 from dso.simulate import SimulationSettings, simulate
 
@@ -83,3 +84,27 @@ def test_the_command_writes_the_page_and_refuses_to_overwrite(tiny_run: Path, tm
     assert dso(str(tiny_run), "--output", str(out), "--force").returncode == 0
     missing = dso(str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_an_experiment_resumes_and_the_report_reads_its_summary(tmp_path: Path) -> None:
+    """`dso experiment byzantine-sweep` runs each (attack, share) cell once: run again with one more share, it runs
+    only that one; its summary names the breaking point per attack, and the claims page reads it."""
+    from dso.experiment import CELLS, SweepSettings, byzantine_sweep
+
+    run_dir = tmp_path / "byzantine-sweep"
+    said: list[str] = []
+    small = SweepSettings(nodes=5, rounds=1, committee=3, fractions=(0.0,), attacks=("wrong",))
+    byzantine_sweep(small, load_config(), run_dir, command="test", progress=said.append)
+    more = SweepSettings(nodes=5, rounds=1, committee=3, fractions=(0.0, 0.4), attacks=("wrong",))
+    summary = byzantine_sweep(more, load_config(), run_dir, command="test", progress=said.append)
+    assert said[0] == "0 cells done, 1 to run" and "1 cells done, 1 to run" in said
+    assert len((run_dir / CELLS).read_text().splitlines()) == 2
+    (row,) = summary["attacks"]
+    assert set(row["poisoned_by_fraction"]) == {"0", "0.4"} and summary["cells"] == 2
+    broken = row["poisoned_by_fraction"]["0.4"] > 0
+    assert (row["breaking_point"] == 0.4) == broken and (run_dir / "sweep.png").read_bytes().startswith(b"\x89PNG")
+    page = render(load_results([run_dir]), generated="test")
+    assert "| wrong | 0%: 0, 40%: " in page and "byzantine-sweep/summary.json" in page
+    (run_dir / CELLS).write_text("not json\n")
+    with pytest.raises(DSOError, match="not a cell of this experiment"):
+        byzantine_sweep(more, load_config(), run_dir, command="test")

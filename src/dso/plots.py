@@ -126,3 +126,17 @@ def communication_against_nodes(result: dict[str, Any], model: str, path: Path) 
     axis.set(xlabel="nodes", ylabel="bytes per node and round", title=f"Communication per node: DSO and {model}")
     axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(figure, path)
+
+
+def poisoned_against_share(cells: Sequence[dict[str, Any]], attacks: Sequence[str], path: Path) -> Path:
+    """Poisoned lessons accepted against the Byzantine share, one line per attack (the Byzantine sweep)."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for attack in attacks:
+        mine = sorted((c for c in cells if c["attack"] == attack), key=lambda c: c["fraction"])
+        if mine:
+            axis.plot([100 * c["fraction"] for c in mine], [c["poisoned_accepted"] for c in mine], "o-", label=attack)
+    axis.axvline(30, linestyle=":", color="grey")
+    axis.set(xlabel="Byzantine nodes (%)", ylabel="poisoned lessons accepted", title="Attacks on real nodes")
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.legend(fontsize=7, loc="upper left")
+    return _save(figure, path)

@@ -36,9 +36,9 @@ class Claim:
     sources: tuple[str, ...]
 
 
-def load_results(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+def load_results(paths: Sequence[Path], where: dict[str, Path] | None = None) -> dict[str, dict[str, Any]]:
     """Every JSON object file under `paths` (files or folders, not recursive), by file name; empty files (a
-    run still writing) and files that are not a JSON object are skipped."""
+    run still writing) and files that are not a JSON object are skipped. `where` receives each name's file."""
     found: dict[str, dict[str, Any]] = {}
     for path in paths:
         if not path.exists():
@@ -49,8 +49,11 @@ def load_results(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
                 data = json.loads(read_input(file, DSOError) or b"null")
             except ValueError:
                 continue
-            if isinstance(data, dict):
-                found[file.name] = data
+            if isinstance(data, dict):  # an experiment's summary.json is named by its run folder
+                name = f"{file.parent.name}/{file.name}" if file.name == "summary.json" else file.name
+                found[name] = data
+                if where is not None:
+                    where[name] = file
     return found
 
 
@@ -132,15 +135,25 @@ def _byzantine(results: Results) -> Claim:
     bench = _select(results, "byzantine", lambda d: bool(d.get("runs")))
     runs = [(n, r) for n in bench for r in results[n]["runs"] if 0 < r.get("fraction", 0) <= 0.3 + 1e-9]
     live = _select(results, "simulate", lambda d: 0 < d.get("settings", {}).get("byzantine", 0) <= 0.3 + 1e-9)
-    if not runs and not live:
+    if not runs and not live and not _select(results, "", lambda d: d["experiment"] == "byzantine-sweep"):
         return Claim(claim, "no attack run at 30% or fewer Byzantine nodes", UNMEASURED, ())
     bad_bench = sum(int(r["poisoned_accepted"]) for _, r in runs)
     bad_live = sum(int(results[n]["poisoned_accepted"]) for n in live)
+    sweeps = _select(results, "", lambda d: d["experiment"] == "byzantine-sweep")
+    cells = [
+        (share, poisoned)
+        for n in sweeps
+        for row in results[n]["attacks"]
+        for share, poisoned in row["poisoned_by_fraction"].items()
+        if 0 < float(share) <= 0.3 + 1e-9
+    ]
+    bad_live += sum(int(p) for _, p in cells)
     measured = (
         f"{bad_bench} poisoned lessons accepted in {len(runs)} attack-bench runs (consensus only) and {bad_live} "
-        f"in {len(live)} simulations of real nodes (signed batches, votes, pulls, merges), up to 30% Byzantine"
+        f"in {len(live) + len(cells)} simulations of real nodes (signed batches, votes, pulls, merges), up to 30% "
+        "Byzantine"
     )
-    sources = tuple(sorted({n for n, _ in runs} | set(live)))
+    sources = tuple(sorted({n for n, _ in runs} | set(live) | set(sweeps)))
     return Claim(claim, measured, HOLDS if bad_bench + bad_live == 0 else FAILS, sources)
 
 
@@ -183,6 +196,7 @@ def cost_rows(results: Results) -> list[dict[str, Any]]:
             "tokens out": completion,
             "CPU minutes (2 cores)": round(sum(b["seconds"] for b in train["batches"]) / 60, 1),
             "dollars": round(_dollars(prompt, completion), 4),
+            "file": name,
         }
 
     return _rows(results, _select(results, "learning-", lambda d: bool(d["train"]["solver_tokens"])), row)
@@ -207,7 +221,7 @@ def _cost(results: Results) -> Claim:
         f"API price ({PRICE_IN} / {PRICE_OUT} USD per million tokens in / out, read {PRICE_READ}); a node's "
         "network share costs no tokens (CPU and gas only)"
     )
-    return Claim(claim, measured, HOLDS if most < 20 else FAILS, tuple(r["run"] for r in priced))
+    return Claim(claim, measured, HOLDS if most < 20 else FAILS, tuple(r["file"] for r in priced))
 
 
 def content_rows(results: Results) -> list[dict[str, Any]]:
@@ -332,14 +346,46 @@ def attack_rows(results: Results) -> list[dict[str, Any]]:
     return _rows(results, _select(results, "simulate-attack-"), row)
 
 
-def _links(names: Sequence[str], base: str) -> str:
-    shown = [f"[{name}]({base}{name})" for name in names[:4]]
+def sweep_rows(results: Results) -> list[dict[str, Any]]:
+    """Each attack's breaking point in each Byzantine sweep (`dso experiment byzantine-sweep`)."""
+
+    def rows(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for row in data["attacks"]:
+            point = row["breaking_point"]
+            out.append(
+                {
+                    "attack": row["attack"],
+                    "poisoned by Byzantine share": ", ".join(
+                        f"{float(k):.0%}: {v}" for k, v in row["poisoned_by_fraction"].items()
+                    ),
+                    "breaks at": "-" if point is None else f"{float(point):.0%}",
+                    "why": row["reason"],
+                    "file": name,
+                }
+            )
+        return out
+
+    found: list[dict[str, Any]] = []
+    for name in _select(results, "", lambda d: d["experiment"] == "byzantine-sweep"):
+        try:
+            found += rows(name, results[name])
+        except SHAPE_ERRORS:
+            continue
+    return found
+
+
+def _links(names: Sequence[str], base: str | Mapping[str, str]) -> str:
+    def target(name: str) -> str:
+        return base.get(name, name) if isinstance(base, Mapping) else base + name
+
+    shown = [f"[{name}]({target(name)})" for name in names[:4]]
     return ", ".join(shown) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
-def render(results: Results, *, generated: str, link_base: str = "") -> str:
+def render(results: Results, *, generated: str, link_base: str | Mapping[str, str] = "") -> str:
     """The report as Markdown; `generated` says when and by which command (a line of the header); file names
-    link to `link_base` + name (the results folder as seen from where the report is written)."""
+    link to `link_base` + name, or to `link_base[name]` where it maps each name to its path from the report."""
     out = [
         "# DSO: which claims hold",
         "",
@@ -355,6 +401,7 @@ def render(results: Results, *, generated: str, link_base: str = "") -> str:
     ]
     out += [_table(rows), "## Content tips against the placebo", "", _table(content_rows(results))]
     out += ["## Attacks on networks of real nodes", "", _table(attack_rows(results))]
+    out += ["## Byzantine sweep on real nodes: where each attack breaks", "", _table(sweep_rows(results))]
     out += [
         "## Cost of learning a task",
         "",

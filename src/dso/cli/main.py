@@ -15,7 +15,21 @@ except ImportError:  # pragma: no cover - the flower environment
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 from dso import __version__
-from dso.cli import aggregate, bench, chain, flower, learn, library, models, node, records, report, serve, simulate
+from dso.cli import (
+    aggregate,
+    bench,
+    chain,
+    experiment,
+    flower,
+    learn,
+    library,
+    models,
+    node,
+    records,
+    report,
+    serve,
+    simulate,
+)
 from dso.cli.common import AppState, console, get_config, print_json, printable, shown
 from dso.errors import DSOError
 
@@ -40,6 +54,7 @@ app.command("aggregate")(aggregate.aggregate_command)
 app.command("simulate")(simulate.simulate_command)
 app.command("serve")(serve.serve_command)
 app.command("report")(report.report_command)
+app.command("experiment")(experiment.experiment_command)
 
 
 def _version(value: bool) -> None:

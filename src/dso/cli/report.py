@@ -20,12 +20,12 @@ def report_command(
     """Render the claims table (claim, measured, verdict, files) and the tables behind it as Markdown."""
     from dso.report import load_results, render
 
-    results = load_results(paths)
+    where: dict[str, Path] = {}
+    results = load_results(paths, where)
     stamp = f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `dso report {' '.join(str(p) for p in paths)}`"
-    base = ""
-    if output is not None and len(paths) == 1 and paths[0].is_dir():
-        base = os.path.relpath(paths[0], output.parent).replace(os.sep, "/") + "/"
-    text = render(results, generated=stamp, link_base=base)
+    home = output.parent if output is not None else Path(".")
+    links = {name: os.path.relpath(file, home).replace(os.sep, "/") for name, file in where.items()}
+    text = render(results, generated=stamp, link_base=links)
     if output is None:
         console.print(text, markup=False, highlight=False)
         return
