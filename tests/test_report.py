@@ -105,6 +105,9 @@ def test_an_experiment_resumes_and_the_report_reads_its_summary(tmp_path: Path) 
     assert (row["breaking_point"] == 0.4) == broken and (run_dir / "sweep.png").read_bytes().startswith(b"\x89PNG")
     page = render(load_results([run_dir]), generated="test")
     assert "| wrong | 0%: 0, 40%: " in page and "byzantine-sweep/summary.json" in page
+    for elsewhere in (tmp_path, run_dir / "sweep.png"):  # a folder holding other things; a file
+        with pytest.raises(DSOError, match="run-dir"):
+            byzantine_sweep(more, load_config(), elsewhere, command="test")
     (run_dir / CELLS).write_text("not json\n")
     with pytest.raises(DSOError, match="not a cell of this experiment"):
         byzantine_sweep(more, load_config(), run_dir, command="test")

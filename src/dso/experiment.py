@@ -28,7 +28,7 @@ from dso.network.attacks import NETWORK_ATTACKS
 from dso.simulate import SimulationSettings, simulate
 
 Progress = Callable[[str], None]
-CELLS, SUMMARY = "cells.jsonl", "summary.json"
+CELLS, SUMMARY, MARKER = "cells.jsonl", "summary.json", ".dso-experiment"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +124,7 @@ def byzantine_sweep(
     """Run every (attack, share) cell not yet in `run_dir/cells.jsonl`, then write the summary and the plot."""
     settings.check()
     say = progress or (lambda line: None)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _own_run_dir(run_dir)
     done = _read_cells(run_dir / CELLS)
     have = {(c["attack"], c["fraction"]) for c in done}
     todo = [(a, f) for a in settings.attacks for f in settings.fractions if (a, f) not in have]
@@ -153,6 +153,21 @@ def byzantine_sweep(
     summary["plot"] = str(poisoned_against_share(done, settings.attacks, run_dir / "sweep.png"))
     write_text_atomic(run_dir / SUMMARY, json.dumps(summary, indent=1, sort_keys=True) + "\n")
     return summary
+
+
+def _own_run_dir(run_dir: Path) -> None:
+    """An experiment's folder: a new or empty one, or one an experiment made (its marker file): never a folder
+    holding other things, a file or a link (`/`, a home folder, a source tree)."""
+    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+        raise DSOError(f"--run-dir {run_dir} is not a folder an experiment made; pick another")
+    made = (run_dir / MARKER).is_file() or (run_dir / CELLS).is_file()
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not made:
+        raise DSOError(f"--run-dir {run_dir} holds other things and was not made by an experiment; pick another")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / MARKER).write_text("made by dso experiment; run it again with this --run-dir to resume\n")
+    except OSError as exc:
+        raise DSOError(f"cannot use --run-dir {run_dir}: {exc.strerror or exc}") from None
 
 
 def _read_cells(path: Path) -> list[dict[str, Any]]:
