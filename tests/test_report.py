@@ -70,6 +70,7 @@ def test_files_of_another_shape_never_crash_the_report(tiny_run: Path, tmp_path:
     assert page.count("| wrong | 6 |") == 1 and "| junk |" not in page
 
 
+@pytest.mark.slow  # dso as a process
 def test_the_command_writes_the_page_and_refuses_to_overwrite(tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.md"
 
