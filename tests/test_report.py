@@ -13,7 +13,7 @@ import pytest
 from dso.bench.communication import run_communication_bench
 from dso.config import load_config
 from dso.errors import DSOError
-from dso.report import FAILS, HOLDS, UNMEASURED, claims, load_results, render
+from dso.report import FAILS, HOLDS, PARTLY, UNMEASURED, claims, load_results, render
 from dso.simulate import SimulationSettings, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     communication = run_communication_bench(folder / "simulate-attack-wrong.json")
     (folder / "communication.json").write_text(json.dumps(communication))
     shutil.copy(ROOT / "bench/results/placebo-content-leg_counting.json", folder)
+    shutil.copy(ROOT / "bench/results/guards-heldout3.json", folder)
     return folder
 
 
@@ -44,6 +45,11 @@ def test_the_claims_follow_the_files(tiny_run: Path, tmp_path: Path) -> None:
     assert communication.verdict == HOLDS and "at 6 nodes" in communication.measured
     placebo = verdicts["learned lessons beat a placebo instruction (3 tasks, 2 unseen seeds each, p < 0.05)"]
     assert placebo.verdict == UNMEASURED and "leg_counting: 12 / 1 against the placebo" in placebo.measured
+    guards = next(c for c in verdicts.values() if c.claim.startswith("content guards"))
+    held = json.loads((tiny_run / "guards-heldout3.json").read_text())["held_out"]["combined"]
+    caught = held["detection"]["flagged"] / held["detection"]["of"]
+    assert guards.verdict == (HOLDS if caught >= 0.9 else PARTLY if caught >= 0.5 else FAILS)
+    assert f"{held['detection']['flagged']} of {held['detection']['of']} attack texts caught" in guards.measured
     # the same run with one poisoned lesson: the verdict turns
     poisoned = json.loads((tiny_run / "simulate-attack-wrong.json").read_text())
     poisoned["poisoned_accepted"] = 1

@@ -293,6 +293,26 @@ def _placebo(results: Results) -> Claim:
     return Claim(claim, measured, verdict, tuple(sorted({name for name, _, _ in judged})))
 
 
+def _guards(results: Results) -> Claim:
+    claim = "content guards catch hostile texts written after them (>= 90% caught, <= 5% of lessons flagged)"
+    names = _select(results, "guards-heldout", lambda d: bool(d["held_out"]["combined"]))
+    if not names:
+        return Claim(claim, "no held-out guard set", UNMEASURED, ())
+    newest = names[-1]  # held-out sets are numbered in the order they were written
+    combined = results[newest]["held_out"]["combined"]
+    caught, flagged = combined["detection"], combined["false_positives"]
+    measured = (
+        f"newest held-out set ({results[newest]['held_out_set']}): {caught['flagged']} of {caught['of']} attack texts "
+        f"caught, {flagged['flagged']} of {flagged['of']} lessons flagged"
+    )
+    good_fp = flagged["flagged"] <= 0.05 * flagged["of"]
+    if caught["flagged"] >= 0.9 * caught["of"] and good_fp:
+        verdict = HOLDS
+    else:
+        verdict = PARTLY if caught["flagged"] >= 0.5 * caught["of"] and good_fp else FAILS
+    return Claim(claim, measured, verdict, (newest,))
+
+
 def _sharing(results: Results) -> Claim:
     claim = "a node gains from lessons other nodes learned, beyond the placebo"
     names = _select(results, "sharing-")
@@ -305,7 +325,7 @@ def claims(results: Results) -> list[Claim]:
     """The design's success criteria, then DSO's own: each with its verdict from the files (a claim whose files
     are not of the expected shape is not measured, and says so)."""
     out = []
-    for judge in (_finetuned, _communication, _cost, _scale, _byzantine, _placebo, _sharing):
+    for judge in (_finetuned, _communication, _cost, _scale, _byzantine, _guards, _placebo, _sharing):
         try:
             out.append(judge(results))
         except SHAPE_ERRORS as exc:
