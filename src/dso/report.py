@@ -395,6 +395,38 @@ def sweep_rows(results: Results) -> list[dict[str, Any]]:
     return found
 
 
+def ablation_rows(results: Results) -> list[dict[str, Any]]:
+    """Consensus ablations (`bench/ablation.sh`: the attack bench with one setting changed): per file and attack,
+    poisoned lessons, honest recall and the accepted lessons' combined confidence."""
+
+    def rows(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        settings = data["settings"]
+        out = []
+        for run in data["runs"]:
+            confidences = [r["accepted_confidence_mean"] for r in run["rounds"] if r.get("accepted_confidence_mean")]
+            out.append(
+                {
+                    "acceptance threshold": settings["acceptance_threshold"],
+                    "confidence rule": settings["confidence_rule"],
+                    "attack": run["attack"],
+                    "Byzantine": f"{run['fraction']:.0%}",
+                    "poisoned": run["poisoned_accepted"],
+                    "honest recall": run["honest_recall"],
+                    "accepted confidence": round(sum(confidences) / len(confidences), 3) if confidences else "-",
+                    "file": name,
+                }
+            )
+        return out
+
+    found: list[dict[str, Any]] = []
+    for name in _select(results, "ablation-", lambda d: bool(d["runs"])):
+        try:
+            found += rows(name, results[name])
+        except SHAPE_ERRORS:
+            continue
+    return found
+
+
 def _links(names: Sequence[str], base: str | Mapping[str, str]) -> str:
     def target(name: str) -> str:
         return base.get(name, name) if isinstance(base, Mapping) else base + name
@@ -422,6 +454,7 @@ def render(results: Results, *, generated: str, link_base: str | Mapping[str, st
     out += [_table(rows), "## Content tips against the placebo", "", _table(content_rows(results))]
     out += ["## Attacks on networks of real nodes", "", _table(attack_rows(results))]
     out += ["## Byzantine sweep on real nodes: where each attack breaks", "", _table(sweep_rows(results))]
+    out += ["## Consensus ablations (attack bench: one setting changed at a time)", "", _table(ablation_rows(results))]
     out += [
         "## Cost of learning a task",
         "",

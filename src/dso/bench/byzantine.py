@@ -134,6 +134,10 @@ def simulate(
             "poisoned_accepted": len(poisoned),
             "poisoned_texts": poisoned[:5],
             "honest_recall": round(len(recalled) / max(1, len(honest_items)), 4),
+            # the combined confidence of what was accepted (`confidence_rule`): what inflated claims can move
+            "accepted_confidence_mean": round(sum(d.confidence for d in result.accepted) / len(result.accepted), 4)
+            if result.accepted
+            else None,
             "aggregate_seconds": round(seconds, 4),
         }
         if attack == "retrieval-hijack":
