@@ -427,6 +427,40 @@ def ablation_rows(results: Results) -> list[dict[str, Any]]:
     return found
 
 
+def code_rows(results: Results) -> list[dict[str, Any]]:
+    """The bit-width ablation of embedding codes: bytes, reconstruction cosine (`dso bench codec`) and recall@10
+    of search on decoded codes against float search (`dso bench retrieval`)."""
+    recall: dict[int, float] = {}
+    for name in _select(results, "retrieval", lambda d: bool(d["recall_by_bits"])):
+        try:
+            for measured in results[name]["recall_by_bits"]:
+                recall[int(measured["bits"])] = float(measured["recall_at_10"])
+        except SHAPE_ERRORS:
+            continue
+
+    def row(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "bits": r["bits"],
+                "code bytes (384 dims)": r["code_bytes"],
+                "less than float32": f"{r['ratio_vs_float32']:.1f}x",
+                "reconstruction cosine": round(float(r["reconstruction_cosine_mean"]), 3),
+                "recall@10 on decoded codes": recall.get(int(r["bits"]), "-"),
+                "file": name,
+            }
+            for r in data["rows"]
+            if r["mode"] == "plain"
+        ]
+
+    found: list[dict[str, Any]] = []
+    for name in _select(results, "codec", lambda d: bool(d["rows"])):
+        try:
+            found += row(name, results[name])
+        except SHAPE_ERRORS:
+            continue
+    return found
+
+
 def _links(names: Sequence[str], base: str | Mapping[str, str]) -> str:
     def target(name: str) -> str:
         return base.get(name, name) if isinstance(base, Mapping) else base + name
@@ -454,6 +488,7 @@ def render(results: Results, *, generated: str, link_base: str | Mapping[str, st
     out += [_table(rows), "## Content tips against the placebo", "", _table(content_rows(results))]
     out += ["## Attacks on networks of real nodes", "", _table(attack_rows(results))]
     out += ["## Byzantine sweep on real nodes: where each attack breaks", "", _table(sweep_rows(results))]
+    out += ["## Embedding codes: bits against bytes and retrieval", "", _table(code_rows(results))]
     out += ["## Consensus ablations (attack bench: one setting changed at a time)", "", _table(ablation_rows(results))]
     out += [
         "## Cost of learning a task",

@@ -92,6 +92,25 @@ def recall_rows(vectors: Floats, queries: Floats, k: int = 10) -> list[dict[str,
     return rows
 
 
+def bits_recall_rows(vectors: Floats, queries: Floats, k: int = 10) -> list[dict[str, Any]]:
+    """recall@k against float search when the search runs on decoded codes of each bit width (no re-ranking),
+    with what each code costs: the bit-width ablation of retrieval."""
+    truth = [_exact_top(vectors, q, k) for q in queries]
+    rows = []
+    for bits in codec.SUPPORTED_BITS:
+        batch = codec.encode(vectors, bits)
+        decoded = codec.decode(batch).astype(np.float32)
+        found = [_exact_top(decoded, q, k) for q in queries]
+        rows.append(
+            {
+                "bits": bits,
+                "code_bytes": batch.code_bytes,
+                f"recall_at_{k}": statistics.mean(len(f & t) / k for f, t in zip(found, truth, strict=True)),
+            }
+        )
+    return rows
+
+
 def scale_vectors(base: Floats, n: int, seed: int = 0) -> Floats:
     """n vectors shaped like real ones: real embeddings plus small noise, re-normalised."""
     rng = np.random.default_rng(seed)
@@ -176,5 +195,6 @@ def run_retrieval_bench(
         "corpus": count,
         "queries": len(queries),
         "recall": recall,
+        "recall_by_bits": bits_recall_rows(vectors, queries),
         "latency": latency_rows(vectors, queries, sizes),
     }
