@@ -561,3 +561,18 @@ def test_members_vote_automatically_only_on_publishers_a_member_sponsors(tmp_pat
     a.sync()
     assert {e.text for e in a.library.all()} == {HONEST[0]}
     network.close()
+
+
+def test_a_damaged_settled_epoch_is_one_error_naming_the_file(tmp_path: Path) -> None:
+    from dso.errors import NodeError
+    from dso.node.state import NodeState
+
+    state = NodeState(tmp_path / "node.db")
+    assert state.settled_epoch() == -1
+    state.set_settled_epoch(3)
+    assert state.settled_epoch() == 3
+    for junk in ("-2", "x", "9" * 30, "1e3"):
+        state.set_meta("settled_epoch", junk)
+        with pytest.raises(NodeError, match=r"node\.db is damaged: settled_epoch"):
+            state.settled_epoch()
+    state.close()
