@@ -93,6 +93,9 @@ def test_the_command_writes_the_page_and_refuses_to_overwrite(tiny_run: Path, tm
     again = dso(str(tiny_run), "--output", str(out))
     assert again.returncode == 1 and again.stderr.startswith("error: ") and "--force" in again.stderr
     assert dso(str(tiny_run), "--output", str(out), "--force").returncode == 0
+    printed = dso(str(tiny_run))  # to standard output, off a terminal: every table row whole on one line
+    rows = [line for line in printed.stdout.splitlines() if line.startswith("| ")]
+    assert rows and all(line.endswith(" |") for line in rows) and max(len(line) for line in rows) > 120
     missing = dso(str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
 

@@ -34,8 +34,10 @@ if TYPE_CHECKING:  # the learning loop loads only for the commands that run it
     from dso.learn.run import Hooks
     from dso.learn.trainer import BatchMetrics
 
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a long line stays one line (off a terminal rich would break it at 80 columns, mid-word: a progress
+# line split in two, a Markdown table row cut); tables still fit the width
+console = Console(stderr=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @dataclasses.dataclass
