@@ -72,18 +72,18 @@ def _select(results: Results, prefix: str, test: Callable[[dict[str, Any]], bool
     return sorted(name for name, data in results.items() if name.startswith(prefix) and fits(data))
 
 
-def _rows(
-    results: Results, names: Sequence[str], row: Callable[[str, dict[str, Any]], dict[str, Any] | None]
-) -> list[dict[str, Any]]:
-    """One table row per file; a file of another shape gives none."""
-    out = []
+Rows = dict[str, Any] | list[dict[str, Any]] | None
+
+
+def _rows(results: Results, names: Sequence[str], row: Callable[[str, dict[str, Any]], Rows]) -> list[dict[str, Any]]:
+    """The table rows each file gives (one, several or none); a file of another shape gives none."""
+    out: list[dict[str, Any]] = []
     for name in names:
         try:
             made = row(name, results[name])
         except SHAPE_ERRORS:
             continue
-        if made is not None:
-            out.append(made)
+        out += [] if made is None else made if isinstance(made, list) else [made]
     return out
 
 
@@ -386,13 +386,7 @@ def sweep_rows(results: Results) -> list[dict[str, Any]]:
             )
         return out
 
-    found: list[dict[str, Any]] = []
-    for name in _select(results, "", lambda d: d["experiment"] == "byzantine-sweep"):
-        try:
-            found += rows(name, results[name])
-        except SHAPE_ERRORS:
-            continue
-    return found
+    return _rows(results, _select(results, "", lambda d: d["experiment"] == "byzantine-sweep"), rows)
 
 
 def ablation_rows(results: Results) -> list[dict[str, Any]]:
@@ -418,13 +412,7 @@ def ablation_rows(results: Results) -> list[dict[str, Any]]:
             )
         return out
 
-    found: list[dict[str, Any]] = []
-    for name in _select(results, "ablation-", lambda d: bool(d["runs"])):
-        try:
-            found += rows(name, results[name])
-        except SHAPE_ERRORS:
-            continue
-    return found
+    return _rows(results, _select(results, "ablation-", lambda d: bool(d["runs"])), rows)
 
 
 def code_rows(results: Results) -> list[dict[str, Any]]:
@@ -452,13 +440,7 @@ def code_rows(results: Results) -> list[dict[str, Any]]:
             if r["mode"] == "plain"
         ]
 
-    found: list[dict[str, Any]] = []
-    for name in _select(results, "codec", lambda d: bool(d["rows"])):
-        try:
-            found += row(name, results[name])
-        except SHAPE_ERRORS:
-            continue
-    return found
+    return _rows(results, _select(results, "codec", lambda d: bool(d["rows"])), row)
 
 
 def _links(names: Sequence[str], base: str | Mapping[str, str]) -> str:
