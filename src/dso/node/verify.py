@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Mapping
 
 from dso.chain.registry import BatchInfo
 from dso.core.records import ExperienceRecord
@@ -49,10 +50,20 @@ class BatchReview:
 
 
 def _verify(
-    ctx: NodeContext, info: BatchInfo, fetched: list[tuple[str, int]], passed: list[str]
+    ctx: NodeContext,
+    info: BatchInfo,
+    fetched: list[tuple[str, int]],
+    passed: list[str],
+    held: Mapping[str, bytes] | None = None,
 ) -> list[tuple[str, ExperienceRecord]]:
-    """Every check of `CHECKS` in order; each one passed is appended to `passed`, the first failure raises."""
-    manifest_bytes = ctx.store.get(info.batch_cid)
+    """Every check of `CHECKS` in order; each one passed is appended to `passed`, the first failure raises.
+    `held`: blocks already fetched from the store (by `fetch_sample`), re-checked here, not fetched again."""
+    held = held or {}
+
+    def get(cid: str) -> bytes:
+        return held[cid] if cid in held else ctx.store.get(cid)
+
+    manifest_bytes = get(info.batch_cid)
     fetched.append(("manifests", len(manifest_bytes)))
     manifest = share.check_manifest(info, manifest_bytes, ctx.config.network.max_batch_records)
     passed.append("manifest")
@@ -60,7 +71,7 @@ def _verify(
     fetched.append(("signatures", size))
     share.check_submission(info, manifest, submitted, ctx.registry.domain)
     passed.append("signature")
-    blocks = {cid: ctx.store.get(cid) for cid in manifest.records}
+    blocks = {cid: get(cid) for cid in manifest.records}
     fetched += [("records", len(data)) for data in blocks.values()]
     records = share.check_records(info, manifest, blocks)
     passed.append("records")
@@ -70,14 +81,17 @@ def _verify(
     return records
 
 
-def fetch_sample(ctx: NodeContext, info: BatchInfo, count: int) -> list[tuple[str, ExperienceRecord]] | None:
+def fetch_sample(
+    ctx: NodeContext, info: BatchInfo, count: int
+) -> tuple[list[tuple[str, ExperienceRecord]] | None, dict[str, bytes]]:
     """The manifest and signature checks, then every check on `count` of the batch's records drawn at random
-    (a draw its publisher cannot foresee): what a member reads before it spends on the whole batch. None when
-    the batch holds no more than `count` records (the whole batch is as cheap)."""
+    (a draw its publisher cannot foresee): what a member reads before it spends on the whole batch. The
+    sample's records, or None when the batch holds no more than `count` (the whole batch is as cheap); and the
+    blocks fetched, which `fetch_verified` takes instead of fetching them again."""
     manifest_bytes = ctx.store.get(info.batch_cid)
     manifest = share.check_manifest(info, manifest_bytes, ctx.config.network.max_batch_records)
     if len(manifest.records) <= count:
-        return None
+        return None, {info.batch_cid: manifest_bytes}
     submitted, size = ctx.registry.submission(info.id)
     share.check_submission(info, manifest, submitted, ctx.registry.domain)
     chosen = random.SystemRandom().sample(list(manifest.records), count)
@@ -89,18 +103,21 @@ def fetch_sample(ctx: NodeContext, info: BatchInfo, count: int) -> list[tuple[st
             ctx.traffic.add("records", "received", len(data))
     records = share.check_records(info, manifest, blocks, only=chosen)
     share.check_codes(records, ctx.embed([record.text for _, record in records]), ctx.library.embedder_id or "")
-    return records
+    return records, {info.batch_cid: manifest_bytes, **blocks}
 
 
-def fetch_verified(ctx: NodeContext, info: BatchInfo) -> list[tuple[str, ExperienceRecord]]:
-    """Fetch a registry batch and run every check on it; a failed check raises one of `FAILURES`."""
+def fetch_verified(
+    ctx: NodeContext, info: BatchInfo, held: Mapping[str, bytes] | None = None
+) -> list[tuple[str, ExperienceRecord]]:
+    """Fetch a registry batch and run every check on it; a failed check raises one of `FAILURES`. `held`:
+    blocks of it already fetched (`fetch_sample`), checked like the rest but not fetched again."""
     own = info.node == ctx.address
     key = f"{hex_id(info.id)}:{info.batch_cid}"
     if ctx.shared is not None and key in ctx.shared.verified:
         records, fetched = ctx.shared.verified[key]
     else:
         fetched = []
-        records = _verify(ctx, info, fetched, [])
+        records = _verify(ctx, info, fetched, [], held)
         if ctx.shared is not None:
             ctx.shared.verified[key] = (records, fetched)
     if not own:

@@ -49,7 +49,7 @@ def judge(ctx: NodeContext, info: BatchInfo) -> tuple[bool, str]:
     A failed check is a no; a store or chain that does not answer raises (StoreError, ChainError): no vote
     can be cast on what could not be fetched, and `vote` leaves the batch for the next sync."""
     try:
-        sample = fetch_sample(ctx, info, SAMPLE)
+        sample, held = fetch_sample(ctx, info, SAMPLE)
     except DataError as exc:
         return False, f"verification failed: {exc}"
     if sample is not None:  # a large batch: a bounded sample first, the whole batch only if the sample holds
@@ -58,7 +58,7 @@ def judge(ctx: NodeContext, info: BatchInfo) -> tuple[bool, str]:
         if 1 - len(failed) / len(texts) + 1e-9 < ctx.config.network.voting_threshold:
             return False, f"{len(failed)} of {len(texts)} sampled texts break the guards ({failed[0]})"
     try:
-        records = fetch_verified(ctx, info)
+        records = fetch_verified(ctx, info, held)  # the manifest and sampled records are not fetched again
     except DataError as exc:
         return False, f"verification failed: {exc}"
     texts = [record.text for _, record in records]
