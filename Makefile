@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DSO_HOME ?= $(HOME)/.cache/dso
 export DSO_HOME
 
-.PHONY: install models services browser contract demo test test-fast lint bench clean flower
+.PHONY: results install models services browser contract demo test test-fast lint bench clean flower
 SERVICES_STAMP := services/node_modules/.installed
 
 # What dso needs to run (the demo), then the development tools on top (tests, lint).
@@ -77,6 +77,9 @@ test: models services browser flower lint
 # The tests that need no LLM and no npm service (no `slow` marker): seconds, for the edit-test loop.
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+results: install  # docs/results.md, regenerated from the committed result files
+	$(BIN)/dso report bench/results bench/experiments/byzantine-sweep --output docs/results.md --force
 
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'

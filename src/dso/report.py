@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -247,16 +250,41 @@ def content_rows(results: Results) -> list[dict[str, Any]]:
     return _rows(results, _select(results, "placebo-content-"), row)
 
 
-def _placebo_judgements(results: Results) -> list[tuple[str, str, dict[str, Any]]]:
-    """(file, task, paired against the placebo) for every learned library judged with the placebo arm: `dso eval`
-    results of learning runs, and `bench/placebo.sh lessons-SEED` files (the lessons under the placebo)."""
+def _evaluation(data: dict[str, Any]) -> dict[str, Any]:
+    """The held-out evaluation a learning file holds: `dso train --eval`'s under "eval", `dso eval`'s at the top."""
+    found = data["eval"] if "train" in data else data
+    if not isinstance(found, dict) or not isinstance(found["arms"], dict):
+        raise TypeError("no evaluation")
+    return found
+
+
+_UNSEEN = re.compile(r"-seed(\d+)(?:-|$)")
+
+
+def _unseen_seed(name: str) -> int | None:
+    """The seed of an evaluation on questions the run never drew (`bench/learning.sh NAME-seedN`), else None."""
+    found = _UNSEEN.search(name.removesuffix(".json"))
+    return int(found.group(1)) if found else None
+
+
+def _task(data: dict[str, Any]) -> str:
+    return str(data.get("dataset") or data.get("task")).split(":")[0]
+
+
+def _placebo_judgements(results: Results) -> list[tuple[str, str, int, dict[str, Any]]]:
+    """(file, task, seed, paired against the placebo) for every learned library judged with the placebo arm on
+    questions of a seed its run never drew: `dso eval --heldout-seed` results of learning runs, and
+    `bench/placebo.sh lessons-SEED` files (learned lessons probed under the placebo)."""
     found = []
-    for name in _select(results, "learning-", lambda d: bool(d["eval"]["paired_placebo"])):
-        found.append((name, name.removeprefix("learning-").split("-seed")[0], results[name]["eval"]["paired_placebo"]))
+    for name in _select(results, "learning-", lambda d: bool(_evaluation(d)["paired_placebo"])):
+        seed = _unseen_seed(name)
+        if seed is not None:
+            evaluation = _evaluation(results[name])
+            found.append((name, _task(evaluation), seed, evaluation["paired_placebo"]))
     for name in _select(results, "placebo-lessons-", lambda d: bool(d["comparisons"])):
         for row in results[name]["comparisons"]:
             if row.get("paired_placebo"):
-                found.append((name, str(results[name]["task"]).split(":")[0], row["paired_placebo"]))
+                found.append((name, _task(results[name]), int(results[name]["seed"]), row["paired_placebo"]))
     return found
 
 
@@ -274,23 +302,22 @@ def _placebo(results: Results) -> Claim:
             UNMEASURED,
             tuple(r["file"] for r in content),
         )
-    wins: dict[str, int] = {}
+    wins: dict[str, set[int]] = {}
     worse = set()
-    for _, task, paired in judged:
-        better = paired["fixed"] > paired["broken"]
+    for _, task, seed, paired in judged:
         if paired["p_value"] < SIGNIFICANT:
-            if better:
-                wins[task] = wins.get(task, 0) + 1
+            if paired["fixed"] > paired["broken"]:
+                wins.setdefault(task, set()).add(seed)
             else:
                 worse.add(task)
-    tasks = sorted(task for task, seeds in wins.items() if seeds >= 2)
+    tasks = sorted(task for task, seeds in wins.items() if len(seeds) >= 2)
     verdict = HOLDS if len(tasks) >= 3 and not worse else (PARTLY if tasks else FAILS)
     measured = (
-        f"{len(tasks)} task(s) significantly better on two seeds ({', '.join(tasks) or 'none'}), "
+        f"{len(tasks)} task(s) significantly better on two unseen seeds ({', '.join(tasks) or 'none'}), "
         f"{len(worse)} significantly worse ({', '.join(sorted(worse)) or 'none'}) over {len(judged)} judgements; "
         f"{probe}"
     )
-    return Claim(claim, measured, verdict, tuple(sorted({name for name, _, _ in judged})))
+    return Claim(claim, measured, verdict, tuple(sorted({name for name, _, _, _ in judged})))
 
 
 def _guards(results: Results) -> Claim:
@@ -443,6 +470,245 @@ def code_rows(results: Results) -> list[dict[str, Any]]:
     return _rows(results, _select(results, "codec", lambda d: bool(d["rows"])), row)
 
 
+def _date(data: dict[str, Any]) -> str:
+    """The day a file's machine stamp says it was written ("-" for files from before stamps)."""
+    machine = data.get("machine")
+    return str(machine["date"])[:10] if isinstance(machine, dict) and machine.get("date") else "-"
+
+
+def _pair(paired: dict[str, Any] | None) -> tuple[str, float | str]:
+    if not paired:
+        return "-", "-"
+    return f"{paired['fixed']} / {paired['broken']}", float(paired["p_value"])
+
+
+def learning_rows(results: Results) -> list[dict[str, Any]]:
+    """Every learned library judged on held-out questions: the bare prompt, the placebo (where measured) and the
+    library on the same questions, paired against each; "run's split" is the run's own held-out questions, a
+    number is a seed the run never drew."""
+
+    def row(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        evaluation = _evaluation(data)
+        arms = evaluation["arms"]
+        library = arms["library"]
+        bare_pair, bare_p = _pair(evaluation.get("paired"))
+        placebo_pair, placebo_p = _pair(evaluation.get("paired_placebo"))
+        seed = _unseen_seed(name)
+        return {
+            "run": _UNSEEN.sub("", name.removeprefix("learning-").removesuffix(".json")).removesuffix("-eval"),
+            "task": _task(evaluation),
+            "questions": f"{library['questions']} ({'run split' if seed is None else f'seed {seed}'})",
+            "bare": arms["baseline"]["accuracy"],
+            "placebo": arms["placebo"]["accuracy"] if "placebo" in arms else "-",
+            "library": library["accuracy"],
+            "lessons": library.get("library_size", "-"),
+            "vs bare": bare_pair,
+            "p (bare)": bare_p,
+            "vs placebo": placebo_pair,
+            "p (placebo)": placebo_p,
+            "tokens per solved": round(float(library["tokens_per_solved"]))
+            if library.get("tokens_per_solved")
+            else "-",
+            "date": _date(data),
+            "file": name,
+        }
+
+    return _rows(results, _select(results, "learning-", lambda d: bool(_evaluation(d)["arms"]["library"])), row)
+
+
+def lesson_rows(results: Results) -> list[dict[str, Any]]:
+    """The lessons of every library judged against the placebo, once per run: what the content is."""
+    seen: set[str] = set()
+
+    def rows(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        evaluation = _evaluation(data)
+        run = _UNSEEN.sub("", name.removeprefix("learning-").removesuffix(".json"))
+        if run in seen or not evaluation.get("paired_placebo"):
+            return []
+        seen.add(run)
+        return [{"run": run, "lesson": " ".join(str(text).split())} for text in evaluation["experiences"]]
+
+    return _rows(results, _select(results, "learning-", lambda d: bool(_evaluation(d)["experiences"])), rows)
+
+
+def placebo_choice_rows(results: Results) -> list[dict[str, Any]]:
+    """The candidates for the placebo instruction, each paired against the bare prompt (`bench/placebo.sh choose`,
+    on a seed kept for that choice alone)."""
+
+    def rows(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        arms = data["arms"]
+        return [
+            {
+                "task": _task(data),
+                "seed": data["seed"],
+                "instruction": row["instruction"],
+                "bare": arms["baseline"]["accuracy"],
+                "with it": arms[row["arm"]]["accuracy"],
+                "fixed / broken": _pair(row["paired"])[0],
+                "p": _pair(row["paired"])[1],
+                "file": name,
+            }
+            for row in data["comparisons"]
+        ]
+
+    return _rows(results, _select(results, "placebo-choice-", lambda d: bool(d["comparisons"])), rows)
+
+
+def bench_attack_rows(results: Results) -> list[dict[str, Any]]:
+    """The consensus attack bench (`dso bench byzantine`): the consensus alone, many nodes, every attack."""
+
+    def rows(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "attack": run["attack"],
+                "Byzantine": f"{float(run['fraction']):.0%}",
+                "nodes": run["nodes"],
+                "poisoned": run["poisoned_accepted"],
+                "honest recall": run["honest_recall"],
+                "date": _date(data),
+                "file": name,
+            }
+            for run in data["runs"]
+        ]
+
+    names = _select(results, "byzantine", lambda d: bool(d["runs"]) and "acceptance_threshold" not in d["settings"])
+    return _rows(results, names, rows)
+
+
+def guard_rows(results: Results) -> list[dict[str, Any]]:
+    """The content guards on texts written after them: attack texts caught, honest lessons flagged."""
+
+    def row(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        combined = data["held_out"]["combined"]
+        return {
+            "held-out set": data.get("held_out_set", "heldout1"),
+            "attack texts caught": f"{combined['detection']['flagged']} of {combined['detection']['of']}",
+            "lessons flagged": f"{combined['false_positives']['flagged']} of {combined['false_positives']['of']}",
+            "date": _date(data),
+            "file": name,
+        }
+
+    return _rows(results, _select(results, "guards", lambda d: bool(d["held_out"]["combined"])), row)
+
+
+def scale_rows(results: Results) -> list[dict[str, Any]]:
+    """Networks of real nodes by size (`dso simulate`, `bench/flower.sh`): the slowest round and its phases,
+    the median bytes an honest node received, transactions, gas, poisoned lessons."""
+
+    def row(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        rounds = data["rounds"]
+        slowest = max(rounds, key=lambda r: sum(r["phase_seconds"].values()))
+        phases = ", ".join(f"{k} {v:.0f}" for k, v in slowest["phase_seconds"].items())
+        return {
+            "nodes": data["settings"]["nodes"],
+            "chain / store": f"{data.get('chain', '?')} / {data.get('store', '?')}",
+            "rounds": len(rounds),
+            "slowest round (s)": round(sum(slowest["phase_seconds"].values())),
+            "its phases (s)": phases,
+            "median bytes received": f"{slowest['bytes_per_honest_node']['received_median']:,.0f}",
+            "transactions": slowest["transactions"],
+            "poisoned": data["poisoned_accepted"],
+            "date": _date(data),
+            "file": name,
+        }
+
+    names = [
+        n for n in _select(results, "simulate", lambda d: bool(d["rounds"])) if not n.startswith("simulate-attack-")
+    ]
+    return sorted(_rows(results, names, row), key=lambda r: (r["nodes"], r["file"]))
+
+
+def flower_rows(results: Results) -> list[dict[str, Any]]:
+    """The same nodes run as Flower apps (`bench/flower.sh`)."""
+
+    def row(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "nodes": data["settings"]["nodes"],
+            "rounds": len(data["rounds"]),
+            "seconds": round(float(data["seconds"])),
+            "Byzantine": f"{float(data['settings']['byzantine']):.0%}",
+            "attack": data["settings"]["attack"],
+            "date": _date(data),
+            "file": name,
+        }
+
+    return _rows(results, _select(results, "flower-", lambda d: d["engine"] == "flower"), row)
+
+
+def communication_rows(results: Results) -> list[dict[str, Any]]:
+    """DSO's bytes per node and round (a simulation's median received) against federated learning of each model:
+    plain FedAvg (fp16), int8 FedAvg and DiLoCo-style int8, of a rank-8 LoRA and of full weights."""
+
+    def rows(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for scale in data["scale"]:
+            for model in data["models"]:
+                key = model["model"]
+                out.append(
+                    {
+                        "nodes": scale["nodes"],
+                        "DSO bytes": f"{scale['dso_bytes']:,.0f}",
+                        "model": key,
+                        **{
+                            f"{part} {scheme}": f"{scale[f'{key}:{part}:{scheme}:over_dso']:,.0f}x"
+                            for part in ("lora8", "full")
+                            for scheme in ("fedavg_fp16", "fedavg_int8", "diloco_int8")
+                        },
+                        "file": name,
+                    }
+                )
+        return out
+
+    return _rows(results, _select(results, "communication", lambda d: bool(d["scale"])), rows)
+
+
+def chain_rows(results: Results) -> list[dict[str, Any]]:
+    """Gas and throughput of the registry on each chain backend (`dso bench chain`)."""
+
+    def rows(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "backend": backend,
+                "batches": row["batches"],
+                "gas per submit": f"{row['gas_per_submit']:,.0f}",
+                "gas per vote": f"{row['gas_per_vote']:,.0f}",
+                "submits per s": round(float(row["submit_tx_per_s"]), 1),
+                "date": _date(data),
+                "file": name,
+            }
+            for backend, row in data["backends"].items()
+        ]
+
+    return _rows(results, _select(results, "chain", lambda d: bool(d["backends"])), rows)
+
+
+_PLOTS = re.compile(r"--plots?\s+(\S+)")
+
+
+def figure_rows(results: Results) -> list[dict[str, Any]]:
+    """Every plot a result file names (its "plot" field, or the --plot/--plots of its command), with the file's
+    date, machine and the command that regenerates it."""
+
+    def rows(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        plot = data.get("plot") or data.get("plots")
+        command = str(data.get("command") or "")
+        named = [plot] if isinstance(plot, str) else list(plot or [])
+        named += [] if named else _PLOTS.findall(command)
+        machine = data.get("machine") or {}
+        return [
+            {
+                "figure": str(path),
+                "date": _date(data),
+                "machine": f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores",
+                "command": command or "-",
+                "file": name,
+            }
+            for path in named
+        ]
+
+    return _rows(results, sorted(results), rows)
+
+
 def _links(names: Sequence[str], base: str | Mapping[str, str]) -> str:
     def target(name: str) -> str:
         return base.get(name, name) if isinstance(base, Mapping) else base + name
@@ -451,33 +717,115 @@ def _links(names: Sequence[str], base: str | Mapping[str, str]) -> str:
     return ", ".join(shown) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
-def render(results: Results, *, generated: str, link_base: str | Mapping[str, str] = "") -> str:
-    """The report as Markdown; `generated` says when and by which command (a line of the header); file names
-    link to `link_base` + name, or to `link_base[name]` where it maps each name to its path from the report."""
+JOURNAL = "journal/"  # the lab journal of earlier runs, beside the report under docs/
+
+
+def newest_date(results: Results) -> str:
+    """The newest machine stamp among the files: the report's date, so the same files give the same page."""
+    dates = [str(d["machine"]["date"]) for d in results.values() if isinstance(d.get("machine"), dict)]
+    return max((d for d in dates if d), default="-")
+
+
+def _section(title: str, why: str, rows: list[dict[str, Any]], link_base: str | Mapping[str, str]) -> list[str]:
+    """A heading, why the table is there, and the table, its "file" column linked to the files."""
+    linked = [{**row, "file": _links([row["file"]], link_base)} if "file" in row else row for row in rows]
+    return [f"## {title}", "", *([why, ""] if why else []), _table(linked)]
+
+
+def render(results: Results, *, command: str, link_base: str | Mapping[str, str] = "", root: str = "") -> str:
+    """The report as Markdown, a function of the files alone (its date is the newest file's), so a test can
+    regenerate it and compare; `command` is what regenerates it; file names link to `link_base` + name, or to
+    `link_base[name]` where it maps each name to its path from the report; figures are shown from `root` + the
+    path their file names (the folder the commands ran in, seen from the report)."""
     out = [
-        "# DSO: which claims hold",
+        "# DSO: measured results",
         "",
-        f"Generated by `dso report` from {len(results)} result files ({generated}). Every figure below comes from",
-        "the file named beside it; rerun the command to regenerate this page.",
+        f"Generated by `{command}` from {len(results)} result files, the newest written {newest_date(results)}.",
+        "Every figure below comes from the file named beside it, which records its machine, date and the",
+        "command that wrote it; rerun that command to measure again, and this one to regenerate the page.",
+        f"Nothing here is typed by hand. The lab journal of earlier runs, with their discussion, is in [{JOURNAL}]"
+        f"({JOURNAL}).",
         "",
         "## Claims",
+        "",
+        "Each success criterion of the design, and DSO's own stricter ones, judged by fixed rules from the files "
+        "(`dso.report`); a claim with no file behind it is not measured.",
         "",
     ]
     rows = [
         {"claim": c.claim, "measured": c.measured, "verdict": f"**{c.verdict}**", "files": _links(c.sources, link_base)}
         for c in claims(results)
     ]
-    out += [_table(rows), "## Content tips against the placebo", "", _table(content_rows(results))]
-    out += ["## Attacks on networks of real nodes", "", _table(attack_rows(results))]
-    out += ["## Byzantine sweep on real nodes: where each attack breaks", "", _table(sweep_rows(results))]
-    out += ["## Embedding codes: bits against bytes and retrieval", "", _table(code_rows(results))]
-    out += ["## Consensus ablations (attack bench: one setting changed at a time)", "", _table(ablation_rows(results))]
-    out += [
-        "## Cost of learning a task",
-        "",
+    out.append(_table(rows))
+    out += _section(
+        "Learning: the library against the bare prompt and the placebo",
+        "qwen2.5-1.5b, greedy; each arm answers the same held-out questions; fixed / broken and p (two-sided sign "
+        "test) pair the library against the bare prompt and against the placebo instruction where that arm ran.",
+        learning_rows(results),
+        link_base,
+    )
+    out += _section(
+        "Lessons judged against the placebo", "The library's text, as learned.", lesson_rows(results), link_base
+    )
+    out += _section(
+        "The placebo: candidates for the generic instruction",
+        "Each candidate against the bare prompt on a seed kept for this choice alone; the chosen one is solver.v3's.",
+        placebo_choice_rows(results),
+        link_base,
+    )
+    out += _section(
+        "Content tips against the placebo",
+        "Hand-written tips under the placebo, paired against the placebo alone: where content can matter.",
+        content_rows(results),
+        link_base,
+    )
+    out += _section(
+        "Attacks on networks of real nodes",
+        "Signed batches, registry votes, pulls and merges; one simulation per attack.",
+        attack_rows(results),
+        link_base,
+    )
+    out += _section("Byzantine sweep on real nodes: where each attack breaks", "", sweep_rows(results), link_base)
+    out += _section("Attack bench (the consensus alone)", "", bench_attack_rows(results), link_base)
+    out += _section("Content guards on texts written after them", "", guard_rows(results), link_base)
+    out += _section(
+        "Networks by size",
+        "The slowest round of each simulation; bytes are what the median honest node received in it.",
+        scale_rows(results),
+        link_base,
+    )
+    out += _section("The same nodes as Flower apps", "", flower_rows(results), link_base)
+    out += _section(
+        "Communication against federated learning",
+        "How many times more bytes per node and round each federated scheme moves than DSO.",
+        communication_rows(results),
+        link_base,
+    )
+    out += _section("Embedding codes: bits against bytes and retrieval", "", code_rows(results), link_base)
+    out += _section(
+        "Consensus ablations (attack bench: one setting changed at a time)", "", ablation_rows(results), link_base
+    )
+    out += _section("The registry on chain", "", chain_rows(results), link_base)
+    out += _section(
+        "Cost of learning a task",
         f"Tokens of the solver (rollouts, gate) and the extractor, priced at {PRICE_MODEL}'s API price "
         f"({PRICE_SOURCE}, read {PRICE_READ}).",
-        "",
-        _table(cost_rows(results)),
-    ]
+        cost_rows(results),
+        link_base,
+    )
+    figures = figure_rows(results)
+    out += _section("Figures", "Each plot with the file that names it.", figures, link_base)
+    out += [f"![{row['figure']}]({root}{row['figure']})\n" for row in figures if row["figure"].endswith(".png")]
     return "\n".join(out)
+
+
+def page(paths: Sequence[Path], output: Path | None) -> tuple[str, int]:
+    """`dso report PATH... [--output FILE]`'s page and how many files it read: links and figures are relative
+    to where the page is written, figures' paths to the working folder."""
+    where: dict[str, Path] = {}
+    results = load_results(paths, where)
+    command = shlex.join(["dso", "report", *map(str, paths)] + ([] if output is None else ["--output", str(output)]))
+    home = output.parent if output is not None else Path(".")
+    links = {name: os.path.relpath(file, home).replace(os.sep, "/") for name, file in where.items()}
+    root = os.path.relpath(".", home).replace(os.sep, "/") + "/"
+    return render(results, command=command, link_base=links, root="" if root == "./" else root), len(results)

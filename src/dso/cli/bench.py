@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
 def _finish(
     result: dict[str, Any], output: Path | None, as_json: bool, tables: dict[str, list[dict[str, Any]]]
 ) -> None:
+    result.setdefault("command", "dso " + shlex.join(sys.argv[1:]))  # what regenerates the file
     write_result(result, output)
     if as_json:
         print_json(result)

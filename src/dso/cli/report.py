@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import typer
@@ -18,16 +16,11 @@ def report_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing --output file."),
 ) -> None:
     """Render the claims table (claim, measured, verdict, files) and the tables behind it as Markdown."""
-    from dso.report import load_results, render
+    from dso.report import page
 
-    where: dict[str, Path] = {}
-    results = load_results(paths, where)
-    stamp = f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `dso report {' '.join(str(p) for p in paths)}`"
-    home = output.parent if output is not None else Path(".")
-    links = {name: os.path.relpath(file, home).replace(os.sep, "/") for name, file in where.items()}
-    text = render(results, generated=stamp, link_base=links)
+    text, files = page(paths, output)
     if output is None:
         console.print(text, markup=False, highlight=False)
         return
     write_output(output, text, force)
-    console.print(f"wrote {output} ({len(results)} result files)", markup=False)
+    console.print(f"wrote {output} ({files} result files)", markup=False)

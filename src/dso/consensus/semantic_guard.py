@@ -1,7 +1,7 @@
 """A semantic guard: is a text closer in meaning to known attacks than to known lessons?
 
 Keyword rules (`guards`) catch the phrasings they were written for and little else: on 30 attacks written
-after the rules were fixed they caught 4 (see docs/results.md). This guard compares a text's embedding
+after the rules were fixed they caught 4 (docs/journal/). This guard compares a text's embedding
 with two exemplar sets shipped with DSO (`data/attack_exemplars.txt`, `data/benign_exemplars.txt`): the
 mean cosine of its k nearest attacks minus that of its k nearest lessons must stay below `margin`. The
 margin was chosen by leave-one-out on the exemplar sets, as the smallest one with under 1% false

@@ -1,7 +1,7 @@
 """The lesson gate: a proposed lesson enters the library only if it measurably helps on validation questions.
 
 A small extractor writes lessons that are generic, tied to one training problem or plainly wrong, and on
-held-out questions such lessons cost accuracy (see docs/results.md). With ``train.gate_lessons`` every ADD and
+held-out questions such lessons cost accuracy (docs/journal/). With ``train.gate_lessons`` every ADD and
 UPDATE of a batch is tried before the batch is applied: the validation questions (``train.validation_size``,
 apart from train and held-out) are answered greedily with the library as it stands, and again with one
 operation applied to a copy of it. Question by question, the operation fixes some and breaks others; it is
