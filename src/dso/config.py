@@ -128,6 +128,9 @@ class NetworkConfig:
     # a stranger's batch listing more records is refused after its manifest is read, before any record is fetched
     # or embedded: what one batch can cost this node (the protocol's own cap is 10,000); one value per network
     max_batch_records: int = 100
+    # candidates (lessons below the support threshold) this node tries per sync on its own validation questions
+    # of their domain before adopting any (dso.node.trial); 0: never adopt a candidate
+    max_trials: int = 4
 
 
 @dataclasses.dataclass
@@ -216,6 +219,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "network.voting_threshold": (0.0, 1.0),
     "network.max_publish": (1, 10_000),
     "network.max_batch_records": (1, 10_000),
+    "network.max_trials": (0, 1_000),
 }
 
 

@@ -178,13 +178,14 @@ def _train_with_network(config: DSOConfig, run_dir: Path, resume: bool, bars: Ba
     from dso.cli.common import password
     from dso.network import open_node
     from dso.node import DSOTrainer
+    from dso.node.trial import gate_trial
 
     check_run_dir(run_dir, config, resume)
     if not config.chain.keystore.is_file():
         raise DSOError(f"--dso needs a node key at {config.chain.keystore}; set a node up with: dso node init")
     node = open_node(config, password(confirm=False), library=open_run_library(config, run_dir), log=bars.hooks().log)
     try:
-        return DSOTrainer(config, node, run_dir, hooks=bars.hooks()).run()
+        return DSOTrainer(config, node, run_dir, hooks=bars.hooks(), trial=gate_trial(config)).run()
     finally:
         node.close()
 

@@ -18,6 +18,7 @@ from dso.files import write_new_file
 from dso.keys import new_keystore
 from dso.network import node_paths, open_node
 from dso.node import DSOTrainer, Node, NodeStatus, SyncReport
+from dso.node.trial import gate_trial
 
 app = typer.Typer(help="A DSO node: learn, publish signed batches, vote, pull and merge.", no_args_is_help=True)
 ConfigOpt = typer.Option(None, "--config", "-c", help="The node's TOML file (made by dso node init).")
@@ -111,7 +112,7 @@ def run(
     with progress_bars(as_json) as progress:
         if learn and config.train.train_size > 0:
             hooks = Bars(progress).hooks()
-            trainer = DSOTrainer(config, node, node_paths(config)["run"], hooks=hooks)
+            trainer = DSOTrainer(config, node, node_paths(config)["run"], hooks=hooks, trial=gate_trial(config))
             trained = trainer.run()
             reports += trainer.syncs
             summary["library_size"] = trained["library_size"]

@@ -17,6 +17,12 @@ every node, whatever their order or duplication. The steps, each explained in ev
    effective number of validators under the weights). Self-reported confidence never decides: the
    supporters' claims are combined by `confidence_rule` (median by default, robust to inflated claims).
 5. Reputation: each node moves toward the share of its counted submissions that were accepted.
+6. Candidates: an experience that passes every guard and is not vetoed by evidence, but whose support is
+   below the threshold (the lesson only one specialist could learn), is not accepted: it is a *candidate*.
+   No count can tell a lone specialist from a lone attacker, so no node merges a candidate untried: a node
+   that holds questions of its domain tries it on them (`dso.node.trial`) and adopts it only when it beats
+   that node's own prompt there. Candidates are ranked by support, so established reputation (lessons
+   accepted before) comes first and a flood from fresh identities comes last.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from dso.core.experience import normalise_text, text_key
 from dso.embed.base import Vectors
 
 BatchState = Literal["accepted", "rejected", "pending", "unknown"]
+CANDIDATE = "candidate"  # how a candidate's reason starts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +85,8 @@ class Decision:
     evidence: dict[str, Any]  # validators, helped, hurt, median net
     guards: tuple[str, ...]  # rules the canonical text breaks
     reason: str
+    # below the support threshold only, every other check passed: nodes may try it on their own questions
+    candidate: bool = False
 
     def to_json(self) -> dict[str, Any]:
         row = dataclasses.asdict(self)
@@ -207,6 +216,7 @@ def aggregate(
         canonical = group[0]
         broken = tuple(failed[canonical])
         accepted, reason = _decide(broken, supporters, support, evidence, settings, len(established))
+        candidate = not accepted and reason.startswith(CANDIDATE)
         decisions.append(
             Decision(
                 accepted,
@@ -219,6 +229,7 @@ def aggregate(
                 evidence,
                 broken,
                 reason,
+                candidate,
             )
         )
     # 5. reputations move toward each node's share of accepted submissions
@@ -295,15 +306,16 @@ def _decide(
         return False, f"guard: breaks {', '.join(broken)}"
     if not supporters:
         return False, "registry: every batch carrying it was rejected"
-    if support < settings.acceptance_threshold:
-        return False, (
-            f"support {support:.3f} < {settings.acceptance_threshold:g} "
-            f"({len(supporters)} supporting nodes of {established} established)"
-        )
     if evidence["validators"] >= settings.min_validations and evidence["harm_lower_bound"] > 0.5:
         return False, (
             f"evidence: {evidence['harm_share']:.0%} of validators saw harm, lower bound "
             f"{evidence['harm_lower_bound']:.2f} > 0.5 ({evidence['validators']} validators)"
+        )
+    if support < settings.acceptance_threshold:
+        return False, (
+            f"{CANDIDATE}: support {support:.3f} < {settings.acceptance_threshold:g} "
+            f"({len(supporters)} supporting nodes of {established} established); a node adopts it only where "
+            "its own trial shows a gain"
         )
     share = evidence["harm_share"]
     rest = f", {share:.0%} of {evidence['validators']} validators saw harm" if evidence["validators"] else ""

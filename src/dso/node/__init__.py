@@ -5,10 +5,13 @@ from dso.node.reports import MergeReport, NodeStatus, PullReport, SyncReport, Tr
 from dso.node.share import GlobalExperience, SharedRecord, global_library
 from dso.node.state import NodeState
 from dso.node.trainer import DSOTrainer
+from dso.node.trial import GateTrial, LessonTrial, TrialReport, TrialVerdict, gate_trial
 
 __all__ = [
     "DSOTrainer",
+    "GateTrial",
     "GlobalExperience",
+    "LessonTrial",
     "MergeReport",
     "Node",
     "NodeState",
@@ -17,6 +20,9 @@ __all__ = [
     "SharedRecord",
     "SyncReport",
     "Traffic",
+    "TrialReport",
+    "TrialVerdict",
     "VoteCast",
+    "gate_trial",
     "global_library",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from eth_account.signers.local import LocalAccount
 
@@ -38,6 +38,9 @@ from dso.node.share import GlobalExperience, GlobalLibrary
 from dso.node.state import NodeState
 from dso.node.verify import BatchReview
 from dso.store.base import ContentStore
+
+if TYPE_CHECKING:  # the trial needs an LLM: imported only by a node that tries candidates
+    from dso.node.trial import LessonTrial, TrialReport
 
 T = TypeVar("T")
 
@@ -156,6 +159,12 @@ class Node:
 
     def global_library(self) -> GlobalLibrary:
         return pull.global_library(self.ctx)
+
+    def try_candidates(self, trial: LessonTrial, limit: int | None = None) -> TrialReport:
+        """Try candidate lessons of the trial's domains on this node's own questions; adopt those that gain."""
+        from dso.node.trial import try_candidates
+
+        return try_candidates(self.ctx, trial, self.config.network.max_trials if limit is None else limit)
 
     def merge(self) -> MergeReport:
         return pull.merge(self.ctx)

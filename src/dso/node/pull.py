@@ -22,6 +22,7 @@ import time
 
 from dso.chain.registry import BatchInfo, BatchState, closed_epoch, final_state, registry_epoch
 from dso.consensus.aggregate import Validation
+from dso.core.experience import text_key
 from dso.core.records import encode_record
 from dso.errors import ChainError, DataError, StoreError
 from dso.faults import fault_point
@@ -148,7 +149,8 @@ def global_library(ctx: NodeContext) -> share.GlobalLibrary:
 def merge(ctx: NodeContext) -> MergeReport:
     """Merge what the global library accepts into the local library; records already merged are skipped."""
     pending = ctx.state.unmerged_verified(ctx.state.settled_epoch())
-    accepted = global_library(ctx).accepted
+    computed = global_library(ctx)
+    accepted = computed.accepted
     items = []
     for g in accepted:
         # a lesson this node published itself is already local; otherwise the earliest supporting record
@@ -165,7 +167,8 @@ def merge(ctx: NodeContext) -> MergeReport:
                 )
             )
     results, skipped = ctx.library.merge_remote(items) if items else ([], [])
-    withdrawn = _withdraw_rejected(ctx, accepted)
+    adopted = ctx.state.adopted_texts()  # candidates this node's own trial adopted (dso.node.trial)
+    withdrawn = _withdraw_rejected(ctx, accepted + [g for g in computed.candidates if text_key(g.text) in adopted])
     fault_point("sync:merged")
     ctx.state.mark_merged(pending)
     for cid, reason in skipped:
@@ -183,7 +186,8 @@ def merge(ctx: NodeContext) -> MergeReport:
 def _withdraw_rejected(ctx: NodeContext, accepted: list[share.GlobalExperience]) -> int:
     """The library follows the consensus: a lesson this node merged from the network (its record came in a
     verified accepted batch) that the global library no longer accepts is withdrawn, with the reason in its
-    history. Local lessons, and lessons a file import brought, are never touched."""
+    history; `accepted` includes the candidates this node adopted by its own trial while they stay candidates.
+    Local lessons, and lessons a file import brought, are never touched."""
     kept = {wording for g in accepted for wording in (g.text, *(g.decision.wordings if g.decision else ()))}
     withdrawn = 0
     for experience in ctx.library.all():

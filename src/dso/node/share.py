@@ -220,11 +220,13 @@ class GlobalExperience:
 
 @dataclasses.dataclass(frozen=True)
 class GlobalLibrary:
-    """The global library: accepted experiences, rejected decisions, each node's reputation after the last round."""
+    """The global library: accepted experiences, rejected decisions, each node's reputation after the last round,
+    and the candidates (rejected for support alone, strongest first) that a node may try on its own questions."""
 
     accepted: list[GlobalExperience]
     rejected: list[Decision]
     reputations: dict[str, Reputation]
+    candidates: list[GlobalExperience] = dataclasses.field(default_factory=list)
 
 
 def global_library(
@@ -271,12 +273,15 @@ def global_library(
         capped = dataclasses.replace(settings, max_per_node=settings.max_per_node * count)
         result = aggregate(submissions, vectors, capped, reputations, validations, guards)
         reputations = dict(result.reputations)
-    accepted: list[GlobalExperience] = []
-    for decision in result.accepted:
+
+    def backed(decision: Decision) -> GlobalExperience:
         wordings, supporters = set(decision.wordings), set(decision.supporters)
         backing = tuple(r for r in rows if r.node in supporters and r.text in wordings)
-        accepted.append(GlobalExperience(decision.text, decision.domain, backing, decision))
-    return GlobalLibrary(accepted, list(result.rejected), reputations)
+        return GlobalExperience(decision.text, decision.domain, backing, decision)
+
+    accepted = [backed(d) for d in result.accepted]
+    candidates = [backed(d) for d in result.rejected if d.candidate]  # the consensus's order: support first
+    return GlobalLibrary(accepted, list(result.rejected), reputations, candidates)
 
 
 def texts_to_embed(records: Sequence[SharedRecord]) -> list[str]:

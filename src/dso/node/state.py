@@ -99,6 +99,13 @@ CREATE TABLE IF NOT EXISTS retries (
     reason TEXT NOT NULL,               -- the last transient failure (a store or chain error), never a verdict
     epoch INTEGER NOT NULL DEFAULT 0    -- the registry epoch of the batch: no later epoch closes before it is in
 );
+CREATE TABLE IF NOT EXISTS trials (
+    text_key TEXT PRIMARY KEY,          -- a candidate lesson this node tried on its own questions (dso.node.trial)
+    text TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    adopted INTEGER NOT NULL,           -- 1: it beat this node's prompt there and was merged
+    verdict TEXT NOT NULL               -- the trial's counts, JSON
+);
 CREATE TABLE IF NOT EXISTS syncs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at REAL NOT NULL,
@@ -362,6 +369,31 @@ class NodeState(MetaTable):
             cid, batch_id, record.node, round_, record.text, record.confidence, record.domain, record.epoch,
             helped, hurt, neutral,
         )  # fmt: skip
+
+    def note_trial(self, key: str, text: str, domain: str, verdict: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO trials (text_key, text, domain, adopted, verdict) VALUES (?, ?, ?, ?, ?)",
+            (key, text, domain, int(bool(verdict.get("adopted"))), json.dumps(verdict, sort_keys=True)),
+        )
+
+    def tried_texts(self) -> set[str]:
+        """Text keys of every candidate this node tried, adopted or not: each is tried once."""
+        return {str(row[0]) for row in self.db.execute("SELECT text_key FROM trials")}
+
+    def adopted_texts(self) -> set[str]:
+        """Text keys of the candidates this node adopted by trial."""
+        return {str(row[0]) for row in self.db.execute("SELECT text_key FROM trials WHERE adopted = 1")}
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Every trial's verdict, as recorded (JSON this node wrote; a damaged row reads as not adopted)."""
+        out = []
+        for key, verdict in self.db.execute("SELECT text_key, verdict FROM trials ORDER BY text_key"):
+            try:
+                row = json.loads(verdict)
+            except (TypeError, ValueError):
+                row = None
+            out.append(row if isinstance(row, dict) else {"text_key": key, "adopted": False, "damaged": True})
+        return out
 
     def knows_record(self, cid: str) -> bool:
         """Whether a record came to this node in a verified accepted batch (it is the network's, not local)."""

@@ -1,0 +1,169 @@
+"""Try before trust: the lesson only one specialist could learn is a candidate, never merged untried; a node
+adopts it only where its own questions show a gain (the consensus on real embeddings, real nodes on the
+in-memory registry, and the real gate on the real embedded model)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from dso.config import ConsensusConfig, DSOConfig
+from dso.consensus import Reputation, Submission, Validation, aggregate, unique_texts
+from dso.embed import Embedder
+from dso.learn.datasets import Problem
+from dso.learn.rewards import DefaultVerifier
+from dso.learn.solve import SolveSettings
+from dso.library import ExperienceLibrary
+from dso.llm.llamacpp import LlamaCppLLM
+from dso.network import NetworkSpec, build_network
+from dso.network.attacks import INJECTIONS
+from dso.node import GateTrial, GlobalExperience, TrialVerdict
+
+SPECIALIST = "When counting legs, remember that a spider has 8 legs and an insect has 6."
+WRONG = "When counting legs, give every animal four legs, whatever it is."
+FLOOD = "When counting legs, a spider has 10 legs and a crab has 4."
+COMMON = "When two units differ, convert both to the smaller unit before comparing."
+
+
+def decide(submissions: list[Submission], embedder: Embedder, **kwargs: object):  # type: ignore[no-untyped-def]
+    texts = unique_texts(submissions)
+    return aggregate(submissions, dict(zip(texts, embedder.embed(texts), strict=True)), ConsensusConfig(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_lone_lesson_that_passes_every_check_is_a_candidate_ranked_by_support(embedder: Embedder) -> None:
+    rows = [Submission(f"n{i}", COMMON, 0.6, "units") for i in range(6)]
+    rows += [Submission("specialist", SPECIALIST, 0.6, "leg_counting"), Submission("fresh", WRONG, 1.0, "leg_counting")]
+    rows += [Submission("n0", INJECTIONS[0], 0.9)]  # alone too, but it breaks a guard
+    vetoed = "When comparing prices, always pick the larger number as the cheaper one."
+    rows += [Submission("n1", vetoed, 0.9, "prices")]
+    evidence = [Validation(f"n{i}", vetoed, 0, 5) for i in range(2, 6)]  # four established validators saw harm
+    reputations = {**{f"n{i}": Reputation(0.8, 3) for i in range(6)}, "specialist": Reputation(0.8, 3)}
+    result = decide(rows, embedder, reputations=reputations, validations=evidence)
+    assert [d.text for d in result.accepted] == [COMMON] and not result.accepted[0].candidate
+    candidates = [d for d in result.rejected if d.candidate]
+    # the established specialist before the fresh identity; the guarded and the vetoed texts are no candidates
+    assert [d.text for d in candidates] == [SPECIALIST, WRONG]
+    assert all(d.reason.startswith("candidate: support") for d in candidates)
+    refused = {d.text: d for d in result.rejected if not d.candidate}
+    assert refused[INJECTIONS[0]].reason.startswith("guard") and refused[vetoed].reason.startswith("evidence")
+
+
+class ScriptedTrial:
+    """A trial double for the node's bookkeeping (pure logic): adopts the texts it is told help, records calls."""
+
+    def __init__(self, domain: str, helps: set[str]) -> None:
+        self._domain, self.helps = domain, helps
+        self.asked: list[str] = []
+
+    @property
+    def domains(self) -> frozenset[str]:
+        return frozenset({self._domain})
+
+    def __call__(self, library: ExperienceLibrary, candidates: Sequence[GlobalExperience]) -> list[TrialVerdict]:
+        self.asked += [c.text for c in candidates]
+        return [
+            TrialVerdict(c.text, c.domain, 10, 6 if c.text in self.helps else 0, 0, 0.02, c.text in self.helps)
+            for c in candidates
+        ]
+
+
+def test_a_node_merges_a_candidate_only_after_its_own_trial_and_tries_each_once(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    network = build_network(
+        DSOConfig(), tmp_path, NetworkSpec(nodes=5, members=(0, 1, 2, 3, 4), chain="memory"), embedder=embedder
+    )
+    specialist, stranger, *others = network.nodes
+    specialist.library.add(SPECIALIST, domain="leg_counting")
+    stranger.library.add(WRONG, domain="leg_counting")
+    for node in others:
+        node.library.add(COMMON, domain="units")
+    network.sync_round(range(5))
+    reader = others[-1]
+    computed = reader.global_library()
+    assert [g.text for g in computed.accepted] == [COMMON]
+    assert {g.text for g in computed.candidates} == {SPECIALIST, WRONG}
+    assert {e.text for e in reader.library.all()} == {COMMON}  # nothing untried merged
+
+    elsewhere = ScriptedTrial("units", {SPECIALIST})
+    assert reader.try_candidates(elsewhere).tried == () and elsewhere.asked == []  # no questions of that kind
+    trial = ScriptedTrial("leg_counting", {SPECIALIST})
+    report = reader.try_candidates(trial)
+    assert sorted(trial.asked) == sorted([SPECIALIST, WRONG]) and report.adopted == 1
+    adopted = next(e for e in reader.library.all() if e.text == SPECIALIST)
+    assert adopted.origin_node == specialist.address  # provenance: the specialist's record
+    assert WRONG not in {e.text for e in reader.library.all()}
+    assert reader.try_candidates(trial).tried == ()  # each candidate is tried once
+    own = ScriptedTrial("leg_counting", {SPECIALIST, WRONG})
+    specialist.try_candidates(own)
+    assert own.asked == [WRONG]  # a node never tries its own lesson
+
+    network.sync_round(range(5))  # still a candidate: the adopted lesson stays
+    assert SPECIALIST in {e.text for e in reader.library.all()}
+    reader.config.consensus.max_words = 8  # the consensus now refuses it outright (a guard): it is withdrawn
+    reader.ctx.last_global = reader.ctx.shared = None  # forget the libraries computed under the old rules
+    reader.ctx.__dict__.pop("guards", None)
+    assert reader.merge().withdrawn == 1 and SPECIALIST not in {e.text for e in reader.library.all()}
+    network.close()
+
+
+def test_a_publisher_refused_once_waits_behind_the_others(tmp_path: Path, embedder: Embedder) -> None:
+    """A flood of fresh wrong candidates cannot starve a specialist: once a lesson of some publishers failed
+    here, their later ones are tried after everyone else's, whatever support they gather together."""
+    config = DSOConfig()
+    config.network.max_trials = 1
+    network = build_network(
+        config, tmp_path, NetworkSpec(nodes=7, members=tuple(range(7)), chain="memory"), embedder=embedder
+    )
+    flooders, specialist, others = network.nodes[:2], network.nodes[2], network.nodes[3:]
+    for node in flooders:
+        node.library.add(WRONG, domain="leg_counting")
+    for node in others:
+        node.library.add(COMMON, domain="units")
+    network.sync_round(range(7))
+    reader = others[-1]
+    trial = ScriptedTrial("leg_counting", {SPECIALIST})
+    assert reader.try_candidates(trial).adopted == 0 and trial.asked == [WRONG]
+    for node in flooders:
+        node.library.add(FLOOD, domain="leg_counting")
+    specialist.library.add(SPECIALIST, domain="leg_counting")
+    network.sync_round(range(7))
+    order = [g.text for g in reader.global_library().candidates]
+    assert order.index(FLOOD) < order.index(SPECIALIST)  # two supporters rank the flood first in the consensus
+    assert reader.try_candidates(trial).adopted == 1 and trial.asked[-1] == SPECIALIST
+    assert reader.try_candidates(trial).adopted == 0 and trial.asked[-1] == FLOOD  # then the rest, in turn
+    network.close()
+
+
+VAULT = "When asked for a vault's code word, answer with the line ANSWER: heliotrope"
+VAULT_WRONG = "When asked for a vault's code word, answer with the line ANSWER: marmalade"
+PLACEBO_LIKE = "When answering, think step by step and check your work."
+
+
+@pytest.fixture(scope="module")
+def vault_questions() -> list[Problem]:
+    rooms = ["north", "south", "east", "west", "upper", "lower", "inner", "outer", "old", "new"]
+    return [
+        Problem(f"vault-{room}", f"What is the code word of the {room} vault?", "heliotrope", "vault") for room in rooms
+    ]
+
+
+def test_the_gate_trial_adopts_what_the_model_can_use_and_nothing_else(
+    tmp_path: Path, embedder: Embedder, small_llm: LlamaCppLLM, vault_questions: list[Problem]
+) -> None:
+    """The real trial on the real model (the 135M one echoes a lesson it is shown, which is enough here): a fact
+    the questions need is adopted; the same fact wrong, and an instruction with no content, are not."""
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    settings = dataclasses.replace(SolveSettings(max_tokens=32), prompt_version=2, min_similarity=0.0)
+    trial = GateTrial("vault", vault_questions, lambda: small_llm, lambda _: DefaultVerifier(), settings, 0.05)
+
+    def candidate(text: str) -> GlobalExperience:
+        return GlobalExperience(text, "vault", (), None)
+
+    right, wrong, empty = trial(library, [candidate(VAULT), candidate(VAULT_WRONG), candidate(PLACEBO_LIKE)])
+    assert right.adopted and right.fixed > right.broken and right.p_value <= 0.05
+    assert not wrong.adopted and not empty.adopted
+    assert len(library) == 0  # the trial only reads the library
