@@ -110,6 +110,31 @@ def test_a_node_merges_a_candidate_only_after_its_own_trial_and_tries_each_once(
     network.close()
 
 
+def test_nodes_that_adopt_a_lesson_vouch_for_it_until_the_network_accepts_it(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """An adopter republishes the lesson under its own key with its trial's counts: once enough nodes verified
+    it on their own questions, its support passes the threshold and every node merges it, trial or not."""
+    network = build_network(
+        DSOConfig(), tmp_path, NetworkSpec(nodes=5, members=tuple(range(5)), chain="memory"), embedder=embedder
+    )
+    specialist, bystander, other, *adopters = network.nodes
+    specialist.library.add(SPECIALIST, domain="leg_counting")
+    for node in (bystander, other, *adopters):
+        node.library.add(COMMON, domain="units")
+    network.sync_round(range(5))
+    for node in adopters:
+        assert node.try_candidates(ScriptedTrial("leg_counting", {SPECIALIST})).adopted == 1
+    vouched = next(e for e in adopters[0].library.all() if e.text == SPECIALIST)
+    assert (vouched.helped, vouched.hurt, vouched.neutral) == (6, 0, 4)  # the trial's counts, as evidence here
+    network.sync_round(range(5))  # the adopters publish it: 3 of 5 nodes now support it
+    accepted = {g.text: g for g in bystander.global_library().accepted}
+    assert SPECIALIST in accepted
+    assert sorted(r.helped for r in accepted[SPECIALIST].records) == [0, 6, 6]  # the adopters' evidence travels
+    assert SPECIALIST in {e.text for e in bystander.library.all()}  # merged without a trial of its own
+    network.close()
+
+
 def test_a_publisher_refused_once_waits_behind_the_others(tmp_path: Path, embedder: Embedder) -> None:
     """A flood of fresh wrong candidates cannot starve a specialist: once a lesson of some publishers failed
     here, their later ones are tried after everyone else's, whatever support they gather together."""

@@ -93,13 +93,18 @@ def _checked_round(ctx: NodeContext, row: dict[str, Any]) -> tuple[BatchManifest
 
 
 def publish(ctx: NodeContext) -> BuiltRound | None:
-    """Build the next round from local experiences not yet published (None if there are none), then send it."""
+    """Build the next round from local experiences not yet published (None if there are none), then send it.
+
+    Local means learned here, or a stranger's candidate this node adopted after its own trial: republished
+    under this node's key with the trial's counts as its evidence, so support grows with every node that
+    verified the lesson on its own questions, and validators' evidence travels with it."""
     published = ctx.state.published_keys()
+    adopted = ctx.state.adopted_texts()  # candidates this node's own trial adopted: it vouches for them in turn
     key = ctx.key()
     fresh = [
         e
         for e in sorted(ctx.library.all(), key=lambda e: (e.created_at, e.id))
-        if e.origin_node == "local" and text_key(e.text) not in published
+        if (e.origin_node == "local" or text_key(e.text) in adopted) and text_key(e.text) not in published
     ][: ctx.config.network.max_publish]
     built = None
     if fresh:

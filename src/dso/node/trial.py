@@ -10,7 +10,9 @@ p-value. So a wrong or empty lesson reaches a node only by beating that node's o
 questions, whatever share of the network is Byzantine; a node without questions of that kind never uses it.
 
 What a node tried is kept in its state (one trial per text), so a candidate costs each node at most one
-trial; at most `limit` are tried per call, strongest support first. A lesson adopted here stays while the
+trial; at most `limit` are tried per call, strongest support first. An adopted lesson carries the trial's
+counts as its evidence, and the node republishes it under its own key (`dso.node.publish`): support grows
+with every node that verified it, until the consensus accepts it for everybody. A lesson adopted here stays while the
 consensus still lists it as a candidate or accepts it, and is withdrawn like any merged lesson when the
 consensus rejects it outright (a guard, or validators' evidence of harm).
 """
@@ -161,6 +163,10 @@ def try_candidates(ctx: NodeContext, trial: LessonTrial, limit: int) -> TrialRep
                 )
             )
     results, _ = ctx.library.merge_remote(items) if items else ([], [])
+    counts = {v.text: (v.fixed, v.broken, v.questions - v.fixed - v.broken) for v in verdicts if v.adopted}
+    evidence = {r.experience.id: counts[r.experience.text] for r in results if r.experience.text in counts}
+    if evidence:  # the trial's counts become the lesson's evidence here, and travel when this node republishes it
+        ctx.library.apply([], evidence=evidence)
     with ctx.state.transaction():
         for candidate, verdict in zip(chosen, verdicts, strict=True):
             publishers = sorted({r.node for r in candidate.records})
