@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dso=.venv/bin/dso
-for attack in none junk wrong paraphrase inflation injection retrieval-hijack vote-collusion; do
+for attack in none junk wrong paraphrase inflation injection retrieval-hijack vote-collusion specialist placebo-claim; do
   $dso simulate --nodes 20 --byzantine 0.3 --attack $attack --rounds 2 --committee 7 \
        --force --output bench/results/simulate-attack-$attack.json > /dev/null
 done

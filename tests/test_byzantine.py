@@ -29,6 +29,11 @@ def test_thirty_percent_byzantine(attack: str, tools: tuple[object, SemanticGuar
     assert run["honest_recall"] >= 0.9, run["rounds"]
     if attack == "retrieval-hijack":
         assert run["attack_success"] is False
+    if attack in (
+        "specialist",
+        "placebo-claim",
+    ):  # each a candidate: left to the trials of nodes that hold such questions
+        assert all(r["poisoned_candidates"] > 0 for r in run["rounds"]), run["rounds"]
 
 
 def test_committee_capture_probability() -> None:

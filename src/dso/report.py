@@ -387,6 +387,7 @@ def attack_rows(results: Results) -> list[dict[str, Any]]:
             ),
             "global library": ", ".join(str(r["global_library"]["accepted"]) for r in rounds),
             "poisoned": data["poisoned_accepted"],
+            "poisoned candidates": ", ".join(str(r["global_library"].get("poisoned_candidates", "-")) for r in rounds),
             "file": name,
         }
 
@@ -781,7 +782,8 @@ def render(results: Results, *, command: str, link_base: str | Mapping[str, str]
     )
     out += _section(
         "Attacks on networks of real nodes",
-        "Signed batches, registry votes, pulls and merges; one simulation per attack.",
+        "Signed batches, registry votes, pulls and merges; one simulation per attack. Poisoned candidates are below "
+        "the support threshold: no node merges them untried (replay nodes hold no questions, so they try none).",
         attack_rows(results),
         link_base,
     )

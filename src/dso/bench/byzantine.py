@@ -133,6 +133,10 @@ def simulate(
             "submissions": len(submissions),
             "poisoned_accepted": len(poisoned),
             "poisoned_texts": poisoned[:5],
+            # below the support threshold only: no node merges these untried (dso.node.trial)
+            "poisoned_candidates": sum(
+                1 for d in result.rejected if d.candidate and not set(d.wordings) & honest_texts
+            ),
             "honest_recall": round(len(recalled) / max(1, len(honest_items)), 4),
             # the combined confidence of what was accepted (`confidence_rule`): what inflated claims can move
             "accepted_confidence_mean": round(sum(d.confidence for d in result.accepted) / len(result.accepted), 4)

@@ -340,7 +340,13 @@ class Network:
                 "rejected": states.count("rejected"),
                 "pending": states.count("pending"),
             },
-            "global_library": {"accepted": len(computed.accepted), "rejected": len(computed.rejected)},
+            "global_library": {
+                "accepted": len(computed.accepted),
+                "rejected": len(computed.rejected),
+                # rejected for support alone: merged only where a node's own trial shows a gain (dso.node.trial)
+                "candidates": len(computed.candidates),
+                "poisoned_candidates": sum(poisoned(g) for g in computed.candidates),
+            },
             "poisoned_accepted": len(bad),
             "poisoned_texts": bad[:5],
             "refused_batches": sum(len(s.pulled.refused) for rows in syncs.values() for s in rows),
