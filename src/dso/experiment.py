@@ -186,4 +186,4 @@ def _read_cells(path: Path) -> list[dict[str, Any]]:
     return cells
 
 
-EXPERIMENTS = ("byzantine-sweep",)
+EXPERIMENTS = ("byzantine-sweep", "sharing")  # sharing: dso.sharing

@@ -140,3 +140,40 @@ def poisoned_against_share(cells: Sequence[dict[str, Any]], attacks: Sequence[st
     axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axis.legend(fontsize=7, loc="upper left")
     return _save(figure, path)
+
+
+def sharing_gains(summary: Mapping[str, Any], path: Path) -> Path:
+    """The node x task matrix of `dso experiment sharing`: accuracy with the node's library minus the placebo."""
+    gains: Mapping[str, Mapping[str, float | None]] = summary["gains"]
+    nodes = sorted(gains)
+    tasks = sorted({task for row in gains.values() for task in row})
+    values = [[gains[n].get(t) for t in tasks] for n in nodes]
+    grid = [[float("nan") if v is None else float(v) for v in row] for row in values]
+    figure, axis = plt.subplots(figsize=(1.6 + 1.4 * max(1, len(tasks)), 1.2 + 0.6 * max(1, len(nodes))))
+    image = axis.imshow(grid, cmap="RdBu", vmin=-0.5, vmax=0.5, aspect="auto")
+    axis.set_xticks(range(len(tasks)), tasks, rotation=20)
+    axis.set_yticks(range(len(nodes)), nodes)
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            axis.text(j, i, "-" if value is None else f"{value:+.2f}", ha="center", va="center", fontsize=9)
+    figure.colorbar(image, ax=axis, label="accuracy minus placebo")
+    axis.set_title("Each node's library on each task, against the placebo")
+    return _save(figure, path)
+
+
+def sharing_accuracy(summary: Mapping[str, Any], path: Path) -> Path:
+    """Accuracy per arm and task of `dso experiment sharing`, with 95% intervals."""
+    tasks = summary["tasks"]
+    figure, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.5 * max(1, len(tasks)), 3.6), squeeze=False)
+    for axis, task in zip(axes[0], tasks, strict=False):
+        arms = task["arms"]
+        names = [a["arm"] for a in arms]
+        values = [a["accuracy"] for a in arms]
+        below = [a["accuracy"] - a["ci95"][0] for a in arms]
+        above = [a["ci95"][1] - a["accuracy"] for a in arms]
+        axis.bar(range(len(arms)), values, yerr=[below, above], capsize=3, color="#4C72B0")
+        axis.set_xticks(range(len(arms)), names, rotation=30, ha="right")
+        axis.set_ylim(0, 1)
+        axis.set_title(f"{task['domain']} ({task['questions']} questions)")
+        axis.set_ylabel("accuracy")
+    return _save(figure, path)

@@ -340,12 +340,59 @@ def _guards(results: Results) -> Claim:
     return Claim(claim, measured, verdict, (newest,))
 
 
+def sharing_rows(results: Results) -> list[dict[str, Any]]:
+    """`dso experiment sharing`: each node's library on each task it did not learn, against the placebo."""
+
+    def rows(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        roles = data["roles"]
+        source = "; ".join(f"{row['task'].split(':')[0]}: {row['source']}" for row in data["lessons"])
+        out = []
+        for task in data["tasks"]:
+            arms = {a["arm"]: a for a in task["arms"]}
+            for arm, role in sorted(roles.items()):
+                if role == f"specialist of {task['domain']}" or arm not in arms:
+                    continue
+                row = arms[arm]
+                out.append(
+                    {
+                        "task": task["domain"],
+                        "node": f"{arm} ({role})",
+                        "questions": task["questions"],
+                        "none": arms["none"]["accuracy"],
+                        "placebo": arms["placebo"]["accuracy"],
+                        "specialist alone": arms["specialist"]["accuracy"],
+                        "with the network": row["accuracy"],
+                        "vs placebo": _pair(row["vs_placebo"])[0],
+                        "p": _pair(row["vs_placebo"])[1],
+                        "lessons": source,
+                        "file": name,
+                    }
+                )
+        return out
+
+    return _rows(results, _select(results, "", lambda d: d["experiment"] == "sharing"), rows)
+
+
 def _sharing(results: Results) -> Claim:
     claim = "a node gains from lessons other nodes learned, beyond the placebo"
-    names = _select(results, "sharing-")
-    if not names:
+    rows = sharing_rows(results)
+    if not rows:
         return Claim(claim, "no sharing experiment has been run", UNMEASURED, ())
-    return Claim(claim, f"{len(names)} sharing result files, not read by this report yet", UNMEASURED, tuple(names))
+    tasks = sorted({r["task"] for r in rows})
+    won = sorted({r["task"] for r in rows if isinstance(r["p"], float) and r["p"] < SIGNIFICANT and _gained(r)})
+    worse = sorted({r["task"] for r in rows if isinstance(r["p"], float) and r["p"] < SIGNIFICANT and not _gained(r)})
+    verdict = HOLDS if won == tasks and not worse else (PARTLY if won else FAILS)
+    measured = (
+        f"nodes that never learned a task beat the placebo there on {len(won)} of {len(tasks)} tasks "
+        f"({', '.join(won) or 'none'}), significantly worse on {len(worse)} ({', '.join(worse) or 'none'}); "
+        f"lessons: {rows[0]['lessons']}"
+    )
+    return Claim(claim, measured, verdict, tuple(sorted({r["file"] for r in rows})))
+
+
+def _gained(row: dict[str, Any]) -> bool:
+    fixed, broken = (int(n) for n in str(row["vs placebo"]).split(" / "))
+    return fixed > broken
 
 
 def claims(results: Results) -> list[Claim]:
@@ -767,6 +814,13 @@ def render(results: Results, *, command: str, link_base: str | Mapping[str, str]
     )
     out += _section(
         "Lessons judged against the placebo", "The library's text, as learned.", lesson_rows(results), link_base
+    )
+    out += _section(
+        "Sharing: each node on the tasks it never learned",
+        "`dso experiment sharing`: real nodes, candidates tried on each node's own questions; every arm on the same "
+        "held-out questions of an unseen seed, paired against the placebo.",
+        sharing_rows(results),
+        link_base,
     )
     out += _section(
         "The placebo: candidates for the generic instruction",

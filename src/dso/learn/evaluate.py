@@ -11,7 +11,7 @@ import dataclasses
 import math
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dso.learn.datasets import Problem
@@ -122,7 +122,17 @@ def changed_questions(baseline: dict[str, list[Rollout]], library: dict[str, lis
 
 def paired_comparison(baseline: dict[str, list[Rollout]], library: dict[str, list[Rollout]]) -> PairedComparison:
     kinds = list(changed_questions(baseline, library).values())
-    fixed, broken = kinds.count("fixed"), kinds.count("broken")
+    return _sign_test(kinds.count("fixed"), kinds.count("broken"))
+
+
+def paired_scores(baseline: Mapping[str, float], arm: Mapping[str, float]) -> PairedComparison:
+    """The same test on per-question scores already kept (an experiment's cells), over the questions both have."""
+    shared = sorted(baseline.keys() & arm.keys())
+    fixed = sum(arm[q] > baseline[q] for q in shared)
+    return _sign_test(fixed, sum(arm[q] < baseline[q] for q in shared))
+
+
+def _sign_test(fixed: int, broken: int) -> PairedComparison:
     changed = fixed + broken
     tail = sum(math.comb(changed, i) for i in range(min(fixed, broken) + 1)) / 2**changed
     return PairedComparison(fixed, broken, min(1.0, 2 * tail))

@@ -86,29 +86,19 @@ class GateTrial:
         return frozenset({self._domain})
 
     def __call__(self, library: ExperienceLibrary, candidates: Sequence[GlobalExperience]) -> list[TrialVerdict]:
-        if candidates and self._solver is None:
+        """One gate over the candidates in their order: one pass without them, then each against the library
+        plus those adopted before it (what is adopted must help together, as the learning gate demands)."""
+        if not candidates:
+            return []
+        if self._solver is None:
             model = self._make_solver()
             self._solver = (model, self._make_verifier(model))
-        verdicts = []
-        for candidate in candidates:
-            assert (
-                self._solver is not None
-            )  # each alone against the library: one stranger's lesson cannot carry another
-            operation = Operation("ADD", text=candidate.text, domain=candidate.domain)
-            _, report = gate([operation], library, self._questions, *self._solver, self._settings, max_p=self._max_p)
-            (trial,) = report.trials
-            verdicts.append(
-                TrialVerdict(
-                    candidate.text,
-                    candidate.domain,
-                    trial.asked,
-                    trial.fixed,
-                    trial.broken,
-                    trial.p_value,
-                    trial.kept,
-                )
-            )
-        return verdicts
+        operations = [Operation("ADD", text=c.text, domain=c.domain) for c in candidates]
+        _, report = gate(operations, library, self._questions, *self._solver, self._settings, max_p=self._max_p)
+        return [
+            TrialVerdict(c.text, c.domain, t.asked, t.fixed, t.broken, t.p_value, t.kept)
+            for c, t in zip(candidates, report.trials, strict=True)
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
