@@ -51,7 +51,7 @@ class SweepSettings:
             raise ConfigError("give at least one attack and one Byzantine share")
 
 
-def _commit() -> str:
+def commit_id() -> str:
     try:
         done = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -124,8 +124,8 @@ def byzantine_sweep(
     """Run every (attack, share) cell not yet in `run_dir/cells.jsonl`, then write the summary and the plot."""
     settings.check()
     say = progress or (lambda line: None)
-    _own_run_dir(run_dir)
-    done = _read_cells(run_dir / CELLS)
+    own_run_dir(run_dir)
+    done = read_cells(run_dir / CELLS, _sweep_cell)
     have = {(c["attack"], c["fraction"]) for c in done}
     todo = [(a, f) for a in settings.attacks for f in settings.fractions if (a, f) not in have]
     say(f"{len(have)} cells done, {len(todo)} to run")
@@ -143,7 +143,7 @@ def byzantine_sweep(
         say(f"{number}/{len(todo)}: {attack} at {fraction:.0%}: {cell['poisoned_accepted']} poisoned")
     summary = summarise(done, settings) | {
         "machine": machine(),
-        "commit": _commit(),
+        "commit": commit_id(),
         "command": command,
         "seeds": [settings.seed],
         "cells": len(done),
@@ -155,7 +155,7 @@ def byzantine_sweep(
     return summary
 
 
-def _own_run_dir(run_dir: Path) -> None:
+def own_run_dir(run_dir: Path) -> None:
     """An experiment's folder: a new or empty one, or one an experiment made (its marker file): never a folder
     holding other things, a file or a link (`/`, a home folder, a source tree)."""
     if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
@@ -170,7 +170,9 @@ def _own_run_dir(run_dir: Path) -> None:
         raise DSOError(f"cannot use --run-dir {run_dir}: {exc.strerror or exc}") from None
 
 
-def _read_cells(path: Path) -> list[dict[str, Any]]:
+def read_cells(path: Path, check: Callable[[dict[str, Any]], object]) -> list[dict[str, Any]]:
+    """An experiment's raw cells, one JSON object a line; `check` reads the fields the experiment needs and
+    raises (KeyError, TypeError, ValueError) on a line of another shape, which stops the run with one error."""
     if not path.exists():
         return []
     cells = []
@@ -179,11 +181,15 @@ def _read_cells(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             cell = json.loads(line)
-            (cell["attack"], float(cell["fraction"]), int(cell["poisoned_accepted"]))
+            check(cell)
         except (ValueError, KeyError, TypeError):
             raise DSOError(f"{path}:{number} is not a cell of this experiment; move the run folder away") from None
         cells.append(cell)
     return cells
+
+
+def _sweep_cell(cell: dict[str, Any]) -> None:
+    (cell["attack"], float(cell["fraction"]), int(cell["poisoned_accepted"]))
 
 
 EXPERIMENTS = ("byzantine-sweep", "sharing")  # sharing: dso.sharing

@@ -39,7 +39,8 @@ from typing import Any
 from dso.config import DSOConfig
 from dso.core.experience import text_key
 from dso.embed import make_embedder
-from dso.errors import ConfigError, DSOError
+from dso.errors import ConfigError
+from dso.experiment import commit_id, own_run_dir, read_cells
 from dso.files import write_text_atomic
 from dso.learn.datasets import Problem, fresh_heldout, train_heldout_split
 from dso.learn.evaluate import confidence_interval, paired_scores, question_score
@@ -150,13 +151,11 @@ def sharing_experiment(
 ) -> dict[str, Any]:
     """Build the network, run the rounds and trials, answer every arm not yet in `run_dir/cells.jsonl`, then
     write the summary and the plots. `solver` replaces the configured model (tests)."""
-    from dso.experiment import _commit, _own_run_dir
-
     settings.check()
     say = progress or (lambda line: None)
     lessons = _lessons(settings)
-    _own_run_dir(run_dir)
-    done = _read_cells(run_dir / CELLS)
+    own_run_dir(run_dir)
+    done = read_cells(run_dir / CELLS, _cell)
     heldout = {task: _heldout(task, settings) for task in settings.tasks}
     validation = {task: _validation(task, settings, heldout[task]) for task in settings.tasks}
     domains = {task: heldout[task][0].task for task in settings.tasks}
@@ -227,7 +226,7 @@ def sharing_experiment(
         },
         "model": model.name if hasattr(model, "name") else config.llm.model,
         "machine": machine(),
-        "commit": _commit(),
+        "commit": commit_id(),
         "command": command,
         "seeds": {"heldout": settings.heldout_seed, "validation": settings.validation_seed},
     }
@@ -348,19 +347,7 @@ def _paired(baseline: dict[str, Any], arm: dict[str, Any]) -> dict[str, Any]:
     return paired_scores(baseline["scores"], arm["scores"]).to_json()
 
 
-def _read_cells(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    cells = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            cell = json.loads(line)
-            (str(cell["task"]), str(cell["library"]), str(cell["instruction"]), list(cell["arms"]))
-            if not all(isinstance(v, (int, float)) for v in dict(cell["scores"]).values()):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            raise DSOError(f"{path}:{number} is not a cell of this experiment; move the run folder away") from None
-        cells.append(cell)
-    return cells
+def _cell(cell: dict[str, Any]) -> None:
+    (str(cell["task"]), str(cell["library"]), str(cell["instruction"]), list(cell["arms"]))
+    if not all(isinstance(v, (int, float)) for v in dict(cell["scores"]).values()):
+        raise TypeError("scores")
