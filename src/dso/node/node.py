@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from eth_account.signers.local import LocalAccount
@@ -40,6 +40,8 @@ from dso.node.verify import BatchReview
 from dso.store.base import ContentStore
 
 if TYPE_CHECKING:  # the trial needs an LLM: imported only by a node that tries candidates
+    from dso.consensus.certificate import Certificate
+    from dso.node.audit import CertificateVerdict
     from dso.node.trial import LessonTrial, TrialReport
 
 T = TypeVar("T")
@@ -165,6 +167,18 @@ class Node:
         from dso.node.trial import try_candidates
 
         return try_candidates(self.ctx, trial, self.config.network.max_trials if limit is None else limit)
+
+    def statement(self, epoch: int) -> Certificate:
+        """The certificate statement (root of the global library) this node computes for a closed epoch."""
+        from dso.node.audit import statement
+
+        return statement(self.ctx, epoch)
+
+    def audit_certificate(self, certificate: Certificate, committee: Sequence[str]) -> CertificateVerdict:
+        """Accept a committee's certificate only if two thirds signed and its root is this node's own."""
+        from dso.node.audit import audit_certificate
+
+        return audit_certificate(self.ctx, certificate, committee)
 
     def merge(self) -> MergeReport:
         return pull.merge(self.ctx)

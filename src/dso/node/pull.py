@@ -120,11 +120,13 @@ def validations(records: list[share.SharedRecord]) -> list[Validation]:
     return [Validation(r.node, r.text, r.helped, r.hurt) for r in records if r.helped or r.hurt]
 
 
-def global_library(ctx: NodeContext) -> share.GlobalLibrary:
-    """The global library as this node computes it from every verified accepted record of the closed epochs:
-    nodes that closed the same epochs compute it from the same inputs, whatever order they saw batches in."""
+def global_library(ctx: NodeContext, upto: int | None = None) -> share.GlobalLibrary:
+    """The global library as this node computes it from every verified accepted record of the closed epochs
+    (up to epoch `upto`, a closed one, when given: what a certificate of that epoch states): nodes that closed
+    the same epochs compute it from the same inputs, whatever order they saw batches in."""
     settled = ctx.state.settled_epoch()
-    records = [r for r in ctx.state.verified_records() if r.round <= settled]  # closed epochs only
+    last = settled if upto is None else min(upto, settled)
+    records = [r for r in ctx.state.verified_records() if r.round <= last]  # closed epochs only
     digest = hashlib.sha256("\n".join(sorted(f"{r.batch_id}:{r.cid}" for r in records)).encode()).hexdigest()
     if ctx.last_global is not None and ctx.last_global[0] == digest:
         return ctx.last_global[1]  # the same verified records give the same library: status, merge and pages ask
