@@ -296,8 +296,9 @@ def run_tips_probe(
                 answers[arm] = solve(heldout, solver, verifier, settings, libraries[arm])
                 arms[arm] = summarise(arm, answers[arm], len(libraries[arm] or [])).to_json()
                 arms[arm]["instruction"] = instruction
-                if not quiet:
-                    print(arm, arms[arm], file=sys.stderr, flush=True)
+                if not quiet:  # a line per arm on standard error, with --json too: these runs take an hour
+                    summary = f"{arms[arm]['accuracy']:.3f} on {arms[arm]['questions']} questions"
+                    print(f"{arm}: {summary}", file=sys.stderr, flush=True)
         finally:
             solver.close()
     comparisons = []

@@ -186,7 +186,6 @@ def tips(
         each=each,
         instructions=instruction,
         placebo=placebo,
-        quiet=as_json,
     )
 
     def shown_pair(paired: dict[str, Any] | None) -> str:
