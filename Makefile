@@ -79,7 +79,7 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 results: install  # docs/results.md, regenerated from the committed result files
-	$(BIN)/dso report bench/results bench/experiments/byzantine-sweep --output docs/results.md --force
+	$(BIN)/dso report bench/results $(sort $(wildcard bench/experiments/*)) --output docs/results.md --force
 
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
