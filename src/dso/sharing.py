@@ -18,8 +18,9 @@ answered in these arms, on the same questions, greedy:
 - `none`: the bare prompt; `placebo`: the generic instruction alone (solver.v3's);
 - `specialist`: the task's specialist with its own lessons only, under the placebo;
 - `node N`: each node's library after the rounds (its own lessons, merged and adopted ones), under the
-  placebo: the node x task matrix. Retrieval keeps a question to lessons of its own domain, so nodes whose
-  lessons of a task are the same give the same answers there: each distinct set is answered once.
+  placebo: the node x task matrix. Retrieval gives a question the lessons of its own domain, and another
+  domain's only above `train.min_similarity`: a node's other lessons can interfere, and the matrix shows it.
+  Nodes whose libraries hold the same lessons answer identically: each distinct library is answered once.
 
 Every arm is one cell of `cells.jsonl` (per-question scores), so a stopped run resumes with the arms left;
 the summary pairs each node's arm against `none` and `placebo` (exact sign test) and draws a heat map of
@@ -125,19 +126,20 @@ class _Trials:
 
 
 def _solve_settings(settings: SharingSettings, config: DSOConfig, instruction: str | None) -> SolveSettings:
-    return SolveSettings(
-        max_tokens=settings.max_tokens,
-        top_k=config.train.top_k,
+    """Greedy answers under solver.v3 with the configured retrieval: a question gets the lessons of its own
+    domain, and another domain's only above `train.min_similarity` (the interference the matrix shows)."""
+    return SolveSettings.from_train(
+        dataclasses.replace(config.train, max_tokens=settings.max_tokens),
         parallel=config.llm.parallel,
         prompt_version=PLACEBO_TEMPLATE,
         instruction=instruction,
     )
 
 
-def _library_key(library: ExperienceLibrary | None, domain: str) -> str:
-    """What a library offers a question of `domain` (retrieval keeps to the domain): its texts there, hashed."""
-    texts = sorted(text_key(e.text) for e in (library.all() if library else []) if e.domain == domain)
-    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+def _library_key(library: ExperienceLibrary | None) -> str:
+    """What a library can offer any question: all its texts with their domains, hashed."""
+    rows = sorted(f"{e.domain}\t{text_key(e.text)}" for e in (library.all() if library else []))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def sharing_experiment(
@@ -280,7 +282,7 @@ def _answer_arms(
             ]
             plan += [(f"node {i}", node.library, None) for i, node in enumerate(honest)]
             for arm, library, instruction in plan:
-                key = (task, _library_key(library, domain), "" if instruction == "" else "placebo")
+                key = (task, _library_key(library), "" if instruction == "" else "placebo")
                 existing = next((c for c in cells if (c["task"], c["library"], c["instruction"]) == key), None)
                 if existing is not None:
                     if arm not in existing["arms"]:
