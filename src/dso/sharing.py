@@ -163,13 +163,12 @@ def sharing_experiment(
     domains = {task: heldout[task][0].task for task in settings.tasks}
     model = solver or make_llm(config)
     verifier = DefaultVerifier()
-    consensus = dataclasses.replace(config.consensus)
     with tempfile.TemporaryDirectory(prefix="dso-sharing-") as scratch:
         k, readers, attackers = len(settings.tasks), settings.readers, settings.attackers
         nodes = k + readers + attackers
         byzantine = frozenset(range(k + readers, nodes))
         spec = NetworkSpec(nodes=nodes, members=tuple(range(nodes)), byzantine=byzantine, chain="memory")
-        network = build_network(dataclasses.replace(config, consensus=consensus), Path(scratch), spec)
+        network = build_network(config, Path(scratch), spec)
         try:
             specialists, honest = network.nodes[:k], network.nodes[: k + readers]
             for node, task, (texts, _) in zip(specialists, settings.tasks, lessons, strict=True):
