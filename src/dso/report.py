@@ -561,7 +561,33 @@ def learning_rows(results: Results) -> list[dict[str, Any]]:
             "file": name,
         }
 
-    return _rows(results, _select(results, "learning-", lambda d: bool(_evaluation(d)["arms"]["library"])), row)
+    found = _rows(results, _select(results, "learning-", lambda d: bool(_evaluation(d)["arms"]["library"])), row)
+    return found + _rows(results, _select(results, "placebo-lessons-", lambda d: bool(d["comparisons"])), probe_row)
+
+
+def probe_row(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A learned library's lessons probed under the placebo (`bench/placebo.sh lessons-SEED`), as a learning row."""
+    arms = data["arms"]
+    (tips,) = [c for c in data["comparisons"] if c.get("paired_placebo")]
+    bare_pair, bare_p = _pair(tips["paired"])
+    placebo_pair, placebo_p = _pair(tips["paired_placebo"])
+    lessons = arms[tips["arm"]]
+    return {
+        "run": _UNSEEN.sub("", name.removeprefix("placebo-lessons-").removesuffix(".json")) + " (lessons probed)",
+        "task": _task(data),
+        "questions": f"{lessons['questions']} (seed {data['seed']})",
+        "bare": arms["baseline"]["accuracy"],
+        "placebo": arms["placebo"]["accuracy"],
+        "library": lessons["accuracy"],
+        "lessons": len(tips["tips"]),
+        "vs bare": bare_pair,
+        "p (bare)": bare_p,
+        "vs placebo": placebo_pair,
+        "p (placebo)": placebo_p,
+        "tokens per solved": round(float(lessons["tokens_per_solved"])) if lessons.get("tokens_per_solved") else "-",
+        "date": _date(data),
+        "file": name,
+    }
 
 
 def lesson_rows(results: Results) -> list[dict[str, Any]]:
@@ -576,7 +602,12 @@ def lesson_rows(results: Results) -> list[dict[str, Any]]:
         seen.add(run)
         return [{"run": run, "lesson": " ".join(str(text).split())} for text in evaluation["experiences"]]
 
-    return _rows(results, _select(results, "learning-", lambda d: bool(_evaluation(d)["experiences"])), rows)
+    def probed(name: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        run = _UNSEEN.sub("", name.removeprefix("placebo-lessons-").removesuffix(".json")) + " (lessons probed)"
+        return [{"run": run, "lesson": " ".join(str(t).split())} for t in data["tips"]]
+
+    found = _rows(results, _select(results, "learning-", lambda d: bool(_evaluation(d)["experiences"])), rows)
+    return found + _rows(results, _select(results, "placebo-lessons-", lambda d: bool(d["tips"])), probed)
 
 
 def placebo_choice_rows(results: Results) -> list[dict[str, Any]]:

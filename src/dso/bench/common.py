@@ -29,8 +29,11 @@ def write_result(result: dict[str, Any], output: Path | None) -> None:
 
 
 def stamp(result: dict[str, Any], command: str) -> dict[str, Any]:
-    """A result with the machine and the command that produced it, as every committed result file carries."""
-    return {"machine": machine(), "command": command, **result}
+    """A result with the machine and the command that produced it, as every committed result file carries: the
+    script's command (which sets the environment, seeds included) over the `dso` command the result names,
+    kept as `dso_command`; a machine the result already records (when it was measured) stays."""
+    inner = {"dso_command": result["command"]} if result.get("command") not in (None, command) else {}
+    return {"machine": machine(), **result, **inner, "command": command}
 
 
 if __name__ == "__main__":  # `dso train ... --json | python -m dso.bench.common "COMMAND" > result.json`
