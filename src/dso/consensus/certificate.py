@@ -10,8 +10,8 @@ nodes check that statement instead of recomputing it, auditing a sample. This mo
 - **the certificate**: (epoch, root, number of experiences) signed by committee members under EIP-712 for
   one chain and one registry contract (`dso.core.signing.RegistryDomain`), so it cannot be replayed
   elsewhere; it stands when at least two thirds of the committee signed, each signer counted once;
-- **the committee draw**: members ordered by keccak(seed || address), the first `size` taken: anyone with
-  the seed (a past block hash) draws the same committee, and nobody chooses it.
+- **the committee draw**: members ordered by keccak(seed || address), the first `size` taken; seeded by a past
+  block hash, anyone who knows it draws the same committee, and nobody chooses it.
 
 What a captured committee can do is bounded by the audit, not by this module: a node that recomputes the
 epoch (`dso.node.audit`) refuses a certificate whose root differs from its own, with both roots as proof.
@@ -167,6 +167,6 @@ def certified_by(domain: RegistryDomain, certificate: Certificate, committee: Se
 
 
 def draw_committee(members: Sequence[str], seed: bytes, size: int) -> tuple[str, ...]:
-    """`size` members ordered by keccak(seed || address): deterministic given the seed, chosen by nobody."""
+    """`size` members ordered by keccak(seed || address): deterministic given `seed`, chosen by nobody."""
     ranked = sorted(set(members), key=lambda address: keccak(seed + bytes.fromhex(address.removeprefix("0x"))))
     return tuple(ranked[: max(0, size)])
