@@ -159,15 +159,9 @@ def merge(ctx: NodeContext) -> MergeReport:
         # brings it in (its provenance); the full list of supporters stays in the node's state
         if any(r.node == ctx.address for r in g.records):
             continue
-        first = min(g.records, key=lambda r: (r.round, r.batch_id, r.cid))
-        if not ctx.library.knows_record(first.cid):
-            # the consensus's confidence (robust to a supporter that inflates its own), not the first record's
-            confidence = g.decision.confidence if g.decision is not None else first.confidence
-            items.append(
-                RemoteExperience(
-                    g.text, confidence, g.domain, first.epoch, first.node, first.cid, first.batch_id, first.round
-                )
-            )
+        item = remote_experience(g)
+        if not ctx.library.knows_record(item.record_cid):
+            items.append(item)
     results, skipped = ctx.library.merge_remote(items) if items else ([], [])
     adopted = ctx.state.adopted_texts()  # candidates this node's own trial adopted (dso.node.trial)
     withdrawn = _withdraw_rejected(ctx, accepted + [g for g in computed.candidates if text_key(g.text) in adopted])
@@ -182,6 +176,16 @@ def merge(ctx: NodeContext) -> MergeReport:
         skipped=len(skipped),
         global_size=len(accepted),
         withdrawn=withdrawn,
+    )
+
+
+def remote_experience(g: share.GlobalExperience) -> RemoteExperience:
+    """A network lesson as the library merges it: brought in by its earliest supporting record (provenance),
+    with the consensus's confidence (robust to a supporter that inflates its own), not that record's."""
+    first = min(g.records, key=lambda r: (r.round, r.batch_id, r.cid))
+    confidence = g.decision.confidence if g.decision is not None else first.confidence
+    return RemoteExperience(
+        g.text, confidence, g.domain, first.epoch, first.node, first.cid, first.batch_id, first.round
     )
 
 

@@ -30,10 +30,10 @@ from dso.learn.gate import gate
 from dso.learn.rewards import Verifier
 from dso.learn.run import gate_questions, make_verifier
 from dso.learn.solve import SolveSettings
-from dso.library import ExperienceLibrary, Operation, RemoteExperience
+from dso.library import ExperienceLibrary, Operation
 from dso.llm import LLM, make_llm
 from dso.node.context import NodeContext
-from dso.node.pull import global_library
+from dso.node.pull import global_library, remote_experience
 from dso.node.share import GlobalExperience
 
 
@@ -135,23 +135,7 @@ def try_candidates(ctx: NodeContext, trial: LessonTrial, limit: int) -> TrialRep
     waiting = untried(ctx, trial.domains)
     chosen, rest = waiting[:limit], len(waiting) - min(limit, len(waiting))
     verdicts = trial(ctx.library, chosen) if chosen else []
-    items = []
-    for candidate, verdict in zip(chosen, verdicts, strict=True):
-        if verdict.adopted:
-            first = min(candidate.records, key=lambda r: (r.round, r.batch_id, r.cid))
-            confidence = candidate.decision.confidence if candidate.decision is not None else first.confidence
-            items.append(
-                RemoteExperience(
-                    candidate.text,
-                    confidence,
-                    candidate.domain,
-                    first.epoch,
-                    first.node,
-                    first.cid,
-                    first.batch_id,
-                    first.round,
-                )
-            )
+    items = [remote_experience(c) for c, v in zip(chosen, verdicts, strict=True) if v.adopted]
     results, _ = ctx.library.merge_remote(items) if items else ([], [])
     counts = {v.text: (v.fixed, v.broken, v.questions - v.fixed - v.broken) for v in verdicts if v.adopted}
     evidence = {r.experience.id: counts[r.experience.text] for r in results if r.experience.text in counts}
