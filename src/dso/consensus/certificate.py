@@ -25,14 +25,12 @@ from typing import Any
 
 import rfc8785
 from eth_account import Account
-from eth_account.messages import encode_typed_data
-from eth_keys.exceptions import BadSignature
 from eth_utils.crypto import keccak
 
 from dso.core.cid import cid_of
 from dso.core.experience import text_key
 from dso.core.merkle import merkle_root
-from dso.core.signing import DOMAIN_NAME, DOMAIN_VERSION, SECP256K1_N, RegistryDomain
+from dso.core.signing import RegistryDomain, recover_typed_signer, typed_data
 from dso.errors import SignatureError
 
 CERTIFICATE_TYPE = [
@@ -92,29 +90,8 @@ class Certificate:
 
 
 def _typed_data(domain: RegistryDomain, certificate: Certificate) -> dict[str, Any]:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Certificate": CERTIFICATE_TYPE,
-        },
-        "primaryType": "Certificate",
-        "domain": {
-            "name": DOMAIN_NAME,
-            "version": DOMAIN_VERSION,
-            "chainId": domain.chain_id,
-            "verifyingContract": domain.contract,
-        },
-        "message": {
-            "epoch": certificate.epoch,
-            "libraryRoot": certificate.root,
-            "experiences": certificate.experiences,
-        },
-    }
+    message = {"epoch": certificate.epoch, "libraryRoot": certificate.root, "experiences": certificate.experiences}
+    return typed_data(domain, "Certificate", CERTIFICATE_TYPE, message)
 
 
 def sign_certificate(private_key: bytes, domain: RegistryDomain, certificate: Certificate) -> bytes:
@@ -127,17 +104,9 @@ def sign_certificate(private_key: bytes, domain: RegistryDomain, certificate: Ce
 
 def certificate_signer(domain: RegistryDomain, certificate: Certificate, signature: bytes) -> str:
     """The address that signed the statement, under the rules batch signatures follow (65 bytes, low s)."""
-    if not isinstance(signature, (bytes, bytearray)) or len(signature) != 65:
-        raise SignatureError("a signature is 65 bytes (r, s, v)")
-    if not 0 < int.from_bytes(signature[32:64], "big") <= SECP256K1_N // 2 or signature[64] not in (27, 28):
-        raise SignatureError("signature has a high s value or a bad v; refused")
     if len(certificate.root) != 32:
         raise SignatureError("a certificate's root is 32 bytes")
-    message = encode_typed_data(full_message=_typed_data(domain, certificate))
-    try:
-        return str(Account.recover_message(message, signature=bytes(signature)))
-    except (BadSignature, ValueError) as exc:
-        raise SignatureError(f"signature cannot be recovered: {exc}") from None
+    return recover_typed_signer(_typed_data(domain, certificate), signature)
 
 
 def certified_by(domain: RegistryDomain, certificate: Certificate, committee: Sequence[str]) -> list[str]:

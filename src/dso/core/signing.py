@@ -49,6 +49,14 @@ def batch_typed_data(domain: RegistryDomain, manifest: BatchManifest, batch_cid:
 
 
 def _typed_data(domain: RegistryDomain, node: str, merkle_root: bytes, batch_cid: str, round_: int) -> dict[str, Any]:
+    message = {"node": node, "merkleRoot": merkle_root, "batchCid": batch_cid, "round": round_}
+    return typed_data(domain, "Batch", BATCH_TYPE, message)
+
+
+def typed_data(
+    domain: RegistryDomain, primary: str, fields: list[dict[str, str]], message: dict[str, Any]
+) -> dict[str, Any]:
+    """An EIP-712 message of type `primary` under this registry's domain (name, version, chain, contract)."""
     return {
         "types": {
             "EIP712Domain": [
@@ -57,16 +65,16 @@ def _typed_data(domain: RegistryDomain, node: str, merkle_root: bytes, batch_cid
                 {"name": "chainId", "type": "uint256"},
                 {"name": "verifyingContract", "type": "address"},
             ],
-            "Batch": BATCH_TYPE,
+            primary: fields,
         },
-        "primaryType": "Batch",
+        "primaryType": primary,
         "domain": {
             "name": DOMAIN_NAME,
             "version": DOMAIN_VERSION,
             "chainId": domain.chain_id,
             "verifyingContract": domain.contract,
         },
-        "message": {"node": node, "merkleRoot": merkle_root, "batchCid": batch_cid, "round": round_},
+        "message": message,
     }
 
 
@@ -98,6 +106,11 @@ def recover_submission_signer(
     domain: RegistryDomain, node: str, merkle_root: bytes, batch_cid: str, round_: int, signature: bytes
 ) -> str:
     """The address that signed (node, root, CID, round) for this registry, under the contract's own rules."""
+    return recover_typed_signer(_typed_data(domain, node, merkle_root, batch_cid, round_), signature)
+
+
+def recover_typed_signer(full_message: dict[str, Any], signature: bytes) -> str:
+    """The signer of an EIP-712 message: 65 bytes (r, s, v), low s (one valid signature per key and message)."""
     if not isinstance(signature, (bytes, bytearray)) or len(signature) != 65:
         raise SignatureError("a signature is 65 bytes (r, s, v)")
     s = int.from_bytes(signature[32:64], "big")
@@ -105,7 +118,7 @@ def recover_submission_signer(
         raise SignatureError("signature has a high s value (malleable); refused")
     if signature[64] not in (27, 28):
         raise SignatureError(f"signature v must be 27 or 28, got {signature[64]}")
-    message = encode_typed_data(full_message=_typed_data(domain, node, merkle_root, batch_cid, round_))
+    message = encode_typed_data(full_message=full_message)
     try:
         return str(Account.recover_message(message, signature=bytes(signature)))
     except (BadSignature, ValueError) as exc:
