@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dso.config import load_config
-from dso.errors import ConfigError
+from dso.errors import ConfigError, DSOError
 from dso.llm.llamacpp import LlamaCppLLM
 from dso.network.attacks import PLACEBO_CLAIM
 from dso.report import UNMEASURED, claims, load_results, render, sharing_rows
@@ -65,3 +65,16 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path: Path) -> None:
         with pytest.raises(ConfigError):
             sharing_experiment(bad, load_config(), tmp_path / "x", command="test")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_damaged_cells_file_is_one_error_before_any_model_loads(tmp_path: Path) -> None:
+    run_dir = tmp_path / "sharing"
+    run_dir.mkdir()
+    for junk in (
+        '{"task": "x"}',
+        "[[[[",
+        '{"task": "t", "library": "k", "instruction": "", "arms": [], "scores": {"q": "1"}}',
+    ):
+        (run_dir / CELLS).write_text(junk + "\n")
+        with pytest.raises(DSOError, match="not a cell of this experiment"):
+            sharing_experiment(TINY, load_config(), run_dir, command="test")

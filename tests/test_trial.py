@@ -192,3 +192,13 @@ def test_the_gate_trial_adopts_what_the_model_can_use_and_nothing_else(
     assert right.adopted and right.fixed > right.broken and right.p_value <= 0.05
     assert not wrong.adopted and not empty.adopted
     assert len(library) == 0  # the trial only reads the library
+
+
+def test_a_damaged_trial_row_reads_as_not_adopted(tmp_path: Path) -> None:
+    from dso.node import NodeState
+
+    state = NodeState(tmp_path / "node.db")
+    state.note_trial("k1", SPECIALIST, "leg_counting", {"adopted": True, "publishers": ["0xA"]})
+    state.db.execute("UPDATE trials SET verdict = ? WHERE text_key = 'k1'", ("{not json",))
+    assert state.trials() == [{"text_key": "k1", "adopted": False, "damaged": True}]
+    assert state.tried_texts() == {"k1"}  # tried once, whatever its row says now
