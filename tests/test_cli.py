@@ -119,23 +119,35 @@ def test_models_list_json() -> None:
 
 
 def test_demo_runs_a_small_network_end_to_end(tmp_path: Path) -> None:
+    from dso.demo import SPECIALIST_LESSONS
+
     run_dir = tmp_path / "demo"
     result = dso_json(
-        "demo", "--model", "smollm2-135m", "--nodes", "2", "--rounds", "1", "--questions", "1",
-        "--heldout-size", "2", "--run-dir", str(run_dir),
+        "demo", "--model", "smollm2-135m", "--questions", "1", "--heldout-size", "3", "--validation-size", "2",
+        "--run-dir", str(run_dir),
     )  # fmt: skip
-    (round_,) = result["rounds"]
-    assert round_["batches"]["rejected"] >= 1  # the attacker's batch (the tiny model may learn nothing to publish)
-    assert round_["bytes_per_honest_node"]["sent_median"] > 0 and round_["bytes_per_honest_node"]["received_median"] > 0
-    assert result["attacker_items_accepted"] == 0  # injections and junk: the guards and the votes stop them
+    first, second = result["rounds"]
+    assert first["bytes_per_honest_node"]["sent_median"] > 0 and first["bytes_per_honest_node"]["received_median"] > 0
+    # node 0 tried what one node alone supports in a domain it holds questions of: the specialist's lessons and
+    # the attacker's wrong count; 2 questions can never reach the gate's p, so none is adopted nor accepted
+    tried = {verdict["text"]: verdict for verdict in result["trials"]}
+    (lie,) = set(tried) - set(SPECIALIST_LESSONS)
+    assert set(tried) == {*SPECIALIST_LESSONS, lie} and "legs" in lie
+    assert all(v["questions"] == 2 and not v["adopted"] for v in tried.values())
+    assert {c["text"] for c in result["candidates"]} >= {*SPECIALIST_LESSONS, lie}
+    assert result["attacker_items_accepted"] == 0 and result["attacker_items_adopted"] == 0
+    # round 2: the injections and junk are voted down by the guards
+    assert second["batches"]["rejected"] >= 1
     attacker = [row for row in result["rejected_batches"] if row["node"] in result["attackers"]]
     assert attacker and "guards" in attacker[0]["reason"]
-    assert set(round_["accuracy"]) == {"alone", "network", "placebo"} and result["heldout"] == 2
-    assert set(round_["paired_placebo"]) == {"fixed", "broken", "p_value"}
-    for name in ("accuracy.png", "bytes.png", "batches.png", "demo.json"):
-        assert (run_dir / name).stat().st_size > 1_000
+    evaluation = result["evaluation"]
+    arms = {row["arm"]: row for row in evaluation["arms"]}
+    assert set(arms) == {"placebo", "node 0 alone", "node 0 with the network"} and evaluation["questions"] == 3
+    assert set(arms["node 0 with the network"]["vs_placebo"]) == {"fixed", "broken", "p_value"}
+    for name in ("accuracy.png", "bytes.png", "batches.png", "demo.json", "cells.jsonl"):
+        assert (run_dir / name).stat().st_size > 100
     assert result["fedavg_bytes_per_node_round"]["lora8"] > 1_000 * max(
-        1, round_["bytes_per_honest_node"]["sent_median"]
+        1, first["bytes_per_honest_node"]["sent_median"]
     )
 
 

@@ -176,3 +176,35 @@ def test_the_placebo_claim_counts_wins_on_unseen_seeds_only(tmp_path: Path) -> N
     shown = render(files, command="test")
     assert "| a | a | 100 (run split) |" in shown and "| b | b | 100 (seed 8) |" in shown
     assert "When doing b, check \\| twice." in shown  # the lessons table escapes a text's pipes
+
+
+def test_the_main_job_table_reads_the_demo_result() -> None:
+    """`bench/demo.sh`'s file gives one row: the untrained task, the three arms, the pair against the placebo,
+    the trials; a demo that measured nothing gives none, and a file of another shape never crashes the page."""
+    from dso.report import demo_rows
+
+    def arm(name: str, accuracy: float, fixed: int, broken: int, p: float) -> dict[str, Any]:
+        paired = {"fixed": fixed, "broken": broken, "p_value": p}
+        return {"arm": name, "accuracy": accuracy, "ci95": [0.1, 0.9], "vs_placebo": paired}
+
+    demo = {
+        "mode": "live",
+        "untrained_task": "leg_counting:min_animals=1",
+        "evaluation": {
+            "questions": 30,
+            "arms": [
+                arm("placebo", 0.5, 0, 0, 1.0),
+                arm("node 0 alone", 0.5, 0, 0, 1.0),
+                arm("node 0 with the network", 0.7, 7, 1, 0.07),
+            ],
+        },
+        "trials": [{"adopted": True}, {"adopted": False}, {"adopted": True}],
+        "attacker_items_accepted": 0,
+        "seconds": 750.0,
+    }
+    (row,) = demo_rows({"demo.json": demo})
+    assert row["task never trained on"] == "leg_counting" and row["with the network"] == 0.7
+    assert row["vs placebo"] == "7 / 1" and row["trials (adopted)"] == "3 (2)" and row["minutes"] == 12.5
+    assert demo_rows({"demo.json": {**demo, "evaluation": None}}) == []
+    assert demo_rows({"demo.json": {**demo, "evaluation": {"arms": "none"}}}) == []
+    assert "The main job" in render({"demo.json": demo}, command="test")

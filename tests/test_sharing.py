@@ -3,12 +3,14 @@ every arm on the same held-out questions, the summary and its plots, and a resum
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from dso.config import load_config
+from dso.embed import Embedder
 from dso.errors import ConfigError, DSOError
 from dso.llm.llamacpp import LlamaCppLLM
 from dso.network.attacks import PLACEBO_CLAIM
@@ -78,3 +80,24 @@ def test_a_damaged_cells_file_is_one_error_before_any_model_loads(tmp_path: Path
         (run_dir / CELLS).write_text(junk + "\n")
         with pytest.raises(DSOError, match="not a cell of this experiment"):
             sharing_experiment(TINY, load_config(), run_dir, command="test")
+
+
+def test_arms_whose_prompts_are_the_same_share_one_key(tmp_path: Path, embedder: Embedder) -> None:
+    """An arm is answered once per distinct set of prompts: a library whose lessons no question retrieves (another
+    domain, below the similarity floor) asks what the placebo asks; one with a lesson of the questions' own kind
+    does not, nor does the same library under a lower floor."""
+    from dso.learn.datasets import train_heldout_split
+    from dso.library import ExperienceLibrary
+    from dso.sharing import LEGS, placebo_settings, prompts_key
+
+    _, questions = train_heldout_split(LEGS, 0, 4, seed=3)
+    settings = placebo_settings(load_config(), 64)
+    other = ExperienceLibrary(tmp_path / "other.db", embedder)
+    other.add("When a question asks for a date, count the days of each month in between.", domain="calendar")
+    own = ExperienceLibrary(tmp_path / "own.db", embedder)
+    own.add("When counting legs, a spider has 8 legs and an insect 6.", domain=questions[0].task)
+    empty = prompts_key(questions, settings, None)
+    assert prompts_key(questions, settings, other) == empty
+    assert prompts_key(questions, settings, own) != empty
+    assert prompts_key(questions, dataclasses.replace(settings, min_similarity=-1.0), other) != empty
+    assert prompts_key(questions[:2], settings, None) != empty  # other questions, other prompts

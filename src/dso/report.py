@@ -235,8 +235,8 @@ def content_rows(results: Results) -> list[dict[str, Any]]:
         against = next((c["paired_placebo"] for c in data["comparisons"] if c.get("paired_placebo")), None)
         if against is None:
             return None
-        return {
-            "task": str(data["task"]).split(":")[0],
+        return {  # the file's name after its prefix: the task, and which tips where one task has several files
+            "task": name.removeprefix("placebo-content-").removesuffix(".json"),
             "questions": arms["placebo"]["questions"],
             "seed": data["seed"],
             "bare": arms["baseline"]["accuracy"],
@@ -371,6 +371,33 @@ def sharing_rows(results: Results) -> list[dict[str, Any]]:
         return out
 
     return _rows(results, _select(results, "", lambda d: d["experiment"] == "sharing"), rows)
+
+
+def demo_rows(results: Results) -> list[dict[str, Any]]:
+    """The main job (`bench/demo.sh`, `dso demo --json`): node 0 on the task it never trained on."""
+
+    def row(name: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        evaluation = data["evaluation"]
+        if evaluation is None:
+            return None
+        arms = {a["arm"]: a for a in evaluation["arms"]}
+        network = arms["node 0 with the network"]
+        adopted = [t for t in data["trials"] if t["adopted"]]
+        return {
+            "task never trained on": str(data["untrained_task"]).split(":")[0],
+            "questions": evaluation["questions"],
+            "placebo": arms["placebo"]["accuracy"],
+            "node 0 alone": arms["node 0 alone"]["accuracy"],
+            "with the network": network["accuracy"],
+            "vs placebo": _pair(network["vs_placebo"])[0],
+            "p": _pair(network["vs_placebo"])[1],
+            "trials (adopted)": f"{len(data['trials'])} ({len(adopted)})",
+            "attacker's accepted": data["attacker_items_accepted"],
+            "minutes": round(float(data["seconds"]) / 60, 1),
+            "file": name,
+        }
+
+    return _rows(results, _select(results, "demo", lambda d: d["mode"] == "live"), row)
 
 
 def _sharing(results: Results) -> Claim:
@@ -851,6 +878,13 @@ def render(results: Results, *, command: str, link_base: str | Mapping[str, str]
         "`dso experiment sharing`: real nodes, candidates tried on each node's own questions; every arm on the same "
         "held-out questions of an unseen seed, paired against the placebo.",
         sharing_rows(results),
+        link_base,
+    )
+    out += _section(
+        "The main job: a node on a task it never trained on",
+        "`dso demo` as `make demo` runs it (`bench/demo.sh`): node 0 learned chain sums, a specialist replayed a "
+        "hand-written leg-counting lesson, node 0 tried it on its own questions before adopting it.",
+        demo_rows(results),
         link_base,
     )
     out += _section(

@@ -45,8 +45,9 @@ from dso.experiment import commit_id, own_run_dir, read_cells
 from dso.files import write_text_atomic
 from dso.learn.datasets import Problem, fresh_heldout, train_heldout_split
 from dso.learn.evaluate import confidence_interval, paired_scores, question_score
-from dso.learn.rewards import DefaultVerifier
-from dso.learn.solve import PLACEBO_TEMPLATE, SolveSettings, solve
+from dso.learn.extract import Rollout
+from dso.learn.rewards import DefaultVerifier, Verifier
+from dso.learn.solve import PLACEBO_TEMPLATE, SolveSettings, retrieved, solve
 from dso.library import ExperienceLibrary
 from dso.llm import LLM, make_llm
 from dso.machine import machine
@@ -125,21 +126,73 @@ class _Trials:
         return found
 
 
-def _solve_settings(settings: SharingSettings, config: DSOConfig, instruction: str | None) -> SolveSettings:
+def placebo_settings(config: DSOConfig, max_tokens: int, instruction: str | None = None) -> SolveSettings:
     """Greedy answers under solver.v3 with the configured retrieval: a question gets the lessons of its own
-    domain, and another domain's only above `train.min_similarity` (the interference the matrix shows)."""
+    domain, and another domain's only above `train.min_similarity` (the interference the matrix shows).
+    `instruction` None is the template's own (the placebo), "" the bare prompt."""
     return SolveSettings.from_train(
-        dataclasses.replace(config.train, max_tokens=settings.max_tokens),
+        dataclasses.replace(config.train, max_tokens=max_tokens),
         parallel=config.llm.parallel,
         prompt_version=PLACEBO_TEMPLATE,
         instruction=instruction,
     )
 
 
-def _library_key(library: ExperienceLibrary | None) -> str:
-    """What a library can offer any question: all its texts with their domains, hashed."""
-    rows = sorted(f"{e.domain}\t{text_key(e.text)}" for e in (library.all() if library else []))
+def prompts_key(questions: Sequence[Problem], settings: SolveSettings, library: ExperienceLibrary | None) -> str:
+    """What an arm puts in its prompts beyond the instruction: each question's retrieved lessons, in order,
+    hashed. Two arms with the same key and instruction ask the same prompts, so greedy answers are the same:
+    such arms are answered once (a node whose other-domain lessons are never retrieved answers as without them)."""
+    used = retrieved(questions, settings, library)
+    rows = [p.id + "\t" + "\x1f".join(text_key(h.experience.text) for h in used[p.id]) for p in questions]
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One way to answer a task's held-out questions: a library (or none) under an instruction."""
+
+    name: str
+    library: ExperienceLibrary | None
+    instruction: str | None = None  # None: the placebo (solver.v3's own instruction); "": the bare prompt
+
+
+def answer_arms(
+    task: str,
+    questions: Sequence[Problem],
+    arms: Sequence[Arm],
+    model: LLM,
+    verifier: Verifier,
+    settings: Callable[[str | None], SolveSettings],
+    cells: list[dict[str, Any]],
+    cells_file: Path,
+    say: Progress,
+    on_done: Callable[[Problem, list[Rollout]], None] | None = None,
+) -> None:
+    """Answer each arm of one task not yet in `cells` (appending its cell there and to `cells_file`); an arm
+    whose prompts equal those of a cell already answered joins that cell instead (`prompts_key`)."""
+    domain = questions[0].task
+    for arm in arms:
+        solve_settings = settings(arm.instruction)
+        key = (task, prompts_key(questions, solve_settings, arm.library), "" if arm.instruction == "" else "placebo")
+        existing = next((c for c in cells if (c["task"], c["library"], c["instruction"]) == key), None)
+        if existing is not None:
+            if arm.name not in existing["arms"]:
+                existing["arms"].append(arm.name)
+            continue
+        say(f"{task.split(':')[0]}: {arm.name} on {len(questions)} held-out questions")
+        answers = solve(questions, model, verifier, solve_settings, arm.library, on_done=on_done)
+        texts = arm.library.all() if arm.library else []
+        cell = {
+            "task": task,
+            "library": key[1],
+            "instruction": key[2],
+            "arms": [arm.name],
+            "lessons": sorted(e.text for e in texts if e.domain == domain),
+            "scores": {p.id: question_score(answers[p.id]) for p in questions},
+        }
+        with cells_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(cell, sort_keys=True) + "\n")
+        cells.append(cell)
 
 
 def sharing_experiment(
@@ -186,7 +239,7 @@ def sharing_experiment(
                     validation[t],
                     lambda: model,
                     lambda _: verifier,
-                    _solve_settings(settings, config, None),
+                    placebo_settings(config, settings.max_tokens),
                     settings.gate_p,
                 )
                 for t in settings.tasks
@@ -213,8 +266,8 @@ def sharing_experiment(
             network.close()
             if solver is None:
                 model.close()
-    summary = summarise(cells, settings, domains)
-    summary |= {
+    summary = {"experiment": "sharing", "settings": dataclasses.asdict(settings)}
+    summary |= summarise(cells, settings.tasks, domains) | {
         "lessons": [
             {"task": t, "source": src, "lessons": texts}
             for t, (texts, src) in zip(settings.tasks, lessons, strict=True)
@@ -263,8 +316,7 @@ def _answer_arms(
     verifier: DefaultVerifier,
     say: Progress,
 ) -> list[dict[str, Any]]:
-    """Every arm of every task, each distinct (task, library) answered once; cells already done are reused."""
-    have = {(c["task"], c["library"], c["instruction"]) for c in done}
+    """Every arm of every task, each distinct set of prompts answered once; cells already done are reused."""
     cells = list(done)
     with tempfile.TemporaryDirectory(prefix="dso-sharing-arms-") as scratch:
         embedder = make_embedder(config.embedder)
@@ -274,44 +326,30 @@ def _answer_arms(
             for e in specialists[task_index].library.all():
                 if e.origin_node == "local" and e.domain == domain:
                     alone.add(e.text, domain=domain)
-            plan: list[tuple[str, ExperienceLibrary | None, str | None]] = [
-                ("none", None, ""),
-                ("placebo", None, None),
-                ("specialist", alone, None),
-            ]
-            plan += [(f"node {i}", node.library, None) for i, node in enumerate(honest)]
-            for arm, library, instruction in plan:
-                key = (task, _library_key(library), "" if instruction == "" else "placebo")
-                existing = next((c for c in cells if (c["task"], c["library"], c["instruction"]) == key), None)
-                if existing is not None:
-                    if arm not in existing["arms"]:
-                        existing["arms"].append(arm)
-                    continue
-                say(f"{task.split(':')[0]}: {arm} on {len(heldout[task])} held-out questions")
-                answers = solve(heldout[task], model, verifier, _solve_settings(settings, config, instruction), library)
-                cell = {
-                    "task": task,
-                    "library": key[1],
-                    "instruction": key[2],
-                    "arms": [arm],
-                    "lessons": sorted(e.text for e in (library.all() if library else []) if e.domain == domain),
-                    "scores": {p.id: question_score(answers[p.id]) for p in heldout[task]},
-                }
-                with (run_dir / CELLS).open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(cell, sort_keys=True) + "\n")
-                cells.append(cell)
-                have.add(key)
+            arms = [Arm("none", None, ""), Arm("placebo", None), Arm("specialist", alone)]
+            arms += [Arm(f"node {i}", node.library) for i, node in enumerate(honest)]
+            answer_arms(
+                task,
+                heldout[task],
+                arms,
+                model,
+                verifier,
+                lambda instruction: placebo_settings(config, settings.max_tokens, instruction),
+                cells,
+                run_dir / CELLS,
+                say,
+            )
             alone.close()
     return cells
 
 
-def summarise(cells: Sequence[dict[str, Any]], settings: SharingSettings, domains: dict[str, str]) -> dict[str, Any]:
-    """Per task: each arm's accuracy with its 95% interval, and each arm paired against `none` and `placebo`;
-    the node x task matrix of gains over the placebo."""
+def summarise(cells: Sequence[dict[str, Any]], tasks_run: Sequence[str], domains: dict[str, str]) -> dict[str, Any]:
+    """Per task: each arm's accuracy with its 95% interval, and each arm paired against `placebo` and, where it
+    was answered, `none`; the node x task matrix of gains over the placebo."""
     tasks: list[dict[str, Any]] = []
-    for task in settings.tasks:
+    for task in tasks_run:
         by_arm = {arm: c for c in cells if c["task"] == task for arm in c["arms"]}
-        if "none" not in by_arm or "placebo" not in by_arm:
+        if "placebo" not in by_arm:
             continue
         rows = []
         for arm, cell in sorted(by_arm.items(), key=lambda item: _arm_order(item[0])):
@@ -323,14 +361,15 @@ def summarise(cells: Sequence[dict[str, Any]], settings: SharingSettings, domain
                     "accuracy": round(sum(scores) / len(scores), 4),
                     "ci95": [round(low, 4), round(high, 4)],
                     "lessons": cell["lessons"],
-                    "vs_none": _paired(by_arm["none"], cell),
+                    "vs_none": _paired(by_arm["none"], cell) if "none" in by_arm else None,
                     "vs_placebo": _paired(by_arm["placebo"], cell),
                 }
             )
-        tasks.append({"task": task, "domain": domains[task], "questions": len(by_arm["none"]["scores"]), "arms": rows})
+        questions = len(by_arm["placebo"]["scores"])
+        tasks.append({"task": task, "domain": domains[task], "questions": questions, "arms": rows})
     nodes = sorted({str(r["arm"]) for t in tasks for r in t["arms"] if str(r["arm"]).startswith("node ")})
     matrix = {node: {str(t["task"]).split(":")[0]: _gain(t, node) for t in tasks} for node in nodes}
-    return {"experiment": "sharing", "settings": dataclasses.asdict(settings), "tasks": tasks, "gains": matrix}
+    return {"tasks": tasks, "gains": matrix}
 
 
 def _arm_order(arm: str) -> tuple[int, str]:

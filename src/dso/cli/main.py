@@ -76,21 +76,21 @@ def root(
 def demo(
     ctx: typer.Context,
     model: str | None = typer.Option(None, help="Solver model (default qwen2.5-1.5b)."),
-    nodes: int = typer.Option(2, min=1, max=8, help="Learning nodes (one Byzantine node joins them)."),
-    rounds: int = typer.Option(2, min=1, max=10),
-    questions: int = typer.Option(2, min=1, max=50, help="Training questions per node and round."),
-    heldout_size: int = typer.Option(16, min=1, max=1000, help="Held-out questions for each accuracy figure."),
+    questions: int = typer.Option(4, min=1, max=50, help="Node 0's training questions (chain sums)."),
+    heldout_size: int = typer.Option(30, min=1, max=1000, help="Held-out leg-counting questions per arm."),
+    validation_size: int = typer.Option(24, min=1, max=1000, help="Node 0's own leg-counting questions (trials)."),
+    baseline: bool = typer.Option(False, "--baseline", help="Also answer with the bare prompt (no instruction)."),
     run_dir: Path = typer.Option(
         Path("runs/demo"), help="Where the demo run goes (replaced each time; only a directory the demo made)."
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """A small live network: nodes learn, share through the embedded registry and store, and one attacks."""
+    """A small live network: a node learns, gains from a specialist's lesson it tried first, and one node attacks."""
     from dso.cli.common import Bars, progress_bars
     from dso.demo import DEMO_TRAIN, DemoSettings, run_demo
 
     config = get_config(ctx, **{**DEMO_TRAIN, "llm.model": model})
-    settings = DemoSettings(honest=nodes, rounds=rounds, questions=questions, heldout=heldout_size)
+    settings = DemoSettings(questions=questions, heldout=heldout_size, validation=validation_size, baseline=baseline)
     with progress_bars(as_json) as progress:
         result = run_demo(config, run_dir, Bars(progress).hooks(), settings)
     if as_json:
@@ -100,45 +100,59 @@ def demo(
 
 
 def print_demo(result: dict[str, Any], run_dir: Path) -> None:
+    task = shown(result["untrained_task"].split(":")[0])
     console.print(
-        f"\n[bold]DSO network[/bold]: {result['settings']['honest']} nodes learning {shown(result['dataset'])} with "
-        f"{shown(result['model'])}, {result['settings']['attackers']} Byzantine, {result['settings']['rounds']} rounds"
+        f"\n[bold]DSO network[/bold] ({shown(result['model'])}): node 0 learned {shown(result['learned'])} "
+        f"itself ({len(result['own_lessons'])} lessons) and never trained on {task}; node 1 is a {task} "
+        f"specialist ({len(result['specialist_lessons']['texts'])} lessons, "
+        f"{result['specialist_lessons']['source']}); node 2 is Byzantine"
     )
     for row in result["rounds"]:
         b, n = row["batches"], row["bytes_per_honest_node"]
         console.print(
             f"round {row['round']}: batches {b['accepted']} accepted / {b['rejected']} rejected; global library "
-            f"{row['global_library']['accepted']} experiences; a node sent {n['sent_median']:,} B and received "
+            f"{row['global_library']['accepted']} accepted; a node sent {n['sent_median']:,} B and received "
             f"{n['received_median']:,} B"
         )
-    last = result["rounds"][-1]
-    alone, network = last["accuracy"]["alone"], last["accuracy"]["network"]
-    paired = last["paired"]
-    baseline = result["baseline_accuracy"]
-    without = "" if baseline is None else f"{baseline:.3f} without experiences, "
-    console.print(
-        f"held-out accuracy of node 0 ({result['heldout']} questions): {without}{alone:.3f} with its own "
-        f"{last['libraries']['alone']} experiences, {network:.3f} with the global library "
-        f"({last['libraries']['network']}); {paired['fixed']} fixed / {paired['broken']} broken by the network "
-        f"(sign test p = {paired['p_value']:.2g})"
-    )
-    against = last.get("paired_placebo")
-    if against is not None:
+    for verdict in result["trials"]:
         console.print(
-            f"the placebo instruction alone (no lessons): {last['accuracy']['placebo']:.3f}; the global library "
-            f"against it: {against['fixed']} fixed / {against['broken']} broken (p = {against['p_value']:.2g})"
+            f"node 0 tried a candidate on {verdict['questions']} of its own {task} questions: {verdict['fixed']} "
+            f"fixed / {verdict['broken']} broken (p = {verdict['p_value']:.2g}), "
+            f"{'adopted' if verdict['adopted'] else 'refused'}: {shown(verdict['text'], 80)}"
         )
-    if network <= alone:
-        console.print("[yellow]on this run the shared library did not help node 0")
-    elif paired["p_value"] >= 0.05:
-        console.print(f"[yellow]on {result['heldout']} questions this difference is within noise (p >= 0.05)")
+    evaluation = result["evaluation"]
+    if evaluation is not None:
+        console.print(f"node 0 on {evaluation['questions']} held-out {task} questions (greedy, same budget):")
+        arms = {row["arm"]: row for row in evaluation["arms"]}
+        for row in evaluation["arms"]:
+            low, high = row["ci95"]
+            paired = row["vs_placebo"]
+            against = (
+                ""
+                if row["arm"] == "placebo"
+                else f"; against the placebo {paired['fixed']} fixed / {paired['broken']} broken (p = "
+                f"{paired['p_value']:.2g})"
+            )
+            console.print(f"  {row['arm']}: {row['accuracy']:.3f} (95% {low:.2f}-{high:.2f}){against}")
+        network = arms.get("node 0 with the network")
+        if network is not None:
+            paired = network["vs_placebo"]
+            if network["accuracy"] <= arms["placebo"]["accuracy"]:
+                console.print(f"[yellow]on this run the network did not help node 0 on {task}")
+            elif paired["p_value"] >= 0.05:
+                console.print(f"[yellow]a gain on {task}, but within noise at this size (p >= 0.05)")
+            else:
+                console.print(f"[green]node 0 gained on {task}, a task it never trained on (p < 0.05)")
     console.print("rejected, and why:")
     for row in result["rejected_experiences"][:6]:
         who = "attacker" if row["from_attacker"] else "honest"
         console.print(f"  \\[{who}] {shown(row['text'], 90)} -- {shown(row['reason'], 100)}")
     for row in result["rejected_batches"][:4]:
         console.print(f"  \\[batch of {row['node'][:10]}] voted down: {shown(row['reason'], 120)}")
-    console.print(f"attacker's experiences accepted: {result['attacker_items_accepted']}")
+    console.print(
+        f"attacker's lessons accepted by the network: {result['attacker_items_accepted']}; adopted by node 0: "
+        f"{result['attacker_items_adopted']}"
+    )
     fed = result["fedavg_bytes_per_node_round"]
     most = max(
         r["bytes_per_honest_node"]["sent_median"] + r["bytes_per_honest_node"]["received_median"]

@@ -17,7 +17,7 @@ from dso.learn.datasets import Problem
 from dso.learn.extract import Rollout
 from dso.learn.prompts import load_prompt
 from dso.learn.rewards import Verifier
-from dso.library import ExperienceLibrary, render_for_prompt
+from dso.library import ExperienceLibrary, SearchHit, render_for_prompt
 from dso.llm import LLM, ChatMessage
 
 PLACEBO_TEMPLATE = 3  # the solver template whose instruction is the placebo
@@ -88,6 +88,25 @@ def _user(text: str) -> ChatMessage:
     return {"role": "user", "content": text}
 
 
+def retrieved(
+    problems: Sequence[Problem], settings: SolveSettings, library: ExperienceLibrary | None
+) -> dict[str, list[SearchHit]]:
+    """The experiences each question's prompt carries: its own domain's first, another's only above
+    `min_similarity`, at most `top_k`."""
+    return {
+        p.id: library.search(
+            p.question,
+            settings.top_k,
+            min_similarity=settings.min_similarity,
+            evidence_weight=settings.evidence_weight,
+            domain=p.task,
+        )
+        if library
+        else []
+        for p in problems
+    }
+
+
 def solve(
     problems: Sequence[Problem],
     solver: LLM,
@@ -102,18 +121,7 @@ def solve(
     Nothing is written: each rollout names the experiences that were in its prompt, and whoever keeps
     the rollouts counts their usage (the trainer does so in the batch's own transaction).
     """
-    used = {
-        p.id: library.search(
-            p.question,
-            settings.top_k,
-            min_similarity=settings.min_similarity,
-            evidence_weight=settings.evidence_weight,
-            domain=p.task,
-        )
-        if library
-        else []
-        for p in problems
-    }
+    used = retrieved(problems, settings, library)
     prompts = {
         p.id: solver_messages(
             p, render_for_prompt([h.experience.text for h in used[p.id]]), settings.prompt_version, settings.instruction
