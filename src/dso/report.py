@@ -882,8 +882,8 @@ def render(results: Results, *, command: str, link_base: str | Mapping[str, str]
     )
     out += _section(
         "The main job: a node on a task it never trained on",
-        "`dso demo` as `make demo` runs it (`bench/demo.sh`): node 0 learned chain sums, a specialist replayed a "
-        "hand-written leg-counting lesson, node 0 tried it on its own questions before adopting it.",
+        "`dso demo` as `make demo` runs it (`bench/demo.sh`): node 0 learned chain sums, a specialist replayed "
+        "hand-written leg-counting lessons, node 0 tried them on its own questions before adopting any.",
         demo_rows(results),
         link_base,
     )
