@@ -111,13 +111,14 @@ def print_demo(result: dict[str, Any], run_dir: Path) -> None:
         b, n = row["batches"], row["bytes_per_honest_node"]
         console.print(
             f"round {row['round']}: batches {b['accepted']} accepted / {b['rejected']} rejected; global library "
-            f"{row['global_library']['accepted']} accepted; a node sent {n['sent_median']:,} B and received "
-            f"{n['received_median']:,} B"
+            f"{row['global_library']['accepted']} accepted, {row['global_library']['candidates']} candidates; a "
+            f"node sent {int(n['sent_median']):,} B and received {int(n['received_median']):,} B"
         )
-    for verdict in result["trials"]:
+    validation = result["settings"]["validation"]
+    for verdict in result["trials"]:  # the gate stops asking once a candidate can no longer pass
         console.print(
-            f"node 0 tried a candidate on {verdict['questions']} of its own {task} questions: {verdict['fixed']} "
-            f"fixed / {verdict['broken']} broken (p = {verdict['p_value']:.2g}), "
+            f"node 0 tried a candidate on {verdict['questions']} of its {validation} {task} questions: "
+            f"{verdict['fixed']} fixed / {verdict['broken']} broken (p = {verdict['p_value']:.2g}), "
             f"{'adopted' if verdict['adopted'] else 'refused'}: {shown(verdict['text'], 80)}"
         )
     evaluation = result["evaluation"]
@@ -143,6 +144,11 @@ def print_demo(result: dict[str, Any], run_dir: Path) -> None:
                 console.print(f"[yellow]a gain on {task}, but within noise at this size (p >= 0.05)")
             else:
                 console.print(f"[green]node 0 gained on {task}, a task it never trained on (p < 0.05)")
+    untried = [c for c in result["candidates"] if c["text"] not in {v["text"] for v in result["trials"]}]
+    console.print(
+        f"candidates left, below the support threshold and not adopted: {len(result['candidates'])} "
+        f"({len(untried)} untried: node 0's own, or of a kind it holds no questions of)"
+    )
     console.print("rejected, and why:")
     for row in result["rejected_experiences"][:6]:
         who = "attacker" if row["from_attacker"] else "honest"
@@ -154,9 +160,11 @@ def print_demo(result: dict[str, Any], run_dir: Path) -> None:
         f"{result['attacker_items_adopted']}"
     )
     fed = result["fedavg_bytes_per_node_round"]
-    most = max(
-        r["bytes_per_honest_node"]["sent_median"] + r["bytes_per_honest_node"]["received_median"]
-        for r in result["rounds"]
+    most = int(
+        max(
+            r["bytes_per_honest_node"]["sent_median"] + r["bytes_per_honest_node"]["received_median"]
+            for r in result["rounds"]
+        )
     )
     console.print(
         f"bytes per node and round: DSO {most:,} B; FedAvg of {fed['model']} {fed['lora8']:,} B (rank-8 LoRA, "
