@@ -181,3 +181,16 @@ def test_demo_run_dir_rule(tmp_path: Path) -> None:
         with pytest.raises(DSOError):
             fresh_run_dir(refused)
     assert (foreign / "data").read_text() == "x" and (made / MARKER).is_file()
+
+
+def test_the_demo_printout_reads_a_measured_result(capsys: pytest.CaptureFixture[str]) -> None:
+    """The committed main-job result as a person sees it: every trial, the arms against the placebo, the verdict."""
+    from dso.cli.main import print_demo
+
+    result = json.loads((Path(__file__).parents[1] / "bench/results/demo.json").read_text())
+    print_demo({**result, "plots": ["accuracy.png"]}, Path("runs/demo"))
+    shown = capsys.readouterr().out
+    assert shown.count("node 0 tried a candidate") == len(result["trials"])
+    assert "with the network" in shown and "against the placebo" in shown and "candidates left" in shown
+    arms = {a["arm"]: a["accuracy"] for a in result["evaluation"]["arms"]}
+    assert ("did not help node 0" in shown) == (arms["node 0 with the network"] <= arms["placebo"])
