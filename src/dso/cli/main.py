@@ -85,7 +85,7 @@ def demo(
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """A small live network: a node learns, gains from a specialist's lesson it tried first, and one node attacks."""
+    """A small live network: a node learns, tries a specialist's lessons before adopting them; one node attacks."""
     from dso.cli.common import Bars, progress_bars
     from dso.demo import DEMO_TRAIN, DemoSettings, run_demo
 
