@@ -1,5 +1,5 @@
-"""The main job on embedded defaults: a small live DSO network on one machine, where a node gains from a
-lesson it never learned.
+"""The main job on embedded defaults: a small live DSO network on one machine, asking whether a node gains
+from lessons it never learned (measured: bench/results/demo.json).
 
 - **node 0** learns one task live (chain sums, Training-Free GRPO with the embedded model) and has never
   seen a question of the other task (leg counting);
