@@ -59,23 +59,6 @@ def bytes_per_round(
     return _save(figure, path)
 
 
-def accuracy_per_round(baseline: float | None, rounds: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
-    """Held-out accuracy of one node per measured round: with its own lessons, with the global library too."""
-    measured = [r for r in rounds if "accuracy" in r]  # rounds after which the held-out set was answered
-    numbers = [r["round"] for r in measured]
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    width = 0.35
-    axis.bar([n - width / 2 for n in numbers], [r["accuracy"]["alone"] for r in measured], width, label="alone")
-    axis.bar(
-        [n + width / 2 for n in numbers], [r["accuracy"]["network"] for r in measured], width, label="with the network"
-    )
-    if baseline is not None:
-        axis.axhline(baseline, linestyle=":", color="grey", label="no experiences")
-    axis.set(xlabel="round", ylabel="held-out accuracy", title=title, xticks=numbers, ylim=(0, 1))
-    axis.legend(fontsize=8)
-    return _save(figure, path)
-
-
 def node_training_accuracy(metrics: Sequence[dict[str, Any]], path: Target, title: str) -> Target:
     """A node's share of correct training attempts per learning batch, with its library's size."""
     figure, axis = plt.subplots(figsize=(6, 3.2))
