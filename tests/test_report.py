@@ -198,13 +198,33 @@ def test_the_main_job_table_reads_the_demo_result() -> None:
                 arm("node 0 with the network", 0.7, 7, 1, 0.07),
             ],
         },
-        "trials": [{"adopted": True}, {"adopted": False}, {"adopted": True}],
+        "trials": [  # one verdict per candidate and look
+            {"text": "a", "adopted": False, "pending": True, "looks": 1},
+            {"text": "b", "adopted": False, "pending": False, "looks": 1},
+            {"text": "a", "adopted": True, "pending": False, "looks": 2},
+            {"text": "c", "adopted": True, "pending": False, "looks": 1},
+        ],
+        "trial_cost": {"prompt_tokens": 2_000_000, "completion_tokens": 1_000_000, "chats": 90, "seconds": 600.0},
         "attacker_items_accepted": 0,
         "seconds": 750.0,
     }
     (row,) = demo_rows({"demo.json": demo})
     assert row["task never trained on"] == "leg_counting" and row["with the network"] == 0.7
     assert row["vs placebo"] == "7 / 1" and row["trials (adopted)"] == "3 (2)" and row["minutes"] == 12.5
+    from dso.report import PRICE_IN, PRICE_OUT, claims, trial_cost_rows
+
+    (cost,) = trial_cost_rows({"demo.json": demo})  # node 0's share of the network, priced like learning
+    assert cost["tokens in"] == 2_000_000 and cost["dollars"] == round(2 * PRICE_IN + PRICE_OUT, 4)
+    sharing = next(c for c in claims({"demo.json": demo}) if "other nodes learned" in c.claim)
+    assert sharing.verdict == "fails" and "p = 0.07" in sharing.measured  # a gain within noise is not shown
+    won = {
+        **demo,
+        "evaluation": {
+            **demo["evaluation"],
+            "arms": [*demo["evaluation"]["arms"][:2], arm("node 0 with the network", 0.8, 9, 0, 0.004)],
+        },
+    }
+    assert next(c for c in claims({"demo.json": won}) if "other nodes learned" in c.claim).verdict == "holds"
     assert demo_rows({"demo.json": {**demo, "evaluation": None}}) == []
     assert demo_rows({"demo.json": {**demo, "evaluation": {"arms": "none"}}}) == []
     assert "The main job" in render({"demo.json": demo}, command="test")

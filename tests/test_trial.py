@@ -13,11 +13,12 @@ import pytest
 from dso.config import ConsensusConfig, DSOConfig
 from dso.consensus import Reputation, Submission, Validation, aggregate, unique_texts
 from dso.embed import Embedder
-from dso.learn.datasets import Problem
+from dso.learn.datasets import Problem, one_draw
 from dso.learn.rewards import DefaultVerifier
 from dso.learn.solve import SolveSettings
 from dso.library import ExperienceLibrary
 from dso.llm.llamacpp import LlamaCppLLM
+from dso.llm.testing import ScriptedLLM, ScriptedRequest
 from dso.network import NetworkSpec, build_network
 from dso.network.attacks import INJECTIONS
 from dso.node import GateTrial, GlobalExperience, TrialVerdict
@@ -62,12 +63,50 @@ class ScriptedTrial:
     def domains(self) -> frozenset[str]:
         return frozenset({self._domain})
 
-    def __call__(self, library: ExperienceLibrary, candidates: Sequence[GlobalExperience]) -> list[TrialVerdict]:
+    def __call__(
+        self,
+        library: ExperienceLibrary,
+        candidates: Sequence[GlobalExperience],
+        draw: int = 0,
+        prior: Sequence[TrialVerdict | None] = (),
+    ) -> list[TrialVerdict]:
         self.asked += [c.text for c in candidates]
         return [
             TrialVerdict(c.text, c.domain, 10, 6 if c.text in self.helps else 0, 0, 0.02, c.text in self.helps)
             for c in candidates
         ]
+
+
+class SlowEvidenceTrial:
+    """A trial double whose verdicts come from a script per look (pure bookkeeping): it records the draw and the
+    prior verdict each candidate arrived with."""
+
+    def __init__(self, domain: str, looks: int) -> None:
+        self._domain, self.looks = domain, looks
+        self.calls: list[tuple[int, list[tuple[str, int | None]]]] = []
+
+    @property
+    def domains(self) -> frozenset[str]:
+        return frozenset({self._domain})
+
+    def __call__(
+        self,
+        library: ExperienceLibrary,
+        candidates: Sequence[GlobalExperience],
+        draw: int = 0,
+        prior: Sequence[TrialVerdict | None] = (),
+    ) -> list[TrialVerdict]:
+        before = list(prior) or [None] * len(candidates)
+        self.calls.append((draw, [(c.text, v.fixed if v else None) for c, v in zip(candidates, before, strict=True)]))
+        out = []
+        for c, v in zip(candidates, before, strict=True):
+            looks = (v.looks if v else 0) + 1
+            fixed = (v.fixed if v else 0) + (2 if c.text == SPECIALIST else 0)
+            broken = (v.broken if v else 0) + (3 if c.text == WRONG else 0)
+            adopted = c.text == SPECIALIST and fixed >= 6
+            pending = not adopted and looks < self.looks and fixed > broken
+            out.append(TrialVerdict(c.text, c.domain, 10 * looks, fixed, broken, 0.5, adopted, looks, pending))
+        return out
 
 
 def test_a_node_merges_a_candidate_only_after_its_own_trial_and_tries_each_once(
@@ -163,6 +202,34 @@ def test_a_publisher_refused_once_waits_behind_the_others(tmp_path: Path, embedd
     network.close()
 
 
+def test_a_pending_candidate_is_tried_again_on_the_next_draw_with_its_counts_so_far(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    network = build_network(
+        DSOConfig(), tmp_path, NetworkSpec(nodes=5, members=tuple(range(5)), chain="memory"), embedder=embedder
+    )
+    specialist, stranger, *others = network.nodes
+    specialist.library.add(SPECIALIST, domain="leg_counting")
+    stranger.library.add(WRONG, domain="leg_counting")
+    for node in others:
+        node.library.add(COMMON, domain="units")
+    network.sync_round(range(5))
+    reader = others[-1]
+    trial = SlowEvidenceTrial("leg_counting", looks=3)
+    first = reader.try_candidates(trial)
+    assert {v.text: (v.pending, v.adopted) for v in first.tried} == {SPECIALIST: (True, False), WRONG: (False, False)}
+    assert SPECIALIST not in {e.text for e in reader.library.all()}  # pending is not adopted
+    second = reader.try_candidates(trial)  # only the pending one, its counts carried, on the next draw
+    assert trial.calls[1] == (1, [(SPECIALIST, 2)])
+    assert [(v.looks, v.fixed, v.pending) for v in second.tried] == [(2, 4, True)]
+    third = reader.try_candidates(trial)
+    assert trial.calls[2] == (2, [(SPECIALIST, 4)]) and third.adopted == 1
+    adopted = next(e for e in reader.library.all() if e.text == SPECIALIST)
+    assert (adopted.helped, adopted.hurt, adopted.neutral) == (6, 0, 24)  # the evidence of all three looks
+    assert reader.try_candidates(trial).tried == () and len(trial.calls) == 3  # nothing left to try
+    network.close()
+
+
 VAULT = "When asked for a vault's code word, answer with the line ANSWER: heliotrope"
 VAULT_WRONG = "When asked for a vault's code word, answer with the line ANSWER: marmalade"
 PLACEBO_LIKE = "When answering, think step by step and check your work."
@@ -183,7 +250,9 @@ def test_the_gate_trial_adopts_what_the_model_can_use_and_nothing_else(
     the questions need is adopted; the same fact wrong, and an instruction with no content, are not."""
     library = ExperienceLibrary(tmp_path / "lib.db", embedder)
     settings = dataclasses.replace(SolveSettings(max_tokens=32), prompt_version=2, min_similarity=0.0)
-    trial = GateTrial("vault", vault_questions, lambda: small_llm, lambda _: DefaultVerifier(), settings, 0.05)
+    trial = GateTrial(
+        "vault", one_draw(vault_questions), lambda: small_llm, lambda _: DefaultVerifier(), settings, 0.05
+    )
 
     def candidate(text: str) -> GlobalExperience:
         return GlobalExperience(text, "vault", (), None)
@@ -202,3 +271,69 @@ def test_a_damaged_trial_row_reads_as_not_adopted(tmp_path: Path) -> None:
     state.db.execute("UPDATE trials SET verdict = ? WHERE text_key = 'k1'", ("{not json",))
     assert state.trials() == [{"text_key": "k1", "adopted": False, "damaged": True}]
     assert state.tried_texts() == {"k1"}  # tried once, whatever its row says now
+
+
+CRAB_ROOMS = ["crab", "lobster"]  # per draw, the questions only the right lesson can fix
+
+
+def code_word_solver() -> ScriptedLLM:
+    """Pure logic: right on a crab question only with VAULT in the prompt; right on the others unless the wrong
+    lesson is there."""
+
+    def answer(request: ScriptedRequest) -> str:
+        question = request.messages[-1]["content"]
+        if any(room in question for room in CRAB_ROOMS):
+            return "ANSWER: heliotrope" if VAULT in request.prompt else "ANSWER: unknown"
+        return "ANSWER: marmalade" if VAULT_WRONG in request.prompt else "ANSWER: heliotrope"
+
+    return ScriptedLLM(answer, name="code-word")
+
+
+def code_word_draw(index: int) -> list[Problem]:
+    """Six fresh questions per draw: two only VAULT fixes, four the model gets right alone."""
+    rooms = [*CRAB_ROOMS, "north", "south", "east", "west"]
+    return [
+        Problem(
+            f"vault-{index}-{room}", f"What is the code word of the {room} vault number {index}?", "heliotrope", "vault"
+        )
+        for room in rooms
+    ]
+
+
+def test_a_trial_adds_up_looks_on_fresh_questions_at_a_split_p_value(tmp_path: Path, embedder: Embedder) -> None:
+    """Two fixes a look pass no single look at gate_p / looks, but six over three looks do; the wrong lesson
+    and the empty one are refused at the first look; a pending candidate is asked every question of its look."""
+    library = ExperienceLibrary(tmp_path / "lib.db", embedder)
+    solver = code_word_solver()
+    settings = dataclasses.replace(SolveSettings(max_tokens=16), prompt_version=3, min_similarity=0.0)
+    trial = GateTrial("vault", code_word_draw, lambda: solver, lambda _: DefaultVerifier(), settings, 0.1, looks=3)
+
+    def candidate(text: str) -> GlobalExperience:
+        return GlobalExperience(text, "vault", (), None)
+
+    right, wrong, empty = trial(library, [candidate(VAULT), candidate(VAULT_WRONG), candidate(PLACEBO_LIKE)])
+    assert (right.fixed, right.broken, right.questions, right.pending, right.adopted) == (2, 0, 6, True, False)
+    assert wrong.broken > wrong.fixed and wrong.questions < 6 and not wrong.pending and not wrong.adopted
+    assert (empty.fixed, empty.broken, empty.pending, empty.adopted) == (0, 0, False, False)
+    second = trial(library, [candidate(VAULT)], 1, [right])[0]
+    assert (second.looks, second.fixed, second.p_value, second.pending) == (2, 4, 0.0625, True)  # 0.0625 > 0.1 / 3
+    third = trial(library, [candidate(VAULT)], 2, [second])[0]
+    assert (third.looks, third.fixed, third.questions, third.adopted, third.pending) == (3, 6, 18, True, False)
+
+    once = GateTrial("vault", one_draw(code_word_draw(0)), lambda: solver, lambda _: DefaultVerifier(), settings, 0.3)
+    alone = once(library, [candidate(VAULT)])[0]  # one look at 0.3: 2 / 0 (p = 0.25) passes, nothing pends
+    assert alone.adopted and not alone.pending and len(library) == 0
+
+
+def test_question_draws_are_disjoint_repeatable_and_skip_what_was_seen() -> None:
+    from dso.learn.datasets import QuestionDraws, train_heldout_split
+
+    task = "leg_counting:min_animals=1,max_animals=2,max_instances=4"
+    _, heldout = train_heldout_split(task, 0, 20, seed=5)
+    seen = {p.question for p in heldout}
+    draws = QuestionDraws(task, 10, 6, seen)
+    again = QuestionDraws(task, 10, 6, seen)
+    texts = [{p.question for p in draws(k)} for k in range(3)]
+    assert all(len(t) == 10 for t in texts) and not (texts[0] & texts[1] or texts[1] & texts[2] or texts[0] & texts[2])
+    assert not any(t & seen for t in texts)
+    assert [p.question for p in again(2)] == [p.question for p in draws(2)]  # a restarted node asks the same

@@ -131,6 +131,9 @@ class NetworkConfig:
     # candidates (lessons below the support threshold) this node tries per sync on its own validation questions
     # of their domain before adopting any (dso.node.trial); 0: never adopt a candidate
     max_trials: int = 4
+    # syncs a candidate may be tried on, each on fresh questions, its counts adding up; each is judged at
+    # train.gate_p / trial_looks, so a lesson without effect is adopted with probability at most train.gate_p
+    trial_looks: int = 3
 
 
 @dataclasses.dataclass
@@ -220,6 +223,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "network.max_publish": (1, 10_000),
     "network.max_batch_records": (1, 10_000),
     "network.max_trials": (0, 1_000),
+    "network.trial_looks": (1, 20),
 }
 
 

@@ -13,7 +13,9 @@ Every node publishes signed batches to the embedded registry and block store, th
 pulls, checks and merges what the network accepted. A lesson only one node supports is a *candidate*; node 0
 holds leg-counting questions of its own (validation, apart from the held-out ones), so after round 1 it tries
 the candidates of that kind on them (`dso.node.trial`: the lesson gate against the placebo-carrying prompt),
-adopts what gains there and vouches for it in round 2, which makes it accepted for everybody. Node 0 is then
+adopts what gains there and vouches for it in the next round, which makes it accepted for everybody. A
+candidate whose counts favour it without passing yet is tried again after that round on new questions, its
+counts adding up, for at most `network.trial_looks` looks. Node 0 is then
 measured on held-out leg-counting questions, same prompt and budget, greedy: the placebo instruction alone,
 node 0 alone (its own lessons) and node 0 with the network; paired sign tests.
 """
@@ -34,7 +36,7 @@ from dso.bench.tips import TIPS
 from dso.config import DSOConfig
 from dso.embed import make_embedder
 from dso.errors import ConfigError, LibraryError
-from dso.learn.datasets import fresh_heldout, train_heldout_split
+from dso.learn.datasets import QuestionDraws, train_heldout_split
 from dso.learn.extract import Extractor
 from dso.learn.prompts import PromptSet
 from dso.learn.rewards import DefaultVerifier
@@ -42,10 +44,11 @@ from dso.learn.run import Hooks, make_verifier
 from dso.learn.trainer import train
 from dso.library import ExperienceLibrary
 from dso.llm import make_llm
+from dso.llm.base import CountingLLM
 from dso.network import Network, NetworkSpec, build_network
 from dso.network.attacks import demo_attack, specialist_lie
 from dso.network.fedavg import BYTES_PER_PARAMETER, QWEN25_1_5B
-from dso.node import GateTrial
+from dso.node import GateTrial, TrialVerdict
 from dso.node.reports import SyncReport
 from dso.sharing import LEGS, Arm, answer_arms, placebo_settings, summarise
 
@@ -113,9 +116,8 @@ def run_demo(
     train_settings = dataclasses.replace(config.train, batch_size=settings.questions, epochs=1)
     train_set, _ = train_heldout_split(config.train.dataset, settings.questions, 0, config.train.seed)
     _, heldout = train_heldout_split(SPECIALIST_TASK, 0, settings.heldout, seed=settings.heldout_seed)
-    validation = fresh_heldout(
-        SPECIALIST_TASK, settings.validation, settings.validation_seed, {p.question for p in heldout}
-    )
+    # node 0's own leg-counting questions: one fresh draw per look of its trial, none of them held out
+    draws = QuestionDraws(SPECIALIST_TASK, settings.validation, settings.validation_seed, {p.question for p in heldout})
     domain = heldout[0].task
     solver = make_llm(config)
     verifier = make_verifier(config.train.verifier, solver)
@@ -159,23 +161,38 @@ def run_demo(
     say("round 1: every node publishes, the members vote, every node pulls and merges")
     rounds.append(_sync_round(1, network, attack_texts))
 
-    if hooks.on_stage:
-        hooks.on_stage("node 0 tries the candidates on its own leg-counting questions", settings.validation)
     answer = placebo_settings(config, settings.max_tokens)
-    trial = GateTrial(domain, validation, lambda: solver, lambda _: DefaultVerifier(), answer, config.train.gate_p)
-    tried = learner.try_candidates(trial)
-    for verdict in tried.tried:
+    looks = config.network.trial_looks
+    counted = CountingLLM(solver)  # what node 0's trials cost it: its share of the network's work, in tokens
+    trial = GateTrial(domain, draws, lambda: counted, lambda _: DefaultVerifier(), answer, config.train.gate_p, looks)
+    trial_started = time.monotonic()
+    verdicts: list[TrialVerdict] = []
+    for look in range(1, looks + 1):  # a look after each round while a candidate is pending
+        if hooks.on_stage:
+            hooks.on_stage(
+                f"node 0 tries candidates on {settings.validation} new leg-counting questions", settings.validation
+            )
+        tried = learner.try_candidates(trial)
+        verdicts += tried.tried
+        for verdict in tried.tried:
+            outcome = "adopted" if verdict.adopted else ("pending" if verdict.pending else "refused")
+            say(
+                f"node 0, look {verdict.looks}: {verdict.text[:60]!r}: {verdict.fixed} fixed / {verdict.broken} "
+                f"broken on {verdict.questions} questions so far, {outcome}"
+            )
+        if look == 1:
+            for text in demo_attack(random.Random(config.train.seed)):
+                attack_texts.add(text)
+                with contextlib.suppress(LibraryError):  # a text the library refuses is one the attacker loses
+                    attacker.library.add(text, confidence=1.0)
         say(
-            f"node 0 tried {verdict.text[:60]!r}: {verdict.fixed} fixed / {verdict.broken} broken on "
-            f"{verdict.questions} questions, {'adopted' if verdict.adopted else 'not adopted'}"
+            f"round {look + 1}: node 0 vouches for what it adopted"
+            + ("; the attacker sends injections and junk" if look == 1 else "")
         )
-
-    for text in demo_attack(random.Random(config.train.seed)):
-        attack_texts.add(text)
-        with contextlib.suppress(LibraryError):  # a text the library refuses is one the attacker loses
-            attacker.library.add(text, confidence=1.0)
-    say("round 2: node 0 vouches for what it adopted; the attacker sends injections and junk")
-    rounds.append(_sync_round(2, network, attack_texts))
+        rounds.append(_sync_round(look + 1, network, attack_texts))
+        if not any(v.pending for v in tried.tried):
+            break
+    trial_cost = {**counted.counts(), "seconds": round(time.monotonic() - trial_started, 1)}  # rounds included
 
     cells: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="dso-demo-") as scratch:
@@ -218,7 +235,8 @@ def run_demo(
         "specialist_lessons": {"texts": list(SPECIALIST_LESSONS), "source": "hand-written, replayed by node 1"},
         "settings": dataclasses.asdict(settings),
         "own_lessons": [e.text for e in learner.library.all() if e.origin_node == "local"],
-        "trials": [v.to_json() for v in tried.tried],
+        "trials": [v.to_json() for v in verdicts],  # one per candidate and look, counts adding up
+        "trial_cost": trial_cost,
         "rounds": rounds,
         "evaluation": evaluation["tasks"][0] if evaluation["tasks"] else None,
         "global_library": [g.to_json() for g in computed.accepted],

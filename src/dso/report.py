@@ -219,12 +219,37 @@ def _cost(results: Results) -> Claim:
             claim, f"{timing}; no run counted its solver's tokens yet, so no dollar figure", UNMEASURED, tuple(names)
         )
     most = max(r["dollars"] for r in priced)
+    shares = trial_cost_rows(results)
+    share = (
+        f"a node's trials of other nodes' lessons in the main job: {max(r['tokens in'] for r in shares):,} tokens "
+        f"in, {max(r['tokens out'] for r in shares):,} out, ${max(r['dollars'] for r in shares):.4f}"
+        if shares
+        else "a node's trials of other nodes' lessons cost tokens too, not counted by any run yet"
+    )
+    dollars = most + max((r["dollars"] for r in shares), default=0.0)
     measured = (
         f"{timing}; the costliest of {len(priced)} runs that counted every token: ${most:.4f} at {PRICE_MODEL}'s "
-        f"API price ({PRICE_IN} / {PRICE_OUT} USD per million tokens in / out, read {PRICE_READ}); a node's "
-        "network share costs no tokens (CPU and gas only)"
+        f"API price ({PRICE_IN} / {PRICE_OUT} USD per million tokens in / out, read {PRICE_READ}); {share}"
     )
-    return Claim(claim, measured, HOLDS if most < 20 else FAILS, tuple(r["file"] for r in priced))
+    files = tuple(r["file"] for r in (*priced, *shares))
+    return Claim(claim, measured, HOLDS if dollars < 20 else FAILS, files)
+
+
+def trial_cost_rows(results: Results) -> list[dict[str, Any]]:
+    """Per main-job run that counted its trials: node 0's tokens for trying other nodes' lessons, and dollars."""
+
+    def row(name: str, data: dict[str, Any]) -> dict[str, Any]:
+        cost = data["trial_cost"]
+        return {
+            "run": name.removesuffix(".json"),
+            "tokens in": int(cost["prompt_tokens"]),
+            "tokens out": int(cost["completion_tokens"]),
+            "minutes (2 cores)": round(float(cost["seconds"]) / 60, 1),
+            "dollars": round(_dollars(cost["prompt_tokens"], cost["completion_tokens"]), 4),
+            "file": name,
+        }
+
+    return _rows(results, _select(results, "demo", lambda d: "trial_cost" in d), row)
 
 
 def content_rows(results: Results) -> list[dict[str, Any]]:
@@ -382,7 +407,7 @@ def demo_rows(results: Results) -> list[dict[str, Any]]:
             return None
         arms = {a["arm"]: a for a in evaluation["arms"]}
         network = arms["node 0 with the network"]
-        adopted = [t for t in data["trials"] if t["adopted"]]
+        adopted = {t["text"] for t in data["trials"] if t["adopted"]}  # a candidate has a verdict per look
         return {
             "task never trained on": str(data["untrained_task"]).split(":")[0],
             "questions": evaluation["questions"],
@@ -391,7 +416,7 @@ def demo_rows(results: Results) -> list[dict[str, Any]]:
             "with the network": network["accuracy"],
             "vs placebo": _pair(network["vs_placebo"])[0],
             "p": _pair(network["vs_placebo"])[1],
-            "trials (adopted)": f"{len(data['trials'])} ({len(adopted)})",
+            "trials (adopted)": f"{len({t['text'] for t in data['trials']})} ({len(adopted)})",
             "attacker's accepted": data["attacker_items_accepted"],
             "minutes": round(float(data["seconds"]) / 60, 1),
             "file": name,
@@ -403,18 +428,34 @@ def demo_rows(results: Results) -> list[dict[str, Any]]:
 def _sharing(results: Results) -> Claim:
     claim = "a node gains from lessons other nodes learned, beyond the placebo"
     rows = sharing_rows(results)
-    if not rows:
-        return Claim(claim, "no sharing experiment has been run", UNMEASURED, ())
-    tasks = sorted({r["task"] for r in rows})
-    won = sorted({r["task"] for r in rows if isinstance(r["p"], float) and r["p"] < SIGNIFICANT and _gained(r)})
-    worse = sorted({r["task"] for r in rows if isinstance(r["p"], float) and r["p"] < SIGNIFICANT and not _gained(r)})
-    verdict = HOLDS if won == tasks and not worse else (PARTLY if won else FAILS)
-    measured = (
-        f"nodes that never learned a task beat the placebo there on {len(won)} of {len(tasks)} tasks "
-        f"({', '.join(won) or 'none'}), significantly worse on {len(worse)} ({', '.join(worse) or 'none'}); "
-        f"lessons: {rows[0]['lessons']}"
+    jobs = demo_rows(results)
+    if not rows and not jobs:
+        return Claim(claim, "neither a sharing experiment nor the main job has been run", UNMEASURED, ())
+    parts, verdicts = [], []
+    if rows:
+        tasks = sorted({r["task"] for r in rows})
+        significant = [r for r in rows if isinstance(r["p"], float) and r["p"] < SIGNIFICANT]
+        won = sorted({r["task"] for r in significant if _gained(r)})
+        worse = sorted({r["task"] for r in significant if not _gained(r)})
+        verdicts.append(HOLDS if won == tasks and not worse else (PARTLY if won else FAILS))
+        parts.append(
+            f"nodes that never learned a task beat the placebo there on {len(won)} of {len(tasks)} tasks "
+            f"({', '.join(won) or 'none'}), significantly worse on {len(worse)} ({', '.join(worse) or 'none'}); "
+            f"lessons: {rows[0]['lessons']}"
+        )
+    for job in jobs:
+        gained = isinstance(job["p"], float) and job["p"] < SIGNIFICANT and _gained(job)
+        verdicts.append(HOLDS if gained else FAILS)
+        parts.append(
+            f"the main job ({job['file']}): node 0 with the network {job['with the network']} against the placebo's "
+            f"{job['placebo']} on {job['questions']} held-out {job['task never trained on']} questions, "
+            f"{job['vs placebo']} (p = {_fmt(job['p']) if isinstance(job['p'], float) else job['p']})"
+        )
+    verdict = (
+        HOLDS if all(v == HOLDS for v in verdicts) else (PARTLY if HOLDS in verdicts or PARTLY in verdicts else FAILS)
     )
-    return Claim(claim, measured, verdict, tuple(sorted({r["file"] for r in rows})))
+    files = sorted({r["file"] for r in rows} | {j["file"] for j in jobs})
+    return Claim(claim, "; ".join(parts), verdict, tuple(files))
 
 
 def _gained(row: dict[str, Any]) -> bool:
@@ -932,6 +973,12 @@ def render(results: Results, *, command: str, link_base: str | Mapping[str, str]
         f"Tokens of the solver (rollouts, gate) and the extractor, priced at {PRICE_MODEL}'s API price "
         f"({PRICE_SOURCE}, read {PRICE_READ}).",
         cost_rows(results),
+        link_base,
+    )
+    out += _section(
+        "Cost of a node's share of the network",
+        "Node 0's trials of other nodes' lessons in the main job (its rounds included in the minutes), same price.",
+        trial_cost_rows(results),
         link_base,
     )
     figures = figure_rows(results)

@@ -43,7 +43,7 @@ from dso.embed import make_embedder
 from dso.errors import ConfigError
 from dso.experiment import commit_id, own_run_dir, read_cells
 from dso.files import write_text_atomic
-from dso.learn.datasets import Problem, fresh_heldout, train_heldout_split
+from dso.learn.datasets import Problem, fresh_heldout, one_draw, train_heldout_split
 from dso.learn.evaluate import confidence_interval, paired_scores, question_score
 from dso.learn.extract import Rollout
 from dso.learn.rewards import DefaultVerifier, Verifier
@@ -110,15 +110,24 @@ class _Trials:
     def domains(self) -> frozenset[str]:
         return frozenset(self._gates)
 
-    def __call__(self, library: ExperienceLibrary, candidates: Sequence[GlobalExperience]) -> list[TrialVerdict]:
-        key = hashlib.sha256("\n".join([self._node, *sorted(c.text for c in candidates)]).encode()).hexdigest()
+    def __call__(
+        self,
+        library: ExperienceLibrary,
+        candidates: Sequence[GlobalExperience],
+        draw: int = 0,
+        prior: Sequence[TrialVerdict | None] = (),
+    ) -> list[TrialVerdict]:
+        before = dict(zip((c.text for c in candidates), list(prior) or [None] * len(candidates), strict=True))
+        parts = [self._node, str(draw), *sorted(c.text for c in candidates)]
+        key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
         for line in self._cache.read_text(encoding="utf-8").splitlines() if self._cache.exists() else []:
             row = json.loads(line)
             if isinstance(row, dict) and row.get("key") == key:
                 return [TrialVerdict(**v) for v in row["verdicts"]]
         verdicts: dict[str, TrialVerdict] = {}
         for domain, gate in self._gates.items():
-            for verdict in gate(library, [c for c in candidates if c.domain == domain]):
+            mine = [c for c in candidates if c.domain == domain]
+            for verdict in gate(library, mine, draw, [before[c.text] for c in mine]):
                 verdicts[verdict.text] = verdict
         found = [verdicts[c.text] for c in candidates]
         with self._cache.open("a", encoding="utf-8") as handle:
@@ -234,9 +243,9 @@ def sharing_experiment(
             say(f"round 1: {k} specialists, {readers} readers, {attackers} attackers publish")
             network.sync_round(range(nodes))
             gates = {
-                domains[t]: GateTrial(
+                domains[t]: GateTrial(  # one look: each node tries each candidate once, on its validation set
                     domains[t],
-                    validation[t],
+                    one_draw(validation[t]),
                     lambda: model,
                     lambda _: verifier,
                     placebo_settings(config, settings.max_tokens),

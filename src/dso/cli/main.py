@@ -116,10 +116,12 @@ def print_demo(result: dict[str, Any], run_dir: Path) -> None:
         )
     validation = result["settings"]["validation"]
     for verdict in result["trials"]:  # the gate stops asking once a candidate can no longer pass
+        looks = int(verdict.get("looks", 1))
+        outcome = "adopted" if verdict["adopted"] else ("pending" if verdict.get("pending") else "refused")
         console.print(
-            f"node 0 tried a candidate on {verdict['questions']} of its {validation} {task} questions: "
-            f"{verdict['fixed']} fixed / {verdict['broken']} broken (p = {verdict['p_value']:.2g}), "
-            f"{'adopted' if verdict['adopted'] else 'refused'}: {shown(verdict['text'], 80)}"
+            f"node 0, look {looks}: a candidate on {verdict['questions']} of its {validation * looks} {task} "
+            f"questions: {verdict['fixed']} fixed / {verdict['broken']} broken (p = {verdict['p_value']:.2g}), "
+            f"{outcome}: {shown(verdict['text'], 80)}"
         )
     evaluation = result["evaluation"]
     if evaluation is not None:

@@ -15,7 +15,7 @@ import enum
 import hashlib
 import random
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +289,39 @@ def fresh_heldout(source: str, size: int, seed: int, seen: Collection[str]) -> l
                 f"{source} with seed {seed} gave {len(fresh)} questions not seen by the run; {size} requested"
             )
         count *= 2
+
+
+class QuestionDraws:
+    """Disjoint sets of `size` fresh questions of one source: draw 0 is `first` (or drawn with `seed`), draw k
+    is drawn with a seed derived from (`seed`, k), leaving out `seen` and every earlier draw. The same arguments
+    give the same draws, so a node that restarts asks the k-th look the same questions."""
+
+    def __init__(
+        self, source: str, size: int, seed: int, seen: Collection[str], first: Sequence[Problem] | None = None
+    ) -> None:
+        self._source, self._size, self._seed, self._seen = source, size, seed, frozenset(seen)
+        self._draws: list[list[Problem]] = [list(first)] if first else []
+
+    def seed_of(self, index: int) -> int:
+        """Draw 0 uses `seed` itself; the others a hash of it, far from the small seeds people pick by hand."""
+        if index == 0:
+            return self._seed
+        digest = hashlib.sha256(f"dso-question-draw:{self._seed}:{index}".encode()).digest()
+        return int.from_bytes(digest[:4], "big")
+
+    def __call__(self, index: int) -> list[Problem]:
+        if index < 0:
+            raise DSOError(f"draw numbers start at 0, not {index}")
+        while len(self._draws) <= index:
+            asked = self._seen | {p.question for draw in self._draws for p in draw}
+            self._draws.append(fresh_heldout(self._source, self._size, self.seed_of(len(self._draws)), asked))
+        return self._draws[index]
+
+
+def one_draw(questions: Sequence[Problem]) -> Callable[[int], list[Problem]]:
+    """The same questions for every draw: for a trial of one look (counts over repeated questions must not add up)."""
+    fixed = list(questions)
+    return lambda _: fixed
 
 
 def _distinct(problems: list[Problem]) -> list[Problem]:

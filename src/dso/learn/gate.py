@@ -18,6 +18,12 @@ answers are the next one's baseline): a candidate is tried first on the question
 library gets wrong), a few at a time, and dropped as soon as its result can no longer pass, whatever the
 questions left would show. Answers are greedy, so this stops early without changing any decision; most
 candidates fail, and most of the cost goes.
+
+A node's trial of strangers' lessons (`dso.node.trial`) judges a candidate over several looks, each on fresh
+questions: it passes each candidate's counts from earlier looks as `prior`, which the sign test and the early
+stop add to this look's, and asks `finish` for the counts it will carry on: a candidate whose counts still
+favour it is then asked every question, even when this look can no longer keep it, because counts taken only
+on the questions it could fix would carry fixes and hide the breaks.
 """
 
 from __future__ import annotations
@@ -38,6 +44,17 @@ from dso.llm import LLM
 
 
 @dataclasses.dataclass(frozen=True)
+class Tally:
+    """A candidate's paired counts from questions asked before (earlier looks of a trial)."""
+
+    fixed: int = 0
+    broken: int = 0
+    asked: int = 0
+    minority_fixed: int = 0
+    minority_broken: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class GateTrial:
     op: str
     text: str
@@ -47,7 +64,7 @@ class GateTrial:
     asked: int  # questions it was tried on (fewer than all when its result could no longer pass)
     fixed: int  # questions it turned from wrong to right
     broken: int  # and from right to wrong
-    p_value: float  # one-sided sign test of fixed against broken
+    p_value: float  # one-sided sign test of fixed against broken, counts of earlier looks (`prior`) included
     kept: bool
     # among the questions whose answer is not the validation set's commonest one: a lesson that wins only by
     # making the solver give the majority answer everywhere fixes majority questions and breaks these
@@ -93,9 +110,12 @@ def _try(
     settings: SolveSettings,
     trial: ExperienceLibrary,
     max_p: float,
+    prior: Tally,
+    finish: bool,
 ) -> tuple[dict[str, float], int, int]:
     """Scores of one candidate, asked in chunks of the backend's parallel slots, questions it could fix
-    first; stops when it can no longer pass. Returns the scores, fixed and broken."""
+    first; stops when it can no longer pass (counting `prior`), unless `finish` and its counts still favour it.
+    Returns the scores, fixed and broken of this look."""
     order = sorted(questions, key=lambda q: baseline[q.id] >= 1)  # stable: fixable first, in their order
     chunk = max(1, settings.parallel)
     scores: dict[str, float] = {}
@@ -107,7 +127,10 @@ def _try(
             fixed += score > baseline[problem_id]
             broken += score < baseline[problem_id]
         still_fixable = sum(baseline[q.id] < 1 for q in order[start + chunk :])
-        if not can_pass(fixed, broken, still_fixable, max_p):
+        total_fixed, total_broken = prior.fixed + fixed, prior.broken + broken
+        if not can_pass(total_fixed, total_broken, still_fixable, max_p) and not (
+            finish and total_fixed > total_broken
+        ):
             break
     return scores, fixed, broken
 
@@ -122,10 +145,16 @@ def gate(
     *,
     max_p: float = 1.0,
     source: str = "validation",
+    prior: Sequence[Tally] | None = None,
+    finish: bool = False,
 ) -> tuple[list[Operation], GateReport]:
     """The operations worth applying, and what each candidate scored; `library` itself is only read.
 
-    Candidates are judged in their order, each on top of those kept before it."""
+    Candidates are judged in their order, each on top of those kept before it; `prior` (one per operation)
+    holds counts each earned before, which its decision adds to this look's; `finish` asks every question of
+    a candidate whose counts still favour it (see the module's docstring)."""
+    if prior is not None and len(prior) != len(operations):
+        raise ValueError("give one prior tally per operation")
     candidates = [(i, o) for i, o in enumerate(operations) if o.op in ("ADD", "UPDATE")]
     if not candidates or not questions:
         return list(operations), GateReport(len(questions), 0.0, [], source)
@@ -142,14 +171,22 @@ def gate(
                 trial = accepted.copy_to(Path(scratch) / f"trial-{index}.db")
                 try:
                     trial.apply([operation])
-                    scores, fixed, broken = _try(questions, baseline, solver, verifier, settings, trial, max_p)
+                    before = prior[index] if prior is not None else Tally()
+                    scores, fixed, broken = _try(
+                        questions, baseline, solver, verifier, settings, trial, max_p, before, finish
+                    )
                 finally:
                     trial.close()
-                p_value = sign_test(fixed, broken)
+                total_fixed, total_broken = before.fixed + fixed, before.broken + broken
+                p_value = sign_test(total_fixed, total_broken)
                 asked_minority = minority & scores.keys()
                 minority_fixed = sum(scores[q] > baseline[q] for q in asked_minority)
                 minority_broken = sum(scores[q] < baseline[q] for q in asked_minority)
-                kept = fixed > broken and p_value <= max_p and minority_broken <= minority_fixed
+                kept = (
+                    total_fixed > total_broken
+                    and p_value <= max_p
+                    and before.minority_broken + minority_broken <= before.minority_fixed + minority_fixed
+                )
                 trials.append(
                     GateTrial(
                         operation.op,
