@@ -13,6 +13,7 @@ import pytest
 from dso.config import ConsensusConfig, DSOConfig
 from dso.consensus import Reputation, Submission, Validation, aggregate, unique_texts
 from dso.embed import Embedder
+from dso.errors import DSOError
 from dso.learn.datasets import Problem, one_draw
 from dso.learn.rewards import DefaultVerifier
 from dso.learn.solve import SolveSettings
@@ -319,6 +320,15 @@ def test_a_trial_adds_up_looks_on_fresh_questions_at_a_split_p_value(tmp_path: P
     assert (second.looks, second.fixed, second.p_value, second.pending) == (2, 4, 0.0625, True)  # 0.0625 > 0.1 / 3
     third = trial(library, [candidate(VAULT)], 2, [second])[0]
     assert (third.looks, third.fixed, third.questions, third.adopted, third.pending) == (3, 6, 18, True, False)
+
+    def run_dry(index: int) -> list[Problem]:  # a finite source: one draw, then nothing new
+        if index > 0:
+            raise DSOError("no questions left")
+        return code_word_draw(0)
+
+    finite = GateTrial("vault", run_dry, lambda: solver, lambda _: DefaultVerifier(), settings, 0.1, looks=3)
+    dry = finite(library, [candidate(VAULT)], 1, [right])[0]  # pending, but nothing left to ask: refused
+    assert (dry.fixed, dry.questions, dry.looks, dry.pending, dry.adopted) == (2, 6, 2, False, False)
 
     once = GateTrial("vault", one_draw(code_word_draw(0)), lambda: solver, lambda _: DefaultVerifier(), settings, 0.3)
     alone = once(library, [candidate(VAULT)])[0]  # one look at 0.3: 2 / 0 (p = 0.25) passes, nothing pends

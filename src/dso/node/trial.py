@@ -34,7 +34,9 @@ from typing import Any, Protocol
 
 from dso.config import DSOConfig
 from dso.core.experience import text_key
+from dso.errors import DSOError
 from dso.learn.datasets import Problem, QuestionDraws, train_heldout_split
+from dso.learn.gate import GateTrial as GateLook
 from dso.learn.gate import Tally, gate
 from dso.learn.rewards import Verifier
 from dso.learn.run import gate_questions, make_verifier
@@ -100,10 +102,14 @@ class LessonTrial(Protocol):
     ) -> list[TrialVerdict]: ...
 
 
-def judged(candidate: GlobalExperience, prior: TrialVerdict | None, look: Any, kept: bool, looks: int) -> TrialVerdict:
-    """A candidate's verdict after one more look (`look`: a `dso.learn.gate.GateTrial`): its counts added to
-    those of its earlier looks, and whether it stays pending (not kept, looks left, more fixed than broken)."""
+def judged(
+    candidate: GlobalExperience, prior: TrialVerdict | None, look: GateLook | Tally, kept: bool, looks: int
+) -> TrialVerdict:
+    """A candidate's verdict after one more look (the gate's trial, or an empty `Tally` when there was nothing
+    to ask): its counts added to those of its earlier looks, and whether it stays pending (not kept, looks
+    left, more fixed than broken)."""
     before = prior.tally() if prior is not None else Tally()
+    p_value = look.p_value if isinstance(look, GateLook) else (prior.p_value if prior is not None else 1.0)
     number = (prior.looks if prior is not None else 0) + 1
     fixed, broken = before.fixed + look.fixed, before.broken + look.broken
     return TrialVerdict(
@@ -112,7 +118,7 @@ def judged(candidate: GlobalExperience, prior: TrialVerdict | None, look: Any, k
         before.asked + look.asked,
         fixed,
         broken,
-        look.p_value,
+        p_value,
         kept,
         number,
         not kept and number < looks and fixed > broken,
@@ -162,6 +168,12 @@ class GateTrial:
         before = list(prior) or [None] * len(candidates)
         if len(before) != len(candidates):
             raise ValueError("give one prior verdict (or None) per candidate")
+        try:
+            questions = self._questions(draw)
+        except DSOError:  # a finite source ran out of questions no look asked
+            questions = []
+        if not questions:  # nothing new to ask: a pending candidate ends refused, on the counts it has
+            return [judged(c, v, Tally(), False, 1) for c, v in zip(candidates, before, strict=True)]
         if self._solver is None:
             model = self._make_solver()
             self._solver = (model, self._make_verifier(model))
@@ -169,7 +181,7 @@ class GateTrial:
         _, report = gate(
             operations,
             library,
-            self._questions(draw),
+            questions,
             *self._solver,
             self._settings,
             max_p=self._max_p / self.looks,
