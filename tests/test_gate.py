@@ -76,7 +76,9 @@ def test_gate_keeps_only_lessons_that_solve_more(tmp_path: Path, embedder: Embed
         ("UPDATE", 3.0, 2.0, 2, False),  # on top of the kept lesson nothing is left to fix: dropped after 2
     ]
     assert report.kept_score == 3.0
-    assert len(solver.requests) == 3 * 3 + 2  # one greedy pass without, at most one per candidate
+    # one greedy pass without, at most one per candidate; a stopped candidate's answers already in flight (at
+    # most the 2 slots) are answered and dropped, so they change nothing above
+    assert 3 * 3 + 2 <= len(solver.requests) <= 3 * 3 + 2 + 2
     assert [(e.id, e.text) for e in library.all()] == before  # trials ran on copies
 
 
@@ -106,7 +108,7 @@ def test_a_candidate_is_dropped_as_soon_as_its_result_can_no_longer_pass(tmp_pat
     # the misleading lesson fixed none of the first two it could fix: 2 left can never reach p <= 0.1 (4 of 4 needed)
     assert (first.asked, first.fixed, first.kept) == (2, 0, False)
     assert (second.asked, second.fixed, second.broken, second.kept) == (8, 4, 0, True) and second.p_value == 0.0625
-    assert len(solver.requests) == 8 + 2 + 8
+    assert 8 + 2 + 8 <= len(solver.requests) <= 8 + 2 + 8 + 2  # and at most the slots' answers in flight
 
 
 SHOW_WORK = "When counting sisters, write every sister's name out before answering."

@@ -37,6 +37,7 @@ from typing import Any
 from dso.learn.datasets import Problem
 from dso.learn.evaluate import answer_key, constant_answer
 from dso.learn.evidence import sign_test
+from dso.learn.extract import Rollout
 from dso.learn.rewards import Verifier
 from dso.learn.solve import SolveSettings, solve
 from dso.library import ExperienceLibrary, Operation
@@ -113,26 +114,28 @@ def _try(
     prior: Tally,
     finish: bool,
 ) -> tuple[dict[str, float], int, int]:
-    """Scores of one candidate, asked in chunks of the backend's parallel slots, questions it could fix
-    first; stops when it can no longer pass (counting `prior`), unless `finish` and its counts still favour it.
-    Returns the scores, fixed and broken of this look."""
+    """Scores of one candidate, questions it could fix first, judged every `settings.parallel` answers (in
+    order, whatever their timing, so the questions asked do not depend on it); stops when it can no longer
+    pass (counting `prior`), unless `finish` and its counts still favour it. Returns the scores, fixed and
+    broken of this look."""
     order = sorted(questions, key=lambda q: baseline[q.id] >= 1)  # stable: fixable first, in their order
     chunk = max(1, settings.parallel)
     scores: dict[str, float] = {}
-    fixed = broken = 0
-    for start in range(0, len(order), chunk):
-        part = order[start : start + chunk]
-        for problem_id, score in _scores(part, solver, verifier, settings, trial).items():
-            scores[problem_id] = score
-            fixed += score > baseline[problem_id]
-            broken += score < baseline[problem_id]
-        still_fixable = sum(baseline[q.id] < 1 for q in order[start + chunk :])
-        total_fixed, total_broken = prior.fixed + fixed, prior.broken + broken
-        if not can_pass(total_fixed, total_broken, still_fixable, max_p) and not (
-            finish and total_fixed > total_broken
-        ):
-            break
-    return scores, fixed, broken
+    counts = [0, 0]  # fixed, broken
+
+    def go_on(problem: Problem, rollouts: list[Rollout]) -> bool:
+        score = sum(r.reward for r in rollouts) / max(1, len(rollouts))
+        scores[problem.id] = score
+        counts[0] += score > baseline[problem.id]
+        counts[1] += score < baseline[problem.id]
+        if len(scores) % chunk:
+            return True
+        still_fixable = sum(baseline[q.id] < 1 for q in order[len(scores) :])
+        total_fixed, total_broken = prior.fixed + counts[0], prior.broken + counts[1]
+        return can_pass(total_fixed, total_broken, still_fixable, max_p) or (finish and total_fixed > total_broken)
+
+    solve(order, solver, verifier, settings, trial, until=go_on)
+    return scores, counts[0], counts[1]
 
 
 def gate(

@@ -115,11 +115,18 @@ def solve(
     library: ExperienceLibrary | None = None,
     *,
     on_done: Callable[[Problem, list[Rollout]], None] | None = None,
+    until: Callable[[Problem, list[Rollout]], bool] | None = None,
 ) -> dict[str, list[Rollout]]:
     """`samples` scored attempts per problem, several problems in flight at once.
 
     Nothing is written: each rollout names the experiences that were in its prompt, and whoever keeps
     the rollouts counts their usage (the trainer does so in the batch's own transaction).
+
+    `until` sees each problem's rollouts in the problems' order; once it returns False no further problem
+    is started and those after it are left out of the result (the ones already in flight are answered and
+    dropped), so the result is the same prefix however the answers' timing falls. The slots stay busy
+    meanwhile: a caller deciding every few answers whether to go on no longer waits for the slowest answer
+    of each few before the next start.
     """
     used = retrieved(problems, settings, library)
     prompts = {
@@ -156,8 +163,14 @@ def solve(
 
     results: dict[str, list[Rollout]] = {}
     with ThreadPoolExecutor(max(1, settings.parallel)) as pool:
-        for problem, rollouts in pool.map(attempt, problems):
+        futures = [pool.submit(attempt, p) for p in problems]
+        for future in futures:
+            problem, rollouts = future.result()
             results[problem.id] = rollouts
             if on_done:
                 on_done(problem, rollouts)
+            if until is not None and not until(problem, rollouts):
+                for rest in futures:
+                    rest.cancel()  # those not started; the running ones finish and are dropped
+                break
     return results
