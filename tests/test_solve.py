@@ -53,3 +53,39 @@ def test_the_placebo_instruction_follows_the_question_before_the_experiences() -
     assert placebo not in solver_messages(PROBLEM, "", 2)[1]["content"]  # solver.v2 carries no instruction
     candidate = solver_messages(PROBLEM, "", 2, instruction="Check twice.")[1]["content"]
     assert candidate.strip() == f"{PROBLEM.question}\n\nCheck twice."
+
+
+def test_solve_until_returns_the_same_prefix_whatever_the_timing() -> None:
+    """`until` stops in the questions' order: the wrong third answer stops it although it arrives before the
+    slow second one, later answers already in flight are dropped, and those not started never start."""
+    import threading
+    import time
+
+    from dso.learn.extract import Rollout
+    from dso.learn.rewards import DefaultVerifier
+    from dso.learn.solve import SolveSettings, solve
+    from dso.llm.testing import ScriptedLLM, ScriptedRequest
+
+    questions = [Problem(f"q{i}", f"What is {i} + 0?", str(i), "chain_sum") for i in range(8)]
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def answer(request: ScriptedRequest) -> str:
+        number = int(request.messages[-1]["content"].split("What is ")[1].split()[0])
+        with lock:
+            started.append(str(number))
+        if number == 1:
+            time.sleep(0.1)  # arrives after the third
+        elif number >= 3:
+            time.sleep(0.3)  # still in flight when the stop comes
+        return f"ANSWER: {number if number != 2 else 99}"
+
+    seen: list[str] = []
+
+    def until(problem: Problem, rollouts: list[Rollout]) -> bool:
+        seen.append(problem.id)
+        return bool(rollouts[0].reward > 0)  # stop at the first wrong answer
+
+    result = solve(questions, ScriptedLLM(answer), DefaultVerifier(), SolveSettings(parallel=3), until=until)
+    assert list(result) == ["q0", "q1", "q2"] and seen == ["q0", "q1", "q2"]
+    assert 3 < len(started) < 8  # the slots kept busy past the stop, and the rest never started
