@@ -123,17 +123,19 @@ def test_demo_runs_a_small_network_end_to_end(tmp_path: Path) -> None:
 
     run_dir = tmp_path / "demo"
     result = dso_json(
-        "demo", "--model", "smollm2-135m", "--questions", "1", "--heldout-size", "3", "--validation-size", "2",
+        "demo", "--model", "smollm2-135m", "--questions", "1", "--heldout-size", "3", "--validation-size", "1",
         "--run-dir", str(run_dir),
     )  # fmt: skip
-    first, second = result["rounds"]
+    first, second, *later = result["rounds"]
     assert first["bytes_per_honest_node"]["sent_median"] > 0 and first["bytes_per_honest_node"]["received_median"] > 0
     # node 0 tried what one node alone supports in a domain it holds questions of: the specialist's lessons and
-    # the attacker's wrong count; 2 questions can never reach the gate's p, so none is adopted nor accepted
-    tried = {verdict["text"]: verdict for verdict in result["trials"]}
+    # the attacker's wrong count, one new question a look, a round after each look while one is pending; three
+    # looks of one question can never reach the gate's p / 3 (3 / 0: p = 0.125), so none is adopted nor accepted
+    tried = {verdict["text"]: verdict for verdict in result["trials"]}  # the last look of each
     (lie,) = set(tried) - set(SPECIALIST_LESSONS)
     assert set(tried) == {*SPECIALIST_LESSONS, lie} and "legs" in lie
-    assert all(v["questions"] == 2 and not v["adopted"] for v in tried.values())
+    assert all(v["questions"] == v["looks"] and not v["adopted"] and not v["pending"] for v in tried.values())
+    assert len(later) == max(v["looks"] for v in tried.values()) - 1 <= 2
     assert {c["text"] for c in result["candidates"]} >= {*SPECIALIST_LESSONS, lie}
     assert result["attacker_items_accepted"] == 0 and result["attacker_items_adopted"] == 0
     # round 2: the injections and junk are voted down by the guards
@@ -190,7 +192,7 @@ def test_the_demo_printout_reads_a_measured_result(capsys: pytest.CaptureFixture
     result = json.loads((Path(__file__).parents[1] / "bench/results/demo.json").read_text())
     print_demo({**result, "plots": ["accuracy.png"]}, Path("runs/demo"))
     shown = capsys.readouterr().out
-    assert shown.count("node 0 tried a candidate") == len(result["trials"])
+    assert shown.count("node 0, look ") == len(result["trials"])
     assert "with the network" in shown and "against the placebo" in shown and "candidates left" in shown
     arms = {a["arm"]: a["accuracy"] for a in result["evaluation"]["arms"]}
     assert ("did not help node 0" in shown) == (arms["node 0 with the network"] <= arms["placebo"])
