@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dso.learn.datasets import Problem
-from dso.learn.evaluate import answer_key, constant_answer
+from dso.learn.evaluate import answer_key, constant_answer, question_score
 from dso.learn.evidence import sign_test
 from dso.learn.extract import Rollout
 from dso.learn.rewards import Verifier
@@ -93,7 +93,7 @@ def _scores(
     library: ExperienceLibrary,
 ) -> dict[str, float]:
     rollouts = solve(questions, solver, verifier, settings, library)
-    return {problem_id: sum(r.reward for r in group) / max(1, len(group)) for problem_id, group in rollouts.items()}
+    return {problem_id: question_score(group) for problem_id, group in rollouts.items()}
 
 
 def can_pass(fixed: int, broken: int, still_fixable: int, max_p: float) -> bool:
@@ -124,7 +124,7 @@ def _try(
     counts = [0, 0]  # fixed, broken
 
     def go_on(problem: Problem, rollouts: list[Rollout]) -> bool:
-        score = sum(r.reward for r in rollouts) / max(1, len(rollouts))
+        score = question_score(rollouts)
         scores[problem.id] = score
         counts[0] += score > baseline[problem.id]
         counts[1] += score < baseline[problem.id]

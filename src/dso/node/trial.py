@@ -102,28 +102,28 @@ class LessonTrial(Protocol):
     ) -> list[TrialVerdict]: ...
 
 
-def judged(
-    candidate: GlobalExperience, prior: TrialVerdict | None, look: GateLook | Tally, kept: bool, looks: int
-) -> TrialVerdict:
-    """A candidate's verdict after one more look (the gate's trial, or an empty `Tally` when there was nothing
-    to ask): its counts added to those of its earlier looks, and whether it stays pending (not kept, looks
-    left, more fixed than broken)."""
+def judged(candidate: GlobalExperience, prior: TrialVerdict | None, look: GateLook | None, looks: int) -> TrialVerdict:
+    """A candidate's verdict after one more look (the gate's trial of it, None when there was nothing to ask):
+    its counts added to those of its earlier looks, and whether it stays pending (not kept, looks left, more
+    fixed than broken)."""
     before = prior.tally() if prior is not None else Tally()
-    p_value = look.p_value if isinstance(look, GateLook) else (prior.p_value if prior is not None else 1.0)
+    now = Tally(look.fixed, look.broken, look.asked, look.minority_fixed, look.minority_broken) if look else Tally()
+    kept = look is not None and look.kept
+    p_value = look.p_value if look is not None else (prior.p_value if prior is not None else 1.0)
     number = (prior.looks if prior is not None else 0) + 1
-    fixed, broken = before.fixed + look.fixed, before.broken + look.broken
+    fixed, broken = before.fixed + now.fixed, before.broken + now.broken
     return TrialVerdict(
         candidate.text,
         candidate.domain,
-        before.asked + look.asked,
+        before.asked + now.asked,
         fixed,
         broken,
         p_value,
         kept,
         number,
-        not kept and number < looks and fixed > broken,
-        before.minority_fixed + look.minority_fixed,
-        before.minority_broken + look.minority_broken,
+        look is not None and not kept and number < looks and fixed > broken,
+        before.minority_fixed + now.minority_fixed,
+        before.minority_broken + now.minority_broken,
     )
 
 
@@ -173,7 +173,7 @@ class GateTrial:
         except DSOError:  # a finite source ran out of questions no look asked
             questions = []
         if not questions:  # nothing new to ask: a pending candidate ends refused, on the counts it has
-            return [judged(c, v, Tally(), False, 1) for c, v in zip(candidates, before, strict=True)]
+            return [judged(c, v, None, self.looks) for c, v in zip(candidates, before, strict=True)]
         if self._solver is None:
             model = self._make_solver()
             self._solver = (model, self._make_verifier(model))
@@ -188,7 +188,7 @@ class GateTrial:
             prior=[v.tally() if v is not None else Tally() for v in before],
             finish=self.looks > 1,
         )
-        return [judged(c, v, t, t.kept, self.looks) for c, v, t in zip(candidates, before, report.trials, strict=True)]
+        return [judged(c, v, t, self.looks) for c, v, t in zip(candidates, before, report.trials, strict=True)]
 
 
 @dataclasses.dataclass(frozen=True)
