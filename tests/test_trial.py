@@ -347,3 +347,40 @@ def test_question_draws_are_disjoint_repeatable_and_skip_what_was_seen() -> None
     assert all(len(t) == 10 for t in texts) and not (texts[0] & texts[1] or texts[1] & texts[2] or texts[0] & texts[2])
     assert not any(t & seen for t in texts)
     assert [p.question for p in again(2)] == [p.question for p in draws(2)]  # a restarted node asks the same
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {},
+        {"text": 5, "domain": "d", "questions": 1, "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": False},
+        {"text": "t", "domain": "d", "questions": -1, "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": False},
+        {"text": "t", "domain": "d", "questions": "9", "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": False},
+        {"text": "t", "domain": ["d"], "questions": 1, "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": False},
+        {"text": "t", "domain": "d", "questions": 1, "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": "no"},
+        {
+            "text": "t",
+            "domain": "d",
+            "questions": 1,
+            "fixed": 1,
+            "broken": 0,
+            "p_value": 0.5,
+            "adopted": False,
+            "pending": {"x": [1]},
+        },
+        {
+            "text": "t",
+            "domain": "d",
+            "questions": 1,
+            "fixed": 1,
+            "broken": 0,
+            "p_value": 0.5,
+            "adopted": False,
+            "unknown": 1,
+            "looks": None,
+        },
+    ],
+)
+def test_a_trial_row_of_the_wrong_shape_reads_as_no_verdict(row: dict[str, object]) -> None:
+    """A damaged state row never becomes a pending candidate's counts, and never raises."""
+    assert TrialVerdict.from_row(row) is None

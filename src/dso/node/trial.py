@@ -82,6 +82,10 @@ class TrialVerdict:
         counts = (verdict.questions, verdict.fixed, verdict.broken, verdict.looks)
         if not all(isinstance(n, int) and n >= 0 for n in counts):
             return None
+        if not (isinstance(verdict.text, str) and isinstance(verdict.domain, str)):
+            return None
+        if not (isinstance(verdict.pending, bool) and isinstance(verdict.adopted, bool)):
+            return None
         return verdict
 
 
