@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from dso.config import PromptConfig
@@ -69,15 +72,28 @@ def test_solve_until_returns_the_same_prefix_whatever_the_timing() -> None:
     questions = [Problem(f"q{i}", f"What is {i} + 0?", str(i), "chain_sum") for i in range(8)]
     started: list[str] = []
     lock = threading.Lock()
+    later_ones_running = threading.Event()
+
+    def number_of(messages: list[dict[str, str]]) -> int:
+        return int(messages[-1]["content"].split("What is ")[1].split()[0])
+
+    class TimedLLM(ScriptedLLM):
+        """Waits outside the scripted double's lock, so that the answers really overlap."""
+
+        def _complete(self, body: dict[str, Any]) -> Mapping[str, Any]:
+            number = number_of(body["messages"])
+            with lock:
+                started.append(str(number))
+                if {"3", "4"} <= set(started):
+                    later_ones_running.set()
+            if number == 1:
+                later_ones_running.wait(timeout=10)  # arrives after the third, once freed slots took q3 and q4
+            elif number >= 3:
+                time.sleep(1.0)  # still in flight at the stop, however slowly a loaded machine wakes the caller
+            return super()._complete(body)
 
     def answer(request: ScriptedRequest) -> str:
-        number = int(request.messages[-1]["content"].split("What is ")[1].split()[0])
-        with lock:
-            started.append(str(number))
-        if number == 1:
-            time.sleep(0.1)  # arrives after the third
-        elif number >= 3:
-            time.sleep(0.3)  # still in flight when the stop comes
+        number = number_of(list(request.messages))
         return f"ANSWER: {number if number != 2 else 99}"
 
     seen: list[str] = []
@@ -86,6 +102,6 @@ def test_solve_until_returns_the_same_prefix_whatever_the_timing() -> None:
         seen.append(problem.id)
         return bool(rollouts[0].reward > 0)  # stop at the first wrong answer
 
-    result = solve(questions, ScriptedLLM(answer), DefaultVerifier(), SolveSettings(parallel=3), until=until)
+    result = solve(questions, TimedLLM(answer), DefaultVerifier(), SolveSettings(parallel=3), until=until)
     assert list(result) == ["q0", "q1", "q2"] and seen == ["q0", "q1", "q2"]
     assert 3 < len(started) < 8  # the slots kept busy past the stop, and the rest never started
