@@ -22,6 +22,12 @@ pragma solidity 0.8.37;
 ///    as down * 3 > eligible (2/3 of all eligible members can then no longer approve);
 ///  - after the window, `finalize` accepts it if at least `quorum` members voted and
 ///    up * 3 >= (up + down) * 2, and rejects it otherwise.
+///
+/// Certificates of the global library: once an epoch's batches are all decided, each member may attest the
+/// root of the global library it computed up to that epoch (and the CID of the document listing its
+/// entries); a statement attested by 2/3 of the members eligible then is certified, once and for good. A node
+/// that does not fetch every batch reads the certificate instead; a vouched node whose own computation
+/// contradicts it marks it disputed (with the CID of its proof), and nodes then compute that epoch themselves.
 contract ExperienceRegistry {
     enum State { None, Pending, Accepted, Rejected }
 
@@ -47,6 +53,18 @@ contract ExperienceRegistry {
         State state;
         uint64 epoch; // membershipEpoch when proposed: who may vote
         uint32 eligible; // member count when proposed: what 2/3 is measured against
+    }
+
+    struct Certificate {
+        bool certified;
+        bool disputed;
+        uint32 experiences;
+        uint32 eligible; // member count at the epoch's first attestation: what 2/3 is measured against
+        uint64 epoch; // membershipEpoch then: who may attest
+        bytes32 root; // Merkle root of the global library's entries (zero for an empty library)
+        string entriesCid; // the document listing the entries, in a content store
+        address disputedBy;
+        string proofCid;
     }
 
     bytes32 private constant DOMAIN_TYPEHASH =
@@ -81,6 +99,10 @@ contract ExperienceRegistry {
     mapping(address => address) public sponsorOf;
     mapping(address => uint32) public sponsoredCount;
     mapping(uint256 => mapping(address => bool)) public hasVotedOnProposal;
+    mapping(uint64 => Certificate) private certificates;
+    mapping(uint64 => mapping(address => bool)) public hasAttested;
+    /// @notice attestations per epoch and statement (`statementId`)
+    mapping(uint64 => mapping(bytes32 => uint32)) public attestations;
 
     event BatchSubmitted(bytes32 indexed batchId, address indexed node, uint64 round, bytes32 merkleRoot, string batchCid);
     event Voted(bytes32 indexed batchId, address indexed member, bool approve);
@@ -91,6 +113,9 @@ contract ExperienceRegistry {
     event MemberAdded(address indexed account);
     event MemberRemoved(address indexed account);
     event Sponsored(address indexed publisher, address indexed member);
+    event Attested(uint64 indexed epoch, address indexed member, bytes32 statement);
+    event Certified(uint64 indexed epoch, bytes32 root, uint32 experiences, string entriesCid);
+    event Disputed(uint64 indexed epoch, address indexed by, string proofCid);
 
     error NoMembers();
     error DuplicateMember(address account);
@@ -113,6 +138,11 @@ contract ExperienceRegistry {
     error TooManyBatches(address node, uint64 window);
     error AlreadySponsored(address publisher);
     error SponsorLimit(address member);
+    error EpochOpen(uint64 epoch);
+    error AlreadyAttested(address member);
+    error NotVouched(address account);
+    error NotCertified(uint64 epoch);
+    error AlreadyDisputed(uint64 epoch);
 
     modifier onlyMember() {
         if (!isMember[msg.sender]) revert NotMember(msg.sender);
@@ -277,6 +307,60 @@ contract ExperienceRegistry {
         if (block.number <= b.deadline) revert VotingOpen();
         uint256 cast = uint256(b.up) + uint256(b.down);
         _decide(id, b, cast >= quorum(b.eligible) && uint256(b.up) * 3 >= cast * 2);
+    }
+
+    // ---------------------------------------------------------------- certificates
+
+    /// @notice What a member attests: one epoch's global library (root, size, entries document).
+    function statementId(uint64 epoch, bytes32 root, uint32 experiences, string calldata entriesCid)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(epoch, root, experiences, keccak256(bytes(entriesCid))));
+    }
+
+    /// @notice Attest the global library computed up to a closed `epoch` (every batch of it past its deadline);
+    /// the first statement that 2/3 of the eligible members attest is certified. One attestation per member.
+    function attest(uint64 epoch, bytes32 root, uint32 experiences, string calldata entriesCid) external onlyMember {
+        if (uint256(block.number) < (uint256(epoch) + 2) * uint256(votingWindow)) revert EpochOpen(epoch);
+        Certificate storage c = certificates[epoch];
+        if (c.eligible == 0) {
+            c.eligible = uint32(memberList.length);
+            c.epoch = membershipEpoch;
+        }
+        if (!_eligible(c.epoch)) revert NotEligible(msg.sender);
+        if (hasAttested[epoch][msg.sender]) revert AlreadyAttested(msg.sender);
+        hasAttested[epoch][msg.sender] = true;
+        bytes32 id = statementId(epoch, root, experiences, entriesCid);
+        uint32 count = attestations[epoch][id] + 1;
+        attestations[epoch][id] = count;
+        emit Attested(epoch, msg.sender, id);
+        if (!c.certified && uint256(count) * 3 >= uint256(c.eligible) * 2) {
+            c.certified = true;
+            c.root = root;
+            c.experiences = experiences;
+            c.entriesCid = entriesCid;
+            emit Certified(epoch, root, experiences, entriesCid);
+        }
+    }
+
+    /// @notice A vouched node whose own computation of `epoch` contradicts its certificate says so, with the
+    /// CID of its proof; nodes then compute that epoch from the batches themselves.
+    function dispute(uint64 epoch, string calldata proofCid) external {
+        address sponsor = sponsorOf[msg.sender];
+        if (!isMember[msg.sender] && !(sponsor != address(0) && isMember[sponsor])) revert NotVouched(msg.sender);
+        Certificate storage c = certificates[epoch];
+        if (!c.certified) revert NotCertified(epoch);
+        if (c.disputed) revert AlreadyDisputed(epoch);
+        c.disputed = true;
+        c.disputedBy = msg.sender;
+        c.proofCid = proofCid;
+        emit Disputed(epoch, msg.sender, proofCid);
+    }
+
+    function certificate(uint64 epoch) external view returns (Certificate memory) {
+        return certificates[epoch];
     }
 
     // ---------------------------------------------------------------- membership

@@ -367,3 +367,42 @@ def test_members_sponsor_publishers_and_sponsorship_lapses_with_membership(deplo
     assert not owner.is_vouched(NODE.address)  # its sponsor left: the sponsorship lapsed
     owner.sponsor_many([NODE.address])  # another member may vouch for it again
     assert owner.is_vouched(NODE.address)
+
+
+def test_two_thirds_of_the_members_certify_an_epochs_library_and_a_vouched_node_can_dispute_it(
+    deploy: Deploy, backend: Backend
+) -> None:
+    """Attestations count per statement (root, size, entries document) once per member, only for an epoch whose
+    batches are all past their deadline; the first statement 2/3 attest is certified and stays; a dispute
+    needs a vouched account and a certificate, and is recorded once with its proof."""
+    owner, m2, m3, _, node, outsider = deploy(window=10)
+    root_a, root_b = bytes([0xA]) * 32, bytes([0xB]) * 32
+    entries_a, entries_b, proof = (cid_of(label.encode()) for label in ("entries a", "entries b", "proof"))
+    backend.mine(max(0, 18 - owner.height()))  # a transaction now lands in block 19 at most: epoch 0 still open
+    assert revert_name(lambda: owner.attest(0, root_a, 2, entries_a)) == "EpochOpen"
+    backend.mine(max(0, 20 - owner.height()))
+    assert not owner.certificate(0).certified and owner.certificate(0).eligible == 0
+    assert revert_name(lambda: outsider.attest(0, root_a, 2, entries_a)) == "NotMember"
+    owner.attest(0, root_a, 2, entries_a)
+    assert revert_name(lambda: owner.attest(0, root_a, 2, entries_a)) == "AlreadyAttested"
+    m2.attest(0, root_b, 2, entries_b)  # another statement: its own count
+    assert not owner.certificate(0).certified and owner.has_attested(0, MEMBERS[1].address)
+    assert not owner.has_attested(0, MEMBERS[2].address)
+    assert revert_name(lambda: node.dispute(0, proof)) == "NotVouched"
+    assert revert_name(lambda: owner.dispute(0, proof)) == "NotCertified"
+    m3.attest(0, root_a, 2, entries_a)
+    certificate = outsider.certificate(0)
+    assert (certificate.certified, certificate.root, certificate.experiences, certificate.entries_cid) == (
+        True,
+        root_a,
+        2,
+        entries_a,
+    )
+    assert certificate.eligible == 3 and not certificate.disputed
+    m2.sponsor_many([NODE.address])
+    node.dispute(0, proof)
+    disputed = owner.certificate(0)
+    assert disputed.disputed and disputed.disputed_by == NODE.address and disputed.proof_cid == proof
+    assert disputed.root == root_a  # a dispute does not change what was certified
+    assert revert_name(lambda: m3.dispute(0, proof)) == "AlreadyDisputed"
+    assert not owner.certificate(1).certified

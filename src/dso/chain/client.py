@@ -31,6 +31,7 @@ from dso.chain.registry import (
     SPONSOR_CHUNK,
     BatchInfo,
     BatchState,
+    CertificateInfo,
     Registry,
     TransactionCount,
     all_pages,
@@ -288,6 +289,26 @@ class RegistryClient:
             for i in range(0, len(ids), chunk)
         ]
         self.receipts = receipts
+
+    def attest(self, epoch: int, root: bytes, experiences: int, entries_cid: str) -> None:
+        parse_cid(entries_cid)
+        self._send(self.contract.functions.attest(epoch, root, experiences, entries_cid))
+
+    def dispute(self, epoch: int, proof_cid: str) -> None:
+        parse_cid(proof_cid)
+        self._send(self.contract.functions.dispute(epoch, proof_cid))
+
+    def certificate(self, epoch: int) -> CertificateInfo:
+        row = self._view(self.contract.functions.certificate(epoch))
+        certified, disputed, experiences, eligible, _members_epoch, root, entries_cid, disputed_by, proof_cid = row
+        by = "" if int(disputed_by, 16) == 0 else str(disputed_by)
+        return CertificateInfo(
+            epoch, bool(certified), bytes(root), int(experiences), str(entries_cid), int(eligible), bool(disputed),
+            by, str(proof_cid),
+        )  # fmt: skip
+
+    def has_attested(self, epoch: int, account: str) -> bool:
+        return bool(self._view(self.contract.functions.hasAttested(epoch, checksum_address(account))))
 
     def is_member(self, account: str) -> bool:
         return bool(self._view(self.contract.functions.isMember(checksum_address(account))))

@@ -31,6 +31,7 @@ from dso.chain.registry import (
     SPONSOR_CHUNK,
     BatchInfo,
     BatchState,
+    CertificateInfo,
     Registry,
     TransactionCount,
     all_pages,
@@ -84,6 +85,19 @@ class _Proposal(_Ballot):
 
 
 @dataclasses.dataclass
+class _Certificate:
+    """One epoch's attestations and what they certified."""
+
+    eligible: int
+    epoch: int  # membership epoch at the first attestation: who may attest
+    attested: set[str] = dataclasses.field(default_factory=set)
+    counts: dict[tuple[bytes, int, str], int] = dataclasses.field(default_factory=dict)
+    certified: tuple[bytes, int, str] | None = None
+    disputed_by: str = ""
+    proof_cid: str = ""
+
+
+@dataclasses.dataclass
 class _Contract:
     """One deployed registry's storage."""
 
@@ -101,6 +115,7 @@ class _Contract:
     batches_in_window: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
     sponsor_of: dict[str, str] = dataclasses.field(default_factory=dict)
     sponsored_count: dict[str, int] = dataclasses.field(default_factory=dict)
+    certificates: dict[int, _Certificate] = dataclasses.field(default_factory=dict)
 
 
 class MemoryChain:
@@ -344,6 +359,65 @@ class InMemoryRegistry:
                     count += 1
                 c.sponsor_of, c.sponsored_count[sender] = sponsor_of, count
                 self._mined(_calldata("sponsorMany(address[])", ["address[]"], [chunk]))
+
+    def attest(self, epoch: int, root: bytes, experiences: int, entries_cid: str) -> None:
+        parse_cid(entries_cid)
+        sender = self._sender()
+        with self.chain.lock:
+            c = self._contract
+            self._only_member(sender)
+            if self.chain.height + 1 < (epoch + 2) * c.voting_window:  # the block this transaction is mined in
+                raise ContractRevert("EpochOpen", (epoch,))
+            record = c.certificates.get(epoch) or _Certificate(len(c.members), c.membership_epoch)
+            if not self._eligible(sender, record.epoch):
+                raise ContractRevert("NotEligible", (sender,))
+            if sender in record.attested:
+                raise ContractRevert("AlreadyAttested", (sender,))
+            c.certificates[epoch] = record
+            record.attested.add(sender)
+            statement = (bytes(root), int(experiences), entries_cid)
+            record.counts[statement] = record.counts.get(statement, 0) + 1
+            if record.certified is None and 3 * record.counts[statement] >= 2 * record.eligible:
+                record.certified = statement
+            self._mined(
+                _calldata(
+                    "attest(uint64,bytes32,uint32,string)",
+                    ["uint64", "bytes32", "uint32", "string"],
+                    [epoch, bytes(root), experiences, entries_cid],
+                )
+            )
+
+    def dispute(self, epoch: int, proof_cid: str) -> None:
+        parse_cid(proof_cid)
+        sender = self._sender()
+        with self.chain.lock:
+            c = self._contract
+            sponsor = c.sponsor_of.get(sender)
+            if sender not in c.members and not (sponsor is not None and sponsor in c.members):
+                raise ContractRevert("NotVouched", (sender,))
+            record = c.certificates.get(epoch)
+            if record is None or record.certified is None:
+                raise ContractRevert("NotCertified", (epoch,))
+            if record.disputed_by:
+                raise ContractRevert("AlreadyDisputed", (epoch,))
+            record.disputed_by, record.proof_cid = sender, proof_cid
+            self._mined(_calldata("dispute(uint64,string)", ["uint64", "string"], [epoch, proof_cid]))
+
+    def certificate(self, epoch: int) -> CertificateInfo:
+        with self.chain.lock:
+            record = self._contract.certificates.get(epoch)
+            if record is None:
+                return CertificateInfo(epoch, False, bytes(32), 0, "", 0)
+            root, experiences, entries_cid = record.certified or (bytes(32), 0, "")
+            return CertificateInfo(
+                epoch, record.certified is not None, root, experiences, entries_cid, record.eligible,
+                bool(record.disputed_by), record.disputed_by, record.proof_cid,
+            )  # fmt: skip
+
+    def has_attested(self, epoch: int, account: str) -> bool:
+        with self.chain.lock:
+            record = self._contract.certificates.get(epoch)
+            return record is not None and _address(account) in record.attested
 
     def propose_member(self, account: str, add: bool = True) -> int:
         sender = self._sender()

@@ -51,6 +51,27 @@ class BatchInfo:
         return row
 
 
+@dataclasses.dataclass(frozen=True)
+class CertificateInfo:
+    """What the registry holds for one epoch's global library: the statement 2/3 of the members attested
+    (`certified`), and whether a vouched node disputed it since, with the CID of its proof."""
+
+    epoch: int
+    certified: bool
+    root: bytes  # Merkle root of the entries (`dso.consensus.certificate.library_root`)
+    experiences: int
+    entries_cid: str  # the document listing the entries
+    eligible: int  # members at the epoch's first attestation (0: nobody attested yet)
+    disputed: bool = False
+    disputed_by: str = ""
+    proof_cid: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        row = dataclasses.asdict(self)
+        row["root"] = "0x" + self.root.hex()
+        return row
+
+
 @dataclasses.dataclass
 class TransactionCount:
     """What one account's transactions cost: how many, their signed bytes on the wire, gas used."""
@@ -118,7 +139,19 @@ class Registry(Protocol):
         """Vouch, as a member, for non-member publishers: members' automatic votes then judge their batches."""
         ...
 
+    def attest(self, epoch: int, root: bytes, experiences: int, entries_cid: str) -> None:
+        """Attest, as a member, the global library computed up to a closed `epoch` (one attestation each)."""
+        ...
+
+    def dispute(self, epoch: int, proof_cid: str) -> None:
+        """Mark an epoch's certificate disputed, as a vouched node whose own computation contradicts it."""
+        ...
+
     # reads
+    def certificate(self, epoch: int) -> CertificateInfo: ...
+
+    def has_attested(self, epoch: int, account: str) -> bool: ...
+
     def is_member(self, account: str) -> bool: ...
 
     def is_vouched(self, account: str) -> bool:
