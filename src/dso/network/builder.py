@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from dso.chain.memory import MemoryChain
-from dso.chain.registry import BatchInfo, BatchState, Registry, TransactionCount
+from dso.chain.registry import BatchInfo, BatchState, CertificateInfo, Registry, TransactionCount
 from dso.config import DSOConfig
 from dso.core.records import BatchManifest
 from dso.core.signing import RegistryDomain
@@ -174,6 +174,18 @@ class SharedReads:
 
     def sponsor_many(self, publishers: Sequence[str]) -> None:
         self.inner.sponsor_many(publishers)
+
+    def attest(self, epoch: int, root: bytes, experiences: int, entries_cid: str) -> None:
+        self.inner.attest(epoch, root, experiences, entries_cid)
+
+    def dispute(self, epoch: int, proof_cid: str) -> None:
+        self.inner.dispute(epoch, proof_cid)
+
+    def certificate(self, epoch: int) -> CertificateInfo:
+        return self._cached(("certificate", epoch), lambda: self.inner.certificate(epoch))  # type: ignore[no-any-return]
+
+    def has_attested(self, epoch: int, account: str) -> bool:
+        return self.inner.has_attested(epoch, account)
 
     def is_member(self, account: str) -> bool:
         return bool(self._cached(("member", account), lambda: self.inner.is_member(account)))
