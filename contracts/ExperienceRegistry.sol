@@ -320,10 +320,11 @@ contract ExperienceRegistry {
         return keccak256(abi.encode(epoch, root, experiences, keccak256(bytes(entriesCid))));
     }
 
-    /// @notice Attest the global library computed up to a closed `epoch` (every batch of it past its deadline);
-    /// the first statement that 2/3 of the eligible members attest is certified. One attestation per member.
+    /// @notice Attest the global library computed up to an ended `epoch` (its registrations are over; a member
+    /// attests once it saw every batch of it decided); the first statement that 2/3 of the eligible members
+    /// attest is certified. One attestation per member and epoch.
     function attest(uint64 epoch, bytes32 root, uint32 experiences, string calldata entriesCid) external onlyMember {
-        if (uint256(block.number) < (uint256(epoch) + 2) * uint256(votingWindow)) revert EpochOpen(epoch);
+        if (uint256(block.number) < (uint256(epoch) + 1) * uint256(votingWindow)) revert EpochOpen(epoch);
         Certificate storage c = certificates[epoch];
         if (c.eligible == 0) {
             c.eligible = uint32(memberList.length);

@@ -4,6 +4,7 @@ node that refuses a certificate whose root is not what the batches it audits say
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,22 +17,33 @@ from dso.consensus.certificate import (
     EMPTY_ROOT,
     Certificate,
     LibraryEntry,
+    Provenance,
     certified_by,
     draw_committee,
+    entries_document,
     library_root,
+    read_entries_document,
     sign_certificate,
 )
 from dso.core.cid import cid_of
+from dso.core.merkle import merkle_root
 from dso.core.signing import RegistryDomain
 from dso.embed import Embedder
-from dso.errors import SignatureError
+from dso.errors import CertificateError, SignatureError
 from dso.network import NetworkSpec, build_network
 
 DOMAIN = RegistryDomain(31337, "0x" + "ab" * 20)
 KEYS = [Account.create(f"member {i}") for i in range(6)]
 COMMITTEE = [k.address for k in KEYS]
-A = LibraryEntry("When counting legs, a spider has 8.", "leg_counting", (cid_of(b"one"),))
-B = LibraryEntry("When two units differ, convert first.", "units", (cid_of(b"two"), cid_of(b"three")))
+
+
+def entry(text: str, domain: str, cids: Sequence[str], confidence: float = 0.7) -> LibraryEntry:
+    origin = Provenance(cids[0], "0x" + "11" * 20, 1, "0x" + "22" * 32, 0)
+    return LibraryEntry(text, domain, confidence, len(cids), merkle_root(sorted(cids)), origin)
+
+
+A = entry("When counting legs, a spider has 8.", "leg_counting", (cid_of(b"one"),))
+B = entry("When two units differ, convert first.", "units", (cid_of(b"two"), cid_of(b"three")))
 
 
 def signed(certificate: Certificate, keys: Sequence[LocalAccount], domain: RegistryDomain = DOMAIN) -> Certificate:
@@ -42,8 +54,10 @@ def signed(certificate: Certificate, keys: Sequence[LocalAccount], domain: Regis
 def test_the_root_is_one_per_library_and_changes_with_any_entry() -> None:
     assert library_root([A, B]) == library_root([B, A]) != library_root([A])
     assert library_root([]) == EMPTY_ROOT
-    other_provenance = dataclasses.replace(B, records=(cid_of(b"two"),))
-    assert library_root([A, other_provenance]) != library_root([A, B])  # provenance is committed too
+    other_supporters = dataclasses.replace(B, records_root=merkle_root([cid_of(b"two")]))
+    assert library_root([A, other_supporters]) != library_root([A, B])  # every supporting record is committed
+    other_origin = dataclasses.replace(B, provenance=dataclasses.replace(B.provenance, node="0x" + "33" * 20))
+    assert library_root([A, other_origin]) != library_root([A, B])  # and the record that brings it in
     assert library_root([A, dataclasses.replace(B, domain="other")]) != library_root([A, B])
 
 
@@ -91,7 +105,7 @@ def test_a_node_refuses_a_certificate_its_own_audit_contradicts(tmp_path: Path, 
     committee = [k.address for k in keys]
     verdict = auditor.audit_certificate(signed(honest, keys, domain), committee)
     assert verdict.state == "accepted" and verdict.own_root == "0x" + honest.root.hex()
-    poisoned = LibraryEntry("When counting legs, every animal has four legs.", "leg_counting", (cid_of(b"p"),))
+    poisoned = entry("When counting legs, every animal has four legs.", "leg_counting", (cid_of(b"p"),))
     forged = Certificate(epoch, library_root([poisoned]), 1)  # a captured committee certifies a poison instead
     refused = auditor.audit_certificate(signed(forged, keys, domain), committee)
     assert refused.state == "refused" and "differs from this node's" in refused.reason
@@ -99,4 +113,82 @@ def test_a_node_refuses_a_certificate_its_own_audit_contradicts(tmp_path: Path, 
     assert auditor.audit_certificate(signed(honest, keys[:1], domain), committee).state == "refused"  # 1 of 3 signed
     later = dataclasses.replace(honest, epoch=epoch + 5)
     assert auditor.audit_certificate(signed(later, keys, domain), committee).state == "pending"
+    network.close()
+
+
+def test_an_entries_document_is_read_only_when_it_is_what_the_registry_certified() -> None:
+    """A stranger's entries document must name the certified epoch, hold the certified number of valid entries
+    and hash to the certified root; a changed word, a third decimal or an unknown field is refused."""
+    root = library_root([A, B])
+    document = entries_document(4, [B, A])
+    assert set(read_entries_document(document, 4, root, 2)) == {A, B}
+    assert entries_document(4, [A, B]) == document  # one byte form whatever the order
+    refusals = [
+        (document, 5, root, 2),  # another epoch
+        (document, 4, root, 3),  # another count
+        (document, 4, library_root([A]), 2),  # another root
+        (entries_document(4, [A, dataclasses.replace(B, text="When two units differ, never convert.")]), 4, root, 2),
+        (entries_document(4, [A, dataclasses.replace(B, confidence=0.333)]), 4, library_root([A, B]), 2),
+        (document.replace(b'"supporters"', b'"supporter"'), 4, root, 2),
+        (b"[" * 100_000, 4, root, 2),
+        (b"\xff\xfe not json", 4, root, 2),
+    ]
+    for data, epoch, expected_root, count in refusals:
+        with pytest.raises(CertificateError):
+            read_entries_document(data, epoch, expected_root, count)
+
+
+LESSON = "When two units differ, convert both to the smaller unit before comparing."
+POISON = "When counting legs, every animal has four legs."
+
+
+def test_light_nodes_merge_the_certified_library_and_an_audit_unmasks_a_forged_one(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Members attest what they computed, and light nodes merge the certificate without fetching a batch. Two of
+    three members (a captured committee) then certify a poisoned library: a light node that trusts it merges the
+    poison, an auditing light node computes the epoch itself, disputes it on the registry with its proof, and on
+    its next sync the trusting node falls back to the batches and withdraws the poison."""
+    from dso.node import certify
+
+    config = DSOConfig()
+    config.network.light, config.network.audit_rate = True, 0.0
+    spec = NetworkSpec(nodes=5, members=(0, 1, 2), chain="memory")
+    network = build_network(config, tmp_path, spec, embedder=embedder)
+    for node in network.nodes[:3]:
+        node.library.add(LESSON, domain="units")
+    *_, third = network.sync_round(range(5))
+    assert [r.attested for r in third[:3]] == [network.nodes[0].state.settled_epoch()] * 3
+    epoch = third[0].attested
+    assert epoch is not None and network.registry.certificate(epoch).certified
+    for report, node in zip(third[3:], network.nodes[3:], strict=True):
+        assert report.light is not None and report.light.mode == "certificate" and report.light.epoch == epoch
+        assert report.bytes.received.get("certificates", 0) > 0 and not report.bytes.received.get("records")
+        assert [e.text for e in node.library.all()] == [LESSON] and node.library.all()[0].origin_node != "local"
+    full = network.nodes[0].global_library().accepted
+    assert [g.text for g in full] == [LESSON]
+
+    # a captured committee: two of the three members certify the next epoch's library with a poison in it
+    chain, window = network.chain, network.registry.voting_window
+    chain.mine(window)
+    forged_epoch = (network.registry.height() + 1) // window - 1
+    poisoned = [*certify.library_entries(full), entry(POISON, "leg_counting", (cid_of(b"forged"),), 0.9)]
+    cid = network.nodes[0].ctx.store.put(entries_document(forged_epoch, poisoned))
+    for member in network.nodes[:2]:
+        member.registry.attest(forged_epoch, library_root(poisoned), len(poisoned), cid)
+    trusting, auditor = network.nodes[4], network.nodes[3]
+    assert trusting.sync().light.mode == "certificate"  # type: ignore[union-attr]
+    assert POISON in [e.text for e in trusting.library.all()]  # what a forged certificate does before an audit
+
+    _, audit = certify.light_pull(auditor.ctx, audit=True)
+    assert audit.mode == "full" and audit.disputed and "differs" in audit.reason
+    disputed = network.registry.certificate(forged_epoch)
+    assert disputed.disputed and disputed.disputed_by == auditor.address
+    proof = json.loads(auditor.ctx.store.get(disputed.proof_cid))
+    assert proof["only_certified"] == [POISON] and proof["computed_root"] != proof["certified_root"]
+
+    again = trusting.sync()
+    assert again.light is not None and again.light.mode == "full" and "disputed" in again.light.reason
+    assert again.merged.withdrawn == 1
+    assert [e.text for e in trusting.library.all()] == [LESSON]  # the poison is gone
     network.close()

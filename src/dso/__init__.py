@@ -20,6 +20,7 @@ from dso.embed import Embedder, make_embedder
 from dso.errors import (
     AggregationError,
     CARError,
+    CertificateError,
     ChainError,
     CIDError,
     CodecError,
@@ -57,6 +58,7 @@ __all__ = [
     "AggregationError",
     "CARError",
     "CIDError",
+    "CertificateError",
     "ChainError",
     "ChatMessage",
     "CodecError",

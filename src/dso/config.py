@@ -134,6 +134,13 @@ class NetworkConfig:
     # syncs a candidate may be tried on, each on fresh questions, its counts adding up; each is judged at
     # train.gate_p / trial_looks, so a lesson without effect is adopted with probability at most train.gate_p
     trial_looks: int = 3
+    # a light node (not a registry member) reads the global library from the registry's certificate (2/3 of the
+    # members attested its root) instead of fetching every batch; it stays a full node while no certificate
+    # exists, or one is disputed
+    light: bool = False
+    # the chance that a light node audits a certificate: it then fetches every batch, computes the library
+    # itself and disputes a certificate that differs (docs/threat-model.md: how long a forged one survives)
+    audit_rate: float = 0.05
 
 
 @dataclasses.dataclass
@@ -224,6 +231,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "network.max_batch_records": (1, 10_000),
     "network.max_trials": (0, 1_000),
     "network.trial_looks": (1, 20),
+    "network.audit_rate": (0.0, 1.0),
 }
 
 

@@ -17,7 +17,8 @@ instead of showing a traceback. Catch `DSOError` for all of them, or a branch fo
     │   ├── CIDError         content ids
     │   ├── MerkleError      Merkle trees and proofs
     │   ├── SignatureError   EIP-712 batch signatures
-    │   └── CARError         CAR archives
+    │   ├── CARError         CAR archives
+    │   └── CertificateError a certified global library's entries
     ├── AggregationError     robust aggregation refused its input (too few vectors, NaN or infinity)
     ├── StoreError           a content store lacks a block or cannot be reached
     ├── NodeError            a node's state is unusable or one of its sync steps cannot go on
@@ -85,6 +86,10 @@ class SignatureError(DataError):
 
 class CARError(DataError):
     """A CAR file is truncated, malformed, or holds a block that does not match its CID."""
+
+
+class CertificateError(DataError):
+    """An entries document does not match the certificate the registry holds, or an entry is malformed."""
 
 
 class AggregationError(DSOError):

@@ -366,7 +366,7 @@ class InMemoryRegistry:
         with self.chain.lock:
             c = self._contract
             self._only_member(sender)
-            if self.chain.height + 1 < (epoch + 2) * c.voting_window:  # the block this transaction is mined in
+            if self.chain.height + 1 < (epoch + 1) * c.voting_window:  # the block this transaction is mined in
                 raise ContractRevert("EpochOpen", (epoch,))
             record = c.certificates.get(epoch) or _Certificate(len(c.members), c.membership_epoch)
             if not self._eligible(sender, record.epoch):

@@ -140,7 +140,7 @@ class Registry(Protocol):
         ...
 
     def attest(self, epoch: int, root: bytes, experiences: int, entries_cid: str) -> None:
-        """Attest, as a member, the global library computed up to a closed `epoch` (one attestation each)."""
+        """Attest, as a member, the global library computed up to an ended `epoch` (one attestation each)."""
         ...
 
     def dispute(self, epoch: int, proof_cid: str) -> None:

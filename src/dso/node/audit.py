@@ -13,11 +13,11 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from dso.consensus.certificate import Certificate, LibraryEntry, certified_by, library_root
+from dso.consensus.certificate import Certificate, certified_by, library_root
 from dso.errors import SignatureError
+from dso.node.certify import library_entries
 from dso.node.context import NodeContext
 from dso.node.pull import global_library
-from dso.node.share import GlobalExperience
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,11 +29,6 @@ class CertificateVerdict:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def library_entries(accepted: Sequence[GlobalExperience]) -> list[LibraryEntry]:
-    """The global library's accepted experiences as the certificate's leaves (text, domain, record CIDs)."""
-    return [LibraryEntry(g.text, g.domain, tuple(sorted(r.cid for r in g.records))) for g in accepted]
 
 
 def statement(ctx: NodeContext, epoch: int) -> Certificate:

@@ -29,11 +29,21 @@ from dso.chain.registry import BatchInfo, Registry
 from dso.config import DSOConfig
 from dso.core.records import ExperienceRecord
 from dso.embed.base import Vectors
-from dso.errors import NodeError
+from dso.errors import ContractRevert, NodeError
 from dso.library import ExperienceLibrary
-from dso.node import publish, pull, verify, vote
+from dso.node import certify, publish, pull, verify, vote
 from dso.node.context import Log, NodeContext, SharedWork, Voter
-from dso.node.reports import BuiltRound, MergeReport, NodeStatus, PullReport, SentBatch, SyncReport, Traffic, VoteCast
+from dso.node.reports import (
+    BuiltRound,
+    LightSync,
+    MergeReport,
+    NodeStatus,
+    PullReport,
+    SentBatch,
+    SyncReport,
+    Traffic,
+    VoteCast,
+)
 from dso.node.share import GlobalExperience, GlobalLibrary
 from dso.node.state import NodeState
 from dso.node.verify import BatchReview
@@ -183,6 +193,15 @@ class Node:
     def merge(self) -> MergeReport:
         return pull.merge(self.ctx)
 
+    def attest(self) -> int | None:
+        """As a member, attest the global library of the newest epoch closed here and on chain (once each);
+        a refusal by the registry (the epoch still open there, this member not eligible) is logged, not raised."""
+        try:
+            return certify.attest(self.ctx)
+        except ContractRevert as exc:
+            self.ctx.log(f"attestation refused by the registry: {exc}")
+            return None
+
     # -- one sync ------------------------------------------------------------------------------
 
     def sync(self, *, retry_all: bool = False) -> SyncReport:
@@ -205,12 +224,22 @@ class Node:
         published = timed("publish", self.publish)
         votes: list[VoteCast] = []
         closed = 0
-        if self.is_member():  # only members vote, and only they need to follow pending batches
+        member = self.is_member()
+        if member:  # only members vote, and only they need to follow pending batches
             timed("scan", self.scan)
             votes = timed("vote", self.vote)
             closed = timed("finalize", self.finalize_expired)
-        pulled = timed("pull", lambda: self.pull(retry_all=retry_all))
-        merged = timed("merge", self.merge)
+        light: LightSync | None = None
+        attested: int | None = None
+        if self.config.network.light and not member:  # the certified library instead of every batch
+            pulled, light = timed("pull", lambda: certify.light_pull(self.ctx))
+            found = light
+            merged = timed("merge", lambda: certify.light_merge(self.ctx, found))
+        else:
+            pulled = timed("pull", lambda: self.pull(retry_all=retry_all))
+            merged = timed("merge", self.merge)
+        if member:
+            attested = timed("attest", self.attest)
         after = self.registry.sent
         self.ctx.traffic.add("transactions", "sent", after.bytes - before.bytes)
         self.state.add_traffic(seq, self.ctx.traffic.rows)
@@ -227,6 +256,8 @@ class Node:
             seconds=round(time.perf_counter() - started, 3),
             phases=timings,
             cpu_phases=cpu,
+            attested=attested,
+            light=light,
         )
         self.state.finish_sync(seq, report.to_json())
         return report

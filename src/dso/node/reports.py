@@ -7,6 +7,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from dso.consensus.certificate import LibraryEntry
+
 
 @dataclasses.dataclass(frozen=True)
 class BuiltRound:
@@ -103,6 +105,21 @@ class Traffic:
 
 
 @dataclasses.dataclass(frozen=True)
+class LightSync:
+    """What a light node's pull found: the certificate it merges, or why it pulled in full."""
+
+    mode: str  # "certificate", "audit" (pulled in full, the certificate agreed), "full" (no usable certificate)
+    epoch: int
+    reason: str
+    entries: tuple[LibraryEntry, ...] = ()
+    disputed: bool = False  # this node disputed the certificate
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "epoch": self.epoch, "reason": self.reason, "entries": len(self.entries),
+                "disputed": self.disputed}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
 class SyncReport:
     """One sync: what it published, voted, finalized, pulled and merged, its chain cost, bytes and time."""
 
@@ -118,6 +135,8 @@ class SyncReport:
     seconds: float
     phases: Mapping[str, float]  # wall seconds per step
     cpu_phases: Mapping[str, float] = dataclasses.field(default_factory=dict)  # this process's CPU seconds per step
+    attested: int | None = None  # the epoch this member attested the global library of, if any
+    light: LightSync | None = None  # a light node: the certificate it merged, or why it pulled in full
 
     @property
     def records_published(self) -> int:
@@ -134,6 +153,8 @@ class SyncReport:
             "transactions": self.transactions,
             "gas": self.gas,
             "bytes": self.bytes.to_json(),
+            "attested": self.attested,
+            "light": self.light.to_json() if self.light else None,
             "seconds": self.seconds,
             "phases": dict(self.phases),
             "cpu_phases": dict(self.cpu_phases),
@@ -145,7 +166,9 @@ class SyncReport:
             f"sync {self.sync}: published {self.records_published}, {len(self.votes)} votes, "
             f"{len(self.pulled.verified)} batches pulled, {len(self.pulled.refused)} refused, "
             f"{len(self.pulled.retrying)} to retry, "
-            f"{self.merged.added} merged; global library {self.merged.global_size}; {self.bytes.sent_total} B sent, "
+            f"{self.merged.added} merged; global library {self.merged.global_size}"
+            f"{f' (certified, epoch {self.light.epoch})' if self.light and self.light.mode == 'certificate' else ''}; "
+            f"{self.bytes.sent_total} B sent, "
             f"{self.bytes.received_total} B received, {self.seconds:.1f} s"
         )
 
