@@ -192,3 +192,23 @@ def test_light_nodes_merge_the_certified_library_and_an_audit_unmasks_a_forged_o
     assert again.merged.withdrawn == 1
     assert [e.text for e in trusting.library.all()] == [LESSON]  # the poison is gone
     network.close()
+
+
+def test_a_simulated_network_of_light_nodes_agrees_with_its_members_and_accepts_no_poison(tmp_path: Path) -> None:
+    """`dso simulate --light` on the in-memory registry: members certify every round, the other nodes merge the
+    certificate (and receive less than a member), every honest node ends with the same library, no poison."""
+    from dso.simulate import SimulationSettings, simulate
+
+    settings = SimulationSettings(
+        nodes=12, byzantine=0.25, attack="wrong", rounds=2, committee=5, chain="memory", light=True, audit_rate=0.0
+    )
+    report = simulate(settings, DSOConfig(), workdir=tmp_path)
+    assert report["poisoned_accepted"] == 0
+    for row in report["rounds"]:
+        assert set(row["phase_seconds"]) == {"learn", "publish", "vote", "certify", "pull"}
+        # every light node merged a certificate at least once a round (its publishing sync reads the last one)
+        assert row["attestations"] == 5 and row["light_syncs"]["certificate"] >= 7 and row["disputes"] == 0
+        assert row["honest_nodes_agreeing"] == "True" and row["global_library"]["accepted"] >= 1
+        member, reader = row["witnesses"]
+        assert member["role"] == "member" and reader["role"] == "reader"
+        assert 0 < reader["received"] < member["received"]

@@ -13,6 +13,10 @@ EVM, or any JSON-RPC node) and one content store (a block folder, or an IPFS dae
 4. **pull**: every node runs `Node.sync` once more: it pulls the accepted batches, verifies them, computes
    the global library with the robust consensus, and merges it into its own library.
 
+With `light`, step 4 splits: **certify**, the members pull as above and attest the library they computed on
+the registry (`dso.node.certify`); then **pull**, every other node reads the certificate and one entries
+document instead of every batch, auditing it (a full pull and a comparison) with chance `audit_rate`.
+
 Not every node is a registry member: a vote costs about 33k gas and a registry deployed with 600 or more
 members runs out of block gas, so the members are a committee of `committee` nodes drawn at random (by the
 seed) when the registry is deployed; membership changes afterwards only by the registry's own 2/3
@@ -65,6 +69,8 @@ class SimulationSettings:
     chain: str = ""  # "" = the embedded EVM; "memory" = the in-memory registry; or a JSON-RPC URL
     store: str = ""  # "" = a block folder; or an IPFS HTTP API URL
     seed: int = 0
+    light: bool = False  # nodes outside the committee read the members' certificate instead of every batch
+    audit_rate: float = 0.05  # with `light`: the chance a light node audits a certificate (network.audit_rate)
 
     def check(self) -> None:
         if self.attack not in ATTACKS:
@@ -75,6 +81,8 @@ class SimulationSettings:
             raise ConfigError(f"--byzantine must lie in [0, 0.5), got {self.byzantine}")
         if not 1 <= self.committee <= min(self.nodes, 200):
             raise ConfigError(f"--committee must lie in [1, min(nodes, 200)], got {self.committee}")
+        if not 0.0 <= self.audit_rate <= 1.0:
+            raise ConfigError(f"--audit-rate must lie in [0, 1], got {self.audit_rate}")
         if not 1 <= self.rounds <= 100 or not 1 <= self.draws <= 50:
             raise ConfigError("--rounds must lie in [1, 100] and --draws in [1, 50]")
 
@@ -168,6 +176,9 @@ def learn(node: Node, lessons: list[tuple[str, float]]) -> None:
 
 def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, say: Progress) -> dict[str, Any]:
     started = time.perf_counter()
+    if settings.light:
+        network_config = dataclasses.replace(config.network, light=True, audit_rate=settings.audit_rate)
+        config = dataclasses.replace(config, network=network_config)
     plan = SimulationPlan.make(settings, config)
     spec, bad_ids, members, window = plan.spec, plan.spec.byzantine, plan.spec.members, plan.spec.voting_window
     network = build_network(config, scratch, spec)
@@ -189,9 +200,16 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
             phase["learn"] = time.perf_counter() - t0
             syncs: dict[str, list[SyncReport]] = {n.address: [] for n in nodes}
             everyone = list(range(settings.nodes))
-            for name, who in (("publish", everyone), ("vote", list(members)), ("pull", everyone)):
+            # with light nodes the members pull first and attest what they computed; the others then read it
+            pulls = (
+                [("certify", list(members)), ("pull", [i for i in everyone if i not in members])]
+                if settings.light
+                else [("pull", everyone)]
+            )
+            for name, who in (("publish", everyone), ("vote", list(members)), *pulls):
                 t = time.perf_counter()
-                if name == "pull":  # the round's epoch closes (what waiting for the window does on a live chain)
+                if name in ("pull", "certify") and "blocks_mined_to_close_epoch" not in entry:
+                    # the round's epoch closes (what waiting for the window does on a live chain)
                     entry["blocks_mined_to_close_epoch"] = network.close_epoch()
 
                 def tick(number: int, name: str = name, who: list[int] = who, round_: int = round_) -> None:

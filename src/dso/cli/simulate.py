@@ -46,6 +46,10 @@ def simulate_command(
     ),
     store: str = typer.Option("embedded", help="'embedded' or an IPFS HTTP API URL (dso ipfs up)."),
     seed: int = typer.Option(0),
+    light: bool = typer.Option(
+        False, "--light", help="Nodes outside the committee read the members' certificate, not every batch."
+    ),
+    audit_rate: float = typer.Option(0.05, help="With --light: the chance a light node audits a certificate."),
     run_dir: Path | None = typer.Option(None, help="Where the nodes keep their state (default: a temporary folder)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the report (JSON) here."),
     force: bool = typer.Option(False, "--force", help="Replace --output if it exists (a regular file only)."),
@@ -63,6 +67,8 @@ def simulate_command(
         chain="" if chain == "embedded" else chain,
         store="" if store == "embedded" else store,
         seed=seed,
+        light=light,
+        audit_rate=audit_rate,
     )
     settings.check()
     config = get_config(ctx)

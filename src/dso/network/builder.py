@@ -30,6 +30,7 @@ from dso.library import ExperienceLibrary
 from dso.network.attacks import colluding_voter
 from dso.node.context import Log, SharedWork, Voter
 from dso.node.node import Node
+from dso.node.pull import texts_digest
 from dso.node.reports import SyncReport
 from dso.node.share import GlobalExperience
 from dso.node.state import NodeState
@@ -329,10 +330,12 @@ class Network:
         batches = [b for b in self.registry.all_batches() if b.round == round_]
         states = [b.state.name.lower() for b in batches]
         honest = self.honest
-        observer = honest[0] if honest else self.nodes[0]
+        # a member computes the library itself; a light node (network.light) reads the members' certificate
+        observer = next((n for n in honest if n.is_member()), honest[0] if honest else self.nodes[0])
         computed = observer.global_library()
         bad = [g.text for g in computed.accepted if poisoned(g)]
-        digests = {n.global_digest() for n in honest}
+        digests = {self._digest(n, syncs[n.address]) for n in honest}
+        light = [r.light for rows in syncs.values() for r in rows if r.light is not None]
         sent = [sum(s.bytes.sent_total for s in syncs[n.address]) for n in honest]
         received = [sum(s.bytes.received_total for s in syncs[n.address]) for n in honest]
         by_kind: dict[str, int] = {}
@@ -378,7 +381,20 @@ class Network:
             "witnesses": [self._witness(i, syncs[self.nodes[i].address]) for i in self.spec.witnesses],
             "transactions": sum(s.transactions for rows in syncs.values() for s in rows),
             "gas": sum(s.gas for rows in syncs.values() for s in rows),
+            "light_syncs": {
+                mode: sum(1 for found in light if found.mode == mode) for mode in ("certificate", "audit", "full")
+            },
+            "disputes": sum(1 for found in light if found.disputed),
+            "attestations": sum(1 for rows in syncs.values() for r in rows if r.attested is not None),
         }
+
+    @staticmethod
+    def _digest(node: Node, reports: Sequence[SyncReport]) -> str:
+        """The digest of the library a node merged last: the certificate's, for a light node that read one."""
+        light = next((r.light for r in reversed(reports) if r.light is not None), None)
+        if light is not None and light.mode == "certificate":
+            return texts_digest(e.text for e in light.entries)
+        return node.global_digest()
 
     def _witness(self, index: int, syncs: Sequence[SyncReport]) -> dict[str, Any]:
         """What a node that shares nothing paid this round: CPU and wall seconds per step, bytes, transactions."""

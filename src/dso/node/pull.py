@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 
 from dso.chain.registry import BatchInfo, BatchState, closed_epoch, final_state, registry_epoch
 from dso.consensus.aggregate import Validation
@@ -209,4 +210,9 @@ def _withdraw_rejected(ctx: NodeContext, accepted: list[share.GlobalExperience])
 
 def global_digest(accepted: list[share.GlobalExperience]) -> str:
     """sha256 of the global library's sorted texts: equal on nodes that agree."""
-    return hashlib.sha256("\n".join(sorted(g.text for g in accepted)).encode()).hexdigest()
+    return texts_digest(g.text for g in accepted)
+
+
+def texts_digest(texts: Iterable[str]) -> str:
+    """sha256 of sorted texts: a global library's digest, computed or read from a certificate."""
+    return hashlib.sha256("\n".join(sorted(texts)).encode()).hexdigest()
