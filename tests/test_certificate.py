@@ -212,3 +212,29 @@ def test_a_simulated_network_of_light_nodes_agrees_with_its_members_and_accepts_
         member, reader = row["witnesses"]
         assert member["role"] == "member" and reader["role"] == "reader"
         assert 0 < reader["received"] < member["received"]
+
+
+def test_a_light_node_waits_for_the_first_certificate_and_computes_for_itself_when_certificates_stop(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Before any epoch ends there is nothing to read; once certificates are CERTIFICATE_LAG epochs late (a
+    blocking third withholding attestations) a light node pulls the batches and computes the library itself."""
+    from dso.node.certify import CERTIFICATE_LAG
+
+    config = DSOConfig()
+    config.network.light, config.network.audit_rate = True, 0.0
+    spec = NetworkSpec(nodes=4, members=(0, 1, 2), chain="memory")
+    network = build_network(config, tmp_path, spec, embedder=embedder)
+    light = network.nodes[3]
+    first = light.sync()
+    assert first.light is not None and first.light.mode == "wait" and first.merged.added == 0
+    for node in network.nodes[:3]:
+        node.library.add(LESSON, domain="units")
+    network.sync(range(3))
+    network.sync(range(3))
+    network.close_epoch()
+    network.chain.mine(network.registry.voting_window * (CERTIFICATE_LAG + 1))  # no member syncs: none attests
+    late = light.sync()
+    assert late.light is not None and late.light.mode == "full" and "no certificate for epoch" in late.light.reason
+    assert len(late.pulled.verified) == 3 and [e.text for e in light.library.all()] == [LESSON]
+    network.close()

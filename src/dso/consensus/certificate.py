@@ -28,7 +28,7 @@ import rfc8785
 from eth_account import Account
 from eth_utils.crypto import keccak
 
-from dso.core.cid import cid_of, parse_cid
+from dso.core.cid import MAX_BLOCK, cid_of, parse_cid
 from dso.core.experience import MAX_TEXT_BYTES, check_label, normalise_text, text_key
 from dso.core.merkle import merkle_root
 from dso.core.signing import RegistryDomain, recover_typed_signer, typed_data
@@ -123,7 +123,7 @@ _ENTRY_FIELDS = {"v", "type", "text", "domain", "confidence", "supporters", "rec
 _PROVENANCE_FIELDS = {"cid", "node", "epoch", "batch", "round"}
 _HEX_32 = re.compile(r"0x[0-9a-f]{64}")
 MAX_ENTRIES = 10_000
-MAX_ENTRIES_BYTES = 8 * 1024 * 1024
+MAX_ENTRIES_BYTES = MAX_BLOCK  # one raw block: about 600 entries
 
 
 def entries_document(epoch: int, entries: Sequence[LibraryEntry]) -> bytes:

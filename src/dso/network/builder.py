@@ -382,7 +382,8 @@ class Network:
             "transactions": sum(s.transactions for rows in syncs.values() for s in rows),
             "gas": sum(s.gas for rows in syncs.values() for s in rows),
             "light_syncs": {
-                mode: sum(1 for found in light if found.mode == mode) for mode in ("certificate", "audit", "full")
+                mode: sum(1 for found in light if found.mode == mode)
+                for mode in ("certificate", "audit", "full", "wait")
             },
             "disputes": sum(1 for found in light if found.disputed),
             "attestations": sum(1 for rows in syncs.values() for r in rows if r.attested is not None),

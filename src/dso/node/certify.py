@@ -41,7 +41,8 @@ from dso.node.context import NodeContext
 from dso.node.reports import LightSync, MergeReport, PullReport
 from dso.node.share import GlobalExperience
 
-SCAN_EPOCHS = 64  # epochs a light node looks back for a certificate before it pulls in full
+SCAN_EPOCHS = 64  # epochs a light node looks back for a certificate
+CERTIFICATE_LAG = 2  # ended epochs a certificate may be late before a light node computes for itself
 
 
 def library_entries(accepted: Sequence[GlobalExperience]) -> list[LibraryEntry]:
@@ -88,29 +89,36 @@ def attest(ctx: NodeContext) -> int | None:
     return epoch
 
 
-def newest_certificate(ctx: NodeContext) -> CertificateInfo | None:
-    """The newest certified epoch at or after the one this node merged last, looking back SCAN_EPOCHS epochs."""
+def newest_certificate(ctx: NodeContext) -> tuple[int, CertificateInfo | None]:
+    """The newest ended epoch, and the newest certificate at or after the one this node merged last (looking
+    back SCAN_EPOCHS epochs)."""
     window = max(1, ctx.registry.voting_window)
     newest = (ctx.registry.height() + 1) // window - 1
     oldest = max(0, newest - SCAN_EPOCHS, int(ctx.state.meta("light_epoch") or "-1"))
     for epoch in range(newest, oldest - 1, -1):
         info = ctx.registry.certificate(epoch)
         if info.certified:
-            return info
-    return None
+            return newest, info
+    return newest, None
 
 
 def light_pull(ctx: NodeContext, *, audit: bool | None = None) -> tuple[PullReport, LightSync]:
     """Read the newest certificate and its entries; audit it with chance `network.audit_rate` (or as `audit`
-    says). Falls back to the full pull when there is no certificate, it is disputed, or it does not check."""
+    says). Pulls in full when a certificate is disputed, does not check, or is CERTIFICATE_LAG epochs late (a
+    blocking third of the members withholding attestations); before the first epochs end there is nothing to
+    read, and it waits."""
     if ctx.state.meta("light_fallback"):
         return pull.pull(ctx), LightSync("full", -1, ctx.state.meta("light_fallback") or "")
+    settled = PullReport(settled_epoch=ctx.state.settled_epoch())
     try:
-        info = newest_certificate(ctx)
+        newest, info = newest_certificate(ctx)
     except ChainError as exc:
-        return PullReport(settled_epoch=ctx.state.settled_epoch()), LightSync("full", -1, f"registry: {exc}")
-    if info is None:
-        return pull.pull(ctx), LightSync("full", -1, "no certificate yet")
+        return settled, LightSync("wait", -1, f"registry: {exc}")
+    if info is None or info.epoch < newest - CERTIFICATE_LAG:
+        if info is None and newest < CERTIFICATE_LAG:
+            return settled, LightSync("wait", -1, "no certificate yet")
+        late = f"no certificate for epoch {newest}; the newest is {info.epoch if info else 'none'}"
+        return pull.pull(ctx), LightSync("full", newest, late)
     if info.disputed:
         reason = f"the certificate of epoch {info.epoch} is disputed by {info.disputed_by}"
         ctx.state.set_meta("light_fallback", reason)
@@ -166,6 +174,8 @@ def _dispute(ctx: NodeContext, info: CertificateInfo, certified: list[LibraryEnt
 
 def light_merge(ctx: NodeContext, found: LightSync) -> MergeReport:
     """Merge a certified library (or, after a full or audited pull, what this node computed itself)."""
+    if found.mode == "wait":
+        return MergeReport()
     if found.mode != "certificate":
         report = pull.merge(ctx)
         earlier = _certified_cids(ctx)

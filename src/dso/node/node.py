@@ -29,7 +29,7 @@ from dso.chain.registry import BatchInfo, Registry
 from dso.config import DSOConfig
 from dso.core.records import ExperienceRecord
 from dso.embed.base import Vectors
-from dso.errors import ContractRevert, NodeError
+from dso.errors import ChainError, DataError, NodeError, StoreError
 from dso.library import ExperienceLibrary
 from dso.node import certify, publish, pull, verify, vote
 from dso.node.context import Log, NodeContext, SharedWork, Voter
@@ -194,12 +194,13 @@ class Node:
         return pull.merge(self.ctx)
 
     def attest(self) -> int | None:
-        """As a member, attest the global library of the newest epoch closed here and on chain (once each);
-        a refusal by the registry (the epoch still open there, this member not eligible) is logged, not raised."""
+        """As a member, attest the global library of the newest epoch closed here (once each); a refusal by the
+        registry (this member not eligible), a store that does not answer or a library too large for one block
+        is logged, not raised: light nodes then read an older certificate, or compute for themselves."""
         try:
             return certify.attest(self.ctx)
-        except ContractRevert as exc:
-            self.ctx.log(f"attestation refused by the registry: {exc}")
+        except (DataError, StoreError, ChainError) as exc:  # a revert, a store down, a library over one block
+            self.ctx.log(f"no attestation this sync: {exc}")
             return None
 
     # -- one sync ------------------------------------------------------------------------------

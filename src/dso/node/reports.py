@@ -108,7 +108,9 @@ class Traffic:
 class LightSync:
     """What a light node's pull found: the certificate it merges, or why it pulled in full."""
 
-    mode: str  # "certificate", "audit" (pulled in full, the certificate agreed), "full" (no usable certificate)
+    # "certificate"; "audit" (pulled in full, the certificate agreed); "full" (no usable certificate: disputed,
+    # late or failing its checks); "wait" (none yet, or the registry did not answer)
+    mode: str
     epoch: int
     reason: str
     entries: tuple[LibraryEntry, ...] = ()
