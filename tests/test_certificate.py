@@ -238,3 +238,24 @@ def test_a_light_node_waits_for_the_first_certificate_and_computes_for_itself_wh
     assert late.light is not None and late.light.mode == "full" and "no certificate for epoch" in late.light.reason
     assert len(late.pulled.verified) == 3 and [e.text for e in light.library.all()] == [LESSON]
     network.close()
+
+
+@pytest.mark.parametrize("junk", [b"[" * 50_000, b'{"v": 1, "type": "dso.global-library", "epoch": 0, "entries": []}'])
+def test_a_certificate_whose_entries_do_not_check_is_read_as_none(
+    tmp_path: Path, embedder: Embedder, junk: bytes
+) -> None:
+    """Members certify a document that is not their root's (deep nesting, or an empty list under a root with an
+    entry): the light node neither crashes nor merges anything from it, and computes that sync for itself."""
+    config = DSOConfig()
+    config.network.light, config.network.audit_rate = True, 0.0
+    spec = NetworkSpec(nodes=4, members=(0, 1, 2), chain="memory")
+    network = build_network(config, tmp_path, spec, embedder=embedder)
+    network.chain.mine(network.registry.voting_window)
+    epoch = (network.registry.height() + 1) // network.registry.voting_window - 1
+    cid = network.nodes[0].ctx.store.put(junk)
+    for member in network.nodes[:2]:
+        member.registry.attest(epoch, library_root([A]), 1, cid)
+    report = network.nodes[3].sync()
+    assert report.light is not None and report.light.mode == "full" and "entries of epoch" in report.light.reason
+    assert network.nodes[3].library.all() == []
+    network.close()
