@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dso.core.cid import cid_of
-from dso.core.records import decode_record
+from dso.core.records import ExperienceRecord, decode_record
 from dso.errors import DataError, NodeError
 from dso.node.share import OutgoingBatch, SharedRecord
 from dso.sqlite import MetaTable, connect, transaction
@@ -36,6 +36,7 @@ from dso.sqlite import MetaTable, connect, transaction
 # 4: every registry batch is read in order once decided (not only accepted ones), and the global library is
 #    computed over closed epochs only
 SCHEMA_VERSION = 4
+DECODED_CACHE = 100_000  # decoded records a node keeps in memory (about 1 KB each)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS published (
@@ -135,6 +136,9 @@ class NodeState(MetaTable):
         except OSError as exc:
             raise NodeError(f"cannot keep node state in {path.parent}: {exc.strerror or exc}") from None
         self._lock = threading.RLock()
+        # records this node decoded, by CID: content-addressed, so bytes that hash to a CID decode the same way
+        # every time; the global library reads every verified record back on each computation
+        self._decoded: dict[str, ExperienceRecord] = {}
         try:
             self.db = connect(path)
             with self.transaction():
@@ -360,10 +364,15 @@ class NodeState(MetaTable):
             raise damaged("does not hash to its CID")
         if not isinstance(round_, int) or not 0 <= round_ < 2**63:
             raise damaged(f"has round {str(round_)[:20]!r}")
-        try:
-            record = decode_record(_blob(data))
-        except DataError as exc:
-            raise damaged(f"does not decode ({str(exc)[:80]})") from None
+        record = self._decoded.get(cid)
+        if record is None:
+            try:
+                record = decode_record(_blob(data))
+            except DataError as exc:
+                raise damaged(f"does not decode ({str(exc)[:80]})") from None
+            if len(self._decoded) >= DECODED_CACHE:
+                self._decoded.clear()
+            self._decoded[cid] = record
         helped, hurt, neutral = record.evidence or (0, 0, 0)
         return SharedRecord(
             cid, batch_id, record.node, round_, record.text, record.confidence, record.domain, record.epoch,
