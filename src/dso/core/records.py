@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import rfc8785
-from eth_utils.address import is_checksum_address
+from eth_utils.address import is_checksum_address as _is_checksum_address
 
 from dso.core import codec
 from dso.core.cid import cid_of, parse_cid
@@ -50,6 +51,12 @@ _RECORD_FIELDS_V2 = _RECORD_FIELDS | {"evidence"}
 _EVIDENCE_KEYS = ("helped", "hurt", "neutral")
 _BATCH_FIELDS = {"v", "type", "node", "round", "records", "merkle_root"}
 BATCH_VERSION = 1
+
+
+@functools.lru_cache(maxsize=65_536)
+def is_checksum_address(value: str) -> bool:
+    """EIP-55 check, remembered: a network has few addresses and each record names one (a keccak each time)."""
+    return bool(_is_checksum_address(value))
 
 
 @dataclasses.dataclass(frozen=True)

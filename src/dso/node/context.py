@@ -35,13 +35,16 @@ class SharedWork:
     """Results that depend only on public data, shared by nodes that run in one process (`dso simulate`).
 
     A batch's verification depends only on its bytes and the registry, the global library only on the
-    verified records: every node would compute the same, so nodes in one process compute each once. What a
-    node would have fetched is still counted in its own traffic."""
+    verified records, the guards' findings only on a text and the configuration: every node would compute
+    the same, so nodes in one process compute each once. What a node would have fetched is still counted in
+    its own traffic, and the simulation's witnesses share nothing: what one real node pays."""
 
     verified: dict[str, tuple[list[tuple[str, ExperienceRecord]], list[tuple[str, int]]]] = dataclasses.field(
         default_factory=dict
     )
     global_libraries: dict[str, GlobalLibrary] = dataclasses.field(default_factory=dict)
+    # the guards' findings on a text under one consensus configuration (its repr): what every member computes
+    guard_findings: dict[tuple[str, str], list[str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

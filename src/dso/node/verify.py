@@ -128,7 +128,17 @@ def fetch_verified(
 
 def guard_findings(ctx: NodeContext, texts: list[str]) -> list[list[str]]:
     """The node's guard policy's findings per text; [] = clean."""
-    return ctx.guards.findings(texts, ctx.embed(texts)) if texts else []
+    if not texts:
+        return []
+    if ctx.shared is None:
+        return ctx.guards.findings(texts, ctx.embed(texts))
+    policy = repr(ctx.config.consensus)
+    known = ctx.shared.guard_findings
+    missing = list(dict.fromkeys(t for t in texts if (policy, t) not in known))
+    if missing:
+        for text, found in zip(missing, ctx.guards.findings(missing, ctx.embed(missing)), strict=True):
+            known[(policy, text)] = found
+    return [list(known[(policy, t)]) for t in texts]
 
 
 def review(ctx: NodeContext, info: BatchInfo) -> BatchReview:
