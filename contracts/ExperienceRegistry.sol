@@ -198,13 +198,60 @@ contract ExperienceRegistry {
         uint64 round,
         bytes calldata signature
     ) external returns (bytes32 id) {
+        return _register(node, merkleRoot, batchCid, round, signature, false);
+    }
+
+    /// @notice Register many signed batches in one transaction: a relay's, anyone may send it. A batch that would
+    /// revert alone (bad signature, duplicate, round used, over its node's cap) is skipped, so that one
+    /// publisher cannot sink the others' batches. Returns how many were registered.
+    function submitBatches(
+        address[] calldata nodes,
+        bytes32[] calldata merkleRoots,
+        string[] calldata batchCids,
+        uint64[] calldata rounds,
+        bytes[] calldata signatures
+    ) external returns (uint256 registered) {
+        uint256 n = nodes.length;
+        if (merkleRoots.length != n || batchCids.length != n || rounds.length != n || signatures.length != n) {
+            revert LengthMismatch();
+        }
+        for (uint256 i = 0; i < n; i++) {
+            if (_register(nodes[i], merkleRoots[i], batchCids[i], rounds[i], signatures[i], true) != bytes32(0)) {
+                registered += 1;
+            }
+        }
+    }
+
+    /// @dev A signature's signer, or zero for any signature `_recover` would refuse.
+    function _signerOrZero(bytes32 digest, bytes calldata signature) private pure returns (address) {
+        if (signature.length != 65) return address(0);
+        uint8 v = uint8(signature[64]);
+        if (uint256(bytes32(signature[32:64])) > HALF_N || (v != 27 && v != 28)) return address(0);
+        return ecrecover(digest, v, bytes32(signature[0:32]), bytes32(signature[32:64]));
+    }
+
+    /// @dev Register one batch; `lenient`: return zero instead of reverting on any refusal.
+    function _register(
+        address node,
+        bytes32 merkleRoot,
+        string calldata batchCid,
+        uint64 round,
+        bytes calldata signature,
+        bool lenient
+    ) private returns (bytes32 id) {
         id = batchId(node, merkleRoot, batchCid, round);
         bytes32 digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator(), id));
-        if (_recover(digest, signature) != node) revert InvalidSignature();
-        if (batches[id].state != State.None) revert DuplicateBatch(id);
-        if (roundUsed[node][round]) revert RoundAlreadyUsed(node, round);
         uint64 window = uint64(block.number) / votingWindow;
-        if (batchesInWindow[node][window] >= MAX_BATCHES_PER_WINDOW) revert TooManyBatches(node, window);
+        if (lenient) {
+            if (node == address(0) || _signerOrZero(digest, signature) != node) return bytes32(0);
+            if (batches[id].state != State.None || roundUsed[node][round]) return bytes32(0);
+            if (batchesInWindow[node][window] >= MAX_BATCHES_PER_WINDOW) return bytes32(0);
+        } else {
+            if (_recover(digest, signature) != node) revert InvalidSignature();
+            if (batches[id].state != State.None) revert DuplicateBatch(id);
+            if (roundUsed[node][round]) revert RoundAlreadyUsed(node, round);
+            if (batchesInWindow[node][window] >= MAX_BATCHES_PER_WINDOW) revert TooManyBatches(node, window);
+        }
         batchesInWindow[node][window] += 1;
         roundUsed[node][round] = true;
         Batch storage b = batches[id];

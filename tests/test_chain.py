@@ -407,3 +407,32 @@ def test_two_thirds_of_the_members_certify_an_epochs_library_and_a_vouched_node_
     assert disputed.root == root_a  # a dispute does not change what was certified
     assert revert_name(lambda: m3.dispute(0, proof)) == "AlreadyDisputed"
     assert not owner.certificate(1).certified
+
+
+def test_a_relay_registers_many_batches_in_one_transaction_and_skips_those_refused_alone(
+    deploy: Deploy, backend: Backend
+) -> None:
+    """`submitBatches` from any account: a forged signature, a batch already registered and a reused round are
+    skipped while the others register; each relayed batch's signed fields are read back from the relay's call."""
+    owner, m2, _, _, _, outsider = deploy()
+    good = signed_batch(owner, round_=1)
+    member_batch = signed_batch(owner, round_=1, node=MEMBERS[1])
+    manifest, cid, _ = signed_batch(owner, round_=2)
+    forged = (manifest, cid, good[2])  # the node's signature of another batch
+    reused = signed_batch(owner, round_=1, n=4)  # NODE's round 1 again, other records
+    before = outsider.sent.transactions
+    assert outsider.submit_batches([good, forged, member_batch, good, reused]) == 2
+    assert outsider.sent.transactions == before + 1 and owner.batch_count() == 2
+    ids = [owner.batch_id(m, c) for m, c, _ in (good, member_batch)]
+    assert [owner.batch(i).state for i in ids] == [BatchState.PENDING] * 2
+    for identifier, (m, c, signature) in zip(ids, (good, member_batch), strict=True):
+        args, size = m2.submission(identifier)
+        assert (args["node"], args["batchCid"], args["round"], bytes(args["signature"])) == (
+            m.node,
+            c,
+            m.round,
+            signature,
+        )
+        assert size >= 0
+    assert revert_name(lambda: owner.submit_batch(*good)) == "DuplicateBatch"
+    assert outsider.submit_batches([]) == 0

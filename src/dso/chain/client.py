@@ -21,6 +21,7 @@ from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
 from web3.logs import DISCARD
@@ -39,7 +40,7 @@ from dso.chain.registry import (
 )
 from dso.core.cid import parse_cid
 from dso.core.records import BatchManifest
-from dso.core.signing import RegistryDomain
+from dso.core.signing import RegistryDomain, submission_id
 from dso.core.untrusted import load_json
 from dso.endpoints import http_base_url
 from dso.errors import ChainError, ContractRevert
@@ -227,6 +228,7 @@ class RegistryClient:
         self._tx = None if account is None else Transactor(w3, account)
         self.chain_id = int(w3.eth.chain_id)
         self.receipts: list[TxReceipt] = []  # of this client's last write, for gas measurements
+        self._inputs_read: dict[bytes, bytes] = {}  # relayed transactions' inputs this client read (submission)
 
     def height(self) -> int:
         return int(self.w3.eth.block_number)
@@ -272,6 +274,21 @@ class RegistryClient:
         )
         self._send(fn)
         return self.batch_id(manifest, batch_cid)
+
+    def submit_batches(self, submissions: Sequence[tuple[BatchManifest, str, bytes]]) -> int:
+        items = list(submissions)
+        for _, batch_cid, _ in items:
+            parse_cid(batch_cid)
+        before = self.batch_count()
+        fn = self.contract.functions.submitBatches(
+            [m.node for m, _, _ in items],
+            [m.merkle_root for m, _, _ in items],
+            [c for _, c, _ in items],
+            [m.round for m, _, _ in items],
+            [bytes(sig) for _, _, sig in items],
+        )
+        self._send(fn)
+        return self.batch_count() - before
 
     def vote(self, batch_id: bytes, approve: bool) -> TxReceipt:
         return self._send(self.contract.functions.vote(batch_id, approve), DECISION_GAS)
@@ -398,15 +415,28 @@ class RegistryClient:
         )
         if len(logs) != 1:
             raise ChainError(f"batch 0x{batch_id.hex()} has {len(logs)} BatchSubmitted events, expected 1")
-        tx = self.w3.eth.get_transaction(logs[0]["transactionHash"])
-        data = bytes(tx["input"])
+        tx_hash = bytes(logs[0]["transactionHash"])
+        seen = tx_hash in self._inputs_read
+        data = self._inputs_read.get(tx_hash) or bytes(self.w3.eth.get_transaction(HexBytes(tx_hash))["input"])
         try:
             fn, args = self.contract.decode_function_input(data)
         except ValueError:
             raise ChainError(f"batch 0x{batch_id.hex()} was submitted through another contract") from None
-        if fn.fn_name != "submitBatch":
-            raise ChainError(f"batch 0x{batch_id.hex()} was not registered by a direct submitBatch call")
-        return dict(args), len(data)
+        if fn.fn_name == "submitBatch":
+            return dict(args), len(data)
+        if fn.fn_name != "submitBatches":
+            raise ChainError(f"batch 0x{batch_id.hex()} was not registered by submitBatch or submitBatches")
+        # a relay's transaction: the entry whose signed fields make this id; its input is read once per client
+        if len(self._inputs_read) >= 64:
+            self._inputs_read.clear()
+        self._inputs_read[tx_hash] = data
+        for node, root, cid, round_, signature in zip(
+            args["nodes"], args["merkleRoots"], args["batchCids"], args["rounds"], args["signatures"], strict=True
+        ):
+            if submission_id(node, root, cid, round_) == batch_id:
+                entry = {"node": node, "merkleRoot": root, "batchCid": cid, "round": round_, "signature": signature}
+                return entry, 0 if seen else len(data)
+        raise ChainError(f"batch 0x{batch_id.hex()} is not among the batches its transaction registered")
 
     def verify_inclusion(self, merkle_root: bytes, cid: str, proof: Sequence[bytes]) -> bool:
         fn = self.contract.functions.verifyInclusion(merkle_root, parse_cid(cid), list(proof))

@@ -233,43 +233,77 @@ class InMemoryRegistry:
         parse_cid(batch_cid)
         self._sender()
         with self.chain.lock:
-            c = self._contract
-            identifier = batch_id(manifest, batch_cid)
-            try:
-                signer = recover_submission_signer(
-                    self.domain, manifest.node, manifest.merkle_root, batch_cid, manifest.round, signature
-                )
-            except SignatureError as exc:
-                name = "MalleableSignature" if "high s" in str(exc) else "InvalidSignature"
-                raise ContractRevert(name, ()) from None
-            if signer != manifest.node:
-                raise ContractRevert("InvalidSignature", ())
-            if identifier in c.batches:
-                raise ContractRevert("DuplicateBatch", (identifier,))
-            if (manifest.node, manifest.round) in c.rounds_used:
-                raise ContractRevert("RoundAlreadyUsed", (manifest.node, manifest.round))
-            window = (self.chain.height + 1) // c.voting_window  # the block this transaction is mined in
-            if c.batches_in_window.get((manifest.node, window), 0) >= MAX_BATCHES_PER_WINDOW:
-                raise ContractRevert("TooManyBatches", (manifest.node, window))
+            refusal = self._refusal(manifest, batch_cid, signature)
+            if refusal is not None:
+                raise refusal
             size = _calldata(
                 "submitBatch(address,bytes32,string,uint64,bytes)",
                 ["address", "bytes32", "string", "uint64", "bytes"],
                 [manifest.node, manifest.merkle_root, batch_cid, manifest.round, bytes(signature)],
             )
-            block = self._mined(size)
-            c.batches_in_window[(manifest.node, window)] = c.batches_in_window.get((manifest.node, window), 0) + 1
-            c.rounds_used.add((manifest.node, manifest.round))
-            c.batches[identifier] = _Batch(
-                node=manifest.node,
-                round=manifest.round,
-                deadline=block + c.voting_window,
-                epoch=c.membership_epoch,
-                eligible=len(c.members),
-                merkle_root=manifest.merkle_root,
-                batch_cid=batch_cid,
-                signature=bytes(signature),
+            return self._register(manifest, batch_cid, signature, self._mined(size))
+
+    def submit_batches(self, submissions: Sequence[tuple[BatchManifest, str, bytes]]) -> int:
+        """One `submitBatches` transaction: each batch that `submit_batch` would refuse is skipped."""
+        self._sender()
+        items = list(submissions)
+        for _, batch_cid, _ in items:
+            parse_cid(batch_cid)
+        with self.chain.lock:
+            size = _calldata(
+                "submitBatches(address[],bytes32[],string[],uint64[],bytes[])",
+                ["address[]", "bytes32[]", "string[]", "uint64[]", "bytes[]"],
+                [[m.node for m, _, _ in items], [m.merkle_root for m, _, _ in items], [c for _, c, _ in items],
+                 [m.round for m, _, _ in items], [bytes(sig) for _, _, sig in items]],
+            )  # fmt: skip
+            block = self.chain.height + 1  # the block this transaction is mined in
+            registered = 0
+            for manifest, batch_cid, signature in items:
+                if self._refusal(manifest, batch_cid, signature) is None:
+                    self._register(manifest, batch_cid, signature, block)
+                    registered += 1
+            self._mined(size)
+        return registered
+
+    def _refusal(self, manifest: BatchManifest, batch_cid: str, signature: bytes) -> ContractRevert | None:
+        """Why the contract would refuse to register this batch now, or None (under the chain's lock)."""
+        c = self._contract
+        try:
+            signer = recover_submission_signer(
+                self.domain, manifest.node, manifest.merkle_root, batch_cid, manifest.round, signature
             )
-            c.batch_ids.append(identifier)
+        except SignatureError as exc:
+            return ContractRevert("MalleableSignature" if "high s" in str(exc) else "InvalidSignature", ())
+        if signer != manifest.node:
+            return ContractRevert("InvalidSignature", ())
+        identifier = batch_id(manifest, batch_cid)
+        if identifier in c.batches:
+            return ContractRevert("DuplicateBatch", (identifier,))
+        if (manifest.node, manifest.round) in c.rounds_used:
+            return ContractRevert("RoundAlreadyUsed", (manifest.node, manifest.round))
+        window = (self.chain.height + 1) // c.voting_window  # the block this transaction is mined in
+        if c.batches_in_window.get((manifest.node, window), 0) >= MAX_BATCHES_PER_WINDOW:
+            return ContractRevert("TooManyBatches", (manifest.node, window))
+        return None
+
+    def _register(self, manifest: BatchManifest, batch_cid: str, signature: bytes, block: int) -> bytes:
+        """Store a batch `_refusal` let through, registered in `block`."""
+        c = self._contract
+        identifier = batch_id(manifest, batch_cid)
+        window = block // c.voting_window
+        c.batches_in_window[(manifest.node, window)] = c.batches_in_window.get((manifest.node, window), 0) + 1
+        c.rounds_used.add((manifest.node, manifest.round))
+        c.batches[identifier] = _Batch(
+            node=manifest.node,
+            round=manifest.round,
+            deadline=block + c.voting_window,
+            epoch=c.membership_epoch,
+            eligible=len(c.members),
+            merkle_root=manifest.merkle_root,
+            batch_cid=batch_cid,
+            signature=bytes(signature),
+        )
+        c.batch_ids.append(identifier)
         return identifier
 
     def _vote(self, sender: str, identifier: bytes, approve: bool, lenient: bool, block: int) -> None:

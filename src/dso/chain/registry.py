@@ -127,6 +127,11 @@ class Registry(Protocol):
         """Register a signed batch; returns its id."""
         ...
 
+    def submit_batches(self, submissions: Sequence[tuple[BatchManifest, str, bytes]]) -> int:
+        """Register many signed batches in one transaction (a relay's); those `submit_batch` would refuse are
+        skipped. Returns how many were registered."""
+        ...
+
     def vote_many(self, batch_ids: Sequence[bytes], approvals: Sequence[bool]) -> None:
         """Vote on many batches; those decided, closed or already voted on by this account are skipped."""
         ...
@@ -183,8 +188,9 @@ class Registry(Protocol):
     def all_batches(self, state: BatchState | None = None, page: int = 200) -> list[BatchInfo]: ...
 
     def submission(self, batch_id: bytes) -> tuple[dict[str, Any], int]:
-        """The arguments of the call that registered `batch_id` (node, merkleRoot, batchCid, round,
-        signature) and that call's input size in bytes: a fetcher re-checks the signature itself."""
+        """The arguments that registered `batch_id` (node, merkleRoot, batchCid, round, signature; a relayed
+        batch's entry of its `submitBatches` call) and the bytes read for them (a relayed call's whole input
+        the first time this client reads it, 0 after): a fetcher re-checks the signature itself."""
         ...
 
 

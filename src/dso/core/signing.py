@@ -80,11 +80,16 @@ def typed_data(
 
 def batch_id(manifest: BatchManifest, batch_cid: str) -> bytes:
     """The registry's id of a batch: its EIP-712 struct hash (the contract's `batchId`), computed locally."""
+    return submission_id(manifest.node, manifest.merkle_root, batch_cid, manifest.round)
+
+
+def submission_id(node: str, merkle_root: bytes, batch_cid: str, round_: int) -> bytes:
+    """`batch_id` from a submission's signed fields, as a registry transaction carries them."""
     type_hash = keccak(text="Batch(address node,bytes32 merkleRoot,string batchCid,uint64 round)")
     return keccak(
         abi_encode(
             ["bytes32", "address", "bytes32", "bytes32", "uint64"],
-            [type_hash, manifest.node, manifest.merkle_root, keccak(text=batch_cid), manifest.round],
+            [type_hash, node, merkle_root, keccak(text=batch_cid), round_],
         )
     )
 

@@ -167,6 +167,9 @@ class SharedReads:
     def submit_batch(self, manifest: BatchManifest, batch_cid: str, signature: bytes) -> bytes:
         return self.inner.submit_batch(manifest, batch_cid, signature)
 
+    def submit_batches(self, submissions: Sequence[tuple[BatchManifest, str, bytes]]) -> int:
+        return self.inner.submit_batches(submissions)
+
     def vote_many(self, batch_ids: Sequence[bytes], approvals: Sequence[bool]) -> None:
         self.inner.vote_many(batch_ids, approvals)
 
