@@ -195,15 +195,21 @@ def test_light_nodes_merge_the_certified_library_and_an_audit_unmasks_a_forged_o
 
 
 def test_a_simulated_network_of_light_nodes_agrees_with_its_members_and_accepts_no_poison(tmp_path: Path) -> None:
-    """`dso simulate --light` on the in-memory registry: members certify every round, the other nodes merge the
-    certificate (and receive less than a member), every honest node ends with the same library, no poison."""
+    """`dso simulate --light --relay` on the in-memory registry: one relay transaction registers every batch,
+    members certify every round, the other nodes merge the certificate (and receive less than a member), every
+    honest node ends with the same library, no poison."""
     from dso.simulate import SimulationSettings, simulate
 
     settings = SimulationSettings(
-        nodes=12, byzantine=0.25, attack="wrong", rounds=2, committee=5, chain="memory", light=True, audit_rate=0.0
-    )
+        nodes=12, byzantine=0.25, attack="wrong", rounds=2, committee=5, chain="memory", light=True, audit_rate=0.0,
+        relay=True,
+    )  # fmt: skip
     report = simulate(settings, DSOConfig(), workdir=tmp_path)
     assert report["poisoned_accepted"] == 0
+    first = report["rounds"][0]
+    assert first["relay"] == {"transactions": 1, "batches_registered": 12} == {
+        "transactions": 1, "batches_registered": first["batches"]["submitted"]
+    }  # fmt: skip
     for row in report["rounds"]:
         assert set(row["phase_seconds"]) == {"learn", "publish", "vote", "certify", "pull"}
         # every light node merged a certificate at least once a round (its publishing sync reads the last one)

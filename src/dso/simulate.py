@@ -13,9 +13,11 @@ EVM, or any JSON-RPC node) and one content store (a block folder, or an IPFS dae
 4. **pull**: every node runs `Node.sync` once more: it pulls the accepted batches, verifies them, computes
    the global library with the robust consensus, and merges it into its own library.
 
-With `light`, step 4 splits: **certify**, the members pull as above and attest the library they computed on
-the registry (`dso.node.certify`); then **pull**, every other node reads the certificate and one entries
-document instead of every batch, auditing it (a full pull and a comparison) with chance `audit_rate`.
+With `relay`, step 2 hands each signed batch to one relay, which registers them a hundred per transaction
+(`dso.node.relay`). With `light`, step 4 splits: **certify**, the members pull as above and attest the library
+they computed on the registry (`dso.node.certify`); then **pull**, every other node reads the certificate and
+one entries document instead of every batch, auditing it (a full pull and a comparison) with chance
+`audit_rate`.
 
 Not every node is a registry member: a vote costs about 33k gas and a registry deployed with 600 or more
 members runs out of block gas, so the members are a committee of `committee` nodes drawn at random (by the
@@ -52,6 +54,7 @@ from dso.machine import machine
 from dso.network import NetworkSpec, build_network
 from dso.network.attacks import NETWORK_ATTACKS, attack_texts, committee_capture
 from dso.node.node import Node
+from dso.node.relay import Relay
 from dso.node.reports import SyncReport
 
 ATTACKS = NETWORK_ATTACKS
@@ -70,6 +73,7 @@ class SimulationSettings:
     store: str = ""  # "" = a block folder; or an IPFS HTTP API URL
     seed: int = 0
     light: bool = False  # nodes outside the committee read the members' certificate instead of every batch
+    relay: bool = False  # nodes hand their signed batches to one relay, registered 100 per transaction
     audit_rate: float = 0.05  # with `light`: the chance a light node audits a certificate (network.audit_rate)
 
     def check(self) -> None:
@@ -183,6 +187,9 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
     spec, bad_ids, members, window = plan.spec, plan.spec.byzantine, plan.spec.members, plan.spec.voting_window
     network = build_network(config, scratch, spec)
     nodes = network.nodes
+    relay = Relay(network.registry) if settings.relay else None
+    for node in nodes:
+        node.ctx.relay = relay
     timings = {"setup": time.perf_counter() - started}
     say(
         f"registry {network.registry.address}: {settings.committee} members, {len(bad_ids)} Byzantine nodes of "
@@ -218,6 +225,13 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
 
                 for index, report in zip(who, network.sync(who, tick), strict=True):
                     syncs[nodes[index].address].append(report)
+                if name == "publish" and relay is not None:  # the relay registers what the nodes handed it
+                    before = (relay.transactions, relay.registered)
+                    relay.flush()
+                    entry["relay"] = {
+                        "transactions": relay.transactions - before[0],
+                        "batches_registered": relay.registered - before[1],
+                    }
                 phase[name] = time.perf_counter() - t
 
             def poisoned(g: Any) -> bool:

@@ -50,6 +50,9 @@ def simulate_command(
         False, "--light", help="Nodes outside the committee read the members' certificate, not every batch."
     ),
     audit_rate: float = typer.Option(0.05, help="With --light: the chance a light node audits a certificate."),
+    relay: bool = typer.Option(
+        False, "--relay", help="Nodes hand their signed batches to one relay (100 per submitBatches transaction)."
+    ),
     run_dir: Path | None = typer.Option(None, help="Where the nodes keep their state (default: a temporary folder)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the report (JSON) here."),
     force: bool = typer.Option(False, "--force", help="Replace --output if it exists (a regular file only)."),
@@ -69,6 +72,7 @@ def simulate_command(
         seed=seed,
         light=light,
         audit_rate=audit_rate,
+        relay=relay,
     )
     settings.check()
     config = get_config(ctx)

@@ -18,6 +18,7 @@ from dso.embed.base import Vectors
 from dso.embed.cache import CachingEmbedder
 from dso.errors import NodeError
 from dso.library import ExperienceLibrary
+from dso.node.relay import Relay
 from dso.node.share import GlobalLibrary
 from dso.node.state import NodeState
 from dso.store.base import ContentStore
@@ -83,6 +84,7 @@ class NodeContext:
         embedder = library.embedder
         self.embedder = embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder)
         self.traffic = TrafficLog()
+        self.relay: Relay | None = None  # who carries this node's signed batches to the registry; None: itself
         self.seen: dict[str, BatchInfo] = {}  # the registry's batches as the last scan read them
         self.last_global: tuple[str, GlobalLibrary] | None = None  # the last global library and its records' digest
 

@@ -2,7 +2,9 @@
 
 A round is stored in the node's state (records, manifest, signature, and which experiences it publishes)
 in one transaction before anything leaves the node; sending (blocks to the store, then `submitBatch`) is
-retried from the outbox until the registry holds the batch, which is checked before every submission."""
+retried from the outbox until the registry holds the batch, which is checked before every submission. With a
+relay (`dso.node.relay`) the signed batch is handed over instead, and submitted directly only if the relay has
+not registered it after `RELAY_TRIES` syncs."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dso.errors import ContractRevert, DataError, NodeError
 from dso.faults import fault_point
 from dso.node import share
 from dso.node.context import NodeContext, hex_id
+from dso.node.relay import RELAY_TRIES
 from dso.node.reports import BuiltRound, SentBatch
 
 
@@ -35,7 +38,14 @@ def flush_outbox(ctx: NodeContext) -> list[SentBatch]:
             ctx.traffic.add("manifests", "sent", len(row["manifest"]))
             ctx.state.set_outbox_state(round_, "stored")
         batch_id = local_batch_id(manifest, row["manifest_cid"])
-        if not ctx.registry.has_batch(batch_id):
+        registered = ctx.registry.has_batch(batch_id)
+        handed = int(ctx.state.meta(f"relayed:{round_}") or "0")
+        if not registered and ctx.relay is not None and handed < RELAY_TRIES:
+            ctx.relay.hand(manifest, row["manifest_cid"], row["signature"])  # registered at the relay's flush
+            ctx.state.set_meta(f"relayed:{round_}", str(handed + 1))
+            ctx.log(f"round {round_} handed to the relay ({handed + 1} of {RELAY_TRIES})")
+            continue
+        if not registered:
             try:
                 ctx.registry.submit_batch(manifest, row["manifest_cid"], row["signature"])
             except ContractRevert as exc:
