@@ -93,9 +93,16 @@ def communication_against_nodes(result: dict[str, Any], model: str, path: Path) 
     """Bytes per node and round against network size: DSO's measured points beside each federated scheme's
     line for `model` (full weights and rank-8 LoRA), log-log."""
     scale = result["scale"]
-    nodes = [row["nodes"] for row in scale]
     figure, axis = plt.subplots(figsize=(7, 4.2))
-    axis.plot(nodes, [row["dso_bytes"] for row in scale], "ko-", label="DSO (median honest node, measured)")
+    labels = {"full": "DSO, every node pulls every batch", "light": "DSO, light nodes read the certificate"}
+    for mode, style in (("full", "ko-"), ("light", "gs-")):
+        mine = [row for row in scale if row.get("mode", "full") == mode]
+        if mine:
+            axis.plot(
+                [r["nodes"] for r in mine], [r["dso_bytes"] for r in mine], style, label=f"{labels[mode]} (median)"
+            )
+    scale = list({row["nodes"]: row for row in scale}.values())  # one row per size for the baselines
+    nodes = [row["nodes"] for row in scale]
     span = [min(nodes), max(10_000, max(nodes))]
     names = {"fedavg_fp16": "FedAvg fp16", "fedavg_int8": "FedAvg int8", "diloco_int8": "DiLoCo-style int8"}
     styles = {"fedavg_fp16": "-", "fedavg_int8": "--", "diloco_int8": ":"}

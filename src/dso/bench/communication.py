@@ -18,8 +18,9 @@ Three ways to move them, per node and synchronisation:
   one DSO round: both are one exchange of what the nodes learned since the last.
 
 DSO's figures come from `dso simulate` reports: the median honest node's bytes sent and received in its busiest
-round (records, manifests, signed transactions, signatures read back). Several reports of different sizes give
-the scale table: DSO's bytes beside each baseline at each network size.
+round (records, manifests, signed transactions, signatures read back, certificates). Several reports of
+different sizes give the scale table: DSO's bytes beside each baseline at each network size, for networks where
+every node pulls every batch ("full") and where nodes outside the committee read its certificate ("light").
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ def dso_bytes(report: dict[str, Any]) -> dict[str, Any]:
     sent = [r["bytes_per_honest_node"]["sent_median"] for r in rounds]
     received = [r["bytes_per_honest_node"]["received_median"] for r in rounds]
     per_round = [s + r for s, r in zip(sent, received, strict=True)]
+    settings = report["settings"]
     return {
-        "nodes": report["settings"]["nodes"],
+        "nodes": settings["nodes"],
+        # light: nodes outside the committee read the certificate (dso simulate --light); full: every node pulls
+        "mode": "light" if settings.get("light") else "full",
         "rounds": len(rounds),
         "sent_per_round": sent,
         "received_per_round": received,
@@ -77,8 +81,8 @@ def run_communication_bench(simulations: Path | list[Path]) -> dict[str, Any]:
     files = [simulations] if isinstance(simulations, Path) else list(simulations)
     if not files:
         raise DSOError("give at least one dso simulate report (--simulation FILE)")
-    measured = sorted((_measured(f) for f in files), key=lambda m: (m["nodes"], m["file"]))
-    largest = measured[-1]
+    measured = sorted((_measured(f) for f in files), key=lambda m: (m["nodes"], m["mode"] == "light", m["file"]))
+    largest = measured[-1]  # the largest network, with light nodes where it was run both ways
     dso = largest["per_round_max"]  # the busiest round: the one federated learning is compared with
     rows = []
     for model in MODELS:
@@ -98,7 +102,9 @@ def run_communication_bench(simulations: Path | list[Path]) -> dict[str, Any]:
         )
     scale = []
     for m in measured:
-        row: dict[str, Any] = {"nodes": m["nodes"], "file": m["file"], "dso_bytes": m["per_round_max"]}
+        row: dict[str, Any] = {
+            "nodes": m["nodes"], "mode": m["mode"], "file": m["file"], "dso_bytes": m["per_round_max"]
+        }  # fmt: skip
         for model in MODELS:
             for weights, count in (("full", model.parameters()), ("lora8", model.lora_parameters())):
                 for scheme, size in baselines(count, m["nodes"]).items():
@@ -121,7 +127,9 @@ def scale_rows(result: dict[str, Any], model: str) -> list[dict[str, Any]]:
     """The scale table for one model, as a person reads it: DSO's bytes and each baseline's multiple of it."""
     out = []
     for row in result["scale"]:
-        line: dict[str, Any] = {"nodes": row["nodes"], "DSO bytes": round(row["dso_bytes"])}
+        line: dict[str, Any] = {
+            "nodes": row["nodes"], "nodes read": row.get("mode", "full"), "DSO bytes": round(row["dso_bytes"])
+        }  # fmt: skip
         for weights in ("lora8", "full"):
             for scheme in ("fedavg_fp16", "fedavg_int8", "diloco_int8"):
                 line[f"{weights} {scheme} / DSO"] = row[f"{model}:{weights}:{scheme}:over_dso"]
