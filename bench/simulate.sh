@@ -3,7 +3,6 @@
 #   1,000 nodes on the embedded chain and block store, 30% Byzantine (coordinated wrong advice);
 #   100 nodes on anvil and a js-ipfs daemon started here on loopback (needs `make services`);
 #   every attack at 30% Byzantine on 20 nodes with a 7-member committee;
-#   the federated learning comparison (FedAvg fp16 / int8, DiLoCo-style) at each simulated size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dso=.venv/bin/dso
@@ -22,7 +21,4 @@ until curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"
       http://127.0.0.1:8547 > /dev/null; do sleep 1; done
 $dso simulate --nodes 100 --byzantine 0.3 --attack wrong --rounds 3 --chain http://127.0.0.1:8547 \
      --store http://127.0.0.1:5003 --force --output bench/results/simulate-100-anvil-ipfs.json
-# the scale table: 10 and 100 nodes from bench/flower.sh's dso simulate runs on anvil, 1,000 from above
-$dso bench communication --simulation bench/results/simulate-anvil-10.json \
-     --simulation bench/results/simulate-anvil-100.json --simulation bench/results/simulate-1000-embedded.json \
-     --output bench/results/communication.json --plot docs/figures/communication-nodes.png
+# the scale table and the comparison with federated learning: bench/scale.sh (it reads these runs too)

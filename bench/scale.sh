@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Rounds that scale, reports into bench/results (each with its date, machine and settings inside): light nodes
+# (the nodes outside the 9-member committee read its certificate instead of every batch) and a relay (one
+# submitBatches transaction per hundred batches), 30% Byzantine nodes sending coordinated wrong advice, 2 rounds:
+#   10, 100 and 1,000 nodes on the embedded chain and block store;
+#   1,000 nodes on anvil and a js-ipfs daemon started here on loopback (needs `make services`);
+# then the scale table and plot against federated learning, beside the runs where every node pulls every batch
+# (bench/simulate.sh, bench/flower.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dso=.venv/bin/dso
+flags=(--byzantine 0.3 --attack wrong --rounds 2 --light --relay --force)
+for nodes in ${SIZES:-10 100 1000}; do
+  $dso simulate --nodes "$nodes" "${flags[@]}" --output "bench/results/scale-$nodes-embedded.json" > /dev/null
+done
+if [ -z "${SKIP_ANVIL:-}" ]; then
+  work=$(mktemp -d)
+  $dso chain up --port 8551 --workdir "$work/chain" > /dev/null & chain=$!
+  $dso ipfs up --port 5007 --workdir "$work/ipfs" > /dev/null & ipfs=$!
+  trap 'kill $chain $ipfs 2>/dev/null; rm -rf "$work"' EXIT
+  until curl -sf -X POST http://127.0.0.1:5007/api/v0/id > /dev/null; do sleep 1; done
+  until curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}' \
+        http://127.0.0.1:8551 > /dev/null; do sleep 1; done
+  $dso simulate --nodes 1000 "${flags[@]}" --chain http://127.0.0.1:8551 --store http://127.0.0.1:5007 \
+       --output bench/results/scale-1000-anvil-ipfs.json > /dev/null
+fi
+full=(bench/results/simulate-anvil-10.json bench/results/simulate-anvil-100.json bench/results/simulate-1000-embedded.json)
+light=(bench/results/scale-*-embedded.json)
+$dso bench communication "${full[@]/#/--simulation=}" "${light[@]/#/--simulation=}" \
+     --output bench/results/communication.json --plot docs/figures/communication-nodes.png
