@@ -5,14 +5,11 @@
 # Needs `make services` (anvil) and `make flower` (.venv-flower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/services.sh
 nodes=${NODES:-10}
 committee=$(( nodes < 9 ? nodes : 9 ))
 settings=(--nodes "$nodes" --committee "$committee" --byzantine 0.3 --attack wrong --rounds 2 --seed 3)
-work=$(mktemp -d)
-.venv/bin/dso chain up --port 8549 --workdir "$work/chain" > /dev/null & chain=$!
-trap 'kill $chain 2>/dev/null; rm -rf "$work"' EXIT
-until curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}' \
-      http://127.0.0.1:8549 > /dev/null; do sleep 1; done
+services 8549
 .venv/bin/dso simulate "${settings[@]}" --chain http://127.0.0.1:8549 --force \
      --output "bench/results/simulate-anvil-$nodes.json" > /dev/null
 rm -f "bench/results/flower-$nodes.json"

@@ -8,19 +8,14 @@
 # (bench/simulate.sh, bench/flower.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/services.sh
 dso=.venv/bin/dso
 flags=(--byzantine 0.3 --attack wrong --rounds 2 --light --relay --force)
 for nodes in ${SIZES:-10 100 1000}; do
   $dso simulate --nodes "$nodes" "${flags[@]}" --output "bench/results/scale-$nodes-embedded.json" > /dev/null
 done
 if [ -z "${SKIP_ANVIL:-}" ]; then
-  work=$(mktemp -d)
-  $dso chain up --port 8551 --workdir "$work/chain" > /dev/null & chain=$!
-  $dso ipfs up --port 5007 --workdir "$work/ipfs" > /dev/null & ipfs=$!
-  trap 'kill $chain $ipfs 2>/dev/null; rm -rf "$work"' EXIT
-  until curl -sf -X POST http://127.0.0.1:5007/api/v0/id > /dev/null; do sleep 1; done
-  until curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}' \
-        http://127.0.0.1:8551 > /dev/null; do sleep 1; done
+  services 8551 5007
   $dso simulate --nodes 1000 "${flags[@]}" --chain http://127.0.0.1:8551 --store http://127.0.0.1:5007 \
        --output bench/results/scale-1000-anvil-ipfs.json > /dev/null
 fi

@@ -5,6 +5,7 @@
 #   every attack at 30% Byzantine on 20 nodes with a 7-member committee;
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/services.sh
 dso=.venv/bin/dso
 for attack in none junk wrong paraphrase inflation injection retrieval-hijack vote-collusion specialist placebo-claim; do
   $dso simulate --nodes 20 --byzantine 0.3 --attack $attack --rounds 2 --committee 7 \
@@ -12,13 +13,7 @@ for attack in none junk wrong paraphrase inflation injection retrieval-hijack vo
 done
 $dso simulate --nodes 1000 --byzantine 0.3 --attack wrong --rounds 3 \
      --force --output bench/results/simulate-1000-embedded.json --plots docs/figures/simulate-1000
-work=$(mktemp -d)
-$dso chain up --port 8547 --workdir "$work/chain" > /dev/null & chain=$!
-$dso ipfs up --port 5003 --workdir "$work/ipfs" > /dev/null & ipfs=$!
-trap 'kill $chain $ipfs 2>/dev/null; rm -rf "$work"' EXIT
-until curl -sf -X POST http://127.0.0.1:5003/api/v0/id > /dev/null; do sleep 1; done
-until curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}' \
-      http://127.0.0.1:8547 > /dev/null; do sleep 1; done
+services 8547 5003
 $dso simulate --nodes 100 --byzantine 0.3 --attack wrong --rounds 3 --chain http://127.0.0.1:8547 \
      --store http://127.0.0.1:5003 --force --output bench/results/simulate-100-anvil-ipfs.json
 # the scale table and the comparison with federated learning: bench/scale.sh (it reads these runs too)
