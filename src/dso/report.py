@@ -832,7 +832,11 @@ def chain_rows(results: Results) -> list[dict[str, Any]]:
                 "backend": backend,
                 "batches": row["batches"],
                 "gas per submit": f"{row['gas_per_submit']:,.0f}",
+                "gas per relayed batch": f"{row['gas_per_relayed_batch']:,.0f}"
+                if "gas_per_relayed_batch" in row
+                else "-",
                 "gas per vote": f"{row['gas_per_vote']:,.0f}",
+                "gas per attestation": f"{row['gas_per_attestation']:,.0f}" if "gas_per_attestation" in row else "-",
                 "submits per s": round(float(row["submit_tx_per_s"]), 1),
                 "date": _date(data),
                 "file": name,

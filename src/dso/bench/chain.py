@@ -19,12 +19,13 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from rich.console import Console
 
-from dso.chain.client import Chain, RegistryClient, connect, deploy_registry, dev_fund
+from dso.chain.client import Chain, RegistryClient, connect, deploy_registry, dev_fund, mine
 from dso.chain.registry import BatchState
 from dso.core.cid import cid_of
 from dso.core.records import BatchManifest, encode_batch
 from dso.core.signing import sign_batch
 from dso.machine import machine
+from dso.node.relay import CHUNK as RELAY_CHUNK
 
 MEMBERS = [Account.from_key(bytes([0x40 + i]) * 32) for i in range(3)]
 NODE = Account.from_key(b"\x7f" * 32)
@@ -59,6 +60,18 @@ def bench_backend(w3: Chain, batches: int, chunk: int, console: Console) -> dict
     submit_gas = statistics.median(r["gasUsed"] for r in submit_receipts)
     transactions = len(ids)
 
+    # the same number of batches again through a relay: one submitBatches per `RELAY_CHUNK`, from NODE
+    more = [Account.from_key(keccak(text=f"dso-bench-chain-{k}")) for k in range(len(publishers), 2 * len(publishers))]
+    relayed = [_signed(node, more[i // 4], 1 + i % 4) for i in range(batches)]
+    started = time.perf_counter()
+    relay_receipts = []
+    for start in range(0, len(relayed), RELAY_CHUNK):
+        node.submit_batches(relayed[start : start + RELAY_CHUNK])
+        relay_receipts += node.receipts
+    relay_s = time.perf_counter() - started
+    relay_gas = sum(r["gasUsed"] for r in relay_receipts) / max(1, len(relayed))
+    transactions += len(relay_receipts)
+
     single = ids[:20]  # single votes, first member: none of these decides a batch (1 of 3)
     started = time.perf_counter()
     vote_receipts = [clients[0].vote(batch_id, True) for batch_id in single]
@@ -75,6 +88,7 @@ def bench_backend(w3: Chain, batches: int, chunk: int, console: Console) -> dict
     started = time.perf_counter()
     accepted = clients[0].all_batches(BatchState.ACCEPTED)
     read_s = time.perf_counter() - started
+    attest_gas = _attestation_gas(w3)
     console.print(f"  {batches} batches, {transactions} transactions, {len(accepted)} accepted")
     full_chunks = [r["gasUsed"] for r in many_receipts if r is not None]
     return {
@@ -82,6 +96,10 @@ def bench_backend(w3: Chain, batches: int, chunk: int, console: Console) -> dict
         "transactions": transactions,
         "accepted": len(accepted),
         "gas_per_submit": submit_gas,
+        "relay_chunk": RELAY_CHUNK,
+        "gas_per_relayed_batch": relay_gas,
+        "relayed_batches_per_s": len(relayed) / relay_s,
+        "gas_per_attestation": attest_gas,
         "gas_per_vote": statistics.median(r["gasUsed"] for r in vote_receipts),
         "vote_many_chunk": chunk,
         "gas_per_vote_many_chunk_median": statistics.median(full_chunks),
@@ -90,6 +108,19 @@ def bench_backend(w3: Chain, batches: int, chunk: int, console: Console) -> dict
         "votes_per_s_in_vote_many": 3 * len(ids) / many_s,
         "read_all_batches_s": read_s,
     }
+
+
+def _attestation_gas(w3: Chain) -> float:
+    """Median gas of one member's attestation of an epoch's library (the last of three certifies it)."""
+    first = deploy_registry(w3, MEMBERS[0], [m.address for m in MEMBERS], voting_window=5)
+    clients = [first] + [RegistryClient(w3, first.address, account) for account in MEMBERS[1:]]
+    mine(w3, max(0, 6 - first.height()))
+    entries = cid_of(b"an entries document")
+    gas = []
+    for client in clients:
+        client.attest(0, keccak(text="a library root"), 12, entries)
+        gas += [r["gasUsed"] for r in client.receipts]
+    return float(statistics.median(gas))
 
 
 def run_chain_bench(batches: int = 1_000, chunk: int = 100, quiet: bool = False) -> dict[str, Any]:
