@@ -65,15 +65,11 @@ def library_entries(accepted: Sequence[GlobalExperience]) -> list[LibraryEntry]:
     return entries
 
 
-def attestable_epoch(ctx: NodeContext) -> int:
-    """The newest epoch this node may attest: closed here (every batch of it decided and fetched), and so ended."""
-    return ctx.state.settled_epoch()
-
-
 def attest(ctx: NodeContext) -> int | None:
-    """As a member: store the entries of the global library up to the newest attestable epoch and attest its
-    root on the registry, once per epoch; returns the epoch attested, or None when there is nothing new."""
-    epoch = attestable_epoch(ctx)
+    """As a member: store the entries of the global library up to the newest epoch closed here (every batch of
+    it decided and fetched, so the epoch has ended on chain too) and attest its root on the registry, once per
+    epoch; returns the epoch attested, or None when there is nothing new."""
+    epoch = ctx.state.settled_epoch()
     if epoch < 0 or epoch <= int(ctx.state.meta("attested_epoch") or "-1"):
         return None
     if ctx.registry.has_attested(epoch, ctx.address):
