@@ -215,7 +215,8 @@ def test_a_simulated_network_of_light_nodes_agrees_with_its_members_and_accepts_
         # every light node merged a certificate at least once a round (its publishing sync reads the last one)
         assert row["attestations"] == 5 and row["light_syncs"]["certificate"] >= 7 and row["disputes"] == 0
         assert row["honest_nodes_agreeing"] == "True" and row["global_library"]["accepted"] >= 1
-        member, reader = row["witnesses"]
+        member, reader, byzantine = row["witnesses"]
+        assert not byzantine["honest"] and byzantine["role"] == "reader" and byzantine["received"] > 0
         assert member["role"] == "member" and reader["role"] == "reader"
         assert 0 < reader["received"] < member["received"]
 

@@ -139,12 +139,14 @@ class SimulationPlan:
             store=settings.store,
             voting_window=window,
             seed=settings.seed,
-            # an honest member and an honest reader that share nothing: what one real node pays, per step
+            # an honest member, an honest reader and a Byzantine reader that share nothing: what one real node
+            # of each kind pays, per step
             witnesses=tuple(
                 group[0]
                 for group in (
                     [i for i in members if i not in bad_ids],
                     [i for i in range(settings.nodes) if i not in members and i not in bad_ids],
+                    [i for i in range(settings.nodes) if i not in members and i in bad_ids],
                 )
                 if group
             ),
@@ -248,7 +250,8 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
             )
             for witness in entry["witnesses"]:
                 say(
-                    f"round {round_}: a {witness['role']} sharing nothing: {witness['cpu_seconds_total']:.2f} s CPU, "
+                    f"round {round_}: a{'n honest' if witness['honest'] else ' Byzantine'} {witness['role']} sharing "
+                    f"nothing: {witness['cpu_seconds_total']:.2f} s CPU, "
                     f"{witness['sent']} B out, {witness['received']} B in"
                 )
     finally:
