@@ -266,3 +266,27 @@ def test_a_certificate_whose_entries_do_not_check_is_read_as_none(
     assert report.light is not None and report.light.mode == "full" and "entries of epoch" in report.light.reason
     assert network.nodes[3].library.all() == []
     network.close()
+
+
+@pytest.mark.parametrize("audit_rate", [0.0, 1.0])
+def test_a_captured_committee_forging_a_certificate_poisons_light_nodes_only_until_an_audit(
+    tmp_path: Path, audit_rate: float
+) -> None:
+    """The forged-certificate attack: two thirds of the committee Byzantine, certifying their library plus a wrong
+    lesson. Without audits every honest light node merges it (the attack is real); when light nodes audit, the
+    first one disputes it, the rest compute for themselves, and no honest library keeps it. The consensus of
+    the honest members never accepts it either way."""
+    from dso.simulate import SimulationSettings, simulate
+
+    settings = SimulationSettings(
+        nodes=12, byzantine=0.25, attack="forged-certificate", rounds=2, committee=4, chain="memory", light=True,
+        audit_rate=audit_rate, relay=True,
+    )  # fmt: skip
+    report = simulate(settings, DSOConfig(), workdir=tmp_path)
+    assert report["committee"]["byzantine_members"] == 3 and report["poisoned_accepted"] == 0  # 3 of 4 members
+    last = report["rounds"][-1]
+    if audit_rate == 0.0:
+        assert last["disputes"] == 0 and last["honest_libraries_poisoned"] == 8  # every honest light node
+    else:
+        assert report["rounds"][0]["disputes"] >= 1 and report["honest_libraries_poisoned"] == 0
+        assert last["light_syncs"]["certificate"] == 0  # after the dispute every light node computes for itself

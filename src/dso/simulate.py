@@ -85,6 +85,8 @@ class SimulationSettings:
             raise ConfigError(f"--byzantine must lie in [0, 0.5), got {self.byzantine}")
         if not 1 <= self.committee <= min(self.nodes, 200):
             raise ConfigError(f"--committee must lie in [1, min(nodes, 200)], got {self.committee}")
+        if self.attack == "forged-certificate" and not self.light:
+            raise ConfigError("--attack forged-certificate needs --light: only light nodes read certificates")
         if not 0.0 <= self.audit_rate <= 1.0:
             raise ConfigError(f"--audit-rate must lie in [0, 1], got {self.audit_rate}")
         if not 1 <= self.rounds <= 100 or not 1 <= self.draws <= 50:
@@ -126,6 +128,10 @@ class SimulationPlan:
         rng = random.Random(f"simulate:{settings.seed}")
         bad_ids = frozenset(rng.sample(range(settings.nodes), round(settings.byzantine * settings.nodes)))
         members = tuple(sorted(rng.sample(range(settings.nodes), settings.committee)))
+        if settings.attack == "forged-certificate":  # a captured committee: two thirds of it Byzantine, if they exist
+            bad = sorted(bad_ids)[: -(-2 * settings.committee // 3)]
+            good = [i for i in range(settings.nodes) if i not in bad_ids][: settings.committee - len(bad)]
+            members = tuple(sorted([*bad, *good]))
         # the voting window counts blocks, and a dev chain mines one per transaction: a round of N nodes takes
         # about 2N + committee blocks, so a window of chain.voting_window blocks would close on the first batches
         # of a large network before the committee reaches them (they would be rejected for want of votes)
@@ -135,6 +141,7 @@ class SimulationPlan:
             members=members,
             byzantine=bad_ids,
             colluding=settings.attack == "vote-collusion",
+            forging=settings.attack == "forged-certificate",
             chain=settings.chain or "embedded",
             store=settings.store,
             voting_window=window,
@@ -241,6 +248,14 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
                 return not ({g.text, *(g.decision.wordings if g.decision else ())} & honest_texts)
 
             entry.update(network.round_figures(round_, syncs, poisoned))
+            # what honest nodes hold, not only what the consensus accepts: a light node merges what the committee
+            # certified, so a captured committee's forgery shows here until an audit unmasks it
+            entry["honest_libraries_poisoned"] = sum(
+                1
+                for index, node in enumerate(nodes)
+                if index not in bad_ids
+                and any(e.origin_node != "local" and e.text not in honest_texts for e in node.library.all())
+            )
             entry["phase_seconds"] = {k: round(v, 2) for k, v in phase.items()}
             rounds.append(entry)
             say(
@@ -274,5 +289,6 @@ def _simulate(settings: SimulationSettings, config: DSOConfig, scratch: Path, sa
         "setup_seconds": {k: round(v, 2) for k, v in timings.items()},
         "rounds": rounds,
         "poisoned_accepted": max(r["poisoned_accepted"] for r in rounds),
+        "honest_libraries_poisoned": max(r["honest_libraries_poisoned"] for r in rounds),
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -9,7 +9,8 @@ Attacks: junk (random text), wrong (coordinated confidently wrong advice), sybil
 Byzantine node and round; the bench only: on a live network an identity is a funded, registered key),
 paraphrase (each wrong lesson in many wordings), inflation (confidence 1.0 on poison), vote-collusion
 (Byzantine members vote for their own side and against honest batches), retrieval-hijack (a wrong lesson
-written to be the nearest to a target question), injection (texts that instruct the model outside the task).
+written to be the nearest to a target question), injection (texts that instruct the model outside the task),
+forged-certificate (a captured committee certifies a library with a wrong lesson in it; light nodes only).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from collections.abc import Iterable
 from fractions import Fraction
 
 from dso.chain.registry import BatchInfo
+from dso.consensus.certificate import LibraryEntry, Provenance
 from dso.consensus.semantic_guard import exemplars
-from dso.node.context import Voter
+from dso.core.cid import cid_of
+from dso.core.merkle import merkle_root
+from dso.node.context import Attester, Voter
 
 ATTACKS = (
     "junk",
@@ -51,7 +55,9 @@ LEGS = {"spider": 8, "ant": 6, "crab": 10, "snake": 0, "bee": 6, "dog": 4, "bird
 PLACEBO_CLAIM = "When solving a problem, think it through step by step and check the result before answering."
 PARAPHRASE_FILLERS = ("always", "simply", "just", "first", "carefully", "in every case", "as a rule", "quickly")
 INJECTIONS = exemplars("attack_exemplars")
-NETWORK_ATTACKS = ("none", *(a for a in ATTACKS if a != "sybil"))  # what a network of real nodes can run
+# what a network of real nodes can run; forged-certificate needs light nodes (a captured committee certifies poison)
+NETWORK_ATTACKS = ("none", *(a for a in ATTACKS if a != "sybil"), "forged-certificate")
+FORGED = WRONG[3]  # the lesson a captured committee adds to the library it certifies
 
 
 def paraphrases(text: str, rng: random.Random, count: int) -> list[str]:
@@ -73,7 +79,7 @@ def attack_texts(attack: str, node: str, rng: random.Random, round_: int) -> lis
     """(node id, text, confidence) the Byzantine node `node` adds this round."""
     if attack == "junk":
         return [(node, junk(rng), rng.random()) for _ in range(5)]
-    if attack in ("wrong", "inflation", "vote-collusion"):
+    if attack in ("wrong", "inflation", "vote-collusion", "forged-certificate"):
         return [(node, text, 1.0) for text in WRONG]
     if attack == "sybil":
         return [(f"{node}-sybil-{round_}-{i}", text, 1.0) for i in range(10) for text in WRONG[:2]]
@@ -119,6 +125,20 @@ def colluding_voter(allies: Iterable[str]) -> Voter:
         return ally, "colluding: for an ally" if ally else "colluding: against an honest node"
 
     return judge
+
+
+def forging_attester(allies: Iterable[str]) -> Attester:
+    """A member that attests the library it computed plus a wrong lesson no honest node learned (the
+    forged-certificate attack): every ally forges the same entries, so two thirds of a committee certify them."""
+    origin = sorted(allies)[0] if allies else "0x" + "00" * 20
+    cid = cid_of(FORGED.encode())
+    provenance = Provenance(cid, origin, 0, "0x" + "00" * 32, 0)
+    poison = LibraryEntry(FORGED, "replay", 0.9, 1, merkle_root([cid]), provenance)
+
+    def attest(entries: list[LibraryEntry]) -> list[LibraryEntry]:
+        return entries if any(e.text == FORGED for e in entries) else [*entries, poison]
+
+    return attest
 
 
 def committee_capture(nodes: int | None, byzantine: float, committee: int, *, forging: bool = False) -> float:

@@ -27,7 +27,7 @@ from dso.embed import Embedder, make_embedder
 from dso.embed.cache import CachingEmbedder
 from dso.errors import NodeError
 from dso.library import ExperienceLibrary
-from dso.network.attacks import colluding_voter
+from dso.network.attacks import colluding_voter, forging_attester
 from dso.node.context import Log, SharedWork, Voter
 from dso.node.node import Node
 from dso.node.pull import texts_digest
@@ -244,6 +244,7 @@ class NetworkSpec:
     members: tuple[int, ...]  # indexes of the registry's members
     byzantine: frozenset[int] = frozenset()
     colluding: bool = False  # Byzantine members vote for their own side (the vote-collusion attack)
+    forging: bool = False  # Byzantine members attest a library with a poison in it (the forged-certificate attack)
     chain: str = "memory"  # memory | embedded | a JSON-RPC URL
     store: str = ""  # "" = a block folder in the network's folder; or an IPFS HTTP API URL
     voting_window: int = 100
@@ -544,5 +545,8 @@ def build_network(
         nodes.append(
             network_node(folder, index, node_config, account, registry, store, cache, shared=shared, voter=voter)
         )
+    for index, node in enumerate(nodes):
+        if spec.forging and index in spec.byzantine:
+            node.ctx.attester = forging_attester(allies)
     chain, accounts = deployment.chain, deployment.accounts
     return Network(spec, nodes, deployment.registry, store, chain, accounts, folder, shared, reads, deployment.client)

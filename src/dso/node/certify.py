@@ -76,6 +76,8 @@ def attest(ctx: NodeContext) -> int | None:
         ctx.state.set_meta("attested_epoch", str(epoch))
         return None
     entries = library_entries(pull.global_library(ctx, epoch).accepted)
+    if ctx.attester is not None:  # a Byzantine member of the attack suite
+        entries = ctx.attester(entries)
     document = entries_document(epoch, entries)
     cid = ctx.store.put(document)
     ctx.traffic.add("certificates", "sent", len(document))

@@ -12,6 +12,7 @@ from eth_account.signers.local import LocalAccount
 
 from dso.chain.registry import BatchInfo, Registry
 from dso.config import DSOConfig
+from dso.consensus.certificate import LibraryEntry
 from dso.consensus.policy import GuardPolicy
 from dso.core.records import ExperienceRecord
 from dso.embed.base import Vectors
@@ -25,6 +26,8 @@ from dso.store.base import ContentStore
 
 Log = Callable[[str], None]
 Voter = Callable[[BatchInfo], tuple[bool, str]]  # a member's vote on a batch and why
+# what a member attests, given the library entries it computed (the identity, except in the attack suite)
+Attester = Callable[[list[LibraryEntry]], list[LibraryEntry]]
 
 
 def hex_id(batch_id: bytes) -> str:
@@ -85,6 +88,7 @@ class NodeContext:
         self.embedder = embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder)
         self.traffic = TrafficLog()
         self.relay: Relay | None = None  # who carries this node's signed batches to the registry; None: itself
+        self.attester: Attester | None = None  # None: a member attests what it computed
         self.seen: dict[str, BatchInfo] = {}  # the registry's batches as the last scan read them
         self.last_global: tuple[str, GlobalLibrary] | None = None  # the last global library and its records' digest
 
