@@ -515,6 +515,9 @@ def attack_rows(results: Results) -> list[dict[str, Any]]:
             "global library": ", ".join(str(r["global_library"]["accepted"]) for r in rounds),
             "poisoned": data["poisoned_accepted"],
             "poisoned candidates": ", ".join(str(r["global_library"].get("poisoned_candidates", "-")) for r in rounds),
+            # a light node holds what its committee certified: a forgery stays there until an audit disputes it
+            "honest libraries poisoned": ", ".join(str(r.get("honest_libraries_poisoned", "-")) for r in rounds),
+            "disputes": ", ".join(str(r.get("disputes", "-")) for r in rounds),
             "file": name,
         }
 
@@ -961,7 +964,10 @@ def render(results: Results, *, command: str, link_base: str | Mapping[str, str]
     out += _section(
         "Attacks on networks of real nodes",
         "Signed batches, registry votes, pulls and merges; one simulation per attack. Poisoned candidates are below "
-        "the support threshold: no node merges them untried (replay nodes hold no questions, so they try none).",
+        "the support threshold: no node merges them untried (replay nodes hold no questions, so they try none). "
+        "Poisoned counts what the honest members' consensus accepts; honest libraries poisoned counts honest nodes "
+        "holding a lesson no honest node learned at the end of each round (light nodes hold what their committee "
+        "certified until an audit disputes it).",
         attack_rows(results),
         link_base,
     )
