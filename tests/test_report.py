@@ -228,3 +228,22 @@ def test_the_main_job_table_reads_the_demo_result() -> None:
     assert demo_rows({"demo.json": {**demo, "evaluation": None}}) == []
     assert demo_rows({"demo.json": {**demo, "evaluation": {"arms": "none"}}}) == []
     assert "The main job" in render({"demo.json": demo}, command="test")
+
+
+def test_light_node_runs_are_their_own_line_and_the_claim_uses_them(tmp_path: Path) -> None:
+    """The same 6-node network where every node pulls every batch and where the nodes outside the committee read
+    its certificate: two modes in the scale table, the comparison taken from the light run, and the light
+    network's median node receiving less than the full one's."""
+    reports = []
+    for light in (False, True):
+        settings = SimulationSettings(
+            nodes=6, byzantine=0.3, attack="wrong", rounds=1, committee=3, seed=5, chain="memory", light=light
+        )
+        path = tmp_path / f"simulate-{'light' if light else 'full'}.json"
+        path.write_text(json.dumps(simulate(settings, load_config(), workdir=tmp_path / path.stem)))
+        reports.append(path)
+    result = run_communication_bench(reports)
+    assert sorted(row["mode"] for row in result["scale"]) == ["full", "light"]
+    assert result["simulation"]["mode"] == "light"
+    by_mode = {row["mode"]: row["dso_bytes"] for row in result["scale"]}
+    assert by_mode["light"] < by_mode["full"]
