@@ -228,7 +228,8 @@ class RegistryClient:
         self._tx = None if account is None else Transactor(w3, account)
         self.chain_id = int(w3.eth.chain_id)
         self.receipts: list[TxReceipt] = []  # of this client's last write, for gas measurements
-        self._inputs_read: dict[bytes, bytes] = {}  # relayed transactions' inputs this client read (submission)
+        # relayed transactions this client read (`submission`): each batch's signed fields by id, per transaction
+        self._relayed: dict[bytes, dict[bytes, dict[str, Any]]] = {}
 
     def height(self) -> int:
         return int(self.w3.eth.block_number)
@@ -416,27 +417,32 @@ class RegistryClient:
         if len(logs) != 1:
             raise ChainError(f"batch 0x{batch_id.hex()} has {len(logs)} BatchSubmitted events, expected 1")
         tx_hash = bytes(logs[0]["transactionHash"])
-        seen = tx_hash in self._inputs_read
-        data = self._inputs_read.get(tx_hash) or bytes(self.w3.eth.get_transaction(HexBytes(tx_hash))["input"])
-        try:
-            fn, args = self.contract.decode_function_input(data)
-        except ValueError:
-            raise ChainError(f"batch 0x{batch_id.hex()} was submitted through another contract") from None
-        if fn.fn_name == "submitBatch":
-            return dict(args), len(data)
-        if fn.fn_name != "submitBatches":
-            raise ChainError(f"batch 0x{batch_id.hex()} was not registered by submitBatch or submitBatches")
-        # a relay's transaction: the entry whose signed fields make this id; its input is read once per client
-        if len(self._inputs_read) >= 64:
-            self._inputs_read.clear()
-        self._inputs_read[tx_hash] = data
-        for node, root, cid, round_, signature in zip(
-            args["nodes"], args["merkleRoots"], args["batchCids"], args["rounds"], args["signatures"], strict=True
-        ):
-            if submission_id(node, root, cid, round_) == batch_id:
-                entry = {"node": node, "merkleRoot": root, "batchCid": cid, "round": round_, "signature": signature}
-                return entry, 0 if seen else len(data)
-        raise ChainError(f"batch 0x{batch_id.hex()} is not among the batches its transaction registered")
+        relayed = self._relayed.get(tx_hash)  # a relay's transaction this client read already: its entries by id
+        size = 0
+        if relayed is None:
+            data = bytes(self.w3.eth.get_transaction(HexBytes(tx_hash))["input"])
+            try:
+                fn, args = self.contract.decode_function_input(data)
+            except ValueError:
+                raise ChainError(f"batch 0x{batch_id.hex()} was submitted through another contract") from None
+            if fn.fn_name == "submitBatch":
+                return dict(args), len(data)
+            if fn.fn_name != "submitBatches":
+                raise ChainError(f"batch 0x{batch_id.hex()} was not registered by submitBatch or submitBatches")
+            fields = ("nodes", "merkleRoots", "batchCids", "rounds", "signatures")
+            relayed = {
+                submission_id(node, root, cid, round_): {
+                    "node": node, "merkleRoot": root, "batchCid": cid, "round": round_, "signature": signature
+                }
+                for node, root, cid, round_, signature in zip(*(args[f] for f in fields), strict=True)
+            }  # fmt: skip
+            if len(self._relayed) >= 64:
+                self._relayed.clear()
+            self._relayed[tx_hash], size = relayed, len(data)
+        entry = relayed.get(batch_id)
+        if entry is None:
+            raise ChainError(f"batch 0x{batch_id.hex()} is not among the batches its transaction registered")
+        return dict(entry), size
 
     def verify_inclusion(self, merkle_root: bytes, cid: str, proof: Sequence[bytes]) -> bool:
         fn = self.contract.functions.verifyInclusion(merkle_root, parse_cid(cid), list(proof))
