@@ -230,6 +230,8 @@ class RegistryClient:
         self.receipts: list[TxReceipt] = []  # of this client's last write, for gas measurements
         # relayed transactions this client read (`submission`): each batch's signed fields by id, per transaction
         self._relayed: dict[bytes, dict[bytes, dict[str, Any]]] = {}
+        # the batches registered in a block, by id, with the transaction that registered each (None: two did)
+        self._registered: dict[int, dict[bytes, bytes | None]] = {}
 
     def height(self) -> int:
         return int(self.w3.eth.block_number)
@@ -411,12 +413,18 @@ class RegistryClient:
         # the batch's deadline is its submission block plus the voting window: read that one block's logs
         # (a node scanning every block is slow, and the embedded chain's log search scans them all)
         block = self.batch(batch_id).deadline - self.voting_window
-        logs = self.contract.events.BatchSubmitted().get_logs(
-            argument_filters={"batchId": batch_id}, from_block=block, to_block=block
-        )
-        if len(logs) != 1:
-            raise ChainError(f"batch 0x{batch_id.hex()} has {len(logs)} BatchSubmitted events, expected 1")
-        tx_hash = bytes(logs[0]["transactionHash"])
+        registered = self._registered.get(block)
+        if registered is None:  # every batch of that block at once: a relay's block holds a hundred
+            registered = {}
+            for log in self.contract.events.BatchSubmitted().get_logs(from_block=block, to_block=block):
+                found = bytes(log["args"]["batchId"])
+                registered[found] = None if found in registered else bytes(log["transactionHash"])
+            if len(self._registered) >= 256:
+                self._registered.clear()
+            self._registered[block] = registered
+        tx_hash = registered.get(batch_id)
+        if tx_hash is None:
+            raise ChainError(f"batch 0x{batch_id.hex()} has no single BatchSubmitted event in block {block}")
         relayed = self._relayed.get(tx_hash)  # a relay's transaction this client read already: its entries by id
         size = 0
         if relayed is None:
