@@ -34,9 +34,8 @@ def test_a_small_network_rejects_coordinated_wrong_advice(wrong_advice: dict[str
     assert set(first["phase_seconds"]) == {"learn", "publish", "vote", "pull"}
     # an honest member and an honest reader that share nothing with the other simulated nodes: what one real
     # node pays; a member receives more than a reader (it fetches pending batches to vote on them)
-    member, reader, byzantine = first["witnesses"]
+    member, reader = first["witnesses"]  # both Byzantine nodes of this seed are members: no Byzantine reader
     assert (member["role"], reader["role"]) == ("member", "reader") and member["honest"] and reader["honest"]
-    assert not byzantine["honest"] and byzantine["received"] > 0  # and what an attacker pays
     assert member["cpu_seconds"]["vote"] > 0 and member["transactions"] >= 2  # its batch and its votes
     assert reader["cpu_seconds_total"] > 0 and "vote" not in reader["cpu_seconds"]
     assert member["received"] > reader["received"] > 0
