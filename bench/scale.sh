@@ -16,14 +16,14 @@ audit() {  # a light node's chance to audit a certificate: about ten audits a ro
 }
 for nodes in ${SIZES:-10 100 1000}; do
   $dso simulate --nodes "$nodes" "${flags[@]}" --audit-rate "$(audit "$nodes")" \
-       --output "bench/results/scale-$nodes-embedded.json" > /dev/null
+       --output "bench/results/simulate-light-$nodes-embedded.json" > /dev/null
 done
 if [ -z "${SKIP_ANVIL:-}" ]; then
   services 8551 5007
   $dso simulate --nodes 1000 "${flags[@]}" --audit-rate "$(audit 1000)" --chain http://127.0.0.1:8551 --store http://127.0.0.1:5007 \
-       --output bench/results/scale-1000-anvil-ipfs.json > /dev/null
+       --output bench/results/simulate-light-1000-anvil-ipfs.json > /dev/null
 fi
 full=(bench/results/simulate-anvil-10.json bench/results/simulate-anvil-100.json bench/results/simulate-1000-embedded.json)
-light=(bench/results/scale-*-embedded.json)
+light=(bench/results/simulate-light-*.json)
 $dso bench communication "${full[@]/#/--simulation=}" "${light[@]/#/--simulation=}" \
      --output bench/results/communication.json --plot docs/figures/communication-nodes.png
