@@ -500,20 +500,30 @@ class AddressBook:
         write_text_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+MINE_CHUNK = 256  # blocks per anvil_mine call: thousands in one call outlast the client's read timeout
+
+
 def mine(w3: Web3, blocks: int = 1) -> None:
-    """Advance a dev chain by empty blocks: the embedded EVM and anvil in one call, any other node that answers
-    `evm_mine` one block a call."""
+    """Advance a dev chain by empty blocks: the embedded EVM in one call, anvil MINE_CHUNK blocks a call, any
+    other node that answers `evm_mine` one block a call. A chain that does not answer is a `ChainError`."""
     if blocks <= 0:
         return
     tester = getattr(w3.provider, "ethereum_tester", None)
     if tester is not None:
         tester.mine_blocks(blocks)
         return
-    answer = w3.provider.make_request("anvil_mine", [hex(blocks)])  # type: ignore[arg-type]
-    if "error" not in answer:
-        return
-    for _ in range(blocks):
-        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    try:
+        left = blocks
+        while left > 0:
+            step = min(left, MINE_CHUNK)
+            answer = w3.provider.make_request("anvil_mine", [hex(step)])  # type: ignore[arg-type]
+            if "error" in answer:
+                for _ in range(left):
+                    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+                return
+            left -= step
+    except Exception as exc:  # the HTTP client's own errors (timeouts, refused connections)
+        raise ChainError(f"could not mine {blocks} blocks: {str(exc)[:200]}") from None
 
 
 def _conforms(registry: RegistryClient) -> Registry:
