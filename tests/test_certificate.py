@@ -290,3 +290,21 @@ def test_a_captured_committee_forging_a_certificate_poisons_light_nodes_only_unt
     else:
         assert report["rounds"][0]["disputes"] >= 1 and report["honest_libraries_poisoned"] == 0
         assert last["light_syncs"]["certificate"] == 0  # after the dispute every light node computes for itself
+
+
+def test_members_attest_on_anvil_in_the_round_their_epoch_closes(
+    tmp_path: Path, embedder: Embedder, anvil_url: str
+) -> None:
+    """anvil estimates gas at its latest block: closing an epoch mines one block past it, so the members'
+    attestations of that epoch go through in the same round and light nodes read the certificate."""
+    config = DSOConfig()
+    config.network.light, config.network.audit_rate = True, 0.0
+    spec = NetworkSpec(nodes=4, members=(0, 1, 2), chain=anvil_url)
+    network = build_network(config, tmp_path, spec, embedder=embedder)
+    for node in network.nodes[:3]:
+        node.library.add(LESSON, domain="units")
+    *_, third = network.sync_round(range(4))
+    assert all(r.attested is not None for r in third[:3])
+    assert third[3].light is not None and third[3].light.mode == "certificate"
+    assert [e.text for e in network.nodes[3].library.all()] == [LESSON]
+    network.close()

@@ -474,14 +474,16 @@ def deploy_network(spec: NetworkSpec) -> Deployment:
 
 
 def close_epoch(chain: Any, registry: Registry) -> int:
-    """Mine a development chain (a `MemoryChain` or a Web3 connection to the embedded EVM or anvil) to the last
+    """Mine a development chain (a `MemoryChain` or a Web3 connection to the embedded EVM or anvil) past the last
     block of the current epoch, and past the deadline of every batch still pending, so that every batch
     registered so far is decided and its epoch closed: what waiting for the voting window does on a live
     chain. The simulation, the demo, the Flower server and the tests run it between rounds. Returns the
     number of blocks mined."""
     height = registry.height()
     window = max(1, registry.voting_window)
-    target = (height // window + 1) * window - 1  # the current epoch's last block
+    # past the current epoch's last block by one: an attestation of the closed epoch is then valid at the chain's
+    # head, where anvil estimates gas (a live chain is there by the time a member syncs)
+    target = (height // window + 1) * window
     for info in registry.all_batches(BatchState.PENDING):
         target = max(target, info.deadline)
     blocks = target - height
