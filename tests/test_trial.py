@@ -349,38 +349,23 @@ def test_question_draws_are_disjoint_repeatable_and_skip_what_was_seen() -> None
     assert [p.question for p in again(2)] == [p.question for p in draws(2)]  # a restarted node asks the same
 
 
+WELL_FORMED = {"text": "t", "domain": "d", "questions": 1, "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": False}
+
+
 @pytest.mark.parametrize(
     "row",
     [
         {},
-        {"text": 5, "domain": "d", "questions": 1, "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": False},
-        {"text": "t", "domain": "d", "questions": -1, "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": False},
-        {"text": "t", "domain": "d", "questions": "9", "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": False},
-        {"text": "t", "domain": ["d"], "questions": 1, "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": False},
-        {"text": "t", "domain": "d", "questions": 1, "fixed": 1, "broken": 0, "p_value": 0.5, "adopted": "no"},
-        {
-            "text": "t",
-            "domain": "d",
-            "questions": 1,
-            "fixed": 1,
-            "broken": 0,
-            "p_value": 0.5,
-            "adopted": False,
-            "pending": {"x": [1]},
-        },
-        {
-            "text": "t",
-            "domain": "d",
-            "questions": 1,
-            "fixed": 1,
-            "broken": 0,
-            "p_value": 0.5,
-            "adopted": False,
-            "unknown": 1,
-            "looks": None,
-        },
+        {**WELL_FORMED, "text": 5},
+        {**WELL_FORMED, "questions": -1},
+        {**WELL_FORMED, "questions": "9"},
+        {**WELL_FORMED, "domain": ["d"]},
+        {**WELL_FORMED, "adopted": "no"},
+        {**WELL_FORMED, "pending": {"x": [1]}},
+        {**WELL_FORMED, "unknown": 1, "looks": None},
     ],
 )
 def test_a_trial_row_of_the_wrong_shape_reads_as_no_verdict(row: dict[str, object]) -> None:
     """A damaged state row never becomes a pending candidate's counts, and never raises."""
+    assert TrialVerdict.from_row(WELL_FORMED) is not None  # each row differs from a readable one in one way
     assert TrialVerdict.from_row(row) is None
